@@ -1,0 +1,79 @@
+import type { EventPayload, TurnEnded } from "../events/event.js";
+
+/** The per-session settings a provider turns into launch arguments. */
+export interface LaunchConfig {
+  model: string;
+  permissionMode: string;
+  allowedTools: readonly string[];
+  disallowedTools: readonly string[];
+  systemPrompt: string;
+  appendSystemPrompt: string;
+}
+
+/** What a provider needs to start one agent process. */
+export interface LaunchSpec {
+  /** The agent's own conversation id (deterministic per session). */
+  providerSessionId: string;
+  /** Continue the conversation `providerSessionId` instead of starting a new one. */
+  resume: boolean;
+  config: LaunchConfig;
+}
+
+/** The command line of an agent process, run without a shell. */
+export interface Command {
+  file: string;
+  args: string[];
+}
+
+/**
+ * One item a provider's output parser recognized in a line of agent output.
+ *
+ * - `event`: a normalized payload to log as it is.
+ * - `turn_start`: the agent acknowledged the turn (Claude Code's per-turn `system/init`).
+ * - `turn_end`: the agent ended the turn (Claude Code's `result`); the session adds the
+ *   wall-clock duration and logs it as the turn's TurnEnded event.
+ * - `control_response`: the answer to a control request the host sent.
+ * - `control_request`: the agent asks the host something (e.g. a tool permission); the
+ *   host must answer every one with exactly one response.
+ * - `fatal_startup`: the agent refused to start the conversation (e.g. an unknown
+ *   `--resume` id); the process is about to exit.
+ */
+export type ParsedOutput =
+  | { type: "event"; payload: EventPayload }
+  | { type: "turn_start"; providerSessionId: string; model: string }
+  | { type: "turn_end"; turnEnded: TurnEnded }
+  | { type: "control_response"; requestId: string; error?: string }
+  | { type: "control_request"; requestId: string; subtype: string }
+  | { type: "fatal_startup"; message: string };
+
+/** Parses one process's output. Stateful: create one per process. */
+export interface OutputParser {
+  /**
+   * Parses one complete output line (without its newline). `nowMs` is the arrival time
+   * (Date.now() or a fake clock in tests), used to measure thinking, tool and generation
+   * durations.
+   */
+  parse(line: string, nowMs: number): ParsedOutput[];
+}
+
+/** An agent CLI: how to launch it, talk to it and read it. */
+export interface Provider {
+  /** Stable name, e.g. "claude-code". */
+  readonly name: string;
+  /** The command that starts an agent process for a session. */
+  command(spec: LaunchSpec): Command;
+  /** One stdin line (without newline) that sends a user prompt. */
+  encodePrompt(prompt: string): string;
+  /** One stdin line (without newline) asking the agent to interrupt the running turn. */
+  encodeInterrupt(requestId: string): string;
+  /** One stdin line answering an agent's control request with an error. */
+  encodeControlError(requestId: string, message: string): string;
+  /** A fresh parser for one process's stdout. */
+  createParser(): OutputParser;
+  /**
+   * Classifies an early exit (before the first turn started): "resume_missing" when the
+   * agent had no conversation to resume, "id_in_use" when the conversation already exists
+   * and must be resumed rather than created, undefined otherwise.
+   */
+  classifyStartupFailure(stderr: string, fatalMessage: string | undefined): "resume_missing" | "id_in_use" | undefined;
+}
