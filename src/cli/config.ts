@@ -1,0 +1,140 @@
+import { existsSync, mkdirSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { validate as isUuid } from "uuid";
+import { DEFAULT_NAMESPACE, type EngineConfig } from "../engine/config.js";
+import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
+
+/** The daemon's whole configuration, validated. */
+export interface DaemonConfig {
+  host: string;
+  port: number;
+  token: string | undefined;
+  logLevel: string;
+  engine: EngineConfig;
+}
+
+/** A configuration mistake; the message names the option and shows the value. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+// Each option: its flag, its environment variable, its default and a one-line help.
+export const OPTIONS = {
+  listen: { env: "HOTPLEX_LISTEN", default: "127.0.0.1:7070", help: "address to listen on, HOST:PORT" },
+  token: { env: "HOTPLEX_TOKEN", default: "", help: "bearer token every call must send (required off loopback)" },
+  "claude-path": { env: "HOTPLEX_CLAUDE_PATH", default: "", help: "Claude Code executable (default: the bundled one, else `claude` on PATH)" },
+  "work-root": { env: "HOTPLEX_WORK_ROOT", default: "~/.hotplex/work", help: "directory every session work dir lies in" },
+  namespace: { env: "HOTPLEX_NAMESPACE", default: DEFAULT_NAMESPACE, help: "UUID namespace of provider session ids" },
+  "max-sessions": { env: "HOTPLEX_MAX_SESSIONS", default: "64", help: "most agent processes at once" },
+  "queue-limit": { env: "HOTPLEX_QUEUE_LIMIT", default: "16", help: "most turns queued behind a running one, per session" },
+  "turn-timeout": { env: "HOTPLEX_TURN_TIMEOUT", default: "10m", help: "longest a turn may run (0 = no limit)" },
+  "idle-timeout": { env: "HOTPLEX_IDLE_TIMEOUT", default: "30m", help: "idle agent processes are ended after this (0 = never)" },
+  "stop-grace": { env: "HOTPLEX_STOP_GRACE", default: "5s", help: "time between SIGTERM and SIGKILL" },
+  "log-max-events": { env: "HOTPLEX_LOG_MAX_EVENTS", default: "100000", help: "events kept per session" },
+  "log-max-bytes": { env: "HOTPLEX_LOG_MAX_BYTES", default: "67108864", help: "approximate bytes of events kept per session" },
+  "agent-env": { env: "HOTPLEX_AGENT_ENV", default: "", help: "extra environment variables agents may inherit (comma-separated; NAME or PREFIX*)" },
+  "log-level": { env: "HOTPLEX_LOG_LEVEL", default: "info", help: "pino log level" },
+} as const;
+
+type OptionName = keyof typeof OPTIONS;
+
+/** Reads flags, then environment, then defaults. Throws ConfigError on bad values. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
+  let parsed: Record<string, string | boolean | undefined>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: Object.fromEntries(Object.keys(OPTIONS).map((name) => [name, { type: "string" }])),
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message} (see --help)`);
+  }
+  const get = (name: OptionName): string => {
+    const flag = parsed[name];
+    if (typeof flag === "string") return flag;
+    return env[OPTIONS[name].env] ?? OPTIONS[name].default;
+  };
+
+  const { host, port } = parseListen(get("listen"));
+  const token = get("token") || undefined;
+  if (!token && !isLoopback(host)) {
+    throw new ConfigError(`--listen ${get("listen")} is not a loopback address: set --token (or HOTPLEX_TOKEN) to listen there`);
+  }
+  const namespace = get("namespace");
+  if (!isUuid(namespace)) throw new ConfigError(`--namespace "${namespace}" is not a UUID`);
+  const workRoot = path.resolve(expandHome(get("work-root")));
+  mkdirSync(workRoot, { recursive: true });
+  const extraEnv = get("agent-env").split(",").map((name) => name.trim()).filter(Boolean);
+
+  return {
+    host,
+    port,
+    token,
+    logLevel: get("log-level"),
+    engine: {
+      claudePath: get("claude-path") || defaultClaudePath(),
+      namespace,
+      workRoot,
+      maxLiveSessions: positiveInt("max-sessions", get("max-sessions")),
+      limits: {
+        queueLimit: positiveInt("queue-limit", get("queue-limit"), 0),
+        turnTimeoutMs: durationMs("turn-timeout", get("turn-timeout")),
+        idleTimeoutMs: durationMs("idle-timeout", get("idle-timeout")),
+        stopGraceMs: durationMs("stop-grace", get("stop-grace")),
+      },
+      logBounds: {
+        maxEvents: positiveInt("log-max-events", get("log-max-events")),
+        maxBytes: positiveInt("log-max-bytes", get("log-max-bytes")),
+      },
+      agentEnv: agentEnvironment(env, [...DEFAULT_AGENT_ENV_ALLOW, ...extraEnv]),
+    },
+  };
+}
+
+/** "HOST:PORT", "[::1]:PORT" or ":PORT" (loopback). */
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw new ConfigError(`--listen "${value}" must look like HOST:PORT, e.g. 127.0.0.1:7070`);
+  return { host: match[1] ?? (match[2] || "127.0.0.1"), port };
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function positiveInt(name: OptionName, value: string, min = 1): number {
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < min) {
+    throw new ConfigError(`--${name} "${value}" must be a whole number of at least ${min}`);
+  }
+  return number;
+}
+
+/** "250ms", "30s", "5m", "1h"; a bare number is seconds. */
+export function durationMs(name: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match) throw new ConfigError(`--${name} "${value}" must be a duration such as 250ms, 30s, 5m or 1h`);
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"] ?? 1000;
+  return Math.round(Number(match[1]) * factor);
+}
+
+function expandHome(value: string): string {
+  return value === "~" || value.startsWith("~/") ? path.join(homedir(), value.slice(1)) : value;
+}
+
+// The Claude Code CLI installed with hotplex's own dependencies, if any.
+function defaultClaudePath(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i += 1) {
+    const candidate = path.join(dir, "node_modules", ".bin", "claude");
+    if (existsSync(candidate)) return candidate;
+    dir = path.dirname(dir);
+  }
+  return "claude";
+}

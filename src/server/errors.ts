@@ -1,0 +1,37 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { OutOfRangeDetailSchema } from "../../gen/hotplex/v1/session_service_pb.js";
+import { HotplexError, type HotplexErrorCode, OutOfRangeError } from "../errors.js";
+
+const CODES: Record<HotplexErrorCode, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  failed_precondition: Code.FailedPrecondition,
+  resource_exhausted: Code.ResourceExhausted,
+  out_of_range: Code.OutOfRange,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+/**
+ * Maps anything an RPC threw to the ConnectError the client sees. Engine errors keep
+ * their message (it says what to fix); OUT_OF_RANGE carries the retained range as a
+ * typed detail. Anything unexpected becomes INTERNAL without leaking internals; the
+ * original stays as `cause` for the log.
+ */
+export function connectErrorFromReason(reason: unknown): ConnectError {
+  if (reason instanceof ConnectError) return reason;
+  if (reason instanceof OutOfRangeError) {
+    const detail = create(OutOfRangeDetailSchema, {
+      sessionId: reason.sessionId,
+      requestedAfterSeq: BigInt(reason.requestedAfterSeq),
+      firstSeq: BigInt(reason.firstSeq),
+      lastSeq: BigInt(reason.lastSeq),
+    });
+    return new ConnectError(reason.message, Code.OutOfRange, undefined, [{ desc: OutOfRangeDetailSchema, value: detail }], reason);
+  }
+  if (reason instanceof HotplexError) {
+    return new ConnectError(reason.message, CODES[reason.code], undefined, undefined, reason);
+  }
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, reason);
+}

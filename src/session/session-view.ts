@@ -1,0 +1,97 @@
+import { clone, create } from "@bufbuild/protobuf";
+import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  type SessionConfig,
+  type SessionInfo,
+  SessionInfoSchema,
+  SessionStatsSchema,
+  SessionStatus,
+  type TurnInfo,
+  TurnInfoSchema,
+} from "../../gen/hotplex/v1/session_pb.js";
+import type { Event } from "../events/event.js";
+import { StatsAccumulator } from "./stats.js";
+
+/**
+ * A session's state as the fold of its events. The session applies each event right
+ * after appending it, in the same synchronous step, so a reader that takes this view
+ * and the log's lastSeq together sees exactly the state as of that seq.
+ */
+export class SessionView {
+  status: SessionStatus = SessionStatus.DEAD;
+  pid = 0;
+  providerSessionId: string;
+  workDir: string;
+  readonly createdAt: Timestamp;
+  lastActiveMs: number;
+  currentTurn: TurnInfo | undefined;
+  readonly stats = new StatsAccumulator();
+
+  constructor(
+    readonly sessionId: string,
+    readonly provider: string,
+    providerSessionId: string,
+    workDir: string,
+    nowMs = Date.now(),
+  ) {
+    this.providerSessionId = providerSessionId;
+    this.workDir = workDir;
+    this.createdAt = timestampFromMs(nowMs);
+    this.lastActiveMs = nowMs;
+  }
+
+  apply(event: Event): void {
+    const { payload } = event;
+    this.lastActiveMs = Date.now();
+    switch (payload.case) {
+      case "sessionStarted":
+        this.status = SessionStatus.READY;
+        this.pid = payload.value.pid;
+        this.providerSessionId = payload.value.providerSessionId;
+        this.workDir = payload.value.workDir;
+        break;
+      case "turnStarted":
+        this.status = SessionStatus.BUSY;
+        this.currentTurn = create(TurnInfoSchema, {
+          turnId: event.turnId,
+          requestId: payload.value.requestId,
+          prompt: payload.value.prompt,
+          startedAt: event.time,
+          startedSeq: event.seq,
+        });
+        break;
+      case "turnEnded":
+        if (this.currentTurn?.turnId === event.turnId) {
+          this.currentTurn = undefined;
+          if (this.status === SessionStatus.BUSY) this.status = SessionStatus.READY;
+        }
+        break;
+      case "sessionEnded":
+        this.status = SessionStatus.DEAD;
+        this.pid = 0;
+        this.currentTurn = undefined;
+        break;
+      default:
+        break;
+    }
+    this.stats.apply(event);
+  }
+
+  toInfo(config: SessionConfig, queuedTurns: number): SessionInfo {
+    return create(SessionInfoSchema, {
+      sessionId: this.sessionId,
+      status: this.status,
+      provider: this.provider,
+      providerSessionId: this.providerSessionId,
+      workDir: this.workDir,
+      createdAt: this.createdAt,
+      lastActiveAt: timestampFromMs(this.lastActiveMs),
+      currentTurn: this.currentTurn,
+      queuedTurns,
+      pid: this.pid,
+      config,
+      // A copy: the live accumulator keeps changing while the response is serialized.
+      stats: clone(SessionStatsSchema, this.stats.stats),
+    });
+  }
+}

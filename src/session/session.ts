@@ -1,0 +1,490 @@
+import { mkdir } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { type SessionConfig, SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
+import { HotplexError } from "../errors.js";
+import {
+  ErrorEventSchema,
+  type EventPayload,
+  RawOutputSchema,
+  SessionEndedSchema,
+  SessionStartedSchema,
+  StartKind,
+  type TurnEnded,
+  TurnEndedSchema,
+  TurnOutcome,
+  TurnStartedSchema,
+} from "../events/event.js";
+import type { EventLog } from "../events/event-log.js";
+import type { LaunchConfig, OutputParser, ParsedOutput, Provider } from "../providers/provider.js";
+import { AgentProcess, type ProcessExit } from "./agent-process.js";
+import { SessionView } from "./session-view.js";
+import { Turn } from "./turn.js";
+
+/** Timing and size limits of one session. */
+export interface SessionLimits {
+  /** Turns that may wait behind the running one. */
+  queueLimit: number;
+  /** A turn running longer is interrupted and ends TIMED_OUT. 0 disables. */
+  turnTimeoutMs: number;
+  /** An idle agent process is ended after this long. 0 disables. */
+  idleTimeoutMs: number;
+  /** Time between SIGTERM (or an interrupt) and SIGKILL. */
+  stopGraceMs: number;
+}
+
+export interface SessionOptions {
+  tenant: string;
+  sessionId: string;
+  provider: Provider;
+  providerSessionId: string;
+  workDir: string;
+  config: SessionConfig;
+  launch: LaunchConfig;
+  env: Record<string, string>;
+  log: EventLog;
+  limits: SessionLimits;
+  logger: Logger;
+  /** The provider already holds this conversation: start the agent with resume. */
+  hasConversation: boolean;
+  /** Asked before a new agent process starts; false means the daemon is at its cap. */
+  mayStartProcess: () => boolean;
+}
+
+// Request ids remembered per session for safe retries of Execute.
+const REMEMBERED_REQUEST_IDS = 256;
+
+/**
+ * One conversation: an agent process (when one runs), its turn queue and its state.
+ *
+ * Exactly one turn runs at a time: a prompt is written to the agent only when the
+ * previous turn has ended, because Claude Code folds a message sent mid-turn into the
+ * running turn without a result of its own.
+ */
+export class Session {
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly log: EventLog;
+  readonly view: SessionView;
+  config: SessionConfig;
+  #launch: LaunchConfig;
+  readonly #options: SessionOptions;
+  readonly #logger: Logger;
+  #hasConversation: boolean;
+
+  #process: AgentProcess | undefined;
+  #parser: OutputParser | undefined;
+  #processExited: Promise<void> | undefined;
+  /** The process has answered its first turn (SessionStarted logged). */
+  #processStarted = false;
+  #startKind = StartKind.COLD;
+  #startRetried = false;
+  #fatalStartupMessage: string | undefined;
+  #endReason: string | undefined;
+
+  #current: Turn | undefined;
+  #queue: Turn[] = [];
+  #pumping = false;
+  #turnTimer: NodeJS.Timeout | undefined;
+  #killTimer: NodeJS.Timeout | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #byRequestId = new Map<string, Turn>();
+  #closed = false;
+
+  constructor(options: SessionOptions) {
+    this.#options = options;
+    this.tenant = options.tenant;
+    this.sessionId = options.sessionId;
+    this.log = options.log;
+    this.config = options.config;
+    this.#launch = options.launch;
+    this.#hasConversation = options.hasConversation;
+    this.#logger = options.logger.child({ session: options.sessionId, tenant: options.tenant });
+    this.view = new SessionView(options.sessionId, options.provider.name, options.providerSessionId, options.workDir);
+  }
+
+  /** True while an agent process runs or is being started. */
+  get live(): boolean {
+    return this.view.status !== SessionStatus.DEAD;
+  }
+
+  get queuedTurns(): number {
+    return this.#queue.length;
+  }
+
+  /** The turn an earlier Execute with this request id started, if remembered. */
+  turnForRequest(requestId: string): Turn | undefined {
+    return requestId ? this.#byRequestId.get(requestId) : undefined;
+  }
+
+  /** Replaces the config for the next process start; refused while a process runs. */
+  reconfigure(config: SessionConfig, launch: LaunchConfig, workDir: string): void {
+    if (this.live) {
+      throw new HotplexError(
+        "failed_precondition",
+        `session "${this.sessionId}" is running with a different config; omit config, send the same one, or StopSession first`,
+      );
+    }
+    this.config = config;
+    this.#launch = launch;
+    this.view.workDir = workDir;
+  }
+
+  /**
+   * Accepts a prompt. Runs it now if the session is idle; otherwise queues it when
+   * `queue` is set, else fails with failed_precondition.
+   */
+  submit(prompt: string, requestId: string, queue: boolean): Turn {
+    if (this.#closed) throw new HotplexError("unavailable", "the daemon is shutting down");
+    const busy = this.#current !== undefined || this.#queue.length > 0;
+    if (busy && !queue) {
+      throw new HotplexError(
+        "failed_precondition",
+        `session "${this.sessionId}" is busy with turn ${this.#current?.id ?? this.#queue[0]?.id}; set queue to wait for it`,
+      );
+    }
+    if (busy && this.#queue.length >= this.#options.limits.queueLimit) {
+      throw new HotplexError(
+        "resource_exhausted",
+        `session "${this.sessionId}" already has ${this.#queue.length} queued turns (the limit)`,
+      );
+    }
+    if (!this.live) {
+      if (!this.#options.mayStartProcess()) {
+        throw new HotplexError("resource_exhausted", "the daemon runs its maximum number of live sessions; stop one or retry later");
+      }
+      // Counts against the live-session cap from now on, before the process exists.
+      this.view.status = SessionStatus.STARTING;
+    }
+    const turn = new Turn(prompt, requestId, this.log.lastSeq);
+    turn.wasQueued = busy;
+    if (requestId) this.#rememberRequest(requestId, turn);
+    this.#queue.push(turn);
+    this.#clearIdleTimer();
+    void this.#pump();
+    return turn;
+  }
+
+  /**
+   * Ends the agent process group (SIGTERM, grace, SIGKILL). The running turn and every
+   * queued turn end STOPPED; a SessionEnded event with `reason` is logged.
+   */
+  async stop(reason = "stopped"): Promise<void> {
+    this.#clearIdleTimer();
+    for (const turn of this.#queue.splice(0)) {
+      this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.STOPPED, `session ${reason} before the turn started`));
+    }
+    const current = this.#current;
+    if (current && !current.ended) {
+      current.endedBy = "stop";
+      current.stopReason = reason;
+    }
+    const process = this.#process;
+    if (!process) {
+      // Stopped while the process was still being set up: nothing runs yet.
+      if (current && !current.ended) {
+        this.#announce(current);
+        this.#finishTurn(current, this.#daemonTurnEnd(TurnOutcome.STOPPED, ""));
+      }
+      if (this.view.status === SessionStatus.STARTING) this.view.status = SessionStatus.DEAD;
+      return;
+    }
+    this.#endReason = reason;
+    await process.terminate(this.#options.limits.stopGraceMs);
+    await this.#processExited;
+  }
+
+  /** Stops the session and refuses new turns (daemon shutdown). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.stop("shutdown");
+  }
+
+  // Runs queued turns one after another until the queue is empty.
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      let turn = this.#queue.shift();
+      while (turn) {
+        await this.#runTurn(turn);
+        turn = this.#queue.shift();
+      }
+    } catch (error) {
+      this.#logger.error({ err: error }, "turn loop failed");
+    } finally {
+      this.#pumping = false;
+    }
+    this.#armIdleTimer();
+  }
+
+  async #runTurn(turn: Turn): Promise<void> {
+    this.#current = turn;
+    turn.startedAtMs = Date.now();
+    this.#armTurnTimer(turn);
+    if (this.#process?.alive) {
+      this.#announce(turn);
+      this.#process.writeLine(this.#options.provider.encodePrompt(turn.prompt));
+    } else {
+      if (!this.#options.mayStartProcess() && this.view.status === SessionStatus.DEAD) {
+        this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, "the daemon runs its maximum number of live sessions"));
+        return;
+      }
+      this.#startKind = this.#hasConversation ? StartKind.RESUMED : StartKind.COLD;
+      this.#startRetried = false;
+      await this.#spawn(turn);
+    }
+    await turn.done;
+  }
+
+  async #spawn(turn: Turn): Promise<void> {
+    const { provider } = this.#options;
+    this.view.status = SessionStatus.STARTING;
+    this.#processStarted = false;
+    this.#fatalStartupMessage = undefined;
+    this.#endReason = undefined;
+    try {
+      await mkdir(this.view.workDir, { recursive: true });
+    } catch (error) {
+      this.view.status = SessionStatus.DEAD;
+      this.#announce(turn);
+      this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, `cannot create work dir: ${String(error)}`));
+      return;
+    }
+    if (turn.ended) {
+      // Stopped while the work dir was being created.
+      this.view.status = SessionStatus.DEAD;
+      return;
+    }
+    const command = provider.command({
+      providerSessionId: this.view.providerSessionId,
+      resume: this.#startKind === StartKind.RESUMED,
+      config: this.#launch,
+    });
+    const process = new AgentProcess({
+      command,
+      cwd: this.view.workDir,
+      env: this.#options.env,
+      onLine: (line) => this.#onLine(process, line),
+    });
+    this.#process = process;
+    this.#parser = provider.createParser();
+    this.#processExited = process.exited.then((exit) => this.#onExit(process, exit, turn));
+    this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind], args: command.args }, "agent process spawned");
+    // Claude Code prints nothing until its first input: readiness comes from its answer
+    // to this prompt, not from the process merely being alive.
+    process.writeLine(provider.encodePrompt(turn.prompt));
+  }
+
+  #onLine(process: AgentProcess, line: string): void {
+    if (process !== this.#process || !this.#parser) return;
+    let items: ParsedOutput[];
+    try {
+      items = this.#parser.parse(line, Date.now());
+    } catch (error) {
+      // A parser bug must not take the session down: keep the line instead.
+      this.#logger.error({ err: error }, "parser failed on a line");
+      items = [{ type: "event", payload: { case: "raw", value: create(RawOutputSchema, { line, reason: "parser_error" }) } }];
+    }
+    for (const item of items) this.#onOutput(process, item);
+  }
+
+  #onOutput(process: AgentProcess, item: ParsedOutput): void {
+    if (item.type === "fatal_startup") {
+      this.#fatalStartupMessage = item.message;
+      return;
+    }
+    if (!this.#processStarted) this.#markStarted(process);
+    const turn = this.#current;
+    switch (item.type) {
+      case "event":
+        this.#record(turn?.id ?? "", item.payload);
+        break;
+      case "turn_start":
+        if (item.providerSessionId) this.view.providerSessionId = item.providerSessionId;
+        break;
+      case "turn_end":
+        if (turn) {
+          this.#finishTurn(turn, item.turnEnded);
+        } else {
+          this.#record("", {
+            case: "error",
+            value: create(ErrorEventSchema, {
+              code: "unexpected_turn_end",
+              message: "the agent ended a turn that hotplex did not start",
+            }),
+          });
+        }
+        break;
+      case "control_request":
+        // No interactive approvals yet: answer so the agent never waits forever.
+        process.writeLine(
+          this.#options.provider.encodeControlError(item.requestId, `hotplex does not handle ${item.subtype} requests`),
+        );
+        break;
+      case "control_response":
+        break;
+    }
+  }
+
+  // The agent answered: the process is up and the conversation exists.
+  #markStarted(process: AgentProcess): void {
+    this.#processStarted = true;
+    this.#hasConversation = true;
+    const turn = this.#current;
+    this.#record(turn?.id ?? "", {
+      case: "sessionStarted",
+      value: create(SessionStartedSchema, {
+        kind: this.#startKind,
+        provider: this.#options.provider.name,
+        providerSessionId: this.view.providerSessionId,
+        pid: process.pid,
+        workDir: this.view.workDir,
+        model: this.#launch.model,
+      }),
+    });
+    this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind] }, "session started");
+    if (turn) this.#announce(turn);
+  }
+
+  #onExit(process: AgentProcess, exit: ProcessExit, startTurn: Turn): void {
+    if (process !== this.#process) return;
+    this.#process = undefined;
+    this.#parser = undefined;
+    this.#clearTurnTimers();
+    // Background jobs the agent left behind die with it.
+    process.signalGroup("SIGKILL");
+    const turn = this.#current;
+
+    if (!this.#processStarted && turn === startTurn && !turn.endedBy && !this.#startRetried && this.#endReason === undefined) {
+      const failure = this.#options.provider.classifyStartupFailure(exit.stderrTail, this.#fatalStartupMessage);
+      if (failure) {
+        // The registry and the agent disagree on whether the conversation exists (e.g.
+        // the daemon restarted with an in-memory registry): start the other way once.
+        this.#startRetried = true;
+        this.#startKind = failure === "resume_missing" ? StartKind.COLD : StartKind.RESUMED;
+        this.#logger.info({ failure }, "agent refused the start; retrying the other way");
+        this.#armTurnTimer(turn);
+        void this.#spawn(turn);
+        return;
+      }
+    }
+
+    const reason = this.#endReason ?? (exit.exitCode === 0 && !exit.signal ? "exited" : "crashed");
+    if (turn) {
+      const detail = exit.spawnError
+        ? `cannot start the agent: ${exit.spawnError}`
+        : `the agent exited in the middle of the turn (${describeExit(exit)})${this.#fatalStartupMessage ? `: ${this.#fatalStartupMessage}` : ""}`;
+      const outcome =
+        turn.endedBy === "stop" ? TurnOutcome.STOPPED : turn.endedBy === "timeout" ? TurnOutcome.TIMED_OUT : TurnOutcome.FAILED;
+      const ended = this.#daemonTurnEnd(outcome, outcome === TurnOutcome.FAILED ? detail : "");
+      if (outcome === TurnOutcome.FAILED) {
+        if (exit.exitCode !== undefined) ended.exitCode = exit.exitCode;
+        ended.stderrTail = exit.stderrTail;
+      }
+      this.#announce(turn);
+      this.#finishTurn(turn, ended);
+    }
+    if (this.#processStarted) {
+      this.#record("", {
+        case: "sessionEnded",
+        value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? "" }),
+      });
+    } else {
+      this.view.status = SessionStatus.DEAD;
+    }
+    this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal }, "session ended");
+  }
+
+  // Logs TurnStarted once per turn.
+  #announce(turn: Turn): void {
+    if (turn.announced) return;
+    turn.announced = true;
+    this.#record(turn.id, {
+      case: "turnStarted",
+      value: create(TurnStartedSchema, { prompt: turn.prompt, requestId: turn.requestId, wasQueued: turn.wasQueued }),
+    });
+  }
+
+  #finishTurn(turn: Turn, ended: TurnEnded): void {
+    if (turn.ended) return;
+    if (turn.endedBy === "timeout") {
+      ended.outcome = TurnOutcome.TIMED_OUT;
+      ended.errorMessage = `the turn ran longer than the turn timeout (${this.#options.limits.turnTimeoutMs} ms)`;
+    } else if (turn.endedBy === "stop") {
+      ended.outcome = TurnOutcome.STOPPED;
+      ended.errorMessage = `session ${turn.stopReason || "stopped"} during the turn`;
+    }
+    if (turn.startedAtMs > 0) ended.durationMs = BigInt(Math.max(0, Date.now() - turn.startedAtMs));
+    this.#record(turn.id, { case: "turnEnded", value: ended });
+    if (this.#current === turn) {
+      this.#current = undefined;
+      this.#clearTurnTimers();
+    }
+    turn.markEnded();
+  }
+
+  #daemonTurnEnd(outcome: TurnOutcome, errorMessage: string): TurnEnded {
+    return create(TurnEndedSchema, { outcome, errorMessage });
+  }
+
+  #record(turnId: string, payload: EventPayload): void {
+    const event = this.log.append(turnId, payload);
+    this.view.apply(event);
+  }
+
+  #armTurnTimer(turn: Turn): void {
+    this.#clearTurnTimers();
+    const { turnTimeoutMs, stopGraceMs } = this.#options.limits;
+    if (turnTimeoutMs <= 0) return;
+    this.#turnTimer = setTimeout(() => {
+      if (this.#current !== turn || turn.ended) return;
+      turn.endedBy = "timeout";
+      this.#logger.warn({ turn: turn.id, turnTimeoutMs }, "turn timed out; interrupting");
+      const process = this.#process;
+      process?.writeLine(this.#options.provider.encodeInterrupt(`hotplex-timeout-${randomUUID()}`));
+      // An agent that ignores the interrupt is ended; the exit ends the turn.
+      this.#killTimer = setTimeout(() => {
+        if (this.#current === turn && !turn.ended) void process?.terminate(stopGraceMs);
+      }, stopGraceMs);
+    }, turnTimeoutMs);
+  }
+
+  #clearTurnTimers(): void {
+    clearTimeout(this.#turnTimer);
+    clearTimeout(this.#killTimer);
+    this.#turnTimer = undefined;
+    this.#killTimer = undefined;
+  }
+
+  #armIdleTimer(): void {
+    this.#clearIdleTimer();
+    const idleMs = this.config.idleTimeoutSeconds > 0 ? this.config.idleTimeoutSeconds * 1000 : this.#options.limits.idleTimeoutMs;
+    if (idleMs <= 0 || !this.#process?.alive) return;
+    this.#idleTimer = setTimeout(() => {
+      if (this.#current || this.#queue.length > 0) return;
+      this.#logger.info({ idleMs }, "reaping idle session");
+      void this.stop("idle");
+    }, idleMs);
+    this.#idleTimer.unref();
+  }
+
+  #clearIdleTimer(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+  }
+
+  #rememberRequest(requestId: string, turn: Turn): void {
+    this.#byRequestId.set(requestId, turn);
+    if (this.#byRequestId.size > REMEMBERED_REQUEST_IDS) {
+      const oldest = this.#byRequestId.keys().next().value;
+      if (oldest !== undefined) this.#byRequestId.delete(oldest);
+    }
+  }
+}
+
+function describeExit(exit: ProcessExit): string {
+  if (exit.signal) return `killed by ${exit.signal}`;
+  return `exit code ${exit.exitCode ?? "unknown"}`;
+}

@@ -1,0 +1,79 @@
+import { create } from "@bufbuild/protobuf";
+import { type SessionStats, SessionStatsSchema } from "../../gen/hotplex/v1/session_pb.js";
+import { type Event, TurnOutcome } from "../events/event.js";
+
+// Tools whose successful call writes the file named in their input.
+const FILE_EDIT_TOOLS: Record<string, string> = {
+  Write: "file_path",
+  Edit: "file_path",
+  MultiEdit: "file_path",
+  NotebookEdit: "notebook_path",
+};
+
+/**
+ * Folds a session's events into its cumulative statistics. Every number comes from one
+ * event kind, added once: per-turn figures from TurnEnded (whose cost is already the
+ * turn's share, not the agent's running total), tool figures from ToolUse/ToolResult.
+ */
+export class StatsAccumulator {
+  readonly stats: SessionStats = create(SessionStatsSchema);
+  // File edits waiting for their result; a failed or refused edit modified nothing.
+  #pendingEdits = new Map<string, string>();
+  #modified = new Set<string>();
+
+  apply(event: Event): void {
+    const { payload } = event;
+    const stats = this.stats;
+    switch (payload.case) {
+      case "toolUse": {
+        const { name, toolUseId, inputJson } = payload.value;
+        stats.toolCalls += 1;
+        stats.toolsUsed[name] = (stats.toolsUsed[name] ?? 0) + 1;
+        const field = FILE_EDIT_TOOLS[name];
+        const path = field ? filePathFrom(inputJson, field) : undefined;
+        if (path) this.#pendingEdits.set(toolUseId, path);
+        break;
+      }
+      case "toolResult": {
+        const path = this.#pendingEdits.get(payload.value.toolUseId);
+        if (path === undefined) break;
+        this.#pendingEdits.delete(payload.value.toolUseId);
+        if (!payload.value.isError && !this.#modified.has(path)) {
+          this.#modified.add(path);
+          stats.modifiedFiles.push(path);
+        }
+        break;
+      }
+      case "turnEnded": {
+        const turn = payload.value;
+        stats.turns += 1;
+        if (turn.outcome !== TurnOutcome.COMPLETED) stats.failedTurns += 1;
+        stats.totalDurationMs += turn.durationMs;
+        stats.thinkingDurationMs += turn.thinkingDurationMs;
+        stats.toolDurationMs += turn.toolDurationMs;
+        stats.generationDurationMs += turn.generationDurationMs;
+        if (turn.usage) {
+          stats.inputTokens += turn.usage.inputTokens;
+          stats.outputTokens += turn.usage.outputTokens;
+          stats.cacheReadTokens += turn.usage.cacheReadTokens;
+          stats.cacheWriteTokens += turn.usage.cacheWriteTokens;
+        }
+        stats.costUsd += Math.max(0, turn.costUsd);
+        this.#pendingEdits.clear();
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+function filePathFrom(inputJson: string, field: string): string | undefined {
+  try {
+    const input: unknown = JSON.parse(inputJson);
+    const value = input && typeof input === "object" ? (input as Record<string, unknown>)[field] : undefined;
+    return typeof value === "string" && value.length > 0 ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
