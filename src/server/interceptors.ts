@@ -61,7 +61,7 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
         done("ok");
         return res;
       }
-      return { ...res, message: countStream(res.message, done) };
+      return { ...res, message: countStream(res.message, req.signal, done) };
     } catch (reason) {
       const error = ConnectError.from(reason);
       done(Code[error.code].toLowerCase(), undefined, reason);
@@ -72,6 +72,7 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
 
 async function* countStream<T>(
   stream: AsyncIterable<T>,
+  signal: AbortSignal,
   done: (code: string, messages: number, err?: unknown) => void,
 ): AsyncIterable<T> {
   let messages = 0;
@@ -82,13 +83,14 @@ async function* countStream<T>(
       yield message;
     }
     logged = true;
-    done("ok", messages);
+    // A stream that ended because the client cancelled it is not a success.
+    done(signal.aborted ? "canceled" : "ok", messages);
   } catch (reason) {
     logged = true;
     done(Code[ConnectError.from(reason).code].toLowerCase(), messages, reason);
     throw reason;
   } finally {
     // The client went away: the stream was closed early, without an error.
-    if (!logged) done("client_closed", messages);
+    if (!logged) done("canceled", messages);
   }
 }

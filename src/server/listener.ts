@@ -17,6 +17,7 @@ export class DualProtocolListener {
   readonly #h1: http.Server;
   readonly #h2: http2.Http2Server;
   readonly #h2Sessions = new Set<http2.ServerHttp2Session>();
+  readonly #sockets = new Set<net.Socket>();
 
   constructor(handler: Handler) {
     this.#h1 = http.createServer(handler);
@@ -48,12 +49,17 @@ export class DualProtocolListener {
     const force = setTimeout(() => {
       this.#h1.closeAllConnections();
       for (const session of this.#h2Sessions) session.destroy();
+      // An HTTP/2 session whose stream the client reset can keep its socket after
+      // destroy(); end the sockets themselves.
+      for (const socket of this.#sockets) socket.destroy();
     }, 2_000);
     await closed;
     clearTimeout(force);
   }
 
   #route(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
     let seen = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       seen = Buffer.concat([seen, chunk]);
@@ -64,8 +70,13 @@ export class DualProtocolListener {
       socket.off("data", onData);
       socket.pause();
       socket.unshift(seen);
-      (isH2 ? this.#h2 : this.#h1).emit("connection", socket);
-      socket.resume();
+      if (isH2) {
+        // The HTTP/2 session reads the bytes already buffered on the socket itself.
+        this.#h2.emit("connection", socket);
+      } else {
+        this.#h1.emit("connection", socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());

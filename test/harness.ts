@@ -1,0 +1,164 @@
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { pino } from "pino";
+import { SessionService } from "../gen/hotplex/v1/session_service_pb.js";
+import type { Event } from "../gen/hotplex/v1/event_pb.js";
+import { DEFAULT_NAMESPACE, type EngineConfig } from "../src/engine/config.js";
+import { Engine } from "../src/engine/engine.js";
+import { agentEnvironment } from "../src/security/env.js";
+import { type RunningServer, startServer } from "../src/server/server.js";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const fakeClaudePath = path.join(repoRoot, "test", "fixtures", "fake-claude.mjs");
+
+export type Protocol = "connect" | "grpc";
+
+export interface TestDaemon {
+  server: RunningServer;
+  engine: Engine;
+  workRoot: string;
+  home: string;
+  client: Client<typeof SessionService>;
+  clientFor(protocol: Protocol, token?: string): Client<typeof SessionService>;
+  close(): Promise<void>;
+}
+
+export interface TestDaemonOptions {
+  protocol?: Protocol;
+  claudePath?: string;
+  token?: string;
+  env?: Record<string, string>;
+  engine?: Partial<Omit<EngineConfig, "limits">> & { limits?: Partial<EngineConfig["limits"]> };
+}
+
+/** A transport for the given protocol: Connect over HTTP/1.1, gRPC over HTTP/2. */
+export function transportFor(baseUrl: string, protocol: Protocol, token?: string): Transport {
+  const bearer: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  const interceptors = token ? [bearer] : [];
+  return protocol === "grpc"
+    ? createGrpcTransport({ baseUrl, interceptors })
+    : createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+}
+
+/** Starts hotplex in this process on a free loopback port, running the fake agent. */
+export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<TestDaemon> {
+  const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-test-"));
+  const workRoot = path.join(scratch, "work");
+  const home = path.join(scratch, "home");
+  const { limits, ...engineRest } = options.engine ?? {};
+  const config: EngineConfig = {
+    claudePath: options.claudePath ?? fakeClaudePath,
+    namespace: DEFAULT_NAMESPACE,
+    workRoot,
+    maxLiveSessions: 16,
+    logBounds: { maxEvents: 100_000, maxBytes: 256 * 1024 * 1024 },
+    agentEnv: { ...agentEnvironment(process.env), HOME: home, ...options.env },
+    ...engineRest,
+    limits: { queueLimit: 4, turnTimeoutMs: 20_000, idleTimeoutMs: 0, stopGraceMs: 1_000, ...limits },
+  };
+  mkdirSync(workRoot, { recursive: true });
+  mkdirSync(home, { recursive: true });
+  const logger = pino({ level: process.env.HOTPLEX_TEST_LOG ?? "silent" });
+  const engine = new Engine(config, logger);
+  const server = await startServer({ engine, logger, host: "127.0.0.1", port: 0, token: options.token });
+  const clientFor = (protocol: Protocol, token = options.token) =>
+    createClient(SessionService, transportFor(server.url, protocol, token));
+  return {
+    server,
+    engine,
+    workRoot,
+    home,
+    client: clientFor(options.protocol ?? "connect"),
+    clientFor,
+    async close() {
+      await server.close();
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Collects a stream into an array. */
+export async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const items: T[] = [];
+  for await (const item of stream) items.push(item);
+  return items;
+}
+
+/** The events of an Execute stream. */
+export async function executeEvents(stream: AsyncIterable<{ event?: Event }>): Promise<Event[]> {
+  const events: Event[] = [];
+  for await (const { event } of stream) if (event) events.push(event);
+  return events;
+}
+
+/** Every logged event of a session (a Subscribe without follow), without the header. */
+export async function subscribedEvents(daemon: TestDaemon, sessionId: string, afterSeq = 0n): Promise<Event[]> {
+  const events: Event[] = [];
+  for await (const { message } of daemon.client.subscribe({ sessionId, afterSeq })) {
+    if (message.case === "event") events.push(message.value);
+  }
+  return events;
+}
+
+/**
+ * Follows a session's log from `afterSeq` and returns the events up to and including
+ * the first that `done` accepts. The call is cancelled afterwards (breaking out of a
+ * stream alone would leave the request open).
+ */
+export async function followUntil(
+  client: TestDaemon["client"],
+  sessionId: string,
+  done: (event: Event) => boolean,
+  afterSeq = 0n,
+): Promise<Event[]> {
+  const abort = new AbortController();
+  const events: Event[] = [];
+  try {
+    for await (const { message } of client.subscribe({ sessionId, afterSeq, follow: true }, { signal: abort.signal })) {
+      if (message.case !== "event") continue;
+      events.push(message.value);
+      if (done(message.value)) return events;
+    }
+    throw new Error(`the stream of session ${sessionId} ended before the awaited event`);
+  } finally {
+    abort.abort();
+  }
+}
+
+/** The text of an event list's text deltas, joined. */
+export function textOf(events: Event[]): string {
+  return events.map((e) => (e.payload.case === "textDelta" ? e.payload.value.text : "")).join("");
+}
+
+/** The turnEnded payload of an event list. */
+export function turnEndOf(events: Event[]) {
+  const last = events.at(-1);
+  if (last?.payload.case !== "turnEnded") throw new Error(`last event is ${last?.payload.case}, not turnEnded`);
+  return last.payload.value;
+}
+
+/** Whether a process is alive (signal 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls a condition with setImmediate-free waits; for conditions no event announces (process death). */
+export async function waitUntil(condition: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

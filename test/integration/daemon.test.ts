@@ -1,0 +1,111 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { createClient } from "@connectrpc/connect";
+import { afterEach, describe, expect, it } from "vitest";
+import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
+import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { executeEvents, fakeClaudePath, isAlive, repoRoot, transportFor, waitUntil } from "../harness.js";
+
+interface Daemon {
+  child: ChildProcess;
+  url: string;
+  exit: Promise<number | null>;
+  stderr: () => string;
+}
+
+const scratch: string[] = [];
+const children: ChildProcess[] = [];
+
+/** Starts the real `hotplexd` entry point as its own process. */
+function startDaemon(args: string[], env: Record<string, string> = {}): Promise<Daemon> {
+  const dir = mkdtempSync(path.join(tmpdir(), "hotplexd-"));
+  scratch.push(dir);
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "src/cli/hotplexd.ts"), ...args], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: path.join(dir, "home"),
+      HOTPLEX_WORK_ROOT: path.join(dir, "work"),
+      HOTPLEX_CLAUDE_PATH: fakeClaudePath,
+      HOTPLEX_LISTEN: "127.0.0.1:0",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const record = JSON.parse(line) as { url?: string };
+      if (record.url) resolve({ child, url: record.url, exit, stderr: () => stderr });
+    });
+    void exit.then((code) => reject(new Error(`hotplexd exited with ${code}: ${stderr}`)));
+  });
+}
+
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
+  for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("hotplexd", () => {
+  it("ends every agent process group on SIGTERM, grandchildren included, and exits 0", async () => {
+    const daemon = await startDaemon([]);
+    const client = createClient(SessionService, transportFor(daemon.url, "connect"));
+    const pids: number[] = [];
+    const turns: Promise<unknown>[] = [];
+    for (const sessionId of ["a", "b"]) {
+      const stream = client.execute({ sessionId, prompt: "[[grandchild]] [[hang]]" })[Symbol.asyncIterator]();
+      // Read until the agent reported its grandchild; the turn then hangs.
+      for (let r = await stream.next(); !r.done; r = await stream.next()) {
+        const { payload } = r.value.event!;
+        if (payload.case === "sessionStarted") pids.push(payload.value.pid);
+        const match = payload.case === "textDelta" ? /grandchild pid (\d+)/.exec(payload.value.text) : null;
+        if (match) {
+          pids.push(Number(match[1]));
+          break;
+        }
+      }
+      turns.push((async () => {
+        const rest = [];
+        for (let r = await stream.next(); !r.done; r = await stream.next()) rest.push(r.value.event!);
+        return rest;
+      })());
+    }
+    expect(pids).toHaveLength(4);
+    expect(pids.every(isAlive)).toBe(true);
+
+    daemon.child.kill("SIGTERM");
+    expect(await daemon.exit).toBe(0);
+    await waitUntil(() => !pids.some(isAlive), 5_000, "every agent and grandchild to exit");
+    // The turns that were running ended STOPPED before the streams closed.
+    const rests = (await Promise.allSettled(turns)).flatMap((r) => (r.status === "fulfilled" ? [r.value as { payload: { case?: string; value?: unknown } }[]] : []));
+    for (const rest of rests) {
+      const end = rest.find((e) => e.payload.case === "turnEnded");
+      if (end) expect((end.payload.value as { outcome: TurnOutcome }).outcome).toBe(TurnOutcome.STOPPED);
+    }
+  });
+
+  it("serves Connect over HTTP/1.1 and gRPC over HTTP/2 on the same port", async () => {
+    const daemon = await startDaemon([]);
+    const viaConnect = createClient(SessionService, transportFor(daemon.url, "connect"));
+    const viaGrpc = createClient(SessionService, transportFor(daemon.url, "grpc"));
+    const events = await executeEvents(viaConnect.execute({ sessionId: "both", prompt: "one" }));
+    expect(events.at(-1)?.payload.case).toBe("turnEnded");
+    const snapshot = await viaGrpc.getSnapshot({ sessionId: "both" });
+    expect(snapshot.lastSeq).toBe(events.at(-1)?.seq);
+    daemon.child.kill("SIGINT");
+    expect(await daemon.exit).toBe(0);
+  });
+
+  it("refuses to listen off loopback without a token", async () => {
+    const started = startDaemon([], { HOTPLEX_LISTEN: "0.0.0.0:0" });
+    await expect(started).rejects.toThrow(/not a loopback address: set --token/);
+  });
+});

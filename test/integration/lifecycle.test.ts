@@ -1,0 +1,144 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Event, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
+import { StatsAccumulator } from "../../src/session/stats.js";
+import {
+  executeEvents,
+  followUntil,
+  isAlive,
+  startTestDaemon,
+  subscribedEvents,
+  type TestDaemon,
+  turnEndOf,
+} from "../harness.js";
+
+const waitForEvent = async (daemon: TestDaemon, sessionId: string, match: (e: Event) => boolean) =>
+  (await followUntil(daemon.client, sessionId, match)).at(-1)!;
+
+describe("idle reaping", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startTestDaemon({ engine: { limits: { idleTimeoutMs: 300 } } });
+  });
+  afterAll(async () => {
+    await daemon.close();
+  });
+
+  it("ends an idle agent process and resumes the conversation on the next turn", async () => {
+    const first = await executeEvents(daemon.client.execute({ sessionId: "idle", prompt: "remember KIWI" }));
+    const started = first.find((e) => e.payload.case === "sessionStarted");
+    const pid = started?.payload.case === "sessionStarted" ? started.payload.value.pid : 0;
+    const ended = await waitForEvent(daemon, "idle", (e) => e.payload.case === "sessionEnded");
+    expect(ended.payload.case === "sessionEnded" && ended.payload.value.reason).toBe("idle");
+    expect(isAlive(pid)).toBe(false);
+    expect((await daemon.client.getSnapshot({ sessionId: "idle" })).session?.status).toBe(SessionStatus.DEAD);
+
+    const next = await executeEvents(daemon.client.execute({ sessionId: "idle", prompt: "[[history]]" }));
+    expect(next.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: 2 });
+    expect(next.map((e) => (e.payload.case === "textDelta" ? e.payload.value.text : "")).join("")).toContain("remember KIWI");
+  });
+
+  it("never reaps a session whose turn runs longer than the idle timeout", async () => {
+    const events = await executeEvents(daemon.client.execute({ sessionId: "long", prompt: "[[delay:900]] slow" }));
+    expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
+    expect(events.map((e) => e.payload.case)).not.toContain("sessionEnded");
+  });
+
+  it("lets a session's own idle timeout override the default", async () => {
+    await executeEvents(daemon.client.execute({ sessionId: "own-idle", prompt: "hi", config: { idleTimeoutSeconds: 60 } }));
+    // The default (300 ms) reaps this other session first; the 60 s one is still up.
+    await executeEvents(daemon.client.execute({ sessionId: "default-idle", prompt: "hi" }));
+    await waitForEvent(daemon, "default-idle", (e) => e.payload.case === "sessionEnded");
+    expect((await daemon.client.getSnapshot({ sessionId: "own-idle" })).session?.status).toBe(SessionStatus.READY);
+  });
+});
+
+describe("turn timeout", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startTestDaemon({ engine: { limits: { turnTimeoutMs: 400, stopGraceMs: 300 } } });
+  });
+  afterAll(async () => {
+    await daemon.close();
+  });
+
+  it("interrupts a turn that runs too long and ends it TIMED_OUT; the process stays warm", async () => {
+    const events = await executeEvents(daemon.client.execute({ sessionId: "slow", prompt: "[[hang]]" }));
+    const end = turnEndOf(events);
+    expect(end.outcome).toBe(TurnOutcome.TIMED_OUT);
+    expect(end.errorMessage).toContain("turn timeout");
+    const next = await executeEvents(daemon.client.execute({ sessionId: "slow", prompt: "quick" }));
+    expect(next.map((e) => e.payload.case)).not.toContain("sessionStarted");
+    expect(turnEndOf(next).outcome).toBe(TurnOutcome.COMPLETED);
+  });
+
+  it("kills an agent that ignores the interrupt, and the next turn restarts it", async () => {
+    const events = await executeEvents(daemon.client.execute({ sessionId: "stuck", prompt: "[[hang-hard]]" }));
+    expect(turnEndOf(events).outcome).toBe(TurnOutcome.TIMED_OUT);
+    const next = await executeEvents(daemon.client.execute({ sessionId: "stuck", prompt: "again" }));
+    expect(next.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: 2 });
+    expect(turnEndOf(next).outcome).toBe(TurnOutcome.COMPLETED);
+  });
+});
+
+describe("snapshots and statistics", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startTestDaemon({ engine: { limits: { queueLimit: 64 } } });
+  });
+  afterAll(async () => {
+    await daemon.close();
+  });
+
+  it("gives snapshots that reflect exactly the events up to last_seq, under concurrent appends", async () => {
+    const sessionId = "consistent";
+    const turns = Array.from({ length: 12 }, (_, i) =>
+      executeEvents(daemon.client.execute({ sessionId, prompt: `[[flood:300]] [[tool:Bash:{"command":"echo ${i}"}]] t${i}`, queue: true })),
+    );
+    const snapshots = [];
+    let done = false;
+    void Promise.all(turns).then(() => (done = true));
+    while (!done) {
+      snapshots.push(await daemon.client.getSnapshot({ sessionId }));
+    }
+    await Promise.all(turns);
+    const log = await subscribedEvents(daemon, sessionId);
+    expect(snapshots.length).toBeGreaterThan(3);
+    for (const snapshot of snapshots) {
+      const upTo = log.filter((e) => e.seq <= snapshot.lastSeq);
+      const folded = new StatsAccumulator();
+      for (const event of upTo) folded.apply(event);
+      expect(snapshot.session?.stats?.turns).toBe(folded.stats.turns);
+      expect(snapshot.session?.stats?.toolCalls).toBe(folded.stats.toolCalls);
+      const ended = new Set(upTo.filter((e) => e.payload.case === "turnEnded").map((e) => e.turnId));
+      const running = upTo.filter((e) => e.payload.case === "turnStarted" && !ended.has(e.turnId));
+      expect(snapshot.session?.status === SessionStatus.BUSY).toBe(running.length === 1);
+      expect(snapshot.session?.currentTurn?.turnId ?? "").toBe(running[0]?.turnId ?? "");
+      // Subscribing from the snapshot's last_seq continues exactly where it left off.
+      const after = await subscribedEvents(daemon, sessionId, snapshot.lastSeq);
+      expect(after[0]?.seq ?? log.at(-1)!.seq + 1n).toBe(snapshot.lastSeq + 1n);
+    }
+  });
+
+  it("adds up turns, durations, tokens, cost, tools and modified files", async () => {
+    const sessionId = "stats";
+    const file = `${daemon.workRoot}/stats/a.txt`;
+    await executeEvents(daemon.client.execute({ sessionId, prompt: "[[think]] plain" }));
+    await executeEvents(daemon.client.execute({ sessionId, prompt: `[[tool:Write:{"file_path":"${file}","content":"x"}]] w` }));
+    await executeEvents(daemon.client.execute({ sessionId, prompt: '[[tool:Bash:{"command":"echo hi"}]] b' }));
+    await executeEvents(daemon.client.execute({ sessionId, prompt: `[[toolerror]] [[tool:Edit:{"file_path":"${file}.bad"}]] e` }));
+    const { stats } = await daemon.client.getSessionStats({ sessionId });
+    expect(stats?.turns).toBe(4);
+    expect(stats?.failedTurns).toBe(0);
+    expect(stats?.toolCalls).toBe(3);
+    expect(stats?.toolsUsed).toEqual({ Write: 1, Bash: 1, Edit: 1 });
+    expect(stats?.modifiedFiles).toEqual([file]);
+    expect(stats?.inputTokens).toBeGreaterThan(0n);
+    expect(stats?.outputTokens).toBeGreaterThan(0n);
+    expect(stats?.cacheReadTokens).toBe(20n);
+    expect(stats?.cacheWriteTokens).toBe(12n);
+    // The agent reports a running total; each turn is counted once.
+    expect(stats?.costUsd).toBeCloseTo(0.004, 6);
+    expect(stats?.totalDurationMs).toBeGreaterThanOrEqual(stats!.toolDurationMs);
+  });
+});
