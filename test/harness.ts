@@ -29,6 +29,8 @@ export interface TestDaemon {
 
 export interface TestDaemonOptions {
   protocol?: Protocol;
+  /** Reuse the work root and HOME of an earlier daemon (a daemon restart); kept on close. */
+  dirs?: { workRoot: string; home: string };
   claudePath?: string;
   token?: string;
   env?: Record<string, string>;
@@ -49,9 +51,9 @@ export function transportFor(baseUrl: string, protocol: Protocol, token?: string
 
 /** Starts hotplex in this process on a free loopback port, running the fake agent. */
 export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<TestDaemon> {
-  const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-test-"));
-  const workRoot = path.join(scratch, "work");
-  const home = path.join(scratch, "home");
+  const scratch = options.dirs ? undefined : mkdtempSync(path.join(tmpdir(), "hotplex-test-"));
+  const workRoot = options.dirs?.workRoot ?? path.join(scratch!, "work");
+  const home = options.dirs?.home ?? path.join(scratch!, "home");
   const { limits, ...engineRest } = options.engine ?? {};
   const config: EngineConfig = {
     claudePath: options.claudePath ?? fakeClaudePath,
@@ -79,7 +81,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     clientFor,
     async close() {
       await server.close();
-      rmSync(scratch, { recursive: true, force: true });
+      if (scratch) rmSync(scratch, { recursive: true, force: true });
     },
   };
 }
