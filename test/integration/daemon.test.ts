@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
@@ -92,14 +93,20 @@ describe("hotplexd", () => {
     }
   });
 
-  it("serves Connect over HTTP/1.1 and gRPC over HTTP/2 on the same port", async () => {
+  it("serves Connect (HTTP/1.1 and h2c), gRPC and gRPC-Web on the same port", async () => {
     const daemon = await startDaemon([]);
     const viaConnect = createClient(SessionService, transportFor(daemon.url, "connect"));
+    const viaConnectH2 = createClient(SessionService, createConnectTransport({ baseUrl: daemon.url, httpVersion: "2" }));
     const viaGrpc = createClient(SessionService, transportFor(daemon.url, "grpc"));
+    const viaGrpcWeb = createClient(SessionService, createGrpcWebTransport({ baseUrl: daemon.url, httpVersion: "1.1" }));
     const events = await executeEvents(viaConnect.execute({ sessionId: "both", prompt: "one" }));
     expect(events.at(-1)?.payload.case).toBe("turnEnded");
     const snapshot = await viaGrpc.getSnapshot({ sessionId: "both" });
     expect(snapshot.lastSeq).toBe(events.at(-1)?.seq);
+    const streamed = await executeEvents(viaGrpcWeb.execute({ sessionId: "both", prompt: "two" }));
+    expect(streamed.at(-1)?.payload.case).toBe("turnEnded");
+    const listed = await viaConnectH2.listSessions({});
+    expect(listed.sessions.map((s) => s.lastSeq)).toEqual([streamed.at(-1)?.seq]);
     daemon.child.kill("SIGINT");
     expect(await daemon.exit).toBe(0);
   });

@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { v5 as uuidv5 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_NAMESPACE } from "../../src/engine/config.js";
 import { StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import {
@@ -138,6 +140,19 @@ describe.each<Protocol>(["connect", "grpc"])("hotplex over the %s protocol", (pr
     const last = (await subscribedEvents(daemon, id)).at(-1);
     expect(last?.payload).toMatchObject({ case: "sessionEnded", value: { reason: "stopped" } });
     expect(stopped.lastSeq).toBe(last?.seq);
+  });
+
+  it("derives the provider session id as UUID v5 of the namespace and tenant/session id", async () => {
+    const id = sessionId();
+    await executeEvents(daemon.client.execute({ sessionId: id, prompt: "hi" }));
+    const snapshot = await daemon.client.getSnapshot({ sessionId: id });
+    expect(snapshot.session?.providerSessionId).toBe(uuidv5(`default/${id}`, DEFAULT_NAMESPACE));
+  });
+
+  it("drains a chatty agent's stderr so it never blocks on a full pipe", async () => {
+    const id = sessionId();
+    const events = await executeEvents(daemon.client.execute({ sessionId: id, prompt: "[[stderrflood:2000000]] loud" }));
+    expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
   });
 
   it("returns the same turn when a request id is retried", async () => {
