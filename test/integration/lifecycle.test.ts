@@ -56,7 +56,8 @@ describe("idle reaping", () => {
 describe("turn timeout", () => {
   let daemon: TestDaemon;
   beforeAll(async () => {
-    daemon = await startTestDaemon({ engine: { limits: { turnTimeoutMs: 400, stopGraceMs: 300 } } });
+    // Long enough for a cold start of the fake agent on a loaded machine.
+    daemon = await startTestDaemon({ engine: { limits: { turnTimeoutMs: 1_500, stopGraceMs: 300 } } });
   });
   afterAll(async () => {
     await daemon.close();
@@ -73,6 +74,8 @@ describe("turn timeout", () => {
   });
 
   it("kills an agent that ignores the interrupt, and the next turn restarts it", async () => {
+    // A first turn makes the conversation exist, so the restart below must resume it.
+    await executeEvents(daemon.client.execute({ sessionId: "stuck", prompt: "warm up" }));
     const events = await executeEvents(daemon.client.execute({ sessionId: "stuck", prompt: "[[hang-hard]]" }));
     expect(turnEndOf(events).outcome).toBe(TurnOutcome.TIMED_OUT);
     const next = await executeEvents(daemon.client.execute({ sessionId: "stuck", prompt: "again" }));
