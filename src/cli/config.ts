@@ -110,7 +110,8 @@ function isLoopback(host: string): boolean {
 
 function positiveInt(name: OptionName, value: string, min = 1): number {
   const number = Number(value);
-  if (!Number.isSafeInteger(number) || number < min) {
+  // Digits only: Number("") and Number(" ") are 0, which must not pass as a limit of 0.
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(number) || number < min) {
     throw new ConfigError(`--${name} "${value}" must be a whole number of at least ${min}`);
   }
   return number;

@@ -1,4 +1,4 @@
-import { realpathSync } from "node:fs";
+import { lstatSync, readlinkSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { HotplexError } from "../errors.js";
 
@@ -23,22 +23,37 @@ export function resolveWorkDir(workRoot: string, requested: string, sessionId: s
 
 function isInside(root: string, candidate: string): boolean {
   const relative = path.relative(root, candidate);
-  return relative === "" || (!relative.startsWith("..") && !path.isAbsolute(relative));
+  // "..x" is a child named "..x"; only ".." itself or "../…" leaves the root.
+  return relative !== ".." && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
 }
 
-// realpath of the deepest existing ancestor, with the missing tail appended.
+// realpath of the deepest existing ancestor, with the missing tail appended. A dangling
+// symlink on the way is followed to where its target would be.
 function realpathOfDeepestExisting(target: string): string {
   const missing: string[] = [];
   let current = target;
-  for (;;) {
+  for (let links = 0; ; ) {
     try {
       return path.join(realpathSync(current), ...missing.reverse());
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      if (isSymlink(current)) {
+        if (++links > 40) throw Object.assign(new Error(`too many symbolic links: ${target}`), { code: "ELOOP" });
+        current = path.resolve(path.dirname(current), readlinkSync(current));
+        continue;
+      }
       const parent = path.dirname(current);
       if (parent === current) throw error;
       missing.push(path.basename(current));
       current = parent;
     }
+  }
+}
+
+function isSymlink(file: string): boolean {
+  try {
+    return lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
   }
 }

@@ -28,8 +28,11 @@ export class StatsAccumulator {
       case "toolUse": {
         const { name, toolUseId, inputJson } = payload.value;
         stats.toolCalls += 1;
-        stats.toolsUsed[name] = (stats.toolsUsed[name] ?? 0) + 1;
-        const field = FILE_EDIT_TOOLS[name];
+        // toolsUsed is a plain object: a tool named "constructor" must not read Object.prototype
+        // (the count became a string and the stats failed to serialize), nor "__proto__" hit its setter.
+        const count = Object.hasOwn(stats.toolsUsed, name) ? (stats.toolsUsed[name] ?? 0) : 0;
+        Object.defineProperty(stats.toolsUsed, name, { value: count + 1, enumerable: true, writable: true, configurable: true });
+        const field = Object.hasOwn(FILE_EDIT_TOOLS, name) ? FILE_EDIT_TOOLS[name] : undefined;
         const path = field ? filePathFrom(inputJson, field) : undefined;
         if (path) this.#pendingEdits.set(toolUseId, path);
         break;
