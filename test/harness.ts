@@ -60,7 +60,10 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     namespace: DEFAULT_NAMESPACE,
     workRoot,
     maxLiveSessions: 16,
-    logBounds: { maxEvents: 100_000, maxBytes: 256 * 1024 * 1024 },
+    logBounds: { maxEvents: 1024, maxBytes: 16 * 1024 * 1024 },
+    store: { kind: "memory" },
+    retention: { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 },
+    compactIntervalMs: 60_000,
     agentEnv: { ...agentEnvironment(process.env), HOME: home, ...options.env },
     ...engineRest,
     limits: { queueLimit: 4, turnTimeoutMs: 20_000, idleTimeoutMs: 0, stopGraceMs: 1_000, ...limits },
@@ -68,7 +71,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
   mkdirSync(workRoot, { recursive: true });
   mkdirSync(home, { recursive: true });
   const logger = pino({ level: process.env.HOTPLEX_TEST_LOG ?? "silent" });
-  const engine = new Engine(config, logger);
+  const engine = await Engine.open(config, logger);
   const server = await startServer({ engine, logger, host: "127.0.0.1", port: 0, token: options.token });
   const clientFor = (protocol: Protocol, token = options.token) =>
     createClient(SessionService, transportFor(server.url, protocol, token));

@@ -1,3 +1,4 @@
+import { homedir } from "node:os";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -41,7 +42,9 @@ describe("loadConfig", () => {
       workRoot,
       maxLiveSessions: 64,
       limits: { queueLimit: 16, turnTimeoutMs: 10 * 60_000, idleTimeoutMs: 30 * 60_000, stopGraceMs: 5_000 },
-      logBounds: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024 },
+      store: { kind: "sqlite", dataDir: path.join(homedir(), ".hotplex", "data"), durability: "normal" },
+      retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
+      compactIntervalMs: 60_000,
     });
     expect(config.engine.claudePath).toMatch(/claude$/);
   });
@@ -73,8 +76,11 @@ describe("loadConfig", () => {
       HOTPLEX_TURN_TIMEOUT: "90s",
       HOTPLEX_IDLE_TIMEOUT: "0",
       HOTPLEX_STOP_GRACE: "250ms",
-      HOTPLEX_LOG_MAX_EVENTS: "10",
-      HOTPLEX_LOG_MAX_BYTES: "2048",
+      HOTPLEX_RETAIN_EVENTS: "10",
+      HOTPLEX_RETAIN_BYTES: "2048",
+      HOTPLEX_RETAIN_AGE: "168h",
+      HOTPLEX_RETAIN_TOTAL_BYTES: "4096",
+      HOTPLEX_STORE: "memory",
       HOTPLEX_LOG_LEVEL: "debug",
       HOTPLEX_CLAUDE_PATH: "/opt/claude",
       HOTPLEX_NAMESPACE: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
@@ -85,7 +91,8 @@ describe("loadConfig", () => {
       namespace: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
       maxLiveSessions: 3,
       limits: { queueLimit: 0, turnTimeoutMs: 90_000, idleTimeoutMs: 0, stopGraceMs: 250 },
-      logBounds: { maxEvents: 10, maxBytes: 2048 },
+      store: { kind: "memory" },
+      retention: { maxEvents: 10, maxBytes: 2048, maxAgeMs: 168 * 3_600_000, totalMaxBytes: 4096 },
     });
   });
 
@@ -145,8 +152,10 @@ describe("loadConfig", () => {
     ["--max-sessions", "1.5"],
     ["--queue-limit", "-1"],
     ["--queue-limit", ""],
-    ["--log-max-events", "12abc"],
-    ["--log-max-bytes", "1e400"],
+    ["--retain-events", "12abc"],
+    ["--retain-bytes", "1e400"],
+    ["--store", "postgres"],
+    ["--durability", "maximal"],
     ["--namespace", "not-a-uuid"],
   ])("rejects %s %j with a ConfigError naming the option and showing the value", (flag, value) => {
     const error = configError(() => load([`${flag}=${value}`]));

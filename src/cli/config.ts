@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { validate as isUuid } from "uuid";
-import { DEFAULT_NAMESPACE, type EngineConfig } from "../engine/config.js";
+import { DEFAULT_NAMESPACE, DEFAULT_TAIL_BOUNDS, type EngineConfig, type StoreConfig } from "../engine/config.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
 
 /** The daemon's whole configuration, validated. */
@@ -33,8 +33,14 @@ export const OPTIONS = {
   "turn-timeout": { env: "HOTPLEX_TURN_TIMEOUT", default: "10m", help: "longest a turn may run (0 = no limit)" },
   "idle-timeout": { env: "HOTPLEX_IDLE_TIMEOUT", default: "30m", help: "idle agent processes are ended after this (0 = never)" },
   "stop-grace": { env: "HOTPLEX_STOP_GRACE", default: "5s", help: "time between SIGTERM and SIGKILL" },
-  "log-max-events": { env: "HOTPLEX_LOG_MAX_EVENTS", default: "100000", help: "events kept per session" },
-  "log-max-bytes": { env: "HOTPLEX_LOG_MAX_BYTES", default: "67108864", help: "approximate bytes of events kept per session" },
+  store: { env: "HOTPLEX_STORE", default: "sqlite", help: "where sessions and events live: sqlite (durable) or memory" },
+  "data-dir": { env: "HOTPLEX_DATA_DIR", default: "~/.hotplex/data", help: "directory of the sqlite store" },
+  durability: { env: "HOTPLEX_DURABILITY", default: "normal", help: "sqlite commits: normal (survive a daemon crash) or full (fsync, survive power loss)" },
+  "retain-events": { env: "HOTPLEX_RETAIN_EVENTS", default: "100000", help: "events kept per session (0 = no limit)" },
+  "retain-bytes": { env: "HOTPLEX_RETAIN_BYTES", default: "67108864", help: "bytes of events kept per session (0 = no limit)" },
+  "retain-age": { env: "HOTPLEX_RETAIN_AGE", default: "0", help: "events older than this are dropped (0 = no limit)" },
+  "retain-total-bytes": { env: "HOTPLEX_RETAIN_TOTAL_BYTES", default: "0", help: "bytes of events kept over all sessions, oldest dropped first (0 = no limit)" },
+  "compact-interval": { env: "HOTPLEX_COMPACT_INTERVAL", default: "60s", help: "how often retention limits are enforced" },
   "agent-env": { env: "HOTPLEX_AGENT_ENV", default: "", help: "extra environment variables agents may inherit (comma-separated; NAME or PREFIX*)" },
   "log-level": { env: "HOTPLEX_LOG_LEVEL", default: "info", help: "pino log level" },
 } as const;
@@ -87,13 +93,27 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
         idleTimeoutMs: durationMs("idle-timeout", get("idle-timeout")),
         stopGraceMs: durationMs("stop-grace", get("stop-grace")),
       },
-      logBounds: {
-        maxEvents: positiveInt("log-max-events", get("log-max-events")),
-        maxBytes: positiveInt("log-max-bytes", get("log-max-bytes")),
+      logBounds: DEFAULT_TAIL_BOUNDS,
+      store: storeConfig(get("store"), get("data-dir"), get("durability")),
+      retention: {
+        maxEvents: positiveInt("retain-events", get("retain-events"), 0),
+        maxBytes: positiveInt("retain-bytes", get("retain-bytes"), 0),
+        maxAgeMs: durationMs("retain-age", get("retain-age")),
+        totalMaxBytes: positiveInt("retain-total-bytes", get("retain-total-bytes"), 0),
       },
+      compactIntervalMs: Math.max(1000, durationMs("compact-interval", get("compact-interval"))),
       agentEnv: agentEnvironment(env, [...DEFAULT_AGENT_ENV_ALLOW, ...extraEnv]),
     },
   };
+}
+
+function storeConfig(kind: string, dataDir: string, durability: string): StoreConfig {
+  if (kind === "memory") return { kind };
+  if (kind !== "sqlite") throw new ConfigError(`--store "${kind}" must be sqlite or memory`);
+  if (durability !== "normal" && durability !== "full") {
+    throw new ConfigError(`--durability "${durability}" must be normal or full`);
+  }
+  return { kind, dataDir: path.resolve(expandHome(dataDir)), durability };
 }
 
 /** "HOST:PORT", "[::1]:PORT" or ":PORT" (loopback). */

@@ -2,6 +2,7 @@
 import { pino } from "pino";
 import { Engine } from "../engine/engine.js";
 import { startServer } from "../server/server.js";
+import { StoreOpenError } from "../store/sqlite-store.js";
 import { ConfigError, loadConfig, OPTIONS } from "./config.js";
 
 function usage(): string {
@@ -28,11 +29,27 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = pino({ level: config.logLevel, base: { service: "hotplexd" } });
-  const engine = new Engine(config.engine, logger);
+  let engine: Engine;
+  try {
+    engine = await Engine.open(config.engine, logger);
+  } catch (error) {
+    if (error instanceof StoreOpenError) {
+      process.stderr.write(`hotplexd: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
   const server = await startServer({ engine, logger, host: config.host, port: config.port, token: config.token });
   logger.info(
-    { url: server.url, workRoot: config.engine.workRoot, claude: config.engine.claudePath, auth: Boolean(config.token) },
-    `hotplexd listening on ${server.url}`,
+    {
+      url: server.url,
+      workRoot: config.engine.workRoot,
+      store: engine.store.kind,
+      data: engine.store.location,
+      claude: config.engine.claudePath,
+      auth: Boolean(config.token),
+    },
+    `hotplexd listening on ${server.url}; data in ${engine.store.location}`,
   );
 
   let stopping = false;

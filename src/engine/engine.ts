@@ -1,6 +1,8 @@
 import { clone, create, equals } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
+import { randomUUID } from "node:crypto";
+import { rm } from "node:fs/promises";
 import { v5 as uuidv5 } from "uuid";
 import {
   type SessionConfig,
@@ -15,11 +17,16 @@ import { HotplexError, OutOfRangeError } from "../errors.js";
 import type { Event } from "../events/event.js";
 import { EventLog } from "../events/event-log.js";
 import { readEvents } from "../events/follow.js";
+import { GroupCommitter } from "../events/group-committer.js";
 import { ClaudeCodeProvider } from "../providers/claude-code/provider.js";
 import type { LaunchConfig, Provider } from "../providers/provider.js";
 import { resolveWorkDir } from "../security/work-dir.js";
-import { Pool, type SessionKey } from "../session/pool.js";
+import { endOrphanGroup } from "../session/orphans.js";
+import { keyString, Pool, type SessionKey } from "../session/pool.js";
 import { Session } from "../session/session.js";
+import { MemoryStore } from "../store/memory-store.js";
+import { SqliteStore } from "../store/sqlite-store.js";
+import type { SessionRecord, Store } from "../store/store.js";
 import type { Turn } from "../session/turn.js";
 import type { EngineConfig } from "./config.js";
 import { validateConfig, validatePrompt, validateRequestId, validateSessionId } from "./validate.js";
@@ -34,6 +41,7 @@ export interface ExecuteInput {
 
 export interface Subscription {
   status: SessionStatus;
+  incarnation: string;
   firstSeq: number;
   lastSeq: number;
   events: AsyncIterable<Event>;
@@ -45,17 +53,66 @@ export interface Subscription {
  */
 export class Engine {
   readonly pool: Pool;
+  readonly store: Store;
+  readonly #committer: GroupCommitter;
   readonly #config: EngineConfig;
+  #compactor: NodeJS.Timeout | undefined;
   readonly #provider: Provider;
   readonly #logger: Logger;
   // Aborted at shutdown so that following streams end instead of holding the server open.
   readonly #shutdown = new AbortController();
 
-  constructor(config: EngineConfig, logger: Logger, provider?: Provider) {
+  private constructor(config: EngineConfig, logger: Logger, store: Store, provider: Provider) {
     this.#config = config;
     this.#logger = logger;
-    this.#provider = provider ?? new ClaudeCodeProvider(config.claudePath);
+    this.#provider = provider;
+    this.store = store;
+    this.#committer = new GroupCommitter(store, logger);
     this.pool = new Pool(config.maxLiveSessions);
+  }
+
+  /**
+   * Opens the store, brings back every stored session and cleans up after a daemon
+   * that stopped without a shutdown: agent process groups it left running are ended,
+   * turns it left running end INTERRUPTED. Throws StoreOpenError for an unusable store.
+   */
+  static async open(config: EngineConfig, logger: Logger, provider?: Provider): Promise<Engine> {
+    const store =
+      config.store.kind === "sqlite" ? new SqliteStore(config.store.dataDir, config.store.durability) : new MemoryStore(config.retention);
+    const engine = new Engine(config, logger, store, provider ?? new ClaudeCodeProvider(config.claudePath));
+    await engine.#recover();
+    engine.#compactor = setInterval(() => engine.compact(), config.compactIntervalMs);
+    engine.#compactor.unref();
+    return engine;
+  }
+
+  async #recover(): Promise<void> {
+    const records = this.store.loadSessions();
+    const orphans: Promise<void>[] = [];
+    for (const record of records) {
+      const session = this.#createSession({ tenant: record.tenant, sessionId: record.sessionId }, record.config, record.workDir, record);
+      this.pool.getOrCreate({ tenant: record.tenant, sessionId: record.sessionId }, () => session);
+      if (record.pgid > 0) {
+        orphans.push(endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger));
+      }
+      session.recoverFromRestart(record);
+    }
+    await Promise.all(orphans);
+    this.#committer.flush();
+    if (records.length > 0) this.#logger.info({ sessions: records.length }, "sessions restored from the store");
+  }
+
+  /** Enforces retention now (also runs periodically). */
+  compact(nowMs = Date.now()): void {
+    try {
+      const moved = this.store.compact(this.#config.retention, nowMs);
+      for (const [key, firstSeq] of moved) {
+        const [tenant = "", sessionId = ""] = splitKey(key);
+        this.pool.get({ tenant, sessionId })?.log.retainedFrom(firstSeq);
+      }
+    } catch (error) {
+      this.#logger.error({ err: error }, "compaction failed");
+    }
   }
 
   /**
@@ -87,15 +144,31 @@ export class Engine {
   }
 
   /** Events after `afterSeq`, then live ones if `follow`. */
-  subscribe(tenant: string, sessionId: string, afterSeq: number, follow: boolean, signal?: AbortSignal): Subscription {
+  subscribe(
+    tenant: string,
+    sessionId: string,
+    afterSeq: number,
+    follow: boolean,
+    incarnation = "",
+    signal?: AbortSignal,
+  ): Subscription {
     const session = this.#session(tenant, sessionId);
+    if (incarnation && incarnation !== session.incarnation) {
+      throw new HotplexError(
+        "failed_precondition",
+        `session "${sessionId}" was deleted and created again: incarnation ${incarnation} is gone (now ${session.incarnation}); ` +
+          "read it from after_seq 0 with the new incarnation",
+      );
+    }
     const { log } = session;
-    const firstSeq = log.size === 0 ? 0 : log.firstSeq;
-    if (afterSeq > log.lastSeq || (log.size > 0 && afterSeq < log.firstSeq - 1) || (log.size === 0 && afterSeq < log.lastSeq)) {
-      throw new OutOfRangeError(sessionId, afterSeq, log.size === 0 ? log.lastSeq + 1 : log.firstSeq, log.lastSeq);
+    const retained = log.retained > 0;
+    const firstSeq = retained ? log.firstSeq : 0;
+    if (afterSeq > log.lastSeq || afterSeq < log.firstSeq - 1) {
+      throw new OutOfRangeError(sessionId, afterSeq, log.firstSeq, log.lastSeq);
     }
     return {
       status: session.view.status,
+      incarnation: session.incarnation,
       firstSeq,
       lastSeq: log.lastSeq,
       events: readEvents(log, afterSeq, { follow, signal: this.#streamSignal(signal) }),
@@ -105,13 +178,35 @@ export class Engine {
   /** The session's state and the seq it reflects, read in one synchronous step. */
   snapshot(tenant: string, sessionId: string): { session: SessionInfo; lastSeq: number } {
     const session = this.#session(tenant, sessionId);
-    return { session: session.view.toInfo(session.config, session.queuedTurns), lastSeq: session.log.lastSeq };
+    return {
+      session: session.view.toInfo(session.config, session.queuedTurns, session.incarnation),
+      lastSeq: session.log.lastSeq,
+    };
   }
 
   async stop(tenant: string, sessionId: string): Promise<{ session: SessionInfo; lastSeq: number }> {
     const session = this.#session(tenant, sessionId);
     await session.stop("stopped");
+    // The SessionEnded event is in the answer's last_seq: commit it first.
+    this.#committer.flush();
     return this.snapshot(tenant, sessionId);
+  }
+
+  /** Stops and removes a session, its events and (optionally) the agent's transcript. */
+  async delete(tenant: string, sessionId: string, deleteTranscript: boolean): Promise<{ lastSeq: number }> {
+    const session = this.#session(tenant, sessionId);
+    await session.stop("deleted");
+    this.#committer.flush();
+    const key = { tenant, sessionId };
+    this.pool.remove(key);
+    session.log.close();
+    this.store.deleteSession(keyString(key));
+    if (deleteTranscript) {
+      const files = this.#provider.transcriptFiles(session.view.providerSessionId, session.view.workDir, this.#config.agentEnv.HOME ?? "");
+      await Promise.all(files.map((file) => rm(file, { force: true })));
+    }
+    this.#logger.info({ session: sessionId, tenant, deleteTranscript }, "session deleted");
+    return { lastSeq: session.log.lastSeq };
   }
 
   stats(tenant: string, sessionId: string): SessionStats {
@@ -129,14 +224,18 @@ export class Engine {
           createdAt: session.view.createdAt,
           lastActiveAt: timestampFromMs(session.view.lastActiveMs),
           lastSeq: BigInt(session.log.lastSeq),
+          incarnation: session.incarnation,
         }),
       );
   }
 
   /** Ends every agent process group and every open stream. */
   async shutdown(): Promise<void> {
+    clearInterval(this.#compactor);
     await this.pool.shutdown();
     this.#shutdown.abort();
+    this.#committer.flush();
+    this.store.close();
   }
 
   #session(tenant: string, sessionId: string): Session {
@@ -146,21 +245,35 @@ export class Engine {
     return session;
   }
 
-  #createSession(key: SessionKey, config: SessionConfig, workDir: string): Session {
-    return new Session({
+  #createSession(key: SessionKey, config: SessionConfig, workDir: string, restored?: SessionRecord): Session {
+    // The log asks the session for its registry entry at each commit; the session
+    // needs the log to exist first.
+    let session: Session | undefined;
+    const log = new EventLog(key.sessionId, this.#config.logBounds, restored?.lastSeq ?? 0, {
+      store: this.store,
+      key: keyString(key),
+      committer: this.#committer,
+      record: () => session?.record(),
+    });
+    session = new Session({
       ...key,
       provider: this.#provider,
-      providerSessionId: uuidv5(`${key.tenant}/${key.sessionId}`, this.#config.namespace),
+      providerSessionId: restored?.providerSessionId ?? uuidv5(`${key.tenant}/${key.sessionId}`, this.#config.namespace),
       workDir,
       config,
       launch: launchConfig(config),
       env: this.#config.agentEnv,
-      log: new EventLog(key.sessionId, this.#config.logBounds),
+      log,
       limits: this.#config.limits,
       logger: this.#logger,
-      hasConversation: false,
+      hasConversation: restored?.hasConversation ?? false,
+      incarnation: restored?.incarnation ?? randomUUID(),
+      restored,
       mayStartProcess: () => this.pool.mayStartProcess(),
     });
+    // A new session is registered at once, before its first event.
+    if (!restored) log.touch();
+    return session;
   }
 
   // One turn's events: read from the log (never from the process), so a client that
@@ -187,4 +300,9 @@ function launchConfig(config: SessionConfig): LaunchConfig {
     systemPrompt: config.systemPrompt,
     appendSystemPrompt: config.appendSystemPrompt,
   };
+}
+
+function splitKey(key: string): [string, string] {
+  const slash = key.indexOf("/");
+  return [key.slice(0, slash), key.slice(slash + 1)];
 }

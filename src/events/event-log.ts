@@ -1,7 +1,22 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { OutOfRangeError } from "../errors.js";
+import { HotplexError, OutOfRangeError } from "../errors.js";
+import type { SessionRecord, Store } from "../store/store.js";
 import { type Event, type EventPayload, EventSchema } from "./event.js";
+import type { GroupCommitter } from "./group-committer.js";
+
+/**
+ * Where a log's events are kept beyond its in-memory tail. Without one, the tail is the
+ * whole log and events are published as soon as they are appended.
+ */
+export interface LogBacking {
+  store: Store;
+  /** The session's store key, `<tenant>/<session id>`. */
+  key: string;
+  committer: GroupCommitter;
+  /** The session's registry entry as of the events committed so far. */
+  record: () => SessionRecord | undefined;
+}
 
 /** How much of a session's log stays in memory. */
 export interface LogBounds {
@@ -16,67 +31,157 @@ export const DEFAULT_LOG_BOUNDS: LogBounds = { maxEvents: 100_000, maxBytes: 64 
 /**
  * One session's events, in order, with sequence numbers from 1.
  *
- * Append-then-publish: `append` stores the event and only then wakes readers, and
- * readers pull from the log at their own pace (`read` + `waitBeyond`), so a slow reader
- * never blocks the agent or other readers. When a bound drops events a reader has not
- * read yet, its next `read` throws OutOfRangeError instead of skipping them silently.
+ * Append-then-publish: `append` assigns the next sequence number; the event becomes
+ * visible (to `read`, to waiting readers and to `onCommit`) only once it is stored: at
+ * once for a log without backing, after the group commit for a store-backed log, so a
+ * sequence number a reader has seen is never lost. Readers pull at their own pace
+ * (`read` + `waitBeyond`), so a slow reader never blocks the agent or other readers.
+ * When retention drops events a reader has not read yet, its next `read` throws
+ * OutOfRangeError instead of skipping them silently.
  */
 export class EventLog {
   readonly sessionId: string;
   readonly #bounds: LogBounds;
-  // A queue with a moving head: dropping the oldest event is O(1), and the array is
-  // compacted only when the dead prefix is large.
+  readonly #backing: LogBacking | undefined;
+  // The in-memory tail: a queue with a moving head, so dropping the oldest event is
+  // O(1) and the array is compacted only when the dead prefix is large.
   #events: Event[] = [];
   #sizes: number[] = [];
   #head = 0;
   #bytes = 0;
+  /** Last published seq. */
   #lastSeq = 0;
+  /** Last assigned seq (ahead of #lastSeq while a commit is pending). */
+  #assignedSeq = 0;
+  #pending: Event[] = [];
+  /** Last seq given to onCommit. */
+  #appliedSeq = 0;
+  /** First seq retained by the backing store (store-backed logs only). */
+  #storeFirstSeq = 1;
   #waiters = new Set<() => void>();
+  #closed = false;
+  /** Called with events right before they become visible (and, when backed, stored). */
+  onCommit: ((events: readonly Event[]) => void) | undefined;
 
-  constructor(sessionId: string, bounds: LogBounds = DEFAULT_LOG_BOUNDS, lastSeq = 0) {
+  constructor(sessionId: string, bounds: LogBounds = DEFAULT_LOG_BOUNDS, lastSeq = 0, backing?: LogBacking) {
     if (bounds.maxEvents < 1) throw new RangeError(`maxEvents must be at least 1, got ${bounds.maxEvents}`);
     this.sessionId = sessionId;
     this.#bounds = bounds;
     this.#lastSeq = lastSeq;
+    this.#assignedSeq = lastSeq;
+    this.#appliedSeq = lastSeq;
+    this.#backing = backing;
+    if (backing) this.#storeFirstSeq = backing.store.firstSeq(backing.key) ?? lastSeq + 1;
   }
 
-  /** The last assigned sequence number (0 when nothing was ever logged). */
+  /** The last published sequence number (0 when nothing was ever logged). */
   get lastSeq(): number {
     return this.#lastSeq;
   }
 
-  /** The oldest retained sequence number; lastSeq + 1 when nothing is retained. */
-  get firstSeq(): number {
-    return this.#lastSeq - (this.#events.length - this.#head) + 1;
+  /** The last assigned sequence number, published or not. */
+  get assignedSeq(): number {
+    return this.#assignedSeq;
   }
 
-  /** Approximate bytes retained. */
+  /** The oldest retained sequence number; lastSeq + 1 when nothing is retained. */
+  get firstSeq(): number {
+    const tailFirst = this.#lastSeq - (this.#events.length - this.#head) + 1;
+    return this.#backing ? Math.min(this.#storeFirstSeq, tailFirst) : tailFirst;
+  }
+
+  /** Approximate bytes held in memory. */
   get bytes(): number {
     return this.#bytes;
   }
 
-  /** Number of retained events. */
+  /** Number of events held in memory. */
   get size(): number {
     return this.#events.length - this.#head;
   }
 
-  /** Assigns the next sequence number, stores the event, then wakes readers. */
+  /** Number of retained events (in memory or in the store). */
+  get retained(): number {
+    return this.#lastSeq - this.firstSeq + 1;
+  }
+
+  /** Assigns the next sequence number; the event is published once it is stored. */
   append(turnId: string, payload: EventPayload, timeMs = Date.now()): Event {
+    this.#assignedSeq += 1;
     const event = create(EventSchema, {
-      seq: BigInt(this.#lastSeq + 1),
+      seq: BigInt(this.#assignedSeq),
       sessionId: this.sessionId,
       turnId,
       time: timestampFromMs(timeMs),
       payload,
     });
-    this.#lastSeq += 1;
-    const size = approximateSize(payload);
-    this.#events.push(event);
-    this.#sizes.push(size);
-    this.#bytes += size;
+    if (this.#backing) {
+      this.#pending.push(event);
+      this.#backing.committer.schedule(this);
+    } else {
+      this.onCommit?.([event]);
+      this.published([event]);
+    }
+    return event;
+  }
+
+  /** Asks for the session's registry entry to be saved with the next group commit. */
+  touch(): void {
+    this.#backing?.committer.schedule(this);
+  }
+
+  /** Store-backed logs: hands the pending events to the committer. */
+  takePending(): Event[] {
+    const pending = this.#pending;
+    this.#pending = [];
+    return pending;
+  }
+
+  /**
+   * Store-backed logs: applies events to the session (onCommit) right before they are
+   * stored. Events already applied by an earlier, failed commit are not applied twice.
+   */
+  prepareCommit(events: readonly Event[]): void {
+    const fresh = events.filter((event) => Number(event.seq) > this.#appliedSeq);
+    if (fresh.length === 0) return;
+    this.#appliedSeq = Number(fresh[fresh.length - 1]?.seq);
+    this.onCommit?.(fresh);
+  }
+
+  /** Store-backed logs: puts events back after a failed commit, ahead of newer ones. */
+  restorePending(events: Event[]): void {
+    this.#pending = [...events, ...this.#pending];
+  }
+
+  /** The store key and current record, for the committer. */
+  get backing(): LogBacking | undefined {
+    return this.#backing;
+  }
+
+  /** Makes stored events visible: keeps them in the tail and wakes readers. */
+  published(events: readonly Event[]): void {
+    if (events.length === 0) return;
+    for (const event of events) {
+      const size = approximateSize(event.payload);
+      this.#events.push(event);
+      this.#sizes.push(size);
+      this.#bytes += size;
+    }
+    this.#lastSeq = Number(events[events.length - 1]?.seq ?? this.#lastSeq);
     this.#trim();
     this.#wake();
-    return event;
+  }
+
+  /** The session was deleted: readers are woken and their next read fails with not_found. */
+  close(): void {
+    this.#closed = true;
+    this.#wake();
+  }
+
+  /** Retention moved the store's first seq (after a compaction). */
+  retainedFrom(firstSeq: number): void {
+    this.#storeFirstSeq = firstSeq;
+    while (this.size > 0 && Number(this.#events[this.#head]?.seq) < firstSeq) this.#dropOldest();
   }
 
   /**
@@ -84,11 +189,18 @@ export class EventLog {
    * events after `afterSeq` were dropped, or `afterSeq` lies beyond the last event.
    */
   read(afterSeq: number, limit = 256): Event[] {
+    if (this.#closed) throw new HotplexError("not_found", `session "${this.sessionId}" was deleted`);
     const first = this.firstSeq;
     if (afterSeq > this.#lastSeq || afterSeq < first - 1) {
-      throw new OutOfRangeError(this.sessionId, afterSeq, this.size === 0 ? this.#lastSeq + 1 : first, this.#lastSeq);
+      throw new OutOfRangeError(this.sessionId, afterSeq, first, this.#lastSeq);
     }
-    const start = this.#head + (afterSeq - first + 1);
+    const tailFirst = this.#lastSeq - this.size + 1;
+    if (afterSeq < tailFirst - 1 && this.#backing) {
+      // Older than the in-memory tail: read from the store, up to where the tail starts.
+      const { store, key } = this.#backing;
+      return store.readEvents(key, afterSeq, Math.min(limit, tailFirst - 1 - afterSeq));
+    }
+    const start = this.#head + (afterSeq - tailFirst + 1);
     return this.#events.slice(start, Math.min(start + limit, this.#events.length));
   }
 
@@ -98,7 +210,7 @@ export class EventLog {
    * read and this call.
    */
   waitBeyond(afterSeq: number, signal?: AbortSignal): Promise<void> {
-    if (this.#lastSeq > afterSeq || signal?.aborted) return Promise.resolve();
+    if (this.#lastSeq > afterSeq || signal?.aborted || this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         this.#waiters.delete(done);
@@ -119,10 +231,12 @@ export class EventLog {
   #trim(): void {
     const { maxEvents, maxBytes } = this.#bounds;
     // Always keep the newest event, even when it alone is over the byte bound.
-    while (this.size > 1 && (this.size > maxEvents || this.#bytes > maxBytes)) {
-      this.#bytes -= this.#sizes[this.#head] ?? 0;
-      this.#head += 1;
-    }
+    while (this.size > 1 && (this.size > maxEvents || this.#bytes > maxBytes)) this.#dropOldest();
+  }
+
+  #dropOldest(): void {
+    this.#bytes -= this.#sizes[this.#head] ?? 0;
+    this.#head += 1;
     if (this.#head > 1024 && this.#head * 2 > this.#events.length) {
       this.#events = this.#events.slice(this.#head);
       this.#sizes = this.#sizes.slice(this.#head);
@@ -135,9 +249,10 @@ export class EventLog {
 // Encoding every event just to weigh it would cost more than the bound saves.
 const EVENT_OVERHEAD_BYTES = 160;
 
-function approximateSize(payload: EventPayload): number {
+/** A cheap estimate of an event payload's memory, for in-memory bounds. */
+export function approximateSize(payload: Event["payload"]): number {
   let size = EVENT_OVERHEAD_BYTES;
-  for (const value of Object.values(payload.value)) {
+  for (const value of Object.values(payload.value ?? {})) {
     if (typeof value === "string") size += value.length * 2;
   }
   return size;

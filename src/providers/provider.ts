@@ -75,5 +75,7 @@ export interface Provider {
    * agent had no conversation to resume, "id_in_use" when the conversation already exists
    * and must be resumed rather than created, undefined otherwise.
    */
+  /** The files where the agent keeps its own transcript of a conversation. */
+  transcriptFiles(providerSessionId: string, workDir: string, home: string): string[];
   classifyStartupFailure(stderr: string, fatalMessage: string | undefined): "resume_missing" | "id_in_use" | undefined;
 }

@@ -19,7 +19,14 @@ export function routes(engine: Engine): (router: ConnectRouter) => void {
       },
 
       async *subscribe(req, ctx) {
-        const subscription = engine.subscribe(tenantOf(ctx), req.sessionId, Number(req.afterSeq), req.follow, ctx.signal);
+        const subscription = engine.subscribe(
+          tenantOf(ctx),
+          req.sessionId,
+          Number(req.afterSeq),
+          req.follow,
+          req.incarnation,
+          ctx.signal,
+        );
         yield {
           message: {
             case: "header",
@@ -27,6 +34,7 @@ export function routes(engine: Engine): (router: ConnectRouter) => void {
               status: subscription.status,
               firstSeq: BigInt(subscription.firstSeq),
               lastSeq: BigInt(subscription.lastSeq),
+              incarnation: subscription.incarnation,
             },
           },
         };
@@ -49,6 +57,11 @@ export function routes(engine: Engine): (router: ConnectRouter) => void {
 
       listSessions(_req, ctx) {
         return { sessions: engine.list(tenantOf(ctx)) };
+      },
+
+      async deleteSession(req, ctx) {
+        const { lastSeq } = await engine.delete(tenantOf(ctx), req.sessionId, req.deleteTranscript);
+        return { lastSeq: BigInt(lastSeq) };
       },
     });
 }

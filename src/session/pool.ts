@@ -38,6 +38,11 @@ export class Pool {
     return session;
   }
 
+  /** Forgets a session (it was deleted). */
+  remove(key: SessionKey): void {
+    this.#sessions.delete(keyString(key));
+  }
+
   /** Sessions whose agent process runs or is starting. */
   liveCount(): number {
     let count = 0;

@@ -10,6 +10,7 @@ import {
   TurnInfoSchema,
 } from "../../gen/hotplex/v1/session_pb.js";
 import type { Event } from "../events/event.js";
+import type { SessionRecord } from "../store/store.js";
 import { StatsAccumulator } from "./stats.js";
 
 /**
@@ -22,7 +23,7 @@ export class SessionView {
   pid = 0;
   providerSessionId: string;
   workDir: string;
-  readonly createdAt: Timestamp;
+  createdAt: Timestamp;
   lastActiveMs: number;
   currentTurn: TurnInfo | undefined;
   readonly stats = new StatsAccumulator();
@@ -38,6 +39,19 @@ export class SessionView {
     this.workDir = workDir;
     this.createdAt = timestampFromMs(nowMs);
     this.lastActiveMs = nowMs;
+  }
+
+  /** Takes the state a session had when the daemon last stored it. */
+  restore(record: SessionRecord): void {
+    this.status = record.status;
+    this.providerSessionId = record.providerSessionId;
+    this.workDir = record.workDir;
+    this.createdAt = timestampFromMs(record.createdAtMs);
+    this.lastActiveMs = record.lastActiveMs;
+    this.stats.restore(record.stats);
+    // A process and a turn recorded before the restart are ended by recovery, through
+    // events; until then the view shows what was recorded.
+    this.pid = record.pgid;
   }
 
   apply(event: Event): void {
@@ -77,7 +91,7 @@ export class SessionView {
     this.stats.apply(event);
   }
 
-  toInfo(config: SessionConfig, queuedTurns: number): SessionInfo {
+  toInfo(config: SessionConfig, queuedTurns: number, incarnation: string): SessionInfo {
     return create(SessionInfoSchema, {
       sessionId: this.sessionId,
       status: this.status,
@@ -90,6 +104,7 @@ export class SessionView {
       queuedTurns,
       pid: this.pid,
       config,
+      incarnation,
       // A copy: the live accumulator keeps changing while the response is serialized.
       stats: clone(SessionStatsSchema, this.stats.stats),
     });

@@ -18,6 +18,7 @@ import {
 } from "../events/event.js";
 import type { EventLog } from "../events/event-log.js";
 import type { LaunchConfig, OutputParser, ParsedOutput, Provider } from "../providers/provider.js";
+import type { SessionRecord } from "../store/store.js";
 import { AgentProcess, type ProcessExit } from "./agent-process.js";
 import { SessionView } from "./session-view.js";
 import { Turn } from "./turn.js";
@@ -48,6 +49,10 @@ export interface SessionOptions {
   logger: Logger;
   /** The provider already holds this conversation: start the agent with resume. */
   hasConversation: boolean;
+  /** Changes when the session id is deleted and created again. */
+  incarnation: string;
+  /** The registry entry of a session brought back after a daemon restart. */
+  restored?: SessionRecord;
   /** Asked before a new agent process starts; false means the daemon is at its cap. */
   mayStartProcess: () => boolean;
 }
@@ -74,6 +79,7 @@ export class Session {
   #hasConversation: boolean;
 
   #process: AgentProcess | undefined;
+  #agentFile = "";
   #parser: OutputParser | undefined;
   #processExited: Promise<void> | undefined;
   /** The process has answered its first turn (SessionStarted logged). */
@@ -101,12 +107,61 @@ export class Session {
     this.#launch = options.launch;
     this.#hasConversation = options.hasConversation;
     this.#logger = options.logger.child({ session: options.sessionId, tenant: options.tenant });
+    this.incarnation = options.incarnation;
     this.view = new SessionView(options.sessionId, options.provider.name, options.providerSessionId, options.workDir);
+    if (options.restored) this.view.restore(options.restored);
+    // The view follows the log: it takes each event as it is committed, so it always
+    // reflects exactly the events up to the log's lastSeq.
+    this.log.onCommit = (events) => {
+      for (const event of events) this.view.apply(event);
+    };
   }
+
+  readonly incarnation: string;
 
   /** True while an agent process runs or is being started. */
   get live(): boolean {
-    return this.view.status !== SessionStatus.DEAD;
+    return this.#process !== undefined || this.view.status === SessionStatus.STARTING;
+  }
+
+  /** The session's registry entry, as of the events applied so far. */
+  record(): SessionRecord {
+    const view = this.view;
+    return {
+      key: `${this.tenant}/${this.sessionId}`,
+      tenant: this.tenant,
+      sessionId: this.sessionId,
+      incarnation: this.incarnation,
+      provider: this.#options.provider.name,
+      providerSessionId: view.providerSessionId,
+      workDir: view.workDir,
+      config: this.config,
+      status: view.status,
+      createdAtMs: timestampMs(view.createdAt),
+      lastActiveMs: view.lastActiveMs,
+      stats: view.stats.stats,
+      pgid: this.#process?.alive ? this.#process.pid : 0,
+      agentCommand: this.#process?.alive ? this.#agentFile : "",
+      hasConversation: this.#hasConversation,
+      currentTurnId: view.currentTurn?.turnId ?? "",
+      lastSeq: this.log.assignedSeq,
+    };
+  }
+
+  /**
+   * Closes what a daemon that stopped without a shutdown left open: the turn that was
+   * running ends INTERRUPTED and, if a process was running, the session ends "restart".
+   */
+  recoverFromRestart(record: SessionRecord): void {
+    if (record.currentTurnId) {
+      this.#record(record.currentTurnId, {
+        case: "turnEnded",
+        value: create(TurnEndedSchema, { outcome: TurnOutcome.INTERRUPTED, errorMessage: "interrupted by daemon restart" }),
+      });
+    }
+    if (record.status !== SessionStatus.DEAD) {
+      this.#record("", { case: "sessionEnded", value: create(SessionEndedSchema, { reason: "restart" }) });
+    }
   }
 
   get queuedTurns(): number {
@@ -227,7 +282,7 @@ export class Session {
       this.#announce(turn);
       this.#process.writeLine(this.#options.provider.encodePrompt(turn.prompt));
     } else {
-      if (!this.#options.mayStartProcess() && this.view.status === SessionStatus.DEAD) {
+      if (this.view.status !== SessionStatus.STARTING && !this.#options.mayStartProcess()) {
         this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, "the daemon runs its maximum number of live sessions"));
         return;
       }
@@ -269,9 +324,12 @@ export class Session {
       onLine: (line) => this.#onLine(process, line),
     });
     this.#process = process;
+    this.#agentFile = command.file;
     this.#parser = provider.createParser();
     this.#processExited = process.exited.then((exit) => this.#onExit(process, exit, turn));
     this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind], args: command.args }, "agent process spawned");
+    // Persist the process group now, so a daemon that dies can find it at its next start.
+    this.log.touch();
     // Claude Code prints nothing until its first input: readiness comes from its answer
     // to this prompt, not from the process merely being alive.
     process.writeLine(provider.encodePrompt(turn.prompt));
@@ -430,8 +488,7 @@ export class Session {
   }
 
   #record(turnId: string, payload: EventPayload): void {
-    const event = this.log.append(turnId, payload);
-    this.view.apply(event);
+    this.log.append(turnId, payload);
   }
 
   #armTurnTimer(turn: Turn): void {
@@ -482,6 +539,10 @@ export class Session {
       if (oldest !== undefined) this.#byRequestId.delete(oldest);
     }
   }
+}
+
+function timestampMs(time: { seconds: bigint; nanos: number }): number {
+  return Number(time.seconds) * 1000 + Math.floor(time.nanos / 1_000_000);
 }
 
 function describeExit(exit: ProcessExit): string {

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { type SessionStats, SessionStatsSchema } from "../../gen/hotplex/v1/session_pb.js";
 import { type Event, TurnOutcome } from "../events/event.js";
 
@@ -16,10 +16,17 @@ const FILE_EDIT_TOOLS: Record<string, string> = {
  * turn's share, not the agent's running total), tool figures from ToolUse/ToolResult.
  */
 export class StatsAccumulator {
-  readonly stats: SessionStats = create(SessionStatsSchema);
+  stats: SessionStats = create(SessionStatsSchema);
   // File edits waiting for their result; a failed or refused edit modified nothing.
   #pendingEdits = new Map<string, string>();
   #modified = new Set<string>();
+
+  /** Continues from statistics stored before a daemon restart. */
+  restore(stats: SessionStats): void {
+    this.stats = clone(SessionStatsSchema, stats);
+    this.#modified = new Set(stats.modifiedFiles);
+    this.#pendingEdits.clear();
+  }
 
   apply(event: Event): void {
     const { payload } = event;

@@ -22,13 +22,16 @@ describe("hotplex with the real Claude Code CLI", () => {
   let dirs: { workRoot: string; home: string };
   let daemon: TestDaemon;
 
-  const start = () =>
+  const start = (store: "memory" | "sqlite" = "memory") =>
     startTestDaemon({
       claudePath,
       dirs,
       env: claudeEnv({ home: dirs.home, baseUrl: mock.url }),
       // A cold start of the real CLI takes about a second, more on a loaded machine.
-      engine: { limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 } },
+      engine: {
+        limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 },
+        store: store === "sqlite" ? { kind: "sqlite", dataDir: path.join(scratch, "data"), durability: "normal" } : { kind: "memory" },
+      },
     });
 
   beforeAll(async () => {
@@ -109,17 +112,46 @@ describe("hotplex with the real Claude Code CLI", () => {
     expect(conversationOf(mock.requests.at(-1)!)[0]).toBe("user:remember MANGO");
   });
 
-  it("continues a conversation after the daemon itself restarts", async () => {
-    await executeEvents(daemon.client.execute({ sessionId: "durable", prompt: "remember KIWI" }));
+  it("continues a conversation after a daemon restart that forgot it (in-memory store)", async () => {
+    await executeEvents(daemon.client.execute({ sessionId: "forgotten", prompt: "remember KIWI" }));
     // A graceful shutdown ends the agent with SIGTERM, which lets it finish its transcript.
     await daemon.close();
     daemon = await start();
     // The new daemon knows nothing of the session: it tries a new conversation under the
     // same deterministic id, the CLI says the id is in use, and hotplex resumes instead.
-    const next = await executeEvents(daemon.client.execute({ sessionId: "durable", prompt: "[[recall]]" }));
+    const next = await executeEvents(daemon.client.execute({ sessionId: "forgotten", prompt: "[[recall]]" }));
     const restarted = next.find((e) => e.payload.case === "sessionStarted");
     expect(restarted?.payload.case === "sessionStarted" && restarted.payload.value.kind).toBe(StartKind.RESUMED);
     expect(textOf(next)).toContain("remember KIWI");
     expect(turnEndOf(next).outcome).toBe(TurnOutcome.COMPLETED);
+  });
+
+  it("resumes an idle session after the daemon restarts on its durable store", async () => {
+    await daemon.close();
+    daemon = await start("sqlite");
+    await executeEvents(daemon.client.execute({ sessionId: "durable", prompt: "remember PLUM" }));
+    await daemon.close();
+    daemon = await start("sqlite");
+    const requestsBefore = mock.requests.length;
+    const next = await executeEvents(daemon.client.execute({ sessionId: "durable", prompt: "[[recall]]" }));
+    expect(next.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: StartKind.RESUMED });
+    expect(conversationOf(mock.requests.at(-1)!)).toEqual([
+      "user:remember PLUM",
+      'assistant:Hello from mock. You said: "remember PLUM"',
+      "user:[[recall]]",
+    ]);
+    expect(mock.requests.length).toBe(requestsBefore + 1);
+  });
+
+  it("deletes a session with its transcript: the id then starts a new conversation", async () => {
+    await executeEvents(daemon.client.execute({ sessionId: "forget-me", prompt: "remember OLIVE" }));
+    const { session } = await daemon.client.getSnapshot({ sessionId: "forget-me" });
+    const transcript = claudeTranscriptPath(dirs.home, session!.workDir, session!.providerSessionId);
+    await waitUntil(() => existsSync(transcript), 10_000, "the transcript");
+    await daemon.client.deleteSession({ sessionId: "forget-me", deleteTranscript: true });
+    expect(existsSync(transcript)).toBe(false);
+    const fresh = await executeEvents(daemon.client.execute({ sessionId: "forget-me", prompt: "[[recall]]" }));
+    expect(fresh.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: StartKind.COLD });
+    expect(conversationOf(mock.requests.at(-1)!)).toEqual(["user:[[recall]]"]);
   });
 });

@@ -1,57 +1,24 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
-import { executeEvents, fakeClaudePath, isAlive, repoRoot, transportFor, waitUntil } from "../harness.js";
-
-interface Daemon {
-  child: ChildProcess;
-  url: string;
-  exit: Promise<number | null>;
-  stderr: () => string;
-}
+import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
+import { executeEvents, isAlive, transportFor, waitUntil } from "../harness.js";
 
 const scratch: string[] = [];
-const children: ChildProcess[] = [];
 
-/** Starts the real `hotplexd` entry point as its own process. */
-function startDaemon(args: string[], env: Record<string, string> = {}): Promise<Daemon> {
+function startDaemon(args: string[], env: Record<string, string> = {}): Promise<DaemonProcess> {
   const dir = mkdtempSync(path.join(tmpdir(), "hotplexd-"));
   scratch.push(dir);
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "src/cli/hotplexd.ts"), ...args], {
-    cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? "",
-      HOME: path.join(dir, "home"),
-      HOTPLEX_WORK_ROOT: path.join(dir, "work"),
-      HOTPLEX_CLAUDE_PATH: fakeClaudePath,
-      HOTPLEX_LISTEN: "127.0.0.1:0",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on("line", (line) => {
-      const record = JSON.parse(line) as { url?: string };
-      if (record.url) resolve({ child, url: record.url, exit, stderr: () => stderr });
-    });
-    void exit.then((code) => reject(new Error(`hotplexd exited with ${code}: ${stderr}`)));
-  });
+  return startDaemonProcess(dir, args, env);
 }
 
 afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
+  killDaemonProcesses();
   for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -586,7 +586,9 @@ export type SessionEnded = Message<"hotplex.v1.SessionEnded"> & {
   /**
    * Why the process ended: "stopped" (StopSession), "idle" (idle timeout),
    * "shutdown" (daemon shutdown), "exited" (the agent exited by itself),
-   * "crashed" (the agent exited with an error or was killed by a signal).
+   * "crashed" (the agent exited with an error or was killed by a signal),
+   * "restart" (the daemon stopped without a shutdown, e.g. it was killed, and
+   * found the session's process gone or ended it when it started again).
    *
    * @generated from field: string reason = 1;
    */
@@ -706,8 +708,9 @@ export enum TurnOutcome {
   FAILED = 2,
 
   /**
-   * The turn was interrupted before it finished (an interrupt request, or the
-   * daemon restarting under it).
+   * The turn was interrupted before it finished: an interrupt request, or the
+   * daemon stopped without a shutdown while the turn ran (error_message
+   * "interrupted by daemon restart").
    *
    * @generated from enum value: TURN_OUTCOME_INTERRUPTED = 3;
    */

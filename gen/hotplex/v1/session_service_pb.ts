@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/session_service.proto.
  */
 export const file_hotplex_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSKCAQoORXhlY3V0ZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZwcm9tcHQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIpCgZjb25maWcYBCABKAsyGS5ob3RwbGV4LnYxLlNlc3Npb25Db25maWcSDQoFcXVldWUYBSABKAgiMwoPRXhlY3V0ZVJlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEuaG90cGxleC52MS5FdmVudCJJChBTdWJzY3JpYmVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEEg4KBmZvbGxvdxgDIAEoCCJhCg9TdWJzY3JpYmVIZWFkZXISKQoGc3RhdHVzGAEgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEhEKCWZpcnN0X3NlcRgCIAEoBBIQCghsYXN0X3NlcRgDIAEoBCJxChFTdWJzY3JpYmVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5ob3RwbGV4LnYxLlN1YnNjcmliZUhlYWRlckgAEiIKBWV2ZW50GAIgASgLMhEuaG90cGxleC52MS5FdmVudEgAQgkKB21lc3NhZ2UiaAoQT3V0T2ZSYW5nZURldGFpbBISCgpzZXNzaW9uX2lkGAEgASgJEhsKE3JlcXVlc3RlZF9hZnRlcl9zZXEYAiABKAQSEQoJZmlyc3Rfc2VxGAMgASgEEhAKCGxhc3Rfc2VxGAQgASgEIigKEkdldFNuYXBzaG90UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE0dldFNuYXBzaG90UmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiKAoSU3RvcFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCIsChZHZXRTZXNzaW9uU3RhdHNSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiVgoXR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRInCgVzdGF0cxgCIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QixQEKDlNlc3Npb25TdW1tYXJ5EhIKCnNlc3Npb25faWQYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgFIAEoBCJEChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN1bW1hcnky8QMKDlNlc3Npb25TZXJ2aWNlEkQKB0V4ZWN1dGUSGi5ob3RwbGV4LnYxLkV4ZWN1dGVSZXF1ZXN0GhsuaG90cGxleC52MS5FeGVjdXRlUmVzcG9uc2UwARJKCglTdWJzY3JpYmUSHC5ob3RwbGV4LnYxLlN1YnNjcmliZVJlcXVlc3QaHS5ob3RwbGV4LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTgoLR2V0U25hcHNob3QSHi5ob3RwbGV4LnYxLkdldFNuYXBzaG90UmVxdWVzdBofLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXNwb25zZRJOCgtTdG9wU2Vzc2lvbhIeLmhvdHBsZXgudjEuU3RvcFNlc3Npb25SZXF1ZXN0Gh8uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlc3BvbnNlEloKD0dldFNlc3Npb25TdGF0cxIiLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USUQoMTGlzdFNlc3Npb25zEh8uaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
+  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSKCAQoORXhlY3V0ZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZwcm9tcHQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIpCgZjb25maWcYBCABKAsyGS5ob3RwbGV4LnYxLlNlc3Npb25Db25maWcSDQoFcXVldWUYBSABKAgiMwoPRXhlY3V0ZVJlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEuaG90cGxleC52MS5FdmVudCJeChBTdWJzY3JpYmVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEEg4KBmZvbGxvdxgDIAEoCBITCgtpbmNhcm5hdGlvbhgEIAEoCSJ2Cg9TdWJzY3JpYmVIZWFkZXISKQoGc3RhdHVzGAEgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEhEKCWZpcnN0X3NlcRgCIAEoBBIQCghsYXN0X3NlcRgDIAEoBBITCgtpbmNhcm5hdGlvbhgEIAEoCSJxChFTdWJzY3JpYmVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5ob3RwbGV4LnYxLlN1YnNjcmliZUhlYWRlckgAEiIKBWV2ZW50GAIgASgLMhEuaG90cGxleC52MS5FdmVudEgAQgkKB21lc3NhZ2UiaAoQT3V0T2ZSYW5nZURldGFpbBISCgpzZXNzaW9uX2lkGAEgASgJEhsKE3JlcXVlc3RlZF9hZnRlcl9zZXEYAiABKAQSEQoJZmlyc3Rfc2VxGAMgASgEEhAKCGxhc3Rfc2VxGAQgASgEIigKEkdldFNuYXBzaG90UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE0dldFNuYXBzaG90UmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiKAoSU3RvcFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCIsChZHZXRTZXNzaW9uU3RhdHNSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiVgoXR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRInCgVzdGF0cxgCIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3Qi2gEKDlNlc3Npb25TdW1tYXJ5EhIKCnNlc3Npb25faWQYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgFIAEoBBITCgtpbmNhcm5hdGlvbhgGIAEoCSJEChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN1bW1hcnkiRQoURGVsZXRlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIZChFkZWxldGVfdHJhbnNjcmlwdBgCIAEoCCIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQyxwQKDlNlc3Npb25TZXJ2aWNlEkQKB0V4ZWN1dGUSGi5ob3RwbGV4LnYxLkV4ZWN1dGVSZXF1ZXN0GhsuaG90cGxleC52MS5FeGVjdXRlUmVzcG9uc2UwARJKCglTdWJzY3JpYmUSHC5ob3RwbGV4LnYxLlN1YnNjcmliZVJlcXVlc3QaHS5ob3RwbGV4LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTgoLR2V0U25hcHNob3QSHi5ob3RwbGV4LnYxLkdldFNuYXBzaG90UmVxdWVzdBofLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXNwb25zZRJOCgtTdG9wU2Vzc2lvbhIeLmhvdHBsZXgudjEuU3RvcFNlc3Npb25SZXF1ZXN0Gh8uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlc3BvbnNlEloKD0dldFNlc3Npb25TdGF0cxIiLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USUQoMTGlzdFNlc3Npb25zEh8uaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuaG90cGxleC52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLmhvdHBsZXgudjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
 
 /**
  * ExecuteRequest starts a turn.
@@ -124,6 +124,16 @@ export type SubscribeRequest = Message<"hotplex.v1.SubscribeRequest"> & {
    * @generated from field: bool follow = 3;
    */
   follow: boolean;
+
+  /**
+   * The incarnation the client's after_seq belongs to (from an earlier
+   * SubscribeHeader or snapshot). When set and the session has since been
+   * deleted and created again, the call fails with FAILED_PRECONDITION rather
+   * than serving another conversation's events. Empty skips the check.
+   *
+   * @generated from field: string incarnation = 4;
+   */
+  incarnation: string;
 };
 
 /**
@@ -159,6 +169,15 @@ export type SubscribeHeader = Message<"hotplex.v1.SubscribeHeader"> & {
    * @generated from field: uint64 last_seq = 3;
    */
   lastSeq: bigint;
+
+  /**
+   * The session's incarnation: an id that changes when the session id is
+   * deleted and created again. Send it back in SubscribeRequest.incarnation
+   * when resuming.
+   *
+   * @generated from field: string incarnation = 4;
+   */
+  incarnation: string;
 };
 
 /**
@@ -451,6 +470,13 @@ export type SessionSummary = Message<"hotplex.v1.SessionSummary"> & {
    * @generated from field: uint64 last_seq = 5;
    */
   lastSeq: bigint;
+
+  /**
+   * The session's incarnation (see SubscribeHeader.incarnation).
+   *
+   * @generated from field: string incarnation = 6;
+   */
+  incarnation: string;
 };
 
 /**
@@ -480,6 +506,57 @@ export type ListSessionsResponse = Message<"hotplex.v1.ListSessionsResponse"> & 
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_session_service, 14);
+
+/**
+ * DeleteSessionRequest names a session.
+ *
+ * @generated from message hotplex.v1.DeleteSessionRequest
+ */
+export type DeleteSessionRequest = Message<"hotplex.v1.DeleteSessionRequest"> & {
+  /**
+   * The session to delete.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Also delete the agent's own transcript of the conversation (for Claude
+   * Code, the session's file under ~/.claude/projects), so that the session id
+   * starts a fresh conversation when used again.
+   *
+   * @generated from field: bool delete_transcript = 2;
+   */
+  deleteTranscript: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.DeleteSessionRequest.
+ * Use `create(DeleteSessionRequestSchema)` to create a new message.
+ */
+export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 15);
+
+/**
+ * DeleteSessionResponse confirms the deletion.
+ *
+ * @generated from message hotplex.v1.DeleteSessionResponse
+ */
+export type DeleteSessionResponse = Message<"hotplex.v1.DeleteSessionResponse"> & {
+  /**
+   * The last sequence number the deleted session had logged.
+   *
+   * @generated from field: uint64 last_seq = 1;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.DeleteSessionResponse.
+ * Use `create(DeleteSessionResponseSchema)` to create a new message.
+ */
+export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 16);
 
 /**
  * SessionService runs agent conversations ("sessions") and serves their
@@ -591,6 +668,20 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof ListSessionsRequestSchema;
     output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * DeleteSession stops the session's agent (as StopSession does) and removes
+   * the session, its events and its registry entry. A later Execute with the
+   * same session id creates a new session with a new incarnation and sequence
+   * numbers from 1. Unless delete_transcript is set, the agent's own
+   * transcript stays, and the new session continues that conversation.
+   *
+   * @generated from rpc hotplex.v1.SessionService.DeleteSession
+   */
+  deleteSession: {
+    methodKind: "unary";
+    input: typeof DeleteSessionRequestSchema;
+    output: typeof DeleteSessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hotplex_v1_session_service, 0);

@@ -1,3 +1,4 @@
+import path from "node:path";
 import type { Command, LaunchSpec, OutputParser, Provider } from "../provider.js";
 import { ClaudeStreamParser } from "./parser.js";
 
@@ -57,6 +58,12 @@ export class ClaudeCodeProvider implements Provider {
 
   createParser(): OutputParser {
     return new ClaudeStreamParser();
+  }
+
+  transcriptFiles(providerSessionId: string, workDir: string, home: string): string[] {
+    if (!home) return [];
+    // Claude Code keeps `~/.claude/projects/<cwd, each non-alphanumeric character as "-">/<id>.jsonl`.
+    return [path.join(home, ".claude", "projects", workDir.replace(/[^a-zA-Z0-9]/g, "-"), `${providerSessionId}.jsonl`)];
   }
 
   classifyStartupFailure(stderr: string, fatalMessage: string | undefined): "resume_missing" | "id_in_use" | undefined {

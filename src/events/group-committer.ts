@@ -1,0 +1,80 @@
+import type { Logger } from "pino";
+import type { SessionRecord, Store, StoredEvent } from "../store/store.js";
+import type { Event } from "./event.js";
+import type { EventLog } from "./event-log.js";
+
+// After a failed commit (disk full, I/O error), wait this long before trying again.
+const RETRY_MS = 200;
+
+/**
+ * Group commit: events appended during one turn of the event loop, across all
+ * sessions, are stored in one transaction and only then published. A streaming turn
+ * thus pays one commit per batch of output lines, not one per token.
+ */
+export class GroupCommitter {
+  readonly #store: Store;
+  readonly #logger: Logger;
+  #dirty = new Set<EventLog>();
+  // The next flush: on the next turn of the event loop, or a retry after a failure. Kept
+  // apart: clearImmediate given a Timeout corrupts Node's timer and immediate counts.
+  #scheduled: NodeJS.Immediate | undefined;
+  #retry: NodeJS.Timeout | undefined;
+
+  constructor(store: Store, logger: Logger) {
+    this.#store = store;
+    this.#logger = logger;
+  }
+
+  /** Marks a log as having pending events (or a changed registry entry). */
+  schedule(log: EventLog): void {
+    this.#dirty.add(log);
+    if (!this.#retry) this.#scheduled ??= setImmediate(() => this.flush());
+  }
+
+  /**
+   * Commits everything pending now. Each log's events are first applied to its session
+   * (onCommit), then stored together with the session's updated record, then published:
+   * all in one synchronous step, so no reader ever sees a state between the three.
+   */
+  flush(): void {
+    clearImmediate(this.#scheduled);
+    clearTimeout(this.#retry);
+    this.#scheduled = undefined;
+    this.#retry = undefined;
+    if (this.#dirty.size === 0) return;
+    const logs = [...this.#dirty];
+    this.#dirty.clear();
+    const batches = new Map<EventLog, Event[]>();
+    const events: StoredEvent[] = [];
+    const records: SessionRecord[] = [];
+    let moved: Map<string, number> | undefined;
+    for (const log of logs) {
+      const backing = log.backing;
+      if (!backing) continue;
+      const pending = log.takePending();
+      batches.set(log, pending);
+      for (const event of pending) events.push({ key: backing.key, event });
+    }
+    try {
+      for (const [log, pending] of batches) log.prepareCommit(pending);
+      for (const log of logs) {
+        const record = log.backing?.record();
+        if (record) records.push(record);
+      }
+      moved = this.#store.commit(events, records);
+    } catch (error) {
+      this.#logger.error({ err: error, events: events.length }, "storing events failed; retrying");
+      for (const [log, pending] of batches) {
+        log.restorePending(pending);
+        this.#dirty.add(log);
+      }
+      this.#retry = setTimeout(() => this.flush(), RETRY_MS);
+      return;
+    }
+    for (const [log, pending] of batches) {
+      log.published(pending);
+      const first = moved?.get(log.backing?.key ?? "");
+      if (first !== undefined) log.retainedFrom(first);
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import { clone } from "@bufbuild/protobuf";
+import { SessionConfigSchema, SessionStatsSchema } from "../../gen/hotplex/v1/session_pb.js";
+import type { Event } from "../events/event.js";
+import { approximateSize } from "../events/event-log.js";
+import type { RetentionPolicy, SessionRecord, Store, StoredEvent } from "./store.js";
+
+interface SessionEvents {
+  events: Event[];
+  sizes: number[];
+  head: number;
+  bytes: number;
+}
+
+/**
+ * Everything in memory: for tests and for deployments that need no durability
+ * (`--store memory`). Per-session limits are applied on every commit, so memory stays
+ * bounded between compactions.
+ */
+export class MemoryStore implements Store {
+  readonly kind = "memory";
+  readonly location = "in memory";
+  readonly #events = new Map<string, SessionEvents>();
+  readonly #sessions = new Map<string, SessionRecord>();
+
+  constructor(private readonly policy: RetentionPolicy) {}
+
+  commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Map<string, number> {
+    const moved = new Map<string, number>();
+    for (const { key, event } of events) {
+      const size = approximateSize(event.payload);
+      let log = this.#events.get(key);
+      if (!log) {
+        log = { events: [], sizes: [], head: 0, bytes: 0 };
+        this.#events.set(key, log);
+      }
+      log.events.push(event);
+      log.sizes.push(size);
+      log.bytes += size;
+      const head = log.head;
+      this.#trim(log, this.policy.maxEvents, this.policy.maxBytes);
+      if (log.head !== head) moved.set(key, Number(log.events[log.head]?.seq));
+    }
+    for (const record of sessions) {
+      // Copies: the caller keeps mutating its own objects.
+      this.#sessions.set(record.key, {
+        ...record,
+        config: clone(SessionConfigSchema, record.config),
+        stats: clone(SessionStatsSchema, record.stats),
+      });
+    }
+    return moved;
+  }
+
+  readEvents(key: string, afterSeq: number, limit: number): Event[] {
+    const log = this.#events.get(key);
+    const first = this.firstSeq(key);
+    if (!log || first === undefined) return [];
+    const start = log.head + Math.max(0, afterSeq - first + 1);
+    return log.events.slice(start, Math.min(start + limit, log.events.length));
+  }
+
+  firstSeq(key: string): number | undefined {
+    const log = this.#events.get(key);
+    const event = log?.events[log.head];
+    return event ? Number(event.seq) : undefined;
+  }
+
+  loadSessions(): SessionRecord[] {
+    return [...this.#sessions.values()];
+  }
+
+  deleteSession(key: string): void {
+    this.#events.delete(key);
+    this.#sessions.delete(key);
+  }
+
+  compact(policy: RetentionPolicy, nowMs: number): Map<string, number> {
+    const moved = new Map<string, number>();
+    for (const [key, log] of this.#events) {
+      const before = log.head;
+      this.#trim(log, policy.maxEvents, policy.maxBytes);
+      if (policy.maxAgeMs > 0) {
+        const cutoff = nowMs - policy.maxAgeMs;
+        while (log.head < log.events.length && timeMs(log.events[log.head]) < cutoff) this.#drop(log);
+      }
+      if (log.head !== before) moved.set(key, this.firstSeq(key) ?? this.#lastSeq(key) + 1);
+    }
+    if (policy.totalMaxBytes > 0) this.#trimTotal(policy.totalMaxBytes, moved);
+    return moved;
+  }
+
+  close(): void {}
+
+  #trimTotal(totalMaxBytes: number, moved: Map<string, number>): void {
+    let total = 0;
+    for (const log of this.#events.values()) total += log.bytes;
+    while (total > totalMaxBytes) {
+      // The oldest event over all sessions goes first.
+      let oldest: [string, SessionEvents] | undefined;
+      for (const entry of this.#events) {
+        const head = entry[1].events[entry[1].head];
+        const current = oldest?.[1].events[oldest[1].head];
+        if (head && (!current || timeMs(head) < timeMs(current))) oldest = entry;
+      }
+      if (!oldest) break;
+      total -= oldest[1].sizes[oldest[1].head] ?? 0;
+      this.#drop(oldest[1]);
+      moved.set(oldest[0], this.firstSeq(oldest[0]) ?? this.#lastSeq(oldest[0]) + 1);
+    }
+  }
+
+  #trim(log: SessionEvents, maxEvents: number, maxBytes: number): void {
+    const size = () => log.events.length - log.head;
+    while (size() > 0 && ((maxEvents > 0 && size() > maxEvents) || (maxBytes > 0 && log.bytes > maxBytes && size() > 1))) {
+      this.#drop(log);
+    }
+  }
+
+  #drop(log: SessionEvents): void {
+    log.bytes -= log.sizes[log.head] ?? 0;
+    log.head += 1;
+    // Compact the arrays once the dropped prefix dominates.
+    if (log.head > 1024 && log.head * 2 > log.events.length) {
+      log.events = log.events.slice(log.head);
+      log.sizes = log.sizes.slice(log.head);
+      log.head = 0;
+    }
+  }
+
+  #lastSeq(key: string): number {
+    return this.#sessions.get(key)?.lastSeq ?? 0;
+  }
+}
+
+function timeMs(event: Event | undefined): number {
+  const time = event?.time;
+  return time ? Number(time.seconds) * 1000 + Math.floor(time.nanos / 1_000_000) : 0;
+}

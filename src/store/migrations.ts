@@ -1,0 +1,51 @@
+import type Database from "better-sqlite3";
+
+// Each entry moves the schema one version up; the index + 1 is the version it creates.
+// Never edit an entry that has shipped: add a new one.
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE sessions (
+     key TEXT PRIMARY KEY,
+     tenant TEXT NOT NULL,
+     session_id TEXT NOT NULL,
+     incarnation TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     provider_session_id TEXT NOT NULL,
+     work_dir TEXT NOT NULL,
+     config BLOB NOT NULL,
+     status INTEGER NOT NULL,
+     created_ms INTEGER NOT NULL,
+     last_active_ms INTEGER NOT NULL,
+     stats BLOB NOT NULL,
+     pgid INTEGER NOT NULL,
+     agent_command TEXT NOT NULL,
+     has_conversation INTEGER NOT NULL,
+     current_turn_id TEXT NOT NULL,
+     last_seq INTEGER NOT NULL
+   );
+   CREATE TABLE events (
+     session_key TEXT NOT NULL,
+     seq INTEGER NOT NULL,
+     time_ms INTEGER NOT NULL,
+     size INTEGER NOT NULL,
+     payload BLOB NOT NULL,
+     PRIMARY KEY (session_key, seq)
+   );
+   CREATE INDEX events_by_time ON events (time_ms);`,
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings the database to SCHEMA_VERSION; refuses a database from a newer hotplex. */
+export function migrate(db: Database.Database): void {
+  const version = db.pragma("user_version", { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`its schema version ${version} is newer than this hotplex supports (${SCHEMA_VERSION}); upgrade hotplex`);
+  }
+  for (let next = version; next < SCHEMA_VERSION; next += 1) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[next] ?? "");
+      db.pragma(`user_version = ${next + 1}`);
+    })();
+  }
+}

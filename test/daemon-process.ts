@@ -1,0 +1,57 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fakeClaudePath, repoRoot } from "./harness.js";
+
+/** A `hotplexd` running as its own process, as an operator would start it. */
+export interface DaemonProcess {
+  child: ChildProcess;
+  url: string;
+  exit: Promise<number | null>;
+  stderr: () => string;
+}
+
+const running = new Set<ChildProcess>();
+
+/**
+ * Starts the real `hotplexd` entry point on a free loopback port, running the fake agent,
+ * with its work root, data dir and HOME under `dir`. Resolves once it listens.
+ */
+export function startDaemonProcess(dir: string, args: string[] = [], env: Record<string, string> = {}): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "src/cli/hotplexd.ts"), ...args], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: path.join(dir, "home"),
+      HOTPLEX_WORK_ROOT: path.join(dir, "work"),
+      HOTPLEX_DATA_DIR: path.join(dir, "data"),
+      HOTPLEX_CLAUDE_PATH: fakeClaudePath,
+      HOTPLEX_LISTEN: "127.0.0.1:0",
+      HOTPLEX_STOP_GRACE: "1s",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  running.add(child);
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const record = JSON.parse(line) as { url?: string };
+      if (record.url) resolve({ child, url: record.url, exit, stderr: () => stderr });
+    });
+    void exit.then((code) => reject(new Error(`hotplexd exited with ${code}: ${stderr}`)));
+  });
+}
+
+/** SIGKILLs every daemon a test left running. */
+export function killDaemonProcesses(): void {
+  for (const child of running) child.kill("SIGKILL");
+}
