@@ -7,6 +7,8 @@ import { fakeClaudePath, repoRoot } from "./harness.js";
 export interface DaemonProcess {
   child: ChildProcess;
   url: string;
+  /** The daemon's first log line: where it listens and where its data lives. */
+  startup: Record<string, unknown>;
   exit: Promise<number | null>;
   stderr: () => string;
 }
@@ -44,8 +46,8 @@ export function startDaemonProcess(dir: string, args: string[] = [], env: Record
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => {
-      const record = JSON.parse(line) as { url?: string };
-      if (record.url) resolve({ child, url: record.url, exit, stderr: () => stderr });
+      const record = JSON.parse(line) as Record<string, unknown>;
+      if (typeof record.url === "string") resolve({ child, url: record.url, startup: record, exit, stderr: () => stderr });
     });
     void exit.then((code) => reject(new Error(`hotplexd exited with ${code}: ${stderr}`)));
   });

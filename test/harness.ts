@@ -29,6 +29,8 @@ export interface TestDaemon {
 
 export interface TestDaemonOptions {
   protocol?: Protocol;
+  /** The store to run on (default memory); sqlite keeps its file in the test's scratch dir. */
+  storeKind?: "memory" | "sqlite";
   /** Reuse the work root and HOME of an earlier daemon (a daemon restart); kept on close. */
   dirs?: { workRoot: string; home: string };
   claudePath?: string;
@@ -61,7 +63,10 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     workRoot,
     maxLiveSessions: 16,
     logBounds: { maxEvents: 1024, maxBytes: 16 * 1024 * 1024 },
-    store: { kind: "memory" },
+    store:
+      options.storeKind === "sqlite"
+        ? { kind: "sqlite", dataDir: path.join(scratch ?? workRoot, "data"), durability: "normal" }
+        : { kind: "memory" },
     retention: { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 },
     compactIntervalMs: 60_000,
     agentEnv: { ...agentEnvironment(process.env), HOME: home, ...options.env },

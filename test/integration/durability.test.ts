@@ -43,6 +43,10 @@ async function kill9(daemon: DaemonProcess): Promise<void> {
 describe("a daemon killed with SIGKILL", () => {
   it("loses no event a client saw: resumes across several crashes with no gap and no duplicate", async () => {
     const dir = scratchDir();
+    // The default store is SQLite, in the data dir, and the daemon says so when it starts.
+    const probe = await startDaemonProcess(dir);
+    expect(probe.startup).toMatchObject({ store: "sqlite", data: path.join(dir, "data", "hotplex.db") });
+    await kill9(probe);
     const seen = new Map<number, string>();
     let lastSeen = 0;
     const remember = (event: Event) => {

@@ -20,13 +20,17 @@ import {
 
 // The core behaviours, over real HTTP, once per wire protocol: Connect over HTTP/1.1
 // and gRPC over HTTP/2 cleartext, both on the daemon's one port.
-describe.each<Protocol>(["connect", "grpc"])("hotplex over the %s protocol", (protocol) => {
+// The gRPC run uses the durable SQLite store, the Connect run the in-memory one.
+describe.each<[Protocol, "memory" | "sqlite"]>([
+  ["connect", "memory"],
+  ["grpc", "sqlite"],
+])("hotplex over the %s protocol with the %s store", (protocol, storeKind) => {
   let daemon: TestDaemon;
   let n = 0;
   const sessionId = () => `${protocol}-s${++n}`;
 
   beforeAll(async () => {
-    daemon = await startTestDaemon({ protocol });
+    daemon = await startTestDaemon({ protocol, storeKind });
   });
   afterAll(async () => {
     await daemon.close();
