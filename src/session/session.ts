@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { type SessionConfig, SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { HotplexError } from "../errors.js";
@@ -539,10 +540,6 @@ export class Session {
       if (oldest !== undefined) this.#byRequestId.delete(oldest);
     }
   }
-}
-
-function timestampMs(time: { seconds: bigint; nanos: number }): number {
-  return Number(time.seconds) * 1000 + Math.floor(time.nanos / 1_000_000);
 }
 
 function describeExit(exit: ProcessExit): string {

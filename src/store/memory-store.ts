@@ -2,7 +2,7 @@ import { clone } from "@bufbuild/protobuf";
 import { SessionConfigSchema, SessionStatsSchema } from "../../gen/hotplex/v1/session_pb.js";
 import type { Event } from "../events/event.js";
 import { approximateSize } from "../events/event-log.js";
-import type { RetentionPolicy, SessionRecord, Store, StoredEvent } from "./store.js";
+import { eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
 interface SessionEvents {
   events: Event[];
@@ -81,7 +81,7 @@ export class MemoryStore implements Store {
       this.#trim(log, policy.maxEvents, policy.maxBytes);
       if (policy.maxAgeMs > 0) {
         const cutoff = nowMs - policy.maxAgeMs;
-        while (log.head < log.events.length && timeMs(log.events[log.head]) < cutoff) this.#drop(log);
+        while (log.head < log.events.length && eventTimeMs(log.events[log.head]) < cutoff) this.#drop(log);
       }
       if (log.head !== before) moved.set(key, this.firstSeq(key) ?? this.#lastSeq(key) + 1);
     }
@@ -100,7 +100,7 @@ export class MemoryStore implements Store {
       for (const entry of this.#events) {
         const head = entry[1].events[entry[1].head];
         const current = oldest?.[1].events[oldest[1].head];
-        if (head && (!current || timeMs(head) < timeMs(current))) oldest = entry;
+        if (head && (!current || eventTimeMs(head) < eventTimeMs(current))) oldest = entry;
       }
       if (!oldest) break;
       total -= oldest[1].sizes[oldest[1].head] ?? 0;
@@ -132,7 +132,3 @@ export class MemoryStore implements Store {
   }
 }
 
-function timeMs(event: Event | undefined): number {
-  const time = event?.time;
-  return time ? Number(time.seconds) * 1000 + Math.floor(time.nanos / 1_000_000) : 0;
-}

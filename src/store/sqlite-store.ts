@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { SessionConfigSchema, SessionStatsSchema, type SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { type Event, EventSchema } from "../events/event.js";
 import { migrate } from "./migrations.js";
-import type { RetentionPolicy, SessionRecord, Store, StoredEvent } from "./store.js";
+import { eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
 /**
  * How hard a commit tries to reach the disk.
@@ -93,7 +93,7 @@ export class SqliteStore implements Store {
     this.#commit = this.#db.transaction((events: readonly StoredEvent[], sessions: readonly SessionRecord[]) => {
       for (const { key, event } of events) {
         const payload = toBinary(EventSchema, event);
-        this.#insertEvent.run(key, event.seq, timeMs(event), payload.length, payload);
+        this.#insertEvent.run(key, event.seq, eventTimeMs(event), payload.length, payload);
       }
       for (const record of sessions) this.#upsertSession.run(rowOf(record));
     });
@@ -190,10 +190,6 @@ export class SqliteStore implements Store {
   }
 }
 
-function timeMs(event: Event): number {
-  const time = event.time;
-  return time ? Number(time.seconds) * 1000 + Math.floor(time.nanos / 1_000_000) : Date.now();
-}
 
 function rowOf(record: SessionRecord): SessionRow {
   return {

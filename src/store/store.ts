@@ -1,4 +1,5 @@
 import type { SessionConfig, SessionStats, SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Event } from "../events/event.js";
 
 /** One session's registry entry: everything needed to bring it back after a restart. */
@@ -78,4 +79,9 @@ export interface Store {
    */
   compact(policy: RetentionPolicy, nowMs: number): Map<string, number>;
   close(): void;
+}
+
+/** An event's time in ms since the epoch (every logged event has one; 0 guards a malformed one). */
+export function eventTimeMs(event: Event | undefined): number {
+  return event?.time ? timestampMs(event.time) : 0;
 }
