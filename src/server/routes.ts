@@ -1,7 +1,12 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
+import {
+  ExecuteResponseSchema,
+  SessionService,
+  SubscribeResponseSchema,
+} from "../../gen/hotplex/v1/session_service_pb.js";
 import type { Engine } from "../engine/engine.js";
 import { tenantKey } from "./interceptors.js";
+import { isBinaryCall, withPreEncodedEvent } from "./pre-encoded.js";
 
 const tenantOf = (ctx: HandlerContext) => ctx.values.get(tenantKey);
 
@@ -15,7 +20,9 @@ export function routes(engine: Engine): (router: ConnectRouter) => void {
           { sessionId: req.sessionId, prompt: req.prompt, requestId: req.requestId, config: req.config, queue: req.queue },
           ctx.signal,
         );
-        for await (const event of events) yield { event };
+        const binary = isBinaryCall(ctx.requestHeader);
+        // Field 1 of ExecuteResponse is the event.
+        for await (const event of events) yield binary ? withPreEncodedEvent(ExecuteResponseSchema, 1, event) : { event };
       },
 
       async *subscribe(req, ctx) {
@@ -38,7 +45,11 @@ export function routes(engine: Engine): (router: ConnectRouter) => void {
             },
           },
         };
-        for await (const event of subscription.events) yield { message: { case: "event", value: event } };
+        const binary = isBinaryCall(ctx.requestHeader);
+        for await (const event of subscription.events) {
+          // Field 2 of SubscribeResponse is the event.
+          yield binary ? withPreEncodedEvent(SubscribeResponseSchema, 2, event) : { message: { case: "event", value: event } };
+        }
       },
 
       getSnapshot(req, ctx) {

@@ -4,6 +4,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import Database from "better-sqlite3";
 import { SessionConfigSchema, SessionStatsSchema, type SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { type Event, EventSchema } from "../events/event.js";
+import { encodeEvent } from "../events/encoded-event.js";
 import { migrate } from "./migrations.js";
 import { eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
@@ -92,7 +93,8 @@ export class SqliteStore implements Store {
     this.#firstSeq = this.#db.prepare("SELECT MIN(seq) AS first FROM events WHERE session_key = ?");
     this.#commit = this.#db.transaction((events: readonly StoredEvent[], sessions: readonly SessionRecord[]) => {
       for (const { key, event } of events) {
-        const payload = toBinary(EventSchema, event);
+        // Encoded once: the same bytes go to the store and to every binary stream.
+        const payload = encodeEvent(event).bytes;
         this.#insertEvent.run(key, event.seq, eventTimeMs(event), payload.length, payload);
       }
       for (const record of sessions) this.#upsertSession.run(rowOf(record));

@@ -1,8 +1,11 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { toJsonString } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { v5 as uuidv5 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_NAMESPACE } from "../../src/engine/config.js";
-import { StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { type Event, EventSchema, StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import {
   collect,
@@ -157,6 +160,17 @@ describe.each<[Protocol, "memory" | "sqlite"]>([
     const id = sessionId();
     const events = await executeEvents(daemon.client.execute({ sessionId: id, prompt: "[[stderrflood:2000000]] loud" }));
     expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
+  });
+
+  it("sends JSON clients the same events as binary ones", async () => {
+    const id = sessionId();
+    const binary = await executeEvents(daemon.client.execute({ sessionId: id, prompt: "[[think]] same" }));
+    const json = createClient(SessionService, createConnectTransport({ baseUrl: daemon.server.url, httpVersion: "1.1", useBinaryFormat: false }));
+    const replayed: Event[] = [];
+    for await (const { message } of json.subscribe({ sessionId: id })) if (message.case === "event") replayed.push(message.value);
+    expect(replayed.map((e) => toJsonString(EventSchema, e))).toEqual(binary.map((e) => toJsonString(EventSchema, e)));
+    const again = await executeEvents(json.execute({ sessionId: id, prompt: "json turn" }));
+    expect(textOf(again)).toBe("echo: json turn");
   });
 
   it("returns the same turn when a request id is retried", async () => {

@@ -1,0 +1,30 @@
+import { toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { type Event, EventSchema } from "./event.js";
+
+/**
+ * An event encoded once, as the value of a length-delimited protobuf field: the
+ * length varint, then the Event's bytes. The store keeps the bytes; responses that
+ * carry the event embed the whole field value as it is (see the server's
+ * pre-encoded responses), so a hundred subscribers cost one encoding, not a hundred.
+ */
+export interface EncodedEvent {
+  /** Length varint + the encoded Event. */
+  field: Uint8Array;
+  /** The encoded Event alone (a view into `field`). */
+  bytes: Uint8Array;
+}
+
+// Events are immutable once logged, so the encoding can live as long as the event.
+const cache = new WeakMap<Event, EncodedEvent>();
+
+export function encodeEvent(event: Event): EncodedEvent {
+  let encoded = cache.get(event);
+  if (!encoded) {
+    const bytes = toBinary(EventSchema, event);
+    const field = new BinaryWriter().bytes(bytes).finish();
+    encoded = { field, bytes: field.subarray(field.length - bytes.length) };
+    cache.set(event, encoded);
+  }
+  return encoded;
+}
