@@ -172,6 +172,19 @@ export class EventLog {
     this.#wake();
   }
 
+  /**
+   * Store-backed logs: keeps only the newest `keep` events in memory (an idle session
+   * needs no hot tail; the store serves older reads), releasing the rest.
+   */
+  shrinkTail(keep = 16): void {
+    if (!this.#backing || this.size <= keep) return;
+    const start = this.#events.length - keep;
+    this.#events = this.#events.slice(start);
+    this.#sizes = this.#sizes.slice(start);
+    this.#head = 0;
+    this.#bytes = this.#sizes.reduce((sum, size) => sum + size, 0);
+  }
+
   /** The session was deleted: readers are woken and their next read fails with not_found. */
   close(): void {
     this.#closed = true;

@@ -346,6 +346,20 @@ describe("GroupCommitter with a store-backed EventLog", () => {
     expect(seqs(store.readEvents(key, 0, 100))).toEqual(range(1, 10));
   });
 
+  it("shrinks the in-memory tail of an idle log and still reads everything", () => {
+    const store = new RecordingStore();
+    const committer = new GroupCommitter(store, logger);
+    const { log } = backedLog(store, committer);
+    appendMany(log, 10);
+    committer.flush();
+    expect(log.size).toBe(4);
+    log.shrinkTail(2);
+    expect(log.size).toBe(2);
+    expect(log.retained).toBe(10);
+    expect(seqs(readAll(log))).toEqual(range(1, 10));
+    expect(seqs(log.read(8, 100))).toEqual([9, 10]);
+  });
+
   it("continues a restored log from the store", () => {
     const store = new RecordingStore();
     const committer = new GroupCommitter(store, logger);

@@ -272,6 +272,8 @@ export class Session {
     } finally {
       this.#pumping = false;
     }
+    // Idle now: the store serves replays, so the in-memory tail can go.
+    this.log.shrinkTail();
     this.#armIdleTimer();
   }
 
