@@ -26,7 +26,9 @@ export class DualProtocolListener {
       this.#h2Sessions.add(session);
       session.once("close", () => this.#h2Sessions.delete(session));
     });
-    this.#tcp = net.createServer((socket) => this.#route(socket));
+    // No Nagle: a stream sends many small frames, and batching them behind the peer's
+    // delayed ACK adds ~40 ms to each (http.Server sets this itself; a raw net.Server does not).
+    this.#tcp = net.createServer({ noDelay: true }, (socket) => this.#route(socket));
   }
 
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
