@@ -102,18 +102,16 @@ export async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
 }
 
 /** The events of an Execute stream. */
-export async function executeEvents(stream: AsyncIterable<{ event?: Event }>): Promise<Event[]> {
+export async function executeEvents(stream: AsyncIterable<{ events: Event[] }>): Promise<Event[]> {
   const events: Event[] = [];
-  for await (const { event } of stream) if (event) events.push(event);
+  for await (const message of stream) events.push(...message.events);
   return events;
 }
 
 /** Every logged event of a session (a Subscribe without follow), without the header. */
 export async function subscribedEvents(daemon: TestDaemon, sessionId: string, afterSeq = 0n): Promise<Event[]> {
   const events: Event[] = [];
-  for await (const { message } of daemon.client.subscribe({ sessionId, afterSeq })) {
-    if (message.case === "event") events.push(message.value);
-  }
+  for await (const message of daemon.client.subscribe({ sessionId, afterSeq })) events.push(...message.events);
   return events;
 }
 
@@ -131,10 +129,11 @@ export async function followUntil(
   const abort = new AbortController();
   const events: Event[] = [];
   try {
-    for await (const { message } of client.subscribe({ sessionId, afterSeq, follow: true }, { signal: abort.signal })) {
-      if (message.case !== "event") continue;
-      events.push(message.value);
-      if (done(message.value)) return events;
+    for await (const message of client.subscribe({ sessionId, afterSeq, follow: true }, { signal: abort.signal })) {
+      for (const event of message.events) {
+        events.push(event);
+        if (done(event)) return events;
+      }
     }
     throw new Error(`the stream of session ${sessionId} ended before the awaited event`);
   } finally {

@@ -16,7 +16,7 @@ import { type SessionSummary, SessionSummarySchema } from "../../gen/hotplex/v1/
 import { HotplexError, OutOfRangeError } from "../errors.js";
 import type { Event } from "../events/event.js";
 import { EventLog } from "../events/event-log.js";
-import { readEvents } from "../events/follow.js";
+import { readEventBatches } from "../events/follow.js";
 import { GroupCommitter } from "../events/group-committer.js";
 import { ClaudeCodeProvider } from "../providers/claude-code/provider.js";
 import type { LaunchConfig, Provider } from "../providers/provider.js";
@@ -44,7 +44,8 @@ export interface Subscription {
   incarnation: string;
   firstSeq: number;
   lastSeq: number;
-  events: AsyncIterable<Event>;
+  /** Events in order, in batches of what was available at once. */
+  events: AsyncIterable<Event[]>;
 }
 
 /**
@@ -117,10 +118,10 @@ export class Engine {
 
   /**
    * Starts a turn (or finds the turn an earlier call with the same request id started)
-   * and returns its events. Validation and admission happen before this returns, so a
-   * refused call fails before it streams anything.
+   * and returns its events, in batches. Validation and admission happen before this
+   * returns, so a refused call fails before it streams anything.
    */
-  execute(tenant: string, input: ExecuteInput, signal?: AbortSignal): AsyncIterable<Event> {
+  execute(tenant: string, input: ExecuteInput, signal?: AbortSignal): AsyncIterable<Event[]> {
     validateSessionId(input.sessionId);
     validatePrompt(input.prompt);
     validateRequestId(input.requestId);
@@ -171,7 +172,7 @@ export class Engine {
       incarnation: session.incarnation,
       firstSeq,
       lastSeq: log.lastSeq,
-      events: readEvents(log, afterSeq, { follow, signal: this.#streamSignal(signal) }),
+      events: readEventBatches(log, afterSeq, { follow, signal: this.#streamSignal(signal) }),
     };
   }
 
@@ -278,11 +279,21 @@ export class Engine {
 
   // One turn's events: read from the log (never from the process), so a client that
   // disconnects loses nothing and the turn runs on without it.
-  async *#turnEvents(session: Session, turn: Turn, signal?: AbortSignal): AsyncGenerator<Event> {
-    for await (const event of readEvents(session.log, turn.fromSeq, { follow: true, signal: this.#streamSignal(signal) })) {
-      if (event.turnId !== turn.id) continue;
-      yield event;
-      if (event.payload.case === "turnEnded") return;
+  async *#turnEvents(session: Session, turn: Turn, signal?: AbortSignal): AsyncGenerator<Event[]> {
+    const batches = readEventBatches(session.log, turn.fromSeq, { follow: true, signal: this.#streamSignal(signal) });
+    for await (const batch of batches) {
+      const mine: Event[] = [];
+      let ended = false;
+      for (const event of batch) {
+        if (event.turnId !== turn.id) continue;
+        mine.push(event);
+        if (event.payload.case === "turnEnded") {
+          ended = true;
+          break;
+        }
+      }
+      if (mine.length > 0) yield mine;
+      if (ended) return;
     }
   }
 

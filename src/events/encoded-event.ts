@@ -21,10 +21,22 @@ const cache = new WeakMap<Event, EncodedEvent>();
 export function encodeEvent(event: Event): EncodedEvent {
   let encoded = cache.get(event);
   if (!encoded) {
-    const bytes = toBinary(EventSchema, event);
-    const field = new BinaryWriter().bytes(bytes).finish();
-    encoded = { field, bytes: field.subarray(field.length - bytes.length) };
+    encoded = encodedOf(toBinary(EventSchema, event));
     cache.set(event, encoded);
   }
   return encoded;
+}
+
+/**
+ * Records `bytes`, the encoding `event` was decoded from (an event read back from the
+ * store), as its encoding: a replay then sends the stored bytes instead of encoding
+ * every event again, which costs more than decoding it. The bytes are copied.
+ */
+export function rememberEncoding(event: Event, bytes: Uint8Array): void {
+  if (!cache.has(event)) cache.set(event, encodedOf(bytes));
+}
+
+function encodedOf(bytes: Uint8Array): EncodedEvent {
+  const field = new BinaryWriter().bytes(bytes).finish();
+  return { field, bytes: field.subarray(field.length - bytes.length) };
 }

@@ -11,24 +11,34 @@ export interface FollowOptions {
 }
 
 /**
- * Yields the log's events with seq > afterSeq in order: first what is logged, then (with
- * `follow`) new events as they are appended. Reading and waiting use one cursor, so the
- * hand-over from replay to live has no gap and no duplicate. Throws OutOfRangeError if
- * the log drops events this reader has not reached yet.
+ * Yields the log's events with seq > afterSeq in order, in batches of what is available
+ * at once: first what is logged, then (with `follow`) new events as they are appended.
+ * Reading and waiting use one cursor, so the hand-over from replay to live has no gap
+ * and no duplicate. Throws OutOfRangeError if the log drops events this reader has not
+ * reached yet.
  */
-export async function* readEvents(log: EventLog, afterSeq: number, options: FollowOptions): AsyncGenerator<Event> {
+export async function* readEventBatches(log: EventLog, afterSeq: number, options: FollowOptions): AsyncGenerator<Event[]> {
   const { signal, batch = 256 } = options;
   let cursor = afterSeq;
   while (!signal?.aborted) {
     const events = log.read(cursor, batch);
-    for (const event of events) {
-      // The batch was read before the abort; stop mid-batch rather than keep yielding.
-      if (signal?.aborted) return;
-      cursor = Number(event.seq);
-      yield event;
+    if (events.length > 0) {
+      cursor = Number(events[events.length - 1]?.seq);
+      yield events;
+      continue;
     }
-    if (events.length > 0) continue;
     if (!options.follow) return;
     await log.waitBeyond(cursor, signal);
+  }
+}
+
+/** The events of `readEventBatches` one by one. */
+export async function* readEvents(log: EventLog, afterSeq: number, options: FollowOptions): AsyncGenerator<Event> {
+  for await (const events of readEventBatches(log, afterSeq, options)) {
+    for (const event of events) {
+      // The batch was read before the abort; stop mid-batch rather than keep yielding.
+      if (options.signal?.aborted) return;
+      yield event;
+    }
   }
 }

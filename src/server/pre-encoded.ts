@@ -12,13 +12,18 @@ export function isBinaryCall(requestHeader: Headers): boolean {
 }
 
 /**
- * A response message whose `fieldNo` (an Event field) is the event's cached encoding.
- * protobuf-es writes unknown fields back as they are, so the message serializes to
- * exactly the bytes of a message with that field set, without encoding the event again.
- * Only for binary codecs: JSON drops unknown fields.
+ * A response message whose repeated Event field `fieldNo` holds the events' cached
+ * encodings. protobuf-es writes unknown fields back as they are (and repeated fields
+ * are just the field repeated on the wire), so the message serializes to exactly the
+ * bytes of a message with those events set, without encoding any event again. Only for
+ * binary codecs: JSON drops unknown fields.
  */
-export function withPreEncodedEvent<Desc extends DescMessage>(schema: Desc, fieldNo: number, event: Event): MessageShape<Desc> {
+export function withPreEncodedEvents<Desc extends DescMessage>(
+  schema: Desc,
+  fieldNo: number,
+  events: readonly Event[],
+): MessageShape<Desc> {
   const message = create(schema);
-  message.$unknown = [{ no: fieldNo, wireType: WireType.LengthDelimited, data: encodeEvent(event).field }];
+  message.$unknown = events.map((event) => ({ no: fieldNo, wireType: WireType.LengthDelimited, data: encodeEvent(event).field }));
   return message;
 }

@@ -6,7 +6,7 @@ import {
 } from "../../gen/hotplex/v1/session_service_pb.js";
 import type { Engine } from "../engine/engine.js";
 import { tenantKey } from "./interceptors.js";
-import { isBinaryCall, withPreEncodedEvent } from "./pre-encoded.js";
+import { isBinaryCall, withPreEncodedEvents } from "./pre-encoded.js";
 
 const tenantOf = (ctx: HandlerContext) => ctx.values.get(tenantKey);
 
@@ -21,8 +21,8 @@ export function routes(engine: Engine): (router: ConnectRouter) => void {
           ctx.signal,
         );
         const binary = isBinaryCall(ctx.requestHeader);
-        // Field 1 of ExecuteResponse is the event.
-        for await (const event of events) yield binary ? withPreEncodedEvent(ExecuteResponseSchema, 1, event) : { event };
+        // Field 1 of ExecuteResponse holds the events.
+        for await (const batch of events) yield binary ? withPreEncodedEvents(ExecuteResponseSchema, 1, batch) : { events: batch };
       },
 
       async *subscribe(req, ctx) {
@@ -35,20 +35,17 @@ export function routes(engine: Engine): (router: ConnectRouter) => void {
           ctx.signal,
         );
         yield {
-          message: {
-            case: "header",
-            value: {
-              status: subscription.status,
-              firstSeq: BigInt(subscription.firstSeq),
-              lastSeq: BigInt(subscription.lastSeq),
-              incarnation: subscription.incarnation,
-            },
+          header: {
+            status: subscription.status,
+            firstSeq: BigInt(subscription.firstSeq),
+            lastSeq: BigInt(subscription.lastSeq),
+            incarnation: subscription.incarnation,
           },
         };
         const binary = isBinaryCall(ctx.requestHeader);
-        for await (const event of subscription.events) {
-          // Field 2 of SubscribeResponse is the event.
-          yield binary ? withPreEncodedEvent(SubscribeResponseSchema, 2, event) : { message: { case: "event", value: event } };
+        for await (const batch of subscription.events) {
+          // Field 2 of SubscribeResponse holds the events.
+          yield binary ? withPreEncodedEvents(SubscribeResponseSchema, 2, batch) : { events: batch };
         }
       },
 

@@ -4,7 +4,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import Database from "better-sqlite3";
 import { SessionConfigSchema, SessionStatsSchema, type SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { type Event, EventSchema } from "../events/event.js";
-import { encodeEvent } from "../events/encoded-event.js";
+import { encodeEvent, rememberEncoding } from "../events/encoded-event.js";
 import { migrate } from "./migrations.js";
 import { eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
@@ -109,7 +109,12 @@ export class SqliteStore implements Store {
 
   readEvents(key: string, afterSeq: number, limit: number): Event[] {
     const rows = this.#readEvents.all(key, afterSeq, limit) as { payload: Buffer }[];
-    return rows.map((row) => fromBinary(EventSchema, row.payload));
+    return rows.map((row) => {
+      const event = fromBinary(EventSchema, row.payload);
+      // A replay sends these bytes as they are instead of encoding the event again.
+      rememberEncoding(event, row.payload);
+      return event;
+    });
   }
 
   firstSeq(key: string): number | undefined {

@@ -7,6 +7,7 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SessionConfigSchema, SessionStatsSchema, SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { type Event, EventSchema, TextDeltaSchema } from "../events/event.js";
+import { encodeEvent } from "../events/encoded-event.js";
 import { approximateSize } from "../events/event-log.js";
 import { MemoryStore } from "./memory-store.js";
 import { SCHEMA_VERSION } from "./migrations.js";
@@ -416,6 +417,25 @@ describe("SqliteStore", () => {
       expect(seqs(reopened.readEvents(K1, 4, 100))).toEqual([5, 6]);
     } finally {
       reopened.close();
+    }
+  });
+
+  it("reads events back with their stored bytes as their encoding (no re-encoding on replay)", () => {
+    const store = new SqliteStore(dir);
+    try {
+      const written = events(K1, 1, 3);
+      store.commit(written, []);
+      const read = store.readEvents(K1, 0, 100);
+      expectSameEvents(read, written.map((e) => e.event));
+      for (const [i, event] of read.entries()) {
+        const encoded = encodeEvent(event);
+        expect(encoded.bytes).toEqual(toBinary(EventSchema, written[i]!.event));
+        // The field is the length varint followed by the same bytes.
+        expect(encoded.field.subarray(encoded.field.length - encoded.bytes.length)).toEqual(encoded.bytes);
+        expect(encoded.field[0]).toBe(encoded.bytes.length);
+      }
+    } finally {
+      store.close();
     }
   });
 

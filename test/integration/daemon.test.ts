@@ -31,18 +31,22 @@ describe("hotplexd", () => {
     for (const sessionId of ["a", "b"]) {
       const stream = client.execute({ sessionId, prompt: "[[grandchild]] [[hang]]" })[Symbol.asyncIterator]();
       // Read until the agent reported its grandchild; the turn then hangs.
-      for (let r = await stream.next(); !r.done; r = await stream.next()) {
-        const { payload } = r.value.event!;
-        if (payload.case === "sessionStarted") pids.push(payload.value.pid);
-        const match = payload.case === "textDelta" ? /grandchild pid (\d+)/.exec(payload.value.text) : null;
-        if (match) {
-          pids.push(Number(match[1]));
-          break;
+      let reported = false;
+      while (!reported) {
+        const r = await stream.next();
+        if (r.done) break;
+        for (const { payload } of r.value.events) {
+          if (payload.case === "sessionStarted") pids.push(payload.value.pid);
+          const match = payload.case === "textDelta" ? /grandchild pid (\d+)/.exec(payload.value.text) : null;
+          if (match) {
+            pids.push(Number(match[1]));
+            reported = true;
+          }
         }
       }
       turns.push((async () => {
         const rest = [];
-        for (let r = await stream.next(); !r.done; r = await stream.next()) rest.push(r.value.event!);
+        for (let r = await stream.next(); !r.done; r = await stream.next()) rest.push(...r.value.events);
         return rest;
       })());
     }

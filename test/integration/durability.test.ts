@@ -68,10 +68,11 @@ describe("a daemon killed with SIGKILL", () => {
       const killAt = 50 + Math.floor(Math.random() * 10_000);
       let received = 0;
       try {
-        for await (const { event } of client.execute({ sessionId: "crashy", prompt: `[[flood:20000]] round ${round}` })) {
-          if (!event) continue;
-          remember(event);
-          if ((received += 1) === killAt) daemon.child.kill("SIGKILL");
+        for await (const { events } of client.execute({ sessionId: "crashy", prompt: `[[flood:20000]] round ${round}` })) {
+          for (const event of events) {
+            remember(event);
+            if ((received += 1) === killAt) daemon.child.kill("SIGKILL");
+          }
         }
       } catch {
         // The daemon died under the stream.
@@ -194,7 +195,7 @@ describe.each(["memory", "sqlite"] as const)("retention and incarnations with th
       const retained = await subscribedEvents(daemon, "short", BigInt(last - 20));
       expect(retained.map((e) => Number(e.seq))).toEqual(Array.from({ length: 20 }, (_, i) => last - 19 + i));
       const header = (await collect(daemon.client.subscribe({ sessionId: "short", afterSeq: BigInt(last) })))[0];
-      expect(header?.message).toMatchObject({ case: "header", value: { firstSeq: BigInt(last - 19), lastSeq: BigInt(last) } });
+      expect(header?.header).toMatchObject({ firstSeq: BigInt(last - 19), lastSeq: BigInt(last) });
     } finally {
       await daemon.close();
     }
@@ -217,7 +218,7 @@ describe.each(["memory", "sqlite"] as const)("retention and incarnations with th
       const current = (await daemon.client.getSnapshot({ sessionId: "again" })).session!.incarnation;
       expect(current).not.toBe(old);
       const header = (await collect(daemon.client.subscribe({ sessionId: "again", incarnation: current })))[0];
-      expect(header?.message).toMatchObject({ case: "header", value: { incarnation: current } });
+      expect(header?.header).toMatchObject({ incarnation: current });
     } finally {
       await daemon.close();
     }
@@ -226,8 +227,8 @@ describe.each(["memory", "sqlite"] as const)("retention and incarnations with th
 
 async function collectEvents(client: ReturnType<typeof clientOf>, afterSeq: number, sessionId = "crashy"): Promise<Event[]> {
   const events: Event[] = [];
-  for await (const { message } of client.subscribe({ sessionId, afterSeq: BigInt(afterSeq) })) {
-    if (message.case === "event") events.push(message.value);
+  for await (const message of client.subscribe({ sessionId, afterSeq: BigInt(afterSeq) })) {
+    events.push(...message.events);
   }
   return events;
 }

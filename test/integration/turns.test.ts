@@ -70,10 +70,11 @@ describe.each<[Protocol, "memory" | "sqlite"]>([
     const stream = daemon.client.execute({ sessionId: id, prompt: "[[chunks:8:40]] stream me" }, { signal: abort.signal });
     await expect(
       (async () => {
-        for await (const { event } of stream) {
-          if (!event) continue;
-          seen.push(Number(event.seq));
-          if (event.payload.case === "textDelta" && seen.length >= 4) abort.abort();
+        for await (const { events } of stream) {
+          for (const event of events) {
+            seen.push(Number(event.seq));
+            if (event.payload.case === "textDelta" && seen.length >= 4) abort.abort();
+          }
         }
       })(),
     ).rejects.toThrow();
@@ -99,7 +100,7 @@ describe.each<[Protocol, "memory" | "sqlite"]>([
 
     const queued = executeEvents(daemon.client.execute({ sessionId: id, prompt: "third", queue: true }));
     const firstRest: number[] = [];
-    for (let r = await running.next(); !r.done; r = await running.next()) if (r.value.event) firstRest.push(Number(r.value.event.seq));
+    for (let r = await running.next(); !r.done; r = await running.next()) firstRest.push(...r.value.events.map((e) => Number(e.seq)));
     const third = await queued;
     const started = third.find((e) => e.payload.case === "turnStarted");
     if (started?.payload.case !== "turnStarted") throw new Error("no turnStarted");
@@ -167,7 +168,7 @@ describe.each<[Protocol, "memory" | "sqlite"]>([
     const binary = await executeEvents(daemon.client.execute({ sessionId: id, prompt: "[[think]] same" }));
     const json = createClient(SessionService, createConnectTransport({ baseUrl: daemon.server.url, httpVersion: "1.1", useBinaryFormat: false }));
     const replayed: Event[] = [];
-    for await (const { message } of json.subscribe({ sessionId: id })) if (message.case === "event") replayed.push(message.value);
+    for await (const { events } of json.subscribe({ sessionId: id })) replayed.push(...events);
     expect(replayed.map((e) => toJsonString(EventSchema, e))).toEqual(binary.map((e) => toJsonString(EventSchema, e)));
     const again = await executeEvents(json.execute({ sessionId: id, prompt: "json turn" }));
     expect(textOf(again)).toBe("echo: json turn");

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/session_service.proto.
  */
 export const file_hotplex_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSKCAQoORXhlY3V0ZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZwcm9tcHQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIpCgZjb25maWcYBCABKAsyGS5ob3RwbGV4LnYxLlNlc3Npb25Db25maWcSDQoFcXVldWUYBSABKAgiMwoPRXhlY3V0ZVJlc3BvbnNlEiAKBWV2ZW50GAEgASgLMhEuaG90cGxleC52MS5FdmVudCJeChBTdWJzY3JpYmVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEEg4KBmZvbGxvdxgDIAEoCBITCgtpbmNhcm5hdGlvbhgEIAEoCSJ2Cg9TdWJzY3JpYmVIZWFkZXISKQoGc3RhdHVzGAEgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEhEKCWZpcnN0X3NlcRgCIAEoBBIQCghsYXN0X3NlcRgDIAEoBBITCgtpbmNhcm5hdGlvbhgEIAEoCSJxChFTdWJzY3JpYmVSZXNwb25zZRItCgZoZWFkZXIYASABKAsyGy5ob3RwbGV4LnYxLlN1YnNjcmliZUhlYWRlckgAEiIKBWV2ZW50GAIgASgLMhEuaG90cGxleC52MS5FdmVudEgAQgkKB21lc3NhZ2UiaAoQT3V0T2ZSYW5nZURldGFpbBISCgpzZXNzaW9uX2lkGAEgASgJEhsKE3JlcXVlc3RlZF9hZnRlcl9zZXEYAiABKAQSEQoJZmlyc3Rfc2VxGAMgASgEEhAKCGxhc3Rfc2VxGAQgASgEIigKEkdldFNuYXBzaG90UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE0dldFNuYXBzaG90UmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiKAoSU3RvcFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCIsChZHZXRTZXNzaW9uU3RhdHNSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiVgoXR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRInCgVzdGF0cxgCIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3Qi2gEKDlNlc3Npb25TdW1tYXJ5EhIKCnNlc3Npb25faWQYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgFIAEoBBITCgtpbmNhcm5hdGlvbhgGIAEoCSJEChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN1bW1hcnkiRQoURGVsZXRlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIZChFkZWxldGVfdHJhbnNjcmlwdBgCIAEoCCIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQyxwQKDlNlc3Npb25TZXJ2aWNlEkQKB0V4ZWN1dGUSGi5ob3RwbGV4LnYxLkV4ZWN1dGVSZXF1ZXN0GhsuaG90cGxleC52MS5FeGVjdXRlUmVzcG9uc2UwARJKCglTdWJzY3JpYmUSHC5ob3RwbGV4LnYxLlN1YnNjcmliZVJlcXVlc3QaHS5ob3RwbGV4LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTgoLR2V0U25hcHNob3QSHi5ob3RwbGV4LnYxLkdldFNuYXBzaG90UmVxdWVzdBofLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXNwb25zZRJOCgtTdG9wU2Vzc2lvbhIeLmhvdHBsZXgudjEuU3RvcFNlc3Npb25SZXF1ZXN0Gh8uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlc3BvbnNlEloKD0dldFNlc3Npb25TdGF0cxIiLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USUQoMTGlzdFNlc3Npb25zEh8uaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuaG90cGxleC52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLmhvdHBsZXgudjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
+  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSKCAQoORXhlY3V0ZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZwcm9tcHQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIpCgZjb25maWcYBCABKAsyGS5ob3RwbGV4LnYxLlNlc3Npb25Db25maWcSDQoFcXVldWUYBSABKAgiNAoPRXhlY3V0ZVJlc3BvbnNlEiEKBmV2ZW50cxgBIAMoCzIRLmhvdHBsZXgudjEuRXZlbnQiXgoQU3Vic2NyaWJlUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBBIOCgZmb2xsb3cYAyABKAgSEwoLaW5jYXJuYXRpb24YBCABKAkidgoPU3Vic2NyaWJlSGVhZGVyEikKBnN0YXR1cxgBIAEoDjIZLmhvdHBsZXgudjEuU2Vzc2lvblN0YXR1cxIRCglmaXJzdF9zZXEYAiABKAQSEAoIbGFzdF9zZXEYAyABKAQSEwoLaW5jYXJuYXRpb24YBCABKAkiYwoRU3Vic2NyaWJlUmVzcG9uc2USKwoGaGVhZGVyGAEgASgLMhsuaG90cGxleC52MS5TdWJzY3JpYmVIZWFkZXISIQoGZXZlbnRzGAIgAygLMhEuaG90cGxleC52MS5FdmVudCJoChBPdXRPZlJhbmdlRGV0YWlsEhIKCnNlc3Npb25faWQYASABKAkSGwoTcmVxdWVzdGVkX2FmdGVyX3NlcRgCIAEoBBIRCglmaXJzdF9zZXEYAyABKAQSEAoIbGFzdF9zZXEYBCABKAQiKAoSR2V0U25hcHNob3RSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTR2V0U25hcHNob3RSZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCIoChJTdG9wU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJRChNTdG9wU2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5ob3RwbGV4LnYxLlNlc3Npb25JbmZvEhAKCGxhc3Rfc2VxGAIgASgEIiwKFkdldFNlc3Npb25TdGF0c1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJWChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEicKBXN0YXRzGAIgASgLMhguaG90cGxleC52MS5TZXNzaW9uU3RhdHMiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCLaAQoOU2Vzc2lvblN1bW1hcnkSEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF9hY3RpdmVfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGAUgASgEEhMKC2luY2FybmF0aW9uGAYgASgJIkQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiwKCHNlc3Npb25zGAEgAygLMhouaG90cGxleC52MS5TZXNzaW9uU3VtbWFyeSJFChREZWxldGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhkKEWRlbGV0ZV90cmFuc2NyaXB0GAIgASgIIikKFURlbGV0ZVNlc3Npb25SZXNwb25zZRIQCghsYXN0X3NlcRgBIAEoBDLHBAoOU2Vzc2lvblNlcnZpY2USRAoHRXhlY3V0ZRIaLmhvdHBsZXgudjEuRXhlY3V0ZVJlcXVlc3QaGy5ob3RwbGV4LnYxLkV4ZWN1dGVSZXNwb25zZTABEkoKCVN1YnNjcmliZRIcLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVxdWVzdBodLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJOCgtHZXRTbmFwc2hvdBIeLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXF1ZXN0Gh8uaG90cGxleC52MS5HZXRTbmFwc2hvdFJlc3BvbnNlEk4KC1N0b3BTZXNzaW9uEh4uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlcXVlc3QaHy5ob3RwbGV4LnYxLlN0b3BTZXNzaW9uUmVzcG9uc2USWgoPR2V0U2Vzc2lvblN0YXRzEiIuaG90cGxleC52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuaG90cGxleC52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZRJRCgxMaXN0U2Vzc2lvbnMSHy5ob3RwbGV4LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIC5ob3RwbGV4LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5ob3RwbGV4LnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuaG90cGxleC52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
 
 /**
  * ExecuteRequest starts a turn.
@@ -74,18 +74,19 @@ export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_session_service, 0);
 
 /**
- * ExecuteResponse carries one event of the turn.
+ * ExecuteResponse carries the turn's next events.
  *
  * @generated from message hotplex.v1.ExecuteResponse
  */
 export type ExecuteResponse = Message<"hotplex.v1.ExecuteResponse"> & {
   /**
-   * The next event of the turn (seq increases; events of other turns are not
-   * included).
+   * The turn's next events, in order (seq increases; events of other turns
+   * are not included). Events logged together are sent together, so a fast
+   * turn needs few messages; every message carries at least one event.
    *
-   * @generated from field: hotplex.v1.Event event = 1;
+   * @generated from field: repeated hotplex.v1.Event events = 1;
    */
-  event?: Event | undefined;
+  events: Event[];
 };
 
 /**
@@ -194,27 +195,19 @@ export const SubscribeHeaderSchema: GenMessage<SubscribeHeader> = /*@__PURE__*/
  */
 export type SubscribeResponse = Message<"hotplex.v1.SubscribeResponse"> & {
   /**
-   * One of the two.
+   * Set on the first message only, which carries no events.
    *
-   * @generated from oneof hotplex.v1.SubscribeResponse.message
+   * @generated from field: hotplex.v1.SubscribeHeader header = 1;
    */
-  message: {
-    /**
-     * First message only.
-     *
-     * @generated from field: hotplex.v1.SubscribeHeader header = 1;
-     */
-    value: SubscribeHeader;
-    case: "header";
-  } | {
-    /**
-     * Every later message.
-     *
-     * @generated from field: hotplex.v1.Event event = 2;
-     */
-    value: Event;
-    case: "event";
-  } | { case: undefined; value?: undefined };
+  header?: SubscribeHeader | undefined;
+
+  /**
+   * The next events, in order, without gaps: events logged together are sent
+   * together. Every message after the first carries at least one event.
+   *
+   * @generated from field: repeated hotplex.v1.Event events = 2;
+   */
+  events: Event[];
 };
 
 /**
@@ -609,7 +602,8 @@ export const SessionService: GenService<{
   /**
    * Subscribe streams a session's events with seq > after_seq in order, then
    * (if follow is set) live events as they are logged, with no gap and no
-   * duplicate between the two. The first message is a SubscribeHeader.
+   * duplicate between the two. The first message carries a SubscribeHeader;
+   * every later one a batch of events.
    *
    * A resume point that is no longer retained, or beyond the last event,
    * fails with OUT_OF_RANGE and an OutOfRangeDetail; events are never skipped
