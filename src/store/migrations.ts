@@ -1,5 +1,7 @@
 import type Database from "better-sqlite3";
 
+// The events table is clustered on (session_key, seq): appends and replays walk one
+// b-tree, with no separate rowid table.
 // Each entry moves the schema one version up; the index + 1 is the version it creates.
 // Never edit an entry that has shipped: add a new one.
 const MIGRATIONS: readonly string[] = [
@@ -29,7 +31,7 @@ const MIGRATIONS: readonly string[] = [
      size INTEGER NOT NULL,
      payload BLOB NOT NULL,
      PRIMARY KEY (session_key, seq)
-   );
+   ) WITHOUT ROWID;
    CREATE INDEX events_by_time ON events (time_ms);`,
 ];
 

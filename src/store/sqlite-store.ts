@@ -147,8 +147,8 @@ export class SqliteStore implements Store {
       if (policy.maxEvents > 0) {
         // Everything below each session's (maxEvents)-th newest seq.
         const rows = db
-          .prepare(`DELETE FROM events WHERE rowid IN (
-              SELECT e.rowid FROM events e JOIN (SELECT session_key, MAX(seq) AS last FROM events GROUP BY session_key) m
+          .prepare(`DELETE FROM events WHERE (session_key, seq) IN (
+              SELECT e.session_key, e.seq FROM events e JOIN (SELECT session_key, MAX(seq) AS last FROM events GROUP BY session_key) m
               ON e.session_key = m.session_key WHERE e.seq <= m.last - ?) RETURNING session_key`)
           .all(policy.maxEvents) as { session_key: string }[];
         for (const row of rows) touched.add(row.session_key);
@@ -174,8 +174,8 @@ export class SqliteStore implements Store {
           // The oldest events over all sessions go first, one by one: events sharing a
           // millisecond (a streaming turn) must not all go because one of them has to.
           const rows = db
-            .prepare(`DELETE FROM events WHERE rowid IN (
-                SELECT rowid FROM (SELECT rowid, SUM(size) OVER (ORDER BY time_ms DESC, seq DESC, session_key DESC
+            .prepare(`DELETE FROM events WHERE (session_key, seq) IN (
+                SELECT session_key, seq FROM (SELECT session_key, seq, SUM(size) OVER (ORDER BY time_ms DESC, seq DESC, session_key DESC
                     ROWS UNBOUNDED PRECEDING) AS running FROM events)
                 WHERE running > ?) RETURNING session_key`)
             .all(policy.totalMaxBytes) as { session_key: string }[];
