@@ -172,7 +172,7 @@ export class Engine {
       incarnation: session.incarnation,
       firstSeq,
       lastSeq: log.lastSeq,
-      events: readEventBatches(log, afterSeq, { follow, signal: this.#streamSignal(signal) }),
+      events: this.#disposing(signal, (streamSignal) => readEventBatches(log, afterSeq, { follow, signal: streamSignal })),
     };
   }
 
@@ -280,7 +280,9 @@ export class Engine {
   // One turn's events: read from the log (never from the process), so a client that
   // disconnects loses nothing and the turn runs on without it.
   async *#turnEvents(session: Session, turn: Turn, signal?: AbortSignal): AsyncGenerator<Event[]> {
-    const batches = readEventBatches(session.log, turn.fromSeq, { follow: true, signal: this.#streamSignal(signal) });
+    const batches = this.#disposing(signal, (streamSignal) =>
+      readEventBatches(session.log, turn.fromSeq, { follow: true, signal: streamSignal }),
+    );
     for await (const batch of batches) {
       const mine: Event[] = [];
       let ended = false;
@@ -297,8 +299,33 @@ export class Engine {
     }
   }
 
-  #streamSignal(signal: AbortSignal | undefined): AbortSignal {
-    return signal ? AbortSignal.any([signal, this.#shutdown.signal]) : this.#shutdown.signal;
+  // Runs a stream with #streamSignal and releases the signal's listeners when it ends.
+  async *#disposing<T>(signal: AbortSignal | undefined, stream: (signal: AbortSignal) => AsyncGenerator<T>): AsyncGenerator<T> {
+    const combined = this.#streamSignal(signal);
+    try {
+      yield* stream(combined.signal);
+    } finally {
+      combined.dispose();
+    }
+  }
+
+  // A signal that aborts with the caller's or at shutdown. Not AbortSignal.any: on Node 20
+  // it leaves a WeakRef per call in the long-lived shutdown signal, a leak per stream.
+  #streamSignal(signal: AbortSignal | undefined): { signal: AbortSignal; dispose: () => void } {
+    const shutdown = this.#shutdown.signal;
+    if (!signal) return { signal: shutdown, dispose: () => {} };
+    const both = new AbortController();
+    const abort = () => both.abort();
+    if (signal.aborted || shutdown.aborted) both.abort();
+    signal.addEventListener("abort", abort, { once: true });
+    shutdown.addEventListener("abort", abort, { once: true });
+    return {
+      signal: both.signal,
+      dispose: () => {
+        signal.removeEventListener("abort", abort);
+        shutdown.removeEventListener("abort", abort);
+      },
+    };
   }
 }
 
