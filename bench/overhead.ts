@@ -1,0 +1,325 @@
+// What hotplex adds to one warm turn: the instant agent behind hotplexd (Connect over
+// HTTP/1.1, gRPC over HTTP/2) against the same agent driven over a raw pipe.
+//
+//   node --import tsx bench/overhead.ts            (OVERHEAD_SAMPLES=600 by default)
+//
+// Each side runs its own warm agent process; rounds interleave the three sides in a
+// random order, so machine noise hits them alike. Measured per turn:
+//   - first event: Execute sent → first response message (hotplex); prompt line written →
+//     first stdout line (raw);
+//   - turn end: Execute sent → TurnEnded received (hotplex); prompt written → `result` line.
+// Done once with the in-memory store and once with the durable default (sqlite, normal).
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os, { tmpdir } from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { pino } from "pino";
+import type { Event } from "../gen/hotplex/v1/event_pb.js";
+import { SessionService } from "../gen/hotplex/v1/session_service_pb.js";
+import { DEFAULT_NAMESPACE, type EngineConfig, type StoreConfig } from "../src/engine/config.js";
+import { Engine } from "../src/engine/engine.js";
+import { agentEnvironment } from "../src/security/env.js";
+import { type RunningServer, startServer } from "../src/server/server.js";
+import { type BenchResult, isMain, report, repoRoot, type Row, summarize } from "./lib.js";
+
+export const instantAgentPath = path.join(repoRoot, "bench", "fixtures", "instant-agent.mjs");
+
+/** The flags hotplex starts Claude Code with (see the provider), for raw comparisons. */
+export const AGENT_ARGS = ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose", "--include-partial-messages"];
+
+/** A prompt line in the form hotplex writes it (the SDK's form). */
+export function promptLine(prompt: string): string {
+  return JSON.stringify({ type: "user", session_id: "", message: { role: "user", content: [{ type: "text", text: prompt }] }, parent_tool_use_id: null });
+}
+
+export interface InProcessDaemon {
+  url: string;
+  engine: Engine;
+  server: RunningServer;
+  scratch: string;
+  home: string;
+  close(): Promise<void>;
+}
+
+/**
+ * hotplexd in this process on a free loopback port. Logs at info (the daemon's default)
+ * into /dev/null, so the per-RPC log line is paid as in production.
+ */
+export async function startInProcessDaemon(options: {
+  store: "memory" | "sqlite";
+  claudePath: string;
+  /** The agents' environment, given the daemon's private HOME (default: the allow-listed env). */
+  agentEnv?: (home: string) => Record<string, string>;
+  maxLiveSessions?: number;
+  turnTimeoutMs?: number;
+}): Promise<InProcessDaemon> {
+  const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-"));
+  const workRoot = path.join(scratch, "work");
+  const home = path.join(scratch, "home");
+  mkdirSync(workRoot, { recursive: true });
+  mkdirSync(home, { recursive: true });
+  const store: StoreConfig =
+    options.store === "sqlite" ? { kind: "sqlite", dataDir: path.join(scratch, "data"), durability: "normal" } : { kind: "memory" };
+  const config: EngineConfig = {
+    claudePath: options.claudePath,
+    namespace: DEFAULT_NAMESPACE,
+    workRoot,
+    maxLiveSessions: options.maxLiveSessions ?? 64,
+    limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
+    logBounds: { maxEvents: 1024, maxBytes: 4 * 1024 * 1024 },
+    store,
+    retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
+    compactIntervalMs: 60_000,
+    agentEnv: options.agentEnv?.(home) ?? { ...agentEnvironment(process.env), HOME: home },
+  };
+  const logger = pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: true }));
+  const engine = await Engine.open(config, logger);
+  const server = await startServer({ engine, logger, host: "127.0.0.1", port: 0, token: undefined });
+  return {
+    url: server.url,
+    engine,
+    server,
+    scratch,
+    home,
+    async close() {
+      await server.close();
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+export type SessionClient = Client<typeof SessionService>;
+
+// The API is moving from one event per response message to batches of events; these two
+// read either shape, so the benchmarks run against both.
+
+/** The events of one ExecuteResponse (`events`, or the older single `event`). */
+export function eventsOfExecute(response: object): Event[] {
+  const r = response as { events?: Event[]; event?: Event };
+  return r.events ?? (r.event ? [r.event] : []);
+}
+
+/** Whether one SubscribeResponse is the header, and its events. */
+export function partsOfSubscribe(response: object): { header: boolean; events: Event[] } {
+  const r = response as { header?: unknown; events?: Event[]; message?: { case?: string; value?: unknown } };
+  if (r.message !== undefined) {
+    return { header: r.message.case === "header", events: r.message.case === "event" ? [r.message.value as Event] : [] };
+  }
+  return { header: r.header !== undefined, events: r.events ?? [] };
+}
+
+/** The 1-minute load average now and at `startLoad`, for the notes (other jobs share the machine). */
+export function loadNote(startLoad: number): string {
+  return `Load average (1 min): ${startLoad.toFixed(1)} at start, ${(os.loadavg()[0] ?? NaN).toFixed(1)} at end, on ${os.cpus().length} cores shared with other jobs.`;
+}
+
+/** The code under test: commit, plus "-dirty" for uncommitted changes. */
+export function revision(): string {
+  try {
+    return execFileSync("git", ["describe", "--always", "--dirty"], { cwd: repoRoot, encoding: "utf8" }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+export function connectClient(url: string): SessionClient {
+  return createClient(SessionService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+}
+
+export function grpcClient(url: string): SessionClient {
+  return createClient(SessionService, createGrpcTransport({ baseUrl: url }));
+}
+
+export interface TurnTiming {
+  /** ms from the call to the first response message (the first events). */
+  firstMs: number;
+  /** ms from the call to TurnEnded. */
+  endMs: number;
+  events: number;
+  outcome: number;
+}
+
+/** One Execute, timed; the stream is read to its end. */
+export async function timedExecute(client: SessionClient, sessionId: string, prompt: string): Promise<TurnTiming> {
+  const t0 = performance.now();
+  let firstMs = NaN;
+  let endMs = NaN;
+  let events = 0;
+  let outcome = -1;
+  for await (const response of client.execute({ sessionId, prompt })) {
+    const now = performance.now();
+    if (Number.isNaN(firstMs)) firstMs = now - t0;
+    for (const event of eventsOfExecute(response)) {
+      events += 1;
+      if (event.payload.case === "turnEnded") {
+        endMs = now - t0;
+        outcome = event.payload.value.outcome;
+      }
+    }
+  }
+  if (Number.isNaN(endMs)) throw new Error(`Execute on ${sessionId} ended without TurnEnded`);
+  return { firstMs, endMs, events, outcome };
+}
+
+/** The agent on a raw pipe: write a prompt line, time the first stdout line and the result line. */
+export class RawAgent {
+  readonly child: ChildProcess;
+  #pending = "";
+  #waiter: { t0: number; firstMs: number; resolve: (t: TurnTiming) => void; lines: number } | undefined;
+
+  constructor(file: string, args: string[], options: { cwd: string; env: Record<string, string> }) {
+    this.child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: ["pipe", "pipe", "ignore"] });
+    this.child.stdout!.setEncoding("utf8");
+    this.child.stdout!.on("data", (chunk: string) => this.#onData(chunk));
+  }
+
+  #onData(chunk: string): void {
+    const now = performance.now();
+    let start = 0;
+    let nl = chunk.indexOf("\n");
+    while (nl !== -1) {
+      const line = this.#pending + chunk.slice(start, nl);
+      this.#pending = "";
+      this.#onLine(line, now);
+      start = nl + 1;
+      nl = chunk.indexOf("\n", start);
+    }
+    this.#pending += chunk.slice(start);
+  }
+
+  #onLine(line: string, now: number): void {
+    const w = this.#waiter;
+    if (!w) return;
+    w.lines += 1;
+    if (Number.isNaN(w.firstMs)) w.firstMs = now - w.t0;
+    if (line.startsWith('{"type":"result"')) {
+      this.#waiter = undefined;
+      w.resolve({ firstMs: w.firstMs, endMs: now - w.t0, events: w.lines, outcome: 1 });
+    }
+  }
+
+  turn(prompt: string): Promise<TurnTiming> {
+    return new Promise((resolve) => {
+      this.#waiter = { t0: performance.now(), firstMs: NaN, resolve, lines: 0 };
+      this.child.stdin!.write(promptLine(prompt) + "\n");
+    });
+  }
+
+  async close(): Promise<void> {
+    const exited = new Promise((resolve) => this.child.once("exit", resolve));
+    this.child.stdin!.end();
+    await exited;
+  }
+}
+
+export function shuffle<T>(items: T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+interface Side {
+  name: string;
+  turn: (prompt: string) => Promise<TurnTiming>;
+  first: number[];
+  end: number[];
+}
+
+async function measureStore(store: "memory" | "sqlite", samples: number, warmup: number): Promise<{ rows: Row[]; notes: string[] }> {
+  const daemon = await startInProcessDaemon({ store, claudePath: instantAgentPath });
+  const rawDir = path.join(daemon.scratch, "raw");
+  mkdirSync(rawDir, { recursive: true });
+  const raw = new RawAgent(instantAgentPath, [...AGENT_ARGS, "--session-id", randomUUID()], {
+    cwd: rawDir,
+    env: { ...agentEnvironment(process.env), HOME: path.join(daemon.scratch, "home") },
+  });
+  const connect = connectClient(daemon.url);
+  const grpc = grpcClient(daemon.url);
+  const sides: Side[] = [
+    { name: "hotplex Connect (HTTP/1.1)", turn: (p) => timedExecute(connect, "overhead-connect", p), first: [], end: [] },
+    { name: "hotplex gRPC (HTTP/2)", turn: (p) => timedExecute(grpc, "overhead-grpc", p), first: [], end: [] },
+    { name: "raw pipe", turn: (p) => raw.turn(p), first: [], end: [] },
+  ];
+  try {
+    // The first hotplex turn is cold (spawns the agent); then everyone warms up.
+    for (let i = 0; i < warmup; i += 1) for (const side of sides) await side.turn(`warmup ${i}`);
+    for (let i = 0; i < samples; i += 1) {
+      for (const side of shuffle(sides)) {
+        const t = await side.turn(`sample ${i}`);
+        side.first.push(t.firstMs);
+        side.end.push(t.endMs);
+      }
+    }
+  } finally {
+    await raw.close();
+    await daemon.close();
+  }
+  const rawSide = sides[2]!;
+  const rawFirst = summarize(rawSide.first);
+  const rawEnd = summarize(rawSide.end);
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  for (const side of sides) {
+    const first = summarize(side.first);
+    const end = summarize(side.end);
+    const isRaw = side === rawSide;
+    rows.push({
+      store,
+      side: side.name,
+      n: end.n,
+      "first event p50 ms": first.median,
+      "first event p99 ms": first.p99,
+      "turn end p50 ms": end.median,
+      "turn end p99 ms": end.p99,
+      "added p50 ms (turn end)": isRaw ? "—" : end.median - rawEnd.median,
+      "added p99 ms (turn end)": isRaw ? "—" : end.p99 - rawEnd.p99,
+      "added p50 ms (first event)": isRaw ? "—" : first.median - rawFirst.median,
+      "added p99 ms (first event)": isRaw ? "—" : first.p99 - rawFirst.p99,
+    });
+    if (!isRaw) {
+      const addP50 = end.median - rawEnd.median;
+      const addP99 = end.p99 - rawEnd.p99;
+      notes.push(
+        `${store} / ${side.name}: added latency to turn end p50 ${addP50.toFixed(3)} ms (target ≤ 1 ms: ${addP50 <= 1 ? "met" : "MISSED"}), ` +
+          `p99 ${addP99.toFixed(3)} ms (target ≤ 5 ms: ${addP99 <= 5 ? "met" : "MISSED"})`,
+      );
+    }
+  }
+  return { rows, notes };
+}
+
+export async function main(): Promise<BenchResult> {
+  const codeAtStart = revision();
+  const startLoad = os.loadavg()[0] ?? NaN;
+  const samples = Number(process.env.OVERHEAD_SAMPLES ?? 600);
+  const warmup = Number(process.env.OVERHEAD_WARMUP ?? 100);
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  for (const store of ["memory", "sqlite"] as const) {
+    const result = await measureStore(store, samples, warmup);
+    rows.push(...result.rows);
+    notes.push(...result.notes);
+  }
+  notes.push(
+    `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)} Instant agent (bench/fixtures/instant-agent.mjs): one stdout write per turn (init, text delta, assistant, result). ${samples} interleaved samples per side after ${warmup} warm-up turns each; the daemon runs in the bench process, logging at info to /dev/null.`,
+    "hotplex's first event is its own TurnStarted, logged before the prompt is written to the agent; the raw pipe's first event is the agent's first stdout line. 'Added' = hotplex − raw at the same percentile.",
+  );
+  const result: BenchResult = {
+    name: "overhead",
+    title: "Added latency of one warm turn: hotplexd vs a raw pipe (instant agent)",
+    command: "node --import tsx bench/overhead.ts",
+    rows,
+    notes,
+  };
+  report(result);
+  return result;
+}
+
+if (isMain(import.meta.url)) await main();

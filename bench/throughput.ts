@@ -1,0 +1,276 @@
+// Fan-out throughput: one agent floods a session with text deltas ([[flood:N]] on the
+// instant agent); 1, 10 and 100 concurrent Subscribe(follow) clients of that session
+// receive them.
+//
+//   node --import tsx bench/throughput.ts        (THROUGHPUT_EVENTS=200000 by default)
+//
+// hotplexd runs as a child process (`node --import tsx src/cli/hotplexd.ts`, HOTPLEX_* env,
+// default sqlite store), so its CPU time is its own: read from /proc/<pid>/stat (utime +
+// stime, all its threads) before the Execute and after the last subscriber got TurnEnded.
+// The subscribers attach first (after_seq = the session's last seq), then one Execute
+// starts the flood and is cancelled after its first message (the turn runs on; only the
+// subscribers read the events). Per subscriber: events / (last event − first event).
+// Aggregate: all events delivered / (latest last event − earliest first event).
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os, { tmpdir } from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { type BenchResult, isMain, report, repoRoot, type Row } from "./lib.js";
+import { connectClient, grpcClient, instantAgentPath, loadNote, partsOfSubscribe, revision, type SessionClient, timedExecute } from "./overhead.js";
+
+export interface ChildDaemon {
+  pid: number;
+  url: string;
+  scratch: string;
+  child: ChildProcess;
+  /** CPU seconds (user + system, all threads) the daemon has used so far. */
+  cpuSeconds(): number;
+  /** Resident set size in KiB (VmRSS). */
+  rssKiB(): number;
+  close(): Promise<void>;
+}
+
+/** hotplexd as a child process on a free loopback port; its stdout (pino) is drained. */
+export async function startChildDaemon(options: {
+  store: "memory" | "sqlite";
+  maxSessions?: number;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+}): Promise<ChildDaemon> {
+  const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-daemon-"));
+  const home = path.join(scratch, "home");
+  mkdirSync(home, { recursive: true });
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+    HOME: home,
+    HOTPLEX_LISTEN: "127.0.0.1:0",
+    HOTPLEX_CLAUDE_PATH: instantAgentPath,
+    HOTPLEX_WORK_ROOT: path.join(scratch, "work"),
+    HOTPLEX_DATA_DIR: path.join(scratch, "data"),
+    HOTPLEX_STORE: options.store,
+    HOTPLEX_MAX_SESSIONS: String(options.maxSessions ?? 64),
+    ...options.env,
+  };
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", path.join(repoRoot, "src", "cli", "hotplexd.ts")], {
+    cwd: repoRoot,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString("utf8")).slice(-4000)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let pending = "";
+    const onData = (chunk: Buffer) => {
+      pending += chunk.toString("utf8");
+      let nl = pending.indexOf("\n");
+      while (nl !== -1) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          const entry = JSON.parse(line) as { url?: string };
+          if (entry.url) {
+            child.stdout!.off("data", onData);
+            // Keep draining the log so the daemon never blocks on a full pipe.
+            child.stdout!.resume();
+            resolve(entry.url);
+            return;
+          }
+        } catch {
+          // not a log line
+        }
+        nl = pending.indexOf("\n");
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`hotplexd exited with ${code} before listening: ${stderr}`)));
+  });
+  const pid = child.pid!;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    pid,
+    url,
+    scratch,
+    child,
+    cpuSeconds: () => processCpuSeconds(pid),
+    rssKiB: () => processRssKiB(pid),
+    async close() {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      await exited;
+      clearTimeout(timer);
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+/** utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat. */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may contain spaces: count fields after its ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); utime is field 14, stime field 15.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** VmRSS of a process in KiB. */
+export function processRssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /VmRSS:\s+(\d+)\s+kB/.exec(status);
+  return match ? Number(match[1]) : NaN;
+}
+
+interface SubscriberResult {
+  events: number;
+  firstAt: number;
+  lastAt: number;
+}
+
+/** Follows a session from `afterSeq` until TurnEnded; resolves `attached` once the header arrived. */
+function subscriber(client: SessionClient, sessionId: string, afterSeq: bigint): { attached: Promise<void>; done: Promise<SubscriberResult> } {
+  let attach!: () => void;
+  const attached = new Promise<void>((resolve) => (attach = resolve));
+  const done = (async () => {
+    const abort = new AbortController();
+    let events = 0;
+    let firstAt = NaN;
+    let lastAt = NaN;
+    try {
+      let ended = false;
+      for await (const response of client.subscribe({ sessionId, afterSeq, follow: true }, { signal: abort.signal })) {
+        const { header, events: batch } = partsOfSubscribe(response);
+        if (header) attach();
+        if (batch.length === 0) continue;
+        const now = performance.now();
+        if (events === 0) firstAt = now;
+        lastAt = now;
+        events += batch.length;
+        if (batch.some((event) => event.payload.case === "turnEnded")) ended = true;
+        if (ended) break;
+      }
+    } finally {
+      abort.abort();
+    }
+    return { events, firstAt, lastAt };
+  })();
+  return { attached, done };
+}
+
+/** Starts a turn and cancels the Execute stream after its first message; the turn runs on. */
+async function startTurn(client: SessionClient, sessionId: string, prompt: string): Promise<void> {
+  const abort = new AbortController();
+  try {
+    for await (const _ of client.execute({ sessionId, prompt }, { signal: abort.signal })) break;
+  } finally {
+    abort.abort();
+  }
+}
+
+interface FanOut {
+  subscribers: number;
+  events: number;
+  perSubscriberMedian: number;
+  perSubscriberMin: number;
+  aggregate: number;
+  wallS: number;
+  daemonCpuS: number;
+  clientCpuS: number;
+}
+
+async function fanOut(daemon: ChildDaemon, protocol: "connect" | "grpc", sessionId: string, subscribers: number, n: number): Promise<FanOut> {
+  const control = connectClient(daemon.url);
+  // One client per subscriber for Connect (one HTTP/1.1 connection each); gRPC shares one
+  // HTTP/2 connection per client, so give each subscriber its own as well.
+  const clients = Array.from({ length: subscribers }, () => (protocol === "grpc" ? grpcClient(daemon.url) : connectClient(daemon.url)));
+  // The session exists and its agent is warm.
+  await timedExecute(control, sessionId, "warm-up");
+  const { lastSeq } = await control.getSnapshot({ sessionId });
+  const subs = clients.map((client) => subscriber(client, sessionId, lastSeq));
+  await Promise.all(subs.map((s) => s.attached));
+  const cpu0 = daemon.cpuSeconds();
+  const clientCpu0 = process.cpuUsage();
+  await startTurn(control, sessionId, `[[flood:${n}]]`);
+  const results = await Promise.all(subs.map((s) => s.done));
+  const daemonCpuS = daemon.cpuSeconds() - cpu0;
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const rates = results.map((r) => r.events / ((r.lastAt - r.firstAt) / 1000)).sort((a, b) => a - b);
+  const total = results.reduce((sum, r) => sum + r.events, 0);
+  const wallMs = Math.max(...results.map((r) => r.lastAt)) - Math.min(...results.map((r) => r.firstAt));
+  const expected = results[0]?.events ?? 0;
+  if (results.some((r) => r.events !== expected)) throw new Error(`subscribers got different event counts: ${results.map((r) => r.events).join(",")}`);
+  return {
+    subscribers,
+    events: expected,
+    perSubscriberMedian: rates[Math.floor(rates.length / 2)] ?? NaN,
+    perSubscriberMin: rates[0] ?? NaN,
+    aggregate: total / (wallMs / 1000),
+    wallS: wallMs / 1000,
+    daemonCpuS,
+    clientCpuS: (clientCpu.user + clientCpu.system) / 1e6,
+  };
+}
+
+export async function main(): Promise<BenchResult> {
+  const codeAtStart = revision();
+  const startLoad = os.loadavg()[0] ?? NaN;
+  const n = Number(process.env.THROUGHPUT_EVENTS ?? 200_000);
+  const counts = (process.env.THROUGHPUT_SUBSCRIBERS ?? "1,10,100").split(",").map(Number);
+  // store:protocol:most deliveries per row. The flood of a row is min(N, deliveries / subscribers)
+  // events, so that a row stays within a few minutes at the rates measured.
+  const configs = (process.env.THROUGHPUT_CONFIGS ?? "sqlite:connect:400000,sqlite:grpc:400000,memory:connect:400000").split(",").map((c) => {
+    const [store, protocol, cap] = c.split(":") as ["memory" | "sqlite", "connect" | "grpc", string | undefined];
+    return { store, protocol, maxDeliveries: Number(cap ?? Infinity) };
+  });
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  for (const { store, protocol, maxDeliveries } of configs) {
+    // No retention during the run (default 100k events/session could drop events a
+    // lagging subscriber still needs; the run is shorter than a compaction interval anyway).
+    const daemon = await startChildDaemon({ store, env: { HOTPLEX_RETAIN_EVENTS: "0", HOTPLEX_RETAIN_BYTES: "0" } });
+    try {
+      for (const k of counts) {
+        const r = await fanOut(daemon, protocol, `tp-${k}`, k, Math.max(1000, Math.min(n, Math.floor(maxDeliveries / k))));
+        const deliveries = r.events * r.subscribers;
+        rows.push({
+          store,
+          protocol: protocol === "grpc" ? "gRPC (HTTP/2)" : "Connect (HTTP/1.1)",
+          subscribers: k,
+          "events/turn": r.events,
+          "events/s per subscriber (median)": Math.round(r.perSubscriberMedian),
+          "events/s per subscriber (min)": Math.round(r.perSubscriberMin),
+          "aggregate events/s": Math.round(r.aggregate),
+          "wall s": r.wallS,
+          "daemon CPU s": r.daemonCpuS,
+          "daemon CPU ms / 100k events": (r.daemonCpuS * 1000) / (r.events / 100_000),
+          "daemon CPU µs / delivery": (r.daemonCpuS * 1e6) / deliveries,
+          "client CPU s (bench process)": r.clientCpuS,
+        });
+        if (store === "sqlite" && protocol === "connect" && k === 1) {
+          notes.push(`sqlite/Connect, 1 subscriber: ${Math.round(r.perSubscriberMedian)} events/s (target ≥ 100k: ${r.perSubscriberMedian >= 100_000 ? "met" : "MISSED"}).`);
+        }
+        if (store === "sqlite" && protocol === "connect" && k === 100) {
+          notes.push(`sqlite/Connect, 100 subscribers: ${Math.round(r.aggregate)} events/s aggregate (target ≥ 300k: ${r.aggregate >= 300_000 ? "met" : "MISSED"}).`);
+        }
+      }
+    } finally {
+      await daemon.close();
+    }
+  }
+  notes.push(
+    `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)}`,
+    `The flood is min(${n}, cap / subscribers) text-delta stream_event lines from bench/fixtures/instant-agent.mjs (plus TurnStarted and TurnEnded; 'events/turn' shows the count), with cap = ${configs.map((c) => `${c.maxDeliveries} deliveries for ${c.store}/${c.protocol}`).join(", ")}: at the rates measured a full ${n}-event flood to 10 or 100 subscribers would take far longer than the run allows. Each flood is still longer than the daemon's in-memory tail (1024 events), so lagging subscribers read from the store as they would with N = ${n}; see 'wall s' for how long each row ran.`,
+    "hotplexd runs as a child process with default settings (store as shown, durability normal, info logs drained), except HOTPLEX_RETAIN_EVENTS=0 and HOTPLEX_RETAIN_BYTES=0 so compaction cannot drop events a lagging subscriber still needs. Its CPU comes from /proc/<pid>/stat and includes all its threads, not the agent's.",
+    "Subscribers are real @connectrpc clients in the bench process, each on its own connection; 'client CPU' is the bench process's CPU over the same window, so when it approaches the wall time the clients, not the daemon, were the limit (2 cores shared by daemon, agent and clients).",
+  );
+  const result: BenchResult = {
+    name: "throughput",
+    title: "Fan-out throughput: one flooding agent, 1 / 10 / 100 Subscribe(follow) clients",
+    command: "node --import tsx bench/throughput.ts",
+    rows,
+    notes,
+  };
+  report(result);
+  return result;
+}
+
+if (isMain(import.meta.url)) await main();
