@@ -91,7 +91,7 @@ function recordFor(key: string, sessionId: string, log: () => EventLog): () => S
     incarnation: "00000000-0000-4000-8000-000000000000",
     provider: "claude-code",
     providerSessionId: "11111111-1111-5111-8111-111111111111",
-    workDir: `/work/${sessionId}`,
+    workDir: `/srv/work/${sessionId}`,
     config,
     status: SessionStatus.BUSY,
     createdAtMs,

@@ -50,9 +50,9 @@ function record(key: string, overrides: Partial<SessionRecord> = {}): SessionRec
     incarnation: `inc-${key}`,
     provider: "claude-code",
     providerSessionId: `provider-${key}`,
-    workDir: `/work/${key}`,
+    workDir: `/srv/work/${key}`,
     config: create(SessionConfigSchema, {
-      workDir: `/work/${key}`,
+      workDir: `/srv/work/${key}`,
       model: "sonnet",
       permissionMode: "acceptEdits",
       allowedTools: ["Bash(git:*)", "Edit"],
