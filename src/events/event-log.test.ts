@@ -5,35 +5,13 @@ import { describe, expect, it } from "vitest";
 import { OutOfRangeError } from "../errors.js";
 import { type EventPayload, TextDeltaSchema } from "./event.js";
 import { EventLog } from "./event-log.js";
-
-function text(value: string): EventPayload {
-  return { case: "textDelta", value: create(TextDeltaSchema, { text: value }) };
-}
+import { catchError, range, seqs, text, tick } from "./test-support.js";
 
 /** The weight the log gives a payload, measured on a fresh unbounded log. */
 function weigh(payload: EventPayload): number {
   const log = new EventLog("weigh");
   log.append("t", payload);
   return log.bytes;
-}
-
-function seqs(events: readonly { seq: bigint }[]): number[] {
-  return events.map((event) => Number(event.seq));
-}
-
-function range(from: number, to: number): number[] {
-  const out: number[] = [];
-  for (let seq = from; seq <= to; seq++) out.push(seq);
-  return out;
-}
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected the call to throw");
 }
 
 function expectOutOfRange(
@@ -49,11 +27,6 @@ function expectOutOfRange(
     firstSeq: outOfRange.firstSeq,
     lastSeq: outOfRange.lastSeq,
   }).toEqual(expected);
-}
-
-/** Lets every pending microtask and one macrotask turn run. */
-function tick(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 describe("EventLog ordering", () => {

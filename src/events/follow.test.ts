@@ -5,24 +5,10 @@ import { OutOfRangeError } from "../errors.js";
 import { type Event, type EventPayload, TextDeltaSchema } from "./event.js";
 import { EventLog } from "./event-log.js";
 import { readEvents } from "./follow.js";
-
-function text(value: string): EventPayload {
-  return { case: "textDelta", value: create(TextDeltaSchema, { text: value }) };
-}
+import { range, text, tick } from "./test-support.js";
 
 function appendMany(log: EventLog, count: number): void {
   for (let i = 0; i < count; i++) log.append("t", text(`e${log.lastSeq + 1}`));
-}
-
-function range(from: number, to: number): number[] {
-  const out: number[] = [];
-  for (let seq = from; seq <= to; seq++) out.push(seq);
-  return out;
-}
-
-/** Lets every pending microtask and one macrotask turn run. */
-function tick(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 async function collect(events: AsyncIterable<Event>): Promise<number[]> {

@@ -8,38 +8,11 @@ import type { RetentionPolicy, SessionRecord, Store, StoredEvent } from "../stor
 import { type Event, type EventPayload, EventSchema, TextDeltaSchema } from "./event.js";
 import { EventLog } from "./event-log.js";
 import { GroupCommitter } from "./group-committer.js";
+import { catchError, range, seqs, text, tick } from "./test-support.js";
 
 const NO_LIMITS: RetentionPolicy = { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 };
 const BOUNDS = { maxEvents: 4, maxBytes: 1 << 20 };
 const logger = pino({ level: "silent" });
-
-function text(value: string): EventPayload {
-  return { case: "textDelta", value: create(TextDeltaSchema, { text: value }) };
-}
-
-function seqs(events: readonly { seq: bigint }[]): number[] {
-  return events.map((event) => Number(event.seq));
-}
-
-function range(from: number, to: number): number[] {
-  const out: number[] = [];
-  for (let seq = from; seq <= to; seq++) out.push(seq);
-  return out;
-}
-
-/** Lets the committer's setImmediate (scheduled before this call) run. */
-function tick(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected the call to throw");
-}
 
 /** A store that counts commits, keeps what each was given, and can fail on demand. */
 class RecordingStore implements Store {
