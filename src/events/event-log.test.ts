@@ -1,9 +1,8 @@
 import { getEventListeners } from "node:events";
-import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { OutOfRangeError } from "../errors.js";
-import { type EventPayload, TextDeltaSchema } from "./event.js";
+import type { EventPayload } from "./event.js";
 import { EventLog } from "./event-log.js";
 import { catchError, range, seqs, text, tick } from "./test-support.js";
 

@@ -1,8 +1,7 @@
 import { getEventListeners } from "node:events";
-import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { OutOfRangeError } from "../errors.js";
-import { type Event, type EventPayload, TextDeltaSchema } from "./event.js";
+import type { Event } from "./event.js";
 import { EventLog } from "./event-log.js";
 import { readEvents } from "./follow.js";
 import { range, text, tick } from "./test-support.js";

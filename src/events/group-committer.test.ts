@@ -5,7 +5,7 @@ import { SessionConfigSchema, SessionStatsSchema, SessionStatus } from "../../ge
 import { HotplexError, OutOfRangeError } from "../errors.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { RetentionPolicy, SessionRecord, Store, StoredEvent } from "../store/store.js";
-import { type Event, type EventPayload, EventSchema, TextDeltaSchema } from "./event.js";
+import { type Event, EventSchema } from "./event.js";
 import { EventLog } from "./event-log.js";
 import { GroupCommitter } from "./group-committer.js";
 import { catchError, range, seqs, text, tick } from "./test-support.js";
