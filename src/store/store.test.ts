@@ -487,12 +487,7 @@ describe("SqliteStore", () => {
   it("refuses a file that is not a database, naming the file", () => {
     const file = path.join(dir, "hotplex.db");
     writeFileSync(file, "not a database at all".repeat(100));
-    let error: unknown;
-    try {
-      new SqliteStore(dir).close();
-    } catch (caught) {
-      error = caught;
-    }
+    const error = openError(dir);
     expect(error).toBeInstanceOf(StoreOpenError);
     expect((error as Error).message).toContain(file);
   });
@@ -510,12 +505,7 @@ describe("SqliteStore", () => {
     const db = new Database(file);
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
-    let error: unknown;
-    try {
-      new SqliteStore(dir).close();
-    } catch (caught) {
-      error = caught;
-    }
+    const error = openError(dir);
     expect(error).toBeInstanceOf(StoreOpenError);
     expect((error as Error).message).toContain(file);
     expect((error as Error).message).toContain("newer");
@@ -566,3 +556,13 @@ describe("SqliteStore", () => {
     expect(version()).toBe(SCHEMA_VERSION);
   });
 });
+
+/** The error opening a SqliteStore on `dir` throws (undefined if it opens). */
+function openError(dir: string): unknown {
+  try {
+    new SqliteStore(dir).close();
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
