@@ -31,6 +31,8 @@ export interface TestDaemonOptions {
   protocol?: Protocol;
   /** The store to run on (default memory); sqlite keeps its file in the test's scratch dir. */
   storeKind?: "memory" | "sqlite";
+  /** Collects the daemon's log records (info and up) here instead of discarding them. */
+  logRecords?: Record<string, unknown>[];
   /** Reuse the work root and HOME of an earlier daemon (a daemon restart); kept on close. */
   dirs?: { workRoot: string; home: string };
   claudePath?: string;
@@ -75,7 +77,10 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
   };
   mkdirSync(workRoot, { recursive: true });
   mkdirSync(home, { recursive: true });
-  const logger = pino({ level: process.env.HOTPLEX_TEST_LOG ?? "silent" });
+  const records = options.logRecords;
+  const logger = records
+    ? pino({ level: "info" }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) })
+    : pino({ level: process.env.HOTPLEX_TEST_LOG ?? "silent" });
   const engine = await Engine.open(config, logger);
   const server = await startServer({ engine, logger, host: "127.0.0.1", port: 0, token: options.token });
   const clientFor = (protocol: Protocol, token = options.token) =>

@@ -64,7 +64,7 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
       return { ...res, message: countStream(res.message, req.signal, done) };
     } catch (reason) {
       const error = ConnectError.from(reason);
-      done(Code[error.code].toLowerCase(), undefined, reason);
+      done(codeName(error.code), undefined, reason);
       throw reason;
     }
   };
@@ -87,10 +87,15 @@ async function* countStream<T>(
     done(signal.aborted ? "canceled" : "ok", messages);
   } catch (reason) {
     logged = true;
-    done(Code[ConnectError.from(reason).code].toLowerCase(), messages, reason);
+    done(codeName(ConnectError.from(reason).code), messages, reason);
     throw reason;
   } finally {
     // The client went away: the stream was closed early, without an error.
     if (!logged) done("canceled", messages);
   }
+}
+
+// The code as the Connect protocol spells it on the wire: "not_found", "invalid_argument".
+function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }

@@ -112,6 +112,31 @@ describe("bad requests get a clear error with the right Connect code", () => {
   });
 });
 
+describe("the daemon's logs", () => {
+  it("write one structured line per RPC and per session lifecycle change", async () => {
+    const records: Record<string, unknown>[] = [];
+    const daemon = await startTestDaemon({ logRecords: records });
+    try {
+      await executeEvents(daemon.client.execute({ sessionId: "logged", prompt: "hi" }));
+      await daemon.client.getSnapshot({ sessionId: "logged" });
+      await codeOf(daemon.client.getSnapshot({ sessionId: "missing" }));
+      await daemon.client.stopSession({ sessionId: "logged" });
+      const rpcs = records.filter((r) => r.msg === "rpc").map((r) => [r.rpc, r.code]);
+      expect(rpcs).toEqual([
+        ["SessionService.Execute", "ok"],
+        ["SessionService.GetSnapshot", "ok"],
+        ["SessionService.GetSnapshot", "not_found"],
+        ["SessionService.StopSession", "ok"],
+      ]);
+      const lifecycle = records.filter((r) => r.session === "logged").map((r) => r.msg);
+      expect(lifecycle).toEqual(["agent process spawned", "session started", "session ended"]);
+      expect(records.find((r) => r.msg === "session ended")).toMatchObject({ reason: "stopped", tenant: "default" });
+    } finally {
+      await daemon.close();
+    }
+  });
+});
+
 describe("the daemon's limits and credentials", () => {
   it("requires the bearer token on every call when one is set", async () => {
     const daemon = await startTestDaemon({ token: "s3cret" });
