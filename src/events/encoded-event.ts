@@ -1,6 +1,5 @@
-import { toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
-import { type Event, EventSchema } from "./event.js";
+import type { Event } from "./event.js";
+import { encodeEventField, fieldOf } from "./event-codec.js";
 
 /**
  * An event encoded once, as the value of a length-delimited protobuf field: the
@@ -21,7 +20,8 @@ const cache = new WeakMap<Event, EncodedEvent>();
 export function encodeEvent(event: Event): EncodedEvent {
   let encoded = cache.get(event);
   if (!encoded) {
-    encoded = encodedOf(toBinary(EventSchema, event));
+    const field = encodeEventField(event);
+    encoded = { field, bytes: field.subarray(field.length - payloadLength(field)) };
     cache.set(event, encoded);
   }
   return encoded;
@@ -33,10 +33,20 @@ export function encodeEvent(event: Event): EncodedEvent {
  * every event again, which costs more than decoding it. The bytes are copied.
  */
 export function rememberEncoding(event: Event, bytes: Uint8Array): void {
-  if (!cache.has(event)) cache.set(event, encodedOf(bytes));
+  if (cache.has(event)) return;
+  const field = fieldOf(bytes);
+  cache.set(event, { field, bytes: field.subarray(field.length - bytes.length) });
 }
 
-function encodedOf(bytes: Uint8Array): EncodedEvent {
-  const field = new BinaryWriter().bytes(bytes).finish();
-  return { field, bytes: field.subarray(field.length - bytes.length) };
+// The length a field's varint prefix gives.
+function payloadLength(field: Uint8Array): number {
+  let length = 0;
+  let scale = 1;
+  for (let i = 0; i < field.length; i += 1) {
+    const byte = field[i] as number;
+    length += (byte & 0x7f) * scale;
+    if (byte < 0x80) break;
+    scale *= 0x80;
+  }
+  return length;
 }
