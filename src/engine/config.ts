@@ -30,5 +30,10 @@ export interface EngineConfig {
 /** The default namespace; deployments that share a provider home may set their own. */
 export const DEFAULT_NAMESPACE = "6f1d3a1e-8b0c-5c7e-9a51-2f8e4b9d7c30";
 
-/** The in-memory tail of each log; older events are read from the store. */
-export const DEFAULT_TAIL_BOUNDS: LogBounds = { maxEvents: 1024, maxBytes: 4 * 1024 * 1024 };
+/**
+ * The in-memory tail of each log; older events are read from the store. Long enough that
+ * a reader a few batches behind a flooding agent is served from memory: reading events
+ * back from the store costs more than logging them. An idle session's tail is released
+ * (EventLog.shrinkTail), so this bounds sessions that are streaming, not all sessions.
+ */
+export const DEFAULT_TAIL_BOUNDS: LogBounds = { maxEvents: 8192, maxBytes: 4 * 1024 * 1024 };

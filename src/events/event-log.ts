@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { HotplexError, OutOfRangeError } from "../errors.js";
 import type { SessionRecord, Store } from "../store/store.js";
 import { type Event, type EventPayload, EventSchema } from "./event.js";
@@ -58,6 +57,13 @@ export class EventLog {
   #appliedSeq = 0;
   /** First seq retained by the backing store (store-backed logs only). */
   #storeFirstSeq = 1;
+  /**
+   * Pages of events read back from the store, shared by readers behind the tail: many
+   * subscribers catching up on one session read and decode each page once. Page k holds
+   * seqs k * STORE_PAGE + 1 .. (k + 1) * STORE_PAGE; only full pages are kept. Map order
+   * is use order (least recently used first).
+   */
+  #pages = new Map<number, Event[]>();
   #waiters = new Set<() => void>();
   #closed = false;
   /** Called with events right before they become visible (and, when backed, stored). */
@@ -108,13 +114,16 @@ export class EventLog {
   /** Assigns the next sequence number; the event is published once it is stored. */
   append(turnId: string, payload: EventPayload, timeMs = Date.now()): Event {
     this.#assignedSeq += 1;
-    const event = create(EventSchema, {
+    // A literal rather than create(EventSchema, ...): every field is set, and the
+    // reflective create() is a measurable part of appending a streamed delta.
+    const event: Event = {
+      $typeName: EventSchema.typeName,
       seq: BigInt(this.#assignedSeq),
       sessionId: this.sessionId,
       turnId,
-      time: timestampFromMs(timeMs),
+      time: { $typeName: TimestampSchema.typeName, seconds: BigInt(Math.floor(timeMs / 1000)), nanos: (timeMs % 1000) * 1_000_000 },
       payload,
-    });
+    };
     if (this.#backing) {
       this.#pending.push(event);
       this.#backing.committer.schedule(this);
@@ -183,6 +192,7 @@ export class EventLog {
     this.#sizes = this.#sizes.slice(start);
     this.#head = 0;
     this.#bytes = this.#sizes.reduce((sum, size) => sum + size, 0);
+    this.#pages.clear();
   }
 
   /** The session was deleted: readers are woken and their next read fails with not_found. */
@@ -194,6 +204,7 @@ export class EventLog {
   /** Retention moved the store's first seq (after a compaction). */
   retainedFrom(firstSeq: number): void {
     this.#storeFirstSeq = firstSeq;
+    for (const index of this.#pages.keys()) if ((index + 1) * STORE_PAGE < firstSeq) this.#pages.delete(index);
     while (this.size > 0 && Number(this.#events[this.#head]?.seq) < firstSeq) this.#dropOldest();
   }
 
@@ -210,11 +221,36 @@ export class EventLog {
     const tailFirst = this.#lastSeq - this.size + 1;
     if (afterSeq < tailFirst - 1 && this.#backing) {
       // Older than the in-memory tail: read from the store, up to where the tail starts.
+      const count = Math.min(limit, tailFirst - 1 - afterSeq);
+      const page = this.#storePage(afterSeq);
+      const start = afterSeq % STORE_PAGE;
+      // A read may end inside the page, or run over its end: then the rest comes next time.
+      if (page) return page.slice(start, start + count);
       const { store, key } = this.#backing;
-      return store.readEvents(key, afterSeq, Math.min(limit, tailFirst - 1 - afterSeq));
+      return store.readEvents(key, afterSeq, count);
     }
     const start = this.#head + (afterSeq - tailFirst + 1);
     return this.#events.slice(start, Math.min(start + limit, this.#events.length));
+  }
+
+  // The cached or freshly read store page holding afterSeq + 1; undefined when that page
+  // is not full yet (the end of the log), which is then read directly.
+  #storePage(afterSeq: number): Event[] | undefined {
+    const { store, key } = this.#backing as LogBacking;
+    const index = Math.floor(afterSeq / STORE_PAGE);
+    let page = this.#pages.get(index);
+    if (page) {
+      this.#pages.delete(index);
+    } else {
+      const pageStart = index * STORE_PAGE;
+      if (pageStart + STORE_PAGE > this.#lastSeq) return undefined;
+      page = store.readEvents(key, pageStart, STORE_PAGE);
+      // Retention dropped the page's start: read around it, without caching.
+      if (page.length < STORE_PAGE) return undefined;
+      if (this.#pages.size >= STORE_PAGES_KEPT) this.#pages.delete(this.#pages.keys().next().value as number);
+    }
+    this.#pages.set(index, page);
+    return page;
   }
 
   /**
@@ -257,6 +293,11 @@ export class EventLog {
     }
   }
 }
+
+/** Events per page read back from the store (and the most a store read returns). */
+const STORE_PAGE = 256;
+/** Store pages kept per log: 16 × 256 events, released when the session goes idle. */
+const STORE_PAGES_KEPT = 16;
 
 // A cheap estimate of an event's memory: its strings (UTF-16) plus a fixed overhead.
 // Encoding every event just to weigh it would cost more than the bound saves.

@@ -46,8 +46,13 @@ class RecordingStore implements Store {
     return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
+  /** Events read back through readEvents. */
+  eventsRead = 0;
+
   readEvents(key: string, afterSeq: number, limit: number): Event[] {
-    return this.inner.readEvents(key, afterSeq, limit);
+    const events = this.inner.readEvents(key, afterSeq, limit);
+    this.eventsRead += events.length;
+    return events;
   }
 
   firstSeq(key: string): number | undefined {
@@ -317,6 +322,36 @@ describe("GroupCommitter with a store-backed EventLog", () => {
     expect(seqs(log.read(3, 100))).toEqual([4, 5, 6]);
     expect(seqs(log.read(6, 100))).toEqual([7, 8, 9, 10]);
     expect(seqs(store.readEvents(key, 0, 100))).toEqual(range(1, 10));
+  });
+
+  it("shares the store reads of readers behind the tail: each page is read once, whatever their positions", () => {
+    const store = new RecordingStore();
+    const committer = new GroupCommitter(store, logger);
+    const { log } = backedLog(store, committer);
+    const appended = appendMany(log, 2000);
+    committer.flush();
+    expect(log.size).toBe(4);
+
+    // Ten readers from different positions and with different batch sizes, interleaved.
+    const readers = Array.from({ length: 10 }, (_, i) => ({ cursor: i * 37, limit: [256, 100, 7][i % 3] as number, got: [] as Event[] }));
+    for (let active = readers.length; active > 0; ) {
+      active = 0;
+      for (const reader of readers) {
+        const page = log.read(reader.cursor, reader.limit);
+        if (page.length === 0) continue;
+        active += 1;
+        expect(Number(page[0]?.seq)).toBe(reader.cursor + 1);
+        reader.got.push(...page);
+        reader.cursor = Number(page[page.length - 1]?.seq);
+      }
+    }
+    for (const [i, reader] of readers.entries()) {
+      expect(seqs(reader.got)).toEqual(range(i * 37 + 1, 2000));
+      reader.got.forEach((event, j) => expect(equals(EventSchema, event, appended[i * 37 + j] as Event)).toBe(true));
+    }
+    // 2000 events read back about once (full pages once; the last, partial page and the
+    // events before the tail directly), not ten times.
+    expect(store.eventsRead).toBeLessThan(2000 + 10 * 256);
   });
 
   it("shrinks the in-memory tail of an idle log and still reads everything", () => {
