@@ -16,7 +16,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type BenchResult, isMain, report, repoRoot, type Row } from "./lib.js";
+import { leanClient, peekEvent } from "./lean-subscriber.js";
 import { connectClient, grpcClient, instantAgentPath, loadNote, partsOfSubscribe, revision, type SessionClient, timedExecute } from "./overhead.js";
 
 export interface ChildDaemon {
@@ -124,34 +126,67 @@ interface SubscriberResult {
   events: number;
   firstAt: number;
   lastAt: number;
+  /** Daemon clock (Event.time, ms) of the first and the last event received. */
+  firstLoggedMs: number;
+  lastLoggedMs: number;
 }
 
+type ClientKind = "full" | "lean";
+
 /** Follows a session from `afterSeq` until TurnEnded; resolves `attached` once the header arrived. */
-function subscriber(client: SessionClient, sessionId: string, afterSeq: bigint): { attached: Promise<void>; done: Promise<SubscriberResult> } {
+function subscriber(url: string, protocol: "connect" | "grpc", kind: ClientKind, sessionId: string, afterSeq: bigint) {
   let attach!: () => void;
   const attached = new Promise<void>((resolve) => (attach = resolve));
-  const done = (async () => {
+  const done = (async (): Promise<SubscriberResult> => {
     const abort = new AbortController();
-    let events = 0;
-    let firstAt = NaN;
-    let lastAt = NaN;
+    const result: SubscriberResult = { events: 0, firstAt: NaN, lastAt: NaN, firstLoggedMs: NaN, lastLoggedMs: NaN };
+    // Both kinds check that seqs arrive in order, without gaps.
+    let expected = Number(afterSeq) + 1;
+    const received = (seq: number, timeMs: number, now: number) => {
+      if (seq !== expected) throw new Error(`subscriber got seq ${seq}, expected ${expected}`);
+      expected += 1;
+      if (result.events === 0) {
+        result.firstAt = now;
+        result.firstLoggedMs = timeMs;
+      }
+      result.events += 1;
+      result.lastAt = now;
+      result.lastLoggedMs = timeMs;
+    };
     try {
-      let ended = false;
-      for await (const response of client.subscribe({ sessionId, afterSeq, follow: true }, { signal: abort.signal })) {
-        const { header, events: batch } = partsOfSubscribe(response);
-        if (header) attach();
-        if (batch.length === 0) continue;
-        const now = performance.now();
-        if (events === 0) firstAt = now;
-        lastAt = now;
-        events += batch.length;
-        if (batch.some((event) => event.payload.case === "turnEnded")) ended = true;
-        if (ended) break;
+      const request = { sessionId, afterSeq, follow: true };
+      if (kind === "lean") {
+        let first = true;
+        for await (const response of leanClient(url, protocol).subscribe(request, { signal: abort.signal })) {
+          // The first message is the header.
+          if (first) {
+            first = false;
+            attach();
+            continue;
+          }
+          const now = performance.now();
+          let ended = false;
+          for (const bytes of response.events) {
+            const { seq, timeMs, turnEnded } = peekEvent(bytes);
+            received(seq, timeMs, now);
+            ended ||= turnEnded;
+          }
+          if (ended) break;
+        }
+      } else {
+        const client = protocol === "grpc" ? grpcClient(url) : connectClient(url);
+        for await (const response of client.subscribe(request, { signal: abort.signal })) {
+          const { header, events: batch } = partsOfSubscribe(response);
+          if (header) attach();
+          const now = performance.now();
+          for (const event of batch) received(Number(event.seq), event.time ? timestampMs(event.time) : NaN, now);
+          if (batch.some((event) => event.payload.case === "turnEnded")) break;
+        }
       }
     } finally {
       abort.abort();
     }
-    return { events, firstAt, lastAt };
+    return result;
   })();
   return { attached, done };
 }
@@ -172,20 +207,28 @@ interface FanOut {
   perSubscriberMedian: number;
   perSubscriberMin: number;
   aggregate: number;
+  /** Events logged per second by the daemon (its clock, first to last event of the turn). */
+  ingest: number;
   wallS: number;
   daemonCpuS: number;
   clientCpuS: number;
 }
 
-async function fanOut(daemon: ChildDaemon, protocol: "connect" | "grpc", sessionId: string, subscribers: number, n: number): Promise<FanOut> {
+async function fanOut(
+  daemon: ChildDaemon,
+  protocol: "connect" | "grpc",
+  kind: ClientKind,
+  sessionId: string,
+  subscribers: number,
+  n: number,
+): Promise<FanOut> {
   const control = connectClient(daemon.url);
-  // One client per subscriber for Connect (one HTTP/1.1 connection each); gRPC shares one
-  // HTTP/2 connection per client, so give each subscriber its own as well.
-  const clients = Array.from({ length: subscribers }, () => (protocol === "grpc" ? grpcClient(daemon.url) : connectClient(daemon.url)));
   // The session exists and its agent is warm.
   await timedExecute(control, sessionId, "warm-up");
   const { lastSeq } = await control.getSnapshot({ sessionId });
-  const subs = clients.map((client) => subscriber(client, sessionId, lastSeq));
+  // One client per subscriber: one HTTP/1.1 connection each for Connect; gRPC clients
+  // share one HTTP/2 connection per client, so each subscriber has its own as well.
+  const subs = Array.from({ length: subscribers }, () => subscriber(daemon.url, protocol, kind, sessionId, lastSeq));
   await Promise.all(subs.map((s) => s.attached));
   const cpu0 = daemon.cpuSeconds();
   const clientCpu0 = process.cpuUsage();
@@ -204,6 +247,7 @@ async function fanOut(daemon: ChildDaemon, protocol: "connect" | "grpc", session
     perSubscriberMedian: rates[Math.floor(rates.length / 2)] ?? NaN,
     perSubscriberMin: rates[0] ?? NaN,
     aggregate: total / (wallMs / 1000),
+    ingest: expected / (((results[0]?.lastLoggedMs ?? NaN) - (results[0]?.firstLoggedMs ?? NaN)) / 1000),
     wallS: wallMs / 1000,
     daemonCpuS,
     clientCpuS: (clientCpu.user + clientCpu.system) / 1e6,
@@ -217,38 +261,49 @@ export async function main(): Promise<BenchResult> {
   const counts = (process.env.THROUGHPUT_SUBSCRIBERS ?? "1,10,100").split(",").map(Number);
   // store:protocol:most deliveries per row. The flood of a row is min(N, deliveries / subscribers)
   // events, so that a row stays within a few minutes at the rates measured.
-  const configs = (process.env.THROUGHPUT_CONFIGS ?? "sqlite:connect:400000,sqlite:grpc:400000,memory:connect:400000").split(",").map((c) => {
-    const [store, protocol, cap] = c.split(":") as ["memory" | "sqlite", "connect" | "grpc", string | undefined];
-    return { store, protocol, maxDeliveries: Number(cap ?? Infinity) };
-  });
+  // store:protocol:client:most deliveries per row.
+  const configs = (
+    process.env.THROUGHPUT_CONFIGS ?? "sqlite:connect:lean:2000000,sqlite:grpc:lean:2000000,sqlite:connect:full:400000,memory:connect:lean:2000000"
+  )
+    .split(",")
+    .map((c) => {
+      const [store, protocol, kind, cap] = c.split(":") as ["memory" | "sqlite", "connect" | "grpc", ClientKind, string | undefined];
+      return { store, protocol, kind, maxDeliveries: Number(cap ?? Infinity) };
+    });
   const rows: Row[] = [];
   const notes: string[] = [];
-  for (const { store, protocol, maxDeliveries } of configs) {
+  for (const { store, protocol, kind, maxDeliveries } of configs) {
     // No retention during the run (default 100k events/session could drop events a
     // lagging subscriber still needs; the run is shorter than a compaction interval anyway).
-    const daemon = await startChildDaemon({ store, env: { HOTPLEX_RETAIN_EVENTS: "0", HOTPLEX_RETAIN_BYTES: "0" } });
+    const daemon = await startChildDaemon({
+      store,
+      env: { HOTPLEX_RETAIN_EVENTS: "0", HOTPLEX_RETAIN_BYTES: "0" },
+      nodeArgs: process.env.THROUGHPUT_DAEMON_NODE_ARGS?.split(" ").filter(Boolean),
+    });
     try {
       for (const k of counts) {
-        const r = await fanOut(daemon, protocol, `tp-${k}`, k, Math.max(1000, Math.min(n, Math.floor(maxDeliveries / k))));
+        const r = await fanOut(daemon, protocol, kind, `tp-${kind}-${k}`, k, Math.max(1000, Math.min(n, Math.floor(maxDeliveries / k))));
         const deliveries = r.events * r.subscribers;
         rows.push({
           store,
           protocol: protocol === "grpc" ? "gRPC (HTTP/2)" : "Connect (HTTP/1.1)",
+          client: kind === "lean" ? "lean (events as bytes, no gzip)" : "protobuf-es (decodes events, gzip)",
           subscribers: k,
           "events/turn": r.events,
           "events/s per subscriber (median)": Math.round(r.perSubscriberMedian),
           "events/s per subscriber (min)": Math.round(r.perSubscriberMin),
           "aggregate events/s": Math.round(r.aggregate),
+          "logged events/s (daemon clock)": Math.round(r.ingest),
           "wall s": r.wallS,
           "daemon CPU s": r.daemonCpuS,
           "daemon CPU ms / 100k events": (r.daemonCpuS * 1000) / (r.events / 100_000),
           "daemon CPU µs / delivery": (r.daemonCpuS * 1e6) / deliveries,
           "client CPU s (bench process)": r.clientCpuS,
         });
-        if (store === "sqlite" && protocol === "connect" && k === 1) {
+        if (store === "sqlite" && protocol === "connect" && kind === "lean" && k === 1) {
           notes.push(`sqlite/Connect, 1 subscriber: ${Math.round(r.perSubscriberMedian)} events/s (target ≥ 100k: ${r.perSubscriberMedian >= 100_000 ? "met" : "MISSED"}).`);
         }
-        if (store === "sqlite" && protocol === "connect" && k === 100) {
+        if (store === "sqlite" && protocol === "connect" && kind === "lean" && k === 100) {
           notes.push(`sqlite/Connect, 100 subscribers: ${Math.round(r.aggregate)} events/s aggregate (target ≥ 300k: ${r.aggregate >= 300_000 ? "met" : "MISSED"}).`);
         }
       }
