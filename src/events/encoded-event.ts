@@ -14,17 +14,24 @@ export interface EncodedEvent {
   bytes: Uint8Array;
 }
 
-// Events are immutable once logged, so the encoding can live as long as the event.
-const cache = new WeakMap<Event, EncodedEvent>();
+// Events are immutable once logged, so the encoding lives on the event itself, under a
+// symbol that is not enumerable: invisible to protobuf-es (which walks the schema's
+// fields), to JSON and to equality checks. A WeakMap did the same at a higher cost per
+// event (its ephemeron table is rehashed and traced by every GC).
+const ENCODING = Symbol("hotplex.encoding");
+
+type WithEncoding = Event & { [ENCODING]?: EncodedEvent };
+
+function remember(event: Event, encoded: EncodedEvent): EncodedEvent {
+  Object.defineProperty(event, ENCODING, { value: encoded });
+  return encoded;
+}
 
 export function encodeEvent(event: Event): EncodedEvent {
-  let encoded = cache.get(event);
-  if (!encoded) {
-    const field = encodeEventField(event);
-    encoded = { field, bytes: field.subarray(field.length - payloadLength(field)) };
-    cache.set(event, encoded);
-  }
-  return encoded;
+  const cached = (event as WithEncoding)[ENCODING];
+  if (cached) return cached;
+  const field = encodeEventField(event);
+  return remember(event, { field, bytes: field.subarray(field.length - payloadLength(field)) });
 }
 
 /**
@@ -33,9 +40,9 @@ export function encodeEvent(event: Event): EncodedEvent {
  * every event again, which costs more than decoding it. The bytes are copied.
  */
 export function rememberEncoding(event: Event, bytes: Uint8Array): void {
-  if (cache.has(event)) return;
+  if ((event as WithEncoding)[ENCODING]) return;
   const field = fieldOf(bytes);
-  cache.set(event, { field, bytes: field.subarray(field.length - bytes.length) });
+  remember(event, { field, bytes: field.subarray(field.length - bytes.length) });
 }
 
 // The length a field's varint prefix gives.

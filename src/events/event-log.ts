@@ -305,6 +305,10 @@ const EVENT_OVERHEAD_BYTES = 160;
 
 /** A cheap estimate of an event payload's memory, for in-memory bounds. */
 export function approximateSize(payload: Event["payload"]): number {
+  // The common case without allocating (Object.values makes an array per event).
+  if (payload.case === "textDelta" || payload.case === "thinkingDelta") {
+    return EVENT_OVERHEAD_BYTES + (payload.value.text.length + payload.value.parentToolUseId.length) * 2;
+  }
   let size = EVENT_OVERHEAD_BYTES;
   for (const value of Object.values(payload.value ?? {})) {
     if (typeof value === "string") size += value.length * 2;

@@ -102,10 +102,10 @@ export class SqliteStore implements Store {
       let at = 0;
       for (; at + ROWS_PER_INSERT <= events.length; at += ROWS_PER_INSERT) {
         const values: unknown[] = [];
-        for (let i = at; i < at + ROWS_PER_INSERT; i += 1) values.push(...rowValues(events[i] as StoredEvent));
+        for (let i = at; i < at + ROWS_PER_INSERT; i += 1) pushRow(values, events[i] as StoredEvent);
         this.#insertEvents.run(values);
       }
-      for (; at < events.length; at += 1) this.#insertEvent.run(rowValues(events[at] as StoredEvent));
+      for (; at < events.length; at += 1) this.#insertEvent.run(pushRow([], events[at] as StoredEvent));
       for (const record of sessions) this.#upsertSession.run(rowOf(record));
     });
   }
@@ -210,9 +210,10 @@ const ROWS_PER_INSERT = 16;
 
 // An event's row: key, seq, time, size and its encoding (made once: the same bytes go
 // to the store and to every binary stream).
-function rowValues({ key, event }: StoredEvent): unknown[] {
+function pushRow(values: unknown[], { key, event }: StoredEvent): unknown[] {
   const payload = encodeEvent(event).bytes;
-  return [key, event.seq, eventTimeMs(event), payload.length, payload];
+  values.push(key, event.seq, eventTimeMs(event), payload.length, payload);
+  return values;
 }
 
 function rowOf(record: SessionRecord): SessionRow {
