@@ -242,12 +242,28 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
   });
   const connect = connectClient(daemon.url);
   const grpc = grpcClient(daemon.url);
+  // The RPC floor: a streaming call through the same server stack (HTTP, Connect, the
+  // auth/error/logging interceptors, the engine's subscribe) that answers one message and
+  // ends, with no turn: what any streaming RPC costs before the agent is involved.
+  let floorAfterSeq = 0n;
+  const floor = (client: SessionClient) => async (): Promise<TurnTiming> => {
+    const t0 = performance.now();
+    let firstMs = NaN;
+    for await (const _ of client.subscribe({ sessionId: "overhead-floor", afterSeq: floorAfterSeq, follow: false })) {
+      if (Number.isNaN(firstMs)) firstMs = performance.now() - t0;
+    }
+    return { firstMs, endMs: performance.now() - t0, events: 0, outcome: 0 };
+  };
   const sides: Side[] = [
     { name: "hotplex Connect (HTTP/1.1)", turn: (p) => timedExecute(connect, "overhead-connect", p), first: [], end: [] },
     { name: "hotplex gRPC (HTTP/2)", turn: (p) => timedExecute(grpc, "overhead-grpc", p), first: [], end: [] },
     { name: "raw pipe", turn: (p) => raw.turn(p), first: [], end: [] },
+    { name: "RPC floor, Connect: Subscribe(follow=false), no turn", turn: floor(connect), first: [], end: [] },
+    { name: "RPC floor, gRPC: Subscribe(follow=false), no turn", turn: floor(grpc), first: [], end: [] },
   ];
   try {
+    await timedExecute(connect, "overhead-floor", "the floor session's one turn");
+    floorAfterSeq = (await connect.getSnapshot({ sessionId: "overhead-floor" })).lastSeq;
     // The first hotplex turn is cold (spawns the agent); then everyone warms up.
     for (let i = 0; i < warmup; i += 1) for (const side of sides) await side.turn(`warmup ${i}`);
     for (let i = 0; i < samples; i += 1) {
@@ -266,10 +282,12 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
   const rawEnd = summarize(rawSide.end);
   const rows: Row[] = [];
   const notes: string[] = [];
+  const floorOf = (side: Side) => sides.find((f) => f.name.startsWith("RPC floor") && f.name.includes(side.name.includes("gRPC") ? "gRPC" : "Connect"));
   for (const side of sides) {
     const first = summarize(side.first);
     const end = summarize(side.end);
-    const isRaw = side === rawSide;
+    const isTurn = side !== rawSide && !side.name.startsWith("RPC floor");
+    const floorEnd = isTurn ? summarize(floorOf(side)!.end) : undefined;
     rows.push({
       store,
       side: side.name,
@@ -278,17 +296,19 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
       "first event p99 ms": first.p99,
       "turn end p50 ms": end.median,
       "turn end p99 ms": end.p99,
-      "added p50 ms (turn end)": isRaw ? "—" : end.median - rawEnd.median,
-      "added p99 ms (turn end)": isRaw ? "—" : end.p99 - rawEnd.p99,
-      "added p50 ms (first event)": isRaw ? "—" : first.median - rawFirst.median,
-      "added p99 ms (first event)": isRaw ? "—" : first.p99 - rawFirst.p99,
+      "added p50 ms (turn end)": isTurn ? end.median - rawEnd.median : "—",
+      "added p99 ms (turn end)": isTurn ? end.p99 - rawEnd.p99 : "—",
+      "added p50 ms (first event)": isTurn ? first.median - rawFirst.median : "—",
+      "added p99 ms (first event)": isTurn ? first.p99 - rawFirst.p99 : "—",
+      "added p50 ms beyond the RPC floor": floorEnd ? end.median - rawEnd.median - floorEnd.median : "—",
     });
-    if (!isRaw) {
+    if (isTurn && floorEnd) {
       const addP50 = end.median - rawEnd.median;
       const addP99 = end.p99 - rawEnd.p99;
       notes.push(
         `${store} / ${side.name}: added latency to turn end p50 ${addP50.toFixed(3)} ms (target ≤ 1 ms: ${addP50 <= 1 ? "met" : "MISSED"}), ` +
-          `p99 ${addP99.toFixed(3)} ms (target ≤ 5 ms: ${addP99 <= 5 ? "met" : "MISSED"})`,
+          `p99 ${addP99.toFixed(3)} ms (target ≤ 5 ms: ${addP99 <= 5 ? "met" : "MISSED"}); ` +
+          `of the p50, ${floorEnd.median.toFixed(3)} ms is the RPC floor (a streaming call that carries no turn) and ${(addP50 - floorEnd.median).toFixed(3)} ms the turn itself`,
       );
     }
   }
@@ -310,6 +330,7 @@ export async function main(): Promise<BenchResult> {
   notes.push(
     `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)} Instant agent (bench/fixtures/instant-agent.mjs): one stdout write per turn (init, text delta, assistant, result). ${samples} interleaved samples per side after ${warmup} warm-up turns each; the daemon runs in the bench process, logging at info to /dev/null.`,
     "hotplex's first event is its own TurnStarted, logged before the prompt is written to the agent; the raw pipe's first event is the agent's first stdout line. 'Added' = hotplex − raw at the same percentile.",
+    "RPC floor rows: Subscribe(after_seq = last seq, follow = false) on a session with no new events, through the same daemon and clients: HTTP, Connect framing, the auth/error/logging interceptors and the engine, one response message (the header), no turn and no agent. It is what any streaming call costs on this stack (connect-node server and client in one Node process); 'beyond the RPC floor' = added − floor, the part of the added latency a turn itself costs (engine, session, parser, store commits, agent pipes).",
   );
   const result: BenchResult = {
     name: "overhead",

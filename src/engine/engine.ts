@@ -133,12 +133,14 @@ export class Engine {
     if (existing && retried) return this.#turnEvents(existing, retried, signal);
 
     const config = input.config ? clone(SessionConfigSchema, input.config) : create(SessionConfigSchema);
-    const workDir = resolveWorkDir(this.#config.workRoot, config.workDir, input.sessionId);
-    const session = this.pool.getOrCreate(key, () => this.#createSession(key, config, workDir));
+    // The work dir is resolved (realpath syscalls) only when a session is created or
+    // reconfigured, not on every turn of a warm session.
+    const workDirOf = () => resolveWorkDir(this.#config.workRoot, config.workDir, input.sessionId);
+    const session = this.pool.getOrCreate(key, () => this.#createSession(key, config, workDirOf()));
     if (session !== existing || !input.config) {
       // New session (config taken as is), or no config sent: keep the session's.
     } else if (!equals(SessionConfigSchema, session.config, config)) {
-      session.reconfigure(config, launchConfig(config), workDir);
+      session.reconfigure(config, launchConfig(config), workDirOf());
     }
     const turn = session.submit(input.prompt, input.requestId, input.queue);
     return this.#turnEvents(session, turn, signal);
