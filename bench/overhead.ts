@@ -20,7 +20,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { pino } from "pino";
 import type { Event } from "../gen/hotplex/v1/event_pb.js";
 import { SessionService } from "../gen/hotplex/v1/session_service_pb.js";
-import { DEFAULT_NAMESPACE, type EngineConfig, type StoreConfig } from "../src/engine/config.js";
+import { DEFAULT_NAMESPACE, DEFAULT_TAIL_BOUNDS, type EngineConfig, type StoreConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
 import { agentEnvironment } from "../src/security/env.js";
 import { type RunningServer, startServer } from "../src/server/server.js";
@@ -70,7 +70,7 @@ export async function startInProcessDaemon(options: {
     workRoot,
     maxLiveSessions: options.maxLiveSessions ?? 64,
     limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
-    logBounds: { maxEvents: 1024, maxBytes: 4 * 1024 * 1024 },
+    logBounds: DEFAULT_TAIL_BOUNDS,
     store,
     retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
     compactIntervalMs: 60_000,

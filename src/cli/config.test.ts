@@ -36,7 +36,7 @@ function configError(fn: () => unknown): ConfigError {
 describe("loadConfig", () => {
   it("uses the defaults when neither flags nor environment say otherwise", () => {
     const config = load();
-    expect(config).toMatchObject({ host: "127.0.0.1", port: 7070, token: undefined, logLevel: "info" });
+    expect(config).toMatchObject({ host: "127.0.0.1", port: 7070, token: undefined, logLevel: "info", releaseMemoryAfterMs: 10_000 });
     expect(config.engine).toMatchObject({
       namespace: DEFAULT_NAMESPACE,
       workRoot,
@@ -82,10 +82,11 @@ describe("loadConfig", () => {
       HOTPLEX_RETAIN_TOTAL_BYTES: "4096",
       HOTPLEX_STORE: "memory",
       HOTPLEX_LOG_LEVEL: "debug",
+      HOTPLEX_RELEASE_MEMORY_AFTER: "0",
       HOTPLEX_CLAUDE_PATH: "/opt/claude",
       HOTPLEX_NAMESPACE: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
     });
-    expect(config).toMatchObject({ host: "127.0.0.2", port: 9000, token: "env-token", logLevel: "debug" });
+    expect(config).toMatchObject({ host: "127.0.0.2", port: 9000, token: "env-token", logLevel: "debug", releaseMemoryAfterMs: 0 });
     expect(config.engine).toMatchObject({
       claudePath: "/opt/claude",
       namespace: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",

@@ -13,6 +13,8 @@ export interface DaemonConfig {
   port: number;
   token: string | undefined;
   logLevel: string;
+  /** Quiet time after which the heap is compacted and unused memory returned (0 = never). */
+  releaseMemoryAfterMs: number;
   engine: EngineConfig;
 }
 
@@ -43,6 +45,11 @@ export const OPTIONS = {
   "compact-interval": { env: "HOTPLEX_COMPACT_INTERVAL", default: "60s", help: "how often retention limits are enforced" },
   "agent-env": { env: "HOTPLEX_AGENT_ENV", default: "", help: "extra environment variables agents may inherit (comma-separated; NAME or PREFIX*)" },
   "log-level": { env: "HOTPLEX_LOG_LEVEL", default: "info", help: "pino log level" },
+  "release-memory-after": {
+    env: "HOTPLEX_RELEASE_MEMORY_AFTER",
+    default: "10s",
+    help: "after this long quiet, compact the heap and return unused memory to the OS (0 = never)",
+  },
 } as const;
 
 type OptionName = keyof typeof OPTIONS;
@@ -82,6 +89,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     port,
     token,
     logLevel: get("log-level"),
+    releaseMemoryAfterMs: durationMs("release-memory-after", get("release-memory-after")),
     engine: {
       claudePath: get("claude-path") || defaultClaudePath(),
       namespace,

@@ -4,6 +4,7 @@ import { Engine } from "../engine/engine.js";
 import { startServer } from "../server/server.js";
 import { StoreOpenError } from "../store/sqlite-store.js";
 import { ConfigError, loadConfig, OPTIONS } from "./config.js";
+import { startMemoryRelease } from "./memory-release.js";
 
 function usage(): string {
   const lines = Object.entries(OPTIONS).map(
@@ -51,6 +52,18 @@ async function main(): Promise<void> {
     },
     `hotplexd listening on ${server.url}; data in ${engine.store.location}`,
   );
+
+  if (config.releaseMemoryAfterMs > 0) {
+    const MiB = (bytes: number) => Math.round(bytes / 1024 / 102.4) / 10;
+    startMemoryRelease({
+      quietMs: config.releaseMemoryAfterMs,
+      onRelease: (r) =>
+        logger.info(
+          { rssMiB: [MiB(r.rssBefore), MiB(r.rssAfter)], heapCommittedMiB: [MiB(r.heapCommittedBefore), MiB(r.heapCommittedAfter)], ms: Math.round(r.ms) },
+          "quiet: compacted the heap and returned unused memory",
+        ),
+    });
+  }
 
   let stopping = false;
   const shutdown = (signal: string) => {
