@@ -18,6 +18,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type BenchResult, isMain, report, repoRoot, type Row } from "./lib.js";
+import { DEFAULT_TAIL_BOUNDS } from "../src/engine/config.js";
 import { leanClient, peekEvent } from "./lean-subscriber.js";
 import { connectClient, grpcClient, instantAgentPath, loadNote, partsOfSubscribe, revision, type SessionClient, timedExecute } from "./overhead.js";
 
@@ -313,9 +314,11 @@ export async function main(): Promise<BenchResult> {
   }
   notes.push(
     `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)}`,
-    `The flood is min(${n}, cap / subscribers) text-delta stream_event lines from bench/fixtures/instant-agent.mjs (plus TurnStarted and TurnEnded; 'events/turn' shows the count), with cap = ${configs.map((c) => `${c.maxDeliveries} deliveries for ${c.store}/${c.protocol}`).join(", ")}: at the rates measured a full ${n}-event flood to 10 or 100 subscribers would take far longer than the run allows. Each flood is still longer than the daemon's in-memory tail (1024 events), so lagging subscribers read from the store as they would with N = ${n}; see 'wall s' for how long each row ran.`,
+    `The flood is min(${n}, cap / subscribers) text-delta stream_event lines from bench/fixtures/instant-agent.mjs (plus TurnStarted and TurnEnded; 'events/turn' shows the count), with cap = ${configs.map((c) => `${c.maxDeliveries} deliveries for ${c.store}/${c.protocol}/${c.kind}`).join(", ")}, so that each row ends within a minute or so at the rates measured. Each flood is longer than the daemon's in-memory tail (${DEFAULT_TAIL_BOUNDS.maxEvents} events), so subscribers that fall behind read from the store; see 'wall s' for how long each row ran.`,
     "hotplexd runs as a child process with default settings (store as shown, durability normal, info logs drained), except HOTPLEX_RETAIN_EVENTS=0 and HOTPLEX_RETAIN_BYTES=0 so compaction cannot drop events a lagging subscriber still needs. Its CPU comes from /proc/<pid>/stat and includes all its threads, not the agent's.",
-    "Subscribers are real @connectrpc clients in the bench process, each on its own connection; 'client CPU' is the bench process's CPU over the same window, so when it approaches the wall time the clients, not the daemon, were the limit (2 cores shared by daemon, agent and clients).",
+    "Subscribers run in the bench process, each on its own connection, through connect-es clients. 'lean' clients (bench/lean-subscriber.ts) read SubscribeResponse with a schema whose events field is `repeated bytes` (wire-compatible), check every event's seq (in order, no gap) and look for TurnEnded in its bytes, and do not accept gzip: they cost about what a client in a compiled language would, so the daemon sets the rate. 'protobuf-es' clients decode every event into a message (~13 µs each here) and accept gzip as connect-es does by default; with 10 or 100 of them the bench process needs more CPU than the machine has, and the rate measures the clients. 'client CPU' is the bench process's CPU over the same window (2 cores shared by daemon, agent and clients).",
+    "'logged events/s' is the rate at which the daemon logged the flood (the Event.time of the first and the last event a subscriber received): when it is well above the delivery rate, delivery was the limit; when both are equal, ingesting (reading, parsing, storing) was.",
+    "gRPC rows: the daemon spends about twice the CPU per delivery on HTTP/2 (node's http2 / nghttp2 framing) as on HTTP/1.1, so fan-out over gRPC saturates sooner; subscribers then fall behind the in-memory tail and are served from the store. Giving the clients a 4 MiB stream window (Go's default) instead of HTTP/2's 64 KiB did not change the rate in a trial run.",
   );
   const result: BenchResult = {
     name: "throughput",
