@@ -12,6 +12,7 @@ import type { JsonObject } from "./content.js";
 import { apiRetryError, event, raw, textEvent } from "./outputs.js";
 import { errorMessageOf, turnEndedFromResult } from "./result.js";
 import { StreamBlocks } from "./stream-blocks.js";
+import { readStreamedDelta } from "./streamed-delta.js";
 import type { StoppedBlock } from "./stream-blocks.js";
 
 // System subtypes that carry nothing a client needs (status pings, hook and task
@@ -50,6 +51,9 @@ export class ClaudeStreamParser implements OutputParser {
   #generationMs = 0;
 
   parse(line: string, nowMs: number): ParsedOutput[] {
+    // Most lines of a streaming turn are deltas: read those without JSON.parse.
+    const streamed = readStreamedDelta(line);
+    if (streamed) return this.#delta(streamed.parent, streamed.index, streamed.kind, streamed.text, nowMs);
     if (!/\S/.test(line)) return [];
     let value: unknown;
     try {
