@@ -148,10 +148,19 @@ export class SqliteStore implements Store {
     const db = this.#db;
     db.transaction(() => {
       if (policy.maxAgeMs > 0) {
-        const rows = db
-          .prepare("DELETE FROM events WHERE time_ms < ? RETURNING session_key")
-          .all(nowMs - policy.maxAgeMs) as { session_key: string }[];
-        for (const row of rows) touched.add(row.session_key);
+        // Per session, the events before its first one at or after the cutoff, as the
+        // memory store does: a log's times grow with its seqs, and a wall clock that stepped
+        // back must not cut a hole in the middle of one. Each lookup walks only the rows it
+        // then deletes (the primary key is in seq order; there is no time index to keep up).
+        const cutoff = nowMs - policy.maxAgeMs;
+        const firstYoung = db.prepare("SELECT seq FROM events WHERE session_key = ? AND time_ms >= ? ORDER BY seq LIMIT 1");
+        const deleteBefore = db.prepare("DELETE FROM events WHERE session_key = ? AND seq < ?");
+        const deleteAll = db.prepare("DELETE FROM events WHERE session_key = ?");
+        for (const key of this.#eventKeys()) {
+          const young = firstYoung.get(key, cutoff) as { seq: number } | undefined;
+          const { changes } = young ? deleteBefore.run(key, young.seq) : deleteAll.run(key);
+          if (changes > 0) touched.add(key);
+        }
       }
       if (policy.maxEvents > 0) {
         // Everything below each session's (maxEvents)-th newest seq.
@@ -203,6 +212,16 @@ export class SqliteStore implements Store {
 
   close(): void {
     this.#db.close();
+  }
+
+  // The session keys that have events, one primary-key seek each (no scan of the table).
+  *#eventKeys(): Generator<string> {
+    const next = this.#db.prepare("SELECT session_key FROM events WHERE session_key > ? ORDER BY session_key LIMIT 1").pluck();
+    let key = next.get("") as string | undefined;
+    while (key !== undefined) {
+      yield key;
+      key = next.get(key) as string | undefined;
+    }
   }
 }
 

@@ -330,6 +330,16 @@ describe.each(kinds)("Store contract: $name", ({ open, sizeOf }) => {
     expect(store.loadSessions()).toHaveLength(2);
   });
 
+  it("compacts by age only a session's oldest prefix, even when its clock stepped back", () => {
+    const now = 1_700_000_100_000;
+    // seq 1..2 are old, seq 3 is young, seq 4 was stamped by a clock set far back.
+    const times = [now - 10_000, now - 9_000, now - 1_000, now - 60_000, now];
+    store.commit(events(K1, 1, 5, (seq) => times[seq - 1] ?? now), [record(K1, { lastSeq: 5 })]);
+    // The prefix before the first young event goes; seq 4 stays, or the log would have a hole.
+    expect(store.compact({ ...NO_LIMITS, maxAgeMs: 5_000 }, now)).toEqual(new Map([[K1, 3]]));
+    expect(seqs(store.readEvents(K1, 0, 100))).toEqual([3, 4, 5]);
+  });
+
   it("compacts to totalMaxBytes, oldest events across sessions first", () => {
     const base = 1_700_000_000_000;
     // Interleaved in time: K1 at 1, 3, 5, 7 s; K2 at 2, 4, 6, 8 s.
@@ -540,6 +550,33 @@ describe("SqliteStore", () => {
     expect(openHandles()).toBe(0);
     expect(() => new SqliteStore(dir)).toThrow(StoreOpenError);
     expect(openHandles()).toBe(0);
+  });
+
+  it("migrates a version 1 database: drops the time index and keeps every event and record", () => {
+    const file = path.join(dir, "hotplex.db");
+    const store = new SqliteStore(dir);
+    store.commit(events(K1, 1, 3), [record(K1, { lastSeq: 3 })]);
+    store.close();
+    // Version 1 had an index on events.time_ms.
+    const v1 = new Database(file);
+    v1.exec("CREATE INDEX events_by_time ON events (time_ms)");
+    v1.pragma("user_version = 1");
+    v1.close();
+
+    const reopened = new SqliteStore(dir);
+    try {
+      expect(seqs(reopened.readEvents(K1, 0, 100))).toEqual([1, 2, 3]);
+      expect(reopened.loadSessions()).toEqual([record(K1, { lastSeq: 3 })]);
+    } finally {
+      reopened.close();
+    }
+    const db = new Database(file, { readonly: true });
+    try {
+      expect(db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+      expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'events_by_time'").all()).toEqual([]);
+    } finally {
+      db.close();
+    }
   });
 
   it("migrates a fresh database once, to SCHEMA_VERSION, and keeps data on reopen", () => {
