@@ -121,7 +121,7 @@ async function runCase(c: Case): Promise<Run> {
       committed += events.length;
       const moved = commit(events, sessions);
       // Cached by the store's own encoding (sqlite); one encode per event for memory.
-      if (c.store === "sqlite") for (const { event } of events) payloadBytes += encodeEvent(event).bytes.length;
+      if (c.store === "sqlite") for (const { event } of events) payloadBytes += encodeEvent(event).length;
       return moved;
     };
     const committer = new GroupCommitter(inner, silent);

@@ -12,7 +12,7 @@ import {
   TurnEndedSchema,
   TurnOutcome,
 } from "./event.js";
-import { decodeEvent, encodeEventField, fieldOf } from "./event-codec.js";
+import { decodeEvent, encodeEventBytes } from "./event-codec.js";
 
 function event(init: { seq?: bigint; sessionId?: string; turnId?: string; timeMs?: number; payload: EventPayload }): Event {
   return create(EventSchema, {
@@ -49,9 +49,9 @@ function deltaEvents(): Event[] {
 describe("event codec", () => {
   it("encodes delta events to exactly the bytes protobuf-es writes", () => {
     for (const e of deltaEvents()) {
-      const expected = fieldOf(toBinary(EventSchema, e));
+      const expected = Buffer.from(toBinary(EventSchema, e));
       // Buffer.equals: toEqual walks a 20 kB buffer byte by byte, slowly.
-      expect(encodeEventField(e).equals(expected), `event ${JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? `${v}n` : v)).slice(0, 200)}`).toBe(true);
+      expect(encodeEventBytes(e).equals(expected), `event ${JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? `${v}n` : v)).slice(0, 200)}`).toBe(true);
     }
   });
 
@@ -84,7 +84,7 @@ describe("event codec", () => {
     others.push(unknown);
     for (const e of others) {
       const bytes = toBinary(EventSchema, e);
-      expect(encodeEventField(e)).toEqual(fieldOf(bytes));
+      expect(encodeEventBytes(e)).toEqual(Buffer.from(bytes));
       expect(decodeEvent(bytes)).toStrictEqual(fromBinary(EventSchema, bytes));
     }
   });

@@ -25,12 +25,12 @@ const TAG_FIELD_2_VARINT = 0x10;
 
 const DELTA_TYPE = { textDelta: "hotplex.v1.TextDelta", thinkingDelta: "hotplex.v1.ThinkingDelta" } as const;
 
-/**
- * The event as the value of a length-delimited field: the length varint, then the
- * encoded Event. This is the form the store keeps and responses embed.
- */
-export function encodeEventField(event: Event): Buffer {
-  return fastEncode(event) ?? fieldOf(toBinary(EventSchema, event));
+/** The Event's protobuf encoding: what the store keeps and responses embed as they are. */
+export function encodeEventBytes(event: Event): Buffer {
+  const fast = fastEncode(event);
+  if (fast) return fast;
+  const bytes = toBinary(EventSchema, event);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Decodes an encoded Event (without the length prefix). */
@@ -39,11 +39,30 @@ export function decodeEvent(bytes: Uint8Array): Event {
   return fastDecode(buffer) ?? fromBinary(EventSchema, bytes);
 }
 
-/** Prefixes an encoded message with its length. */
-export function fieldOf(bytes: Uint8Array): Buffer {
-  const field = Buffer.allocUnsafe(varintSize(bytes.length) + bytes.length);
-  field.set(bytes, writeVarint(field, 0, bytes.length));
-  return field;
+// The encoded session_id and turn_id fields of the last delta encoded: every delta of a
+// turn has the same two, so they are written once per turn and copied after that.
+let idFields = { sessionId: "", turnId: "", bytes: Buffer.alloc(0) };
+
+function idFieldsOf(sessionId: string, turnId: string): Buffer {
+  if (idFields.sessionId !== sessionId || idFields.turnId !== turnId) {
+    const sessionIdLength = Buffer.byteLength(sessionId);
+    const turnIdLength = Buffer.byteLength(turnId);
+    const bytes = Buffer.alloc(stringFieldSize(sessionIdLength) + stringFieldSize(turnIdLength));
+    writeString(bytes, writeString(bytes, 0, TAG_SESSION_ID, sessionId, sessionIdLength), TAG_TURN_ID, turnId, turnIdLength);
+    idFields = { sessionId, turnId, bytes };
+  }
+  return idFields.bytes;
+}
+
+// Short texts (most deltas) are written a character at a time when they are ASCII: two
+// calls into the runtime per string (byteLength, write) cost more than the loop.
+const SHORT_TEXT = 64;
+
+/** The UTF-8 length of a short ASCII text, -1 for a long or non-ASCII one. */
+function shortAsciiLength(text: string): number {
+  if (text.length > SHORT_TEXT) return -1;
+  for (let i = 0; i < text.length; i += 1) if (text.charCodeAt(i) >= 0x80) return -1;
+  return text.length;
 }
 
 function fastEncode(event: Event): Buffer | undefined {
@@ -57,29 +76,23 @@ function fastEncode(event: Event): Buffer | undefined {
   // Negative numbers take ten-byte varints; leave them to protobuf-es.
   if (seconds < 0 || nanos < 0 || seq > Number.MAX_SAFE_INTEGER) return undefined;
 
-  const sessionIdLength = Buffer.byteLength(event.sessionId);
-  const turnIdLength = Buffer.byteLength(event.turnId);
-  const textLength = Buffer.byteLength(delta.text);
-  const parentLength = Buffer.byteLength(delta.parentToolUseId);
+  const ids = idFieldsOf(event.sessionId, event.turnId);
+  const ascii = shortAsciiLength(delta.text);
+  const textLength = ascii >= 0 ? ascii : Buffer.byteLength(delta.text);
+  const parentLength = delta.parentToolUseId === "" ? 0 : Buffer.byteLength(delta.parentToolUseId);
   const timeLength = time ? (seconds !== 0 ? 1 + varintSize(seconds) : 0) + (nanos !== 0 ? 1 + varintSize(nanos) : 0) : 0;
   const deltaLength = stringFieldSize(textLength) + stringFieldSize(parentLength);
   const eventLength =
-    (seq !== 0 ? 1 + varintSize(seq) : 0) +
-    stringFieldSize(sessionIdLength) +
-    stringFieldSize(turnIdLength) +
-    (time ? 1 + varintSize(timeLength) + timeLength : 0) +
-    1 +
-    varintSize(deltaLength) +
-    deltaLength;
+    (seq !== 0 ? 1 + varintSize(seq) : 0) + ids.length + (time ? 1 + varintSize(timeLength) + timeLength : 0) + 1 + varintSize(deltaLength) + deltaLength;
 
-  const out = Buffer.allocUnsafe(varintSize(eventLength) + eventLength);
-  let at = writeVarint(out, 0, eventLength);
+  const out = Buffer.allocUnsafe(eventLength);
+  let at = 0;
   if (seq !== 0) {
     out[at++] = TAG_SEQ;
     at = writeVarint(out, at, seq);
   }
-  at = writeString(out, at, TAG_SESSION_ID, event.sessionId, sessionIdLength);
-  at = writeString(out, at, TAG_TURN_ID, event.turnId, turnIdLength);
+  out.set(ids, at);
+  at += ids.length;
   if (time) {
     out[at++] = TAG_TIME;
     at = writeVarint(out, at, timeLength);
@@ -94,7 +107,13 @@ function fastEncode(event: Event): Buffer | undefined {
   }
   out[at++] = payload.case === "textDelta" ? TAG_TEXT_DELTA : TAG_THINKING_DELTA;
   at = writeVarint(out, at, deltaLength);
-  at = writeString(out, at, TAG_FIELD_1_STRING, delta.text, textLength);
+  if (ascii > 0) {
+    out[at++] = TAG_FIELD_1_STRING;
+    at = writeVarint(out, at, ascii);
+    for (let i = 0; i < ascii; i += 1) out[at++] = delta.text.charCodeAt(i);
+  } else {
+    at = writeString(out, at, TAG_FIELD_1_STRING, delta.text, textLength);
+  }
   writeString(out, at, TAG_FIELD_2_STRING, delta.parentToolUseId, parentLength);
   return out;
 }
@@ -210,7 +229,7 @@ function writeString(out: Buffer, at: number, tag: number, value: string, length
   return at + out.write(value, at, length, "utf8");
 }
 
-function varintSize(value: number): number {
+export function varintSize(value: number): number {
   let size = 1;
   while (value >= 0x80) {
     value = Math.floor(value / 0x80);
@@ -219,7 +238,7 @@ function varintSize(value: number): number {
   return size;
 }
 
-function writeVarint(out: Buffer, at: number, value: number): number {
+export function writeVarint(out: Buffer, at: number, value: number): number {
   while (value >= 0x80) {
     out[at++] = (value % 0x80) | 0x80;
     value = Math.floor(value / 0x80);

@@ -2,6 +2,7 @@ import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf"
 import { WireType } from "@bufbuild/protobuf/wire";
 import type { Event } from "../events/event.js";
 import { encodeEvent } from "../events/encoded-event.js";
+import { varintSize, writeVarint } from "../events/event-codec.js";
 
 /**
  * Whether a call uses a binary codec (Connect, gRPC or gRPC-Web with protobuf), judged by
@@ -28,19 +29,20 @@ export function withPreEncodedEvents<Desc extends DescMessage>(
   const message = create(schema);
   if (events.length === 0) return message;
   // One unknown "field" whose data runs on over all the events: protobuf-es writes the
-  // tag, then the data as it is, so the data is the first event's value followed by
-  // (tag, value) for every other event. One buffer per batch instead of an entry per
-  // event that the writer would copy one by one.
+  // tag, then the data as it is, so the data is the first event's length and bytes
+  // followed by (tag, length, bytes) for every other event. One buffer per batch instead
+  // of an entry per event that the writer would copy one by one.
   const tag = (fieldNo << 3) | WireType.LengthDelimited;
-  const fields = events.map((event) => encodeEvent(event).field);
-  let length = 0;
-  for (const field of fields) length += field.length + 1;
-  const data = Buffer.allocUnsafe(length - 1);
+  const encoded = events.map(encodeEvent);
+  let length = -1;
+  for (const bytes of encoded) length += 1 + varintSize(bytes.length) + bytes.length;
+  const data = Buffer.allocUnsafe(length);
   let at = 0;
-  for (const [i, field] of fields.entries()) {
+  for (const [i, bytes] of encoded.entries()) {
     if (i > 0) data[at++] = tag;
-    data.set(field, at);
-    at += field.length;
+    at = writeVarint(data, at, bytes.length);
+    data.set(bytes, at);
+    at += bytes.length;
   }
   message.$unknown = [{ no: fieldNo, wireType: WireType.LengthDelimited, data }];
   return message;

@@ -230,7 +230,7 @@ const ROWS_PER_INSERT = 16;
 // An event's row: key, seq, time, size and its encoding (made once: the same bytes go
 // to the store and to every binary stream).
 function pushRow(values: unknown[], { key, event }: StoredEvent): unknown[] {
-  const payload = encodeEvent(event).bytes;
+  const payload = encodeEvent(event);
   values.push(key, event.seq, eventTimeMs(event), payload.length, payload);
   return values;
 }
