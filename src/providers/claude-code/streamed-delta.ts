@@ -79,8 +79,12 @@ export function readStreamedDelta(line: string): StreamedDelta | undefined {
   if (backslash === -1 || backslash > end) {
     if (end === -1) return undefined;
     text = line.slice(textStart, end);
+    // A raw control character makes the line invalid JSON (the general path keeps it as
+    // raw output). The fixed parts have none, and the top-level fields are checked below.
+    if (CONTROL.test(text)) return undefined;
   } else {
-    // Escapes: the closing quote is the first one not escaped; JSON.parse decodes.
+    // Escapes: the closing quote is the first one not escaped; JSON.parse decodes (and
+    // refuses raw control characters).
     for (end = textStart; ; end += 1) {
       const c = line.charCodeAt(end);
       if (c === QUOTE) break;
@@ -93,10 +97,6 @@ export function readStreamedDelta(line: string): StreamedDelta | undefined {
       return undefined;
     }
   }
-  // A raw control character anywhere makes the line invalid JSON (kept as raw output by
-  // the general path); escaped ones were checked by JSON.parse.
-  if (CONTROL.test(line)) return undefined;
-
   // The delta and the event end; then the top-level fields, then the line's end.
   CLI_SUFFIX.lastIndex = end;
   const cli = CLI_SUFFIX.exec(line);
