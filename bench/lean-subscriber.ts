@@ -100,7 +100,8 @@ function timestampMsOf(bytes: Uint8Array): number {
   return seconds * 1000 + nanos / 1e6;
 }
 
-function varint(bytes: Uint8Array, at: number): [number, number] {
+/** The varint at `at`: [value, offset after it]. */
+export function varint(bytes: Uint8Array, at: number): [number, number] {
   let value = 0;
   let scale = 1;
   for (;;) {

@@ -25,6 +25,7 @@ import { Engine } from "../src/engine/engine.js";
 import { agentEnvironment } from "../src/security/env.js";
 import { type RunningServer, startServer } from "../src/server/server.js";
 import { type BenchResult, isMain, report, repoRoot, type Row, summarize } from "./lib.js";
+import { connectWireClient, grpcWireClient, type WireClient } from "./wire-client.js";
 
 export const instantAgentPath = path.join(repoRoot, "bench", "fixtures", "instant-agent.mjs");
 
@@ -227,6 +228,9 @@ export function shuffle<T>(items: T[]): T[] {
 
 interface Side {
   name: string;
+  /** wire: bench/wire-client.ts; connect-es: @connectrpc/connect-node clients. */
+  client: "wire" | "connect-es" | "raw";
+  protocol: "connect" | "grpc" | "raw";
   turn: (prompt: string) => Promise<TurnTiming>;
   first: number[];
   end: number[];
@@ -242,6 +246,8 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
   });
   const connect = connectClient(daemon.url);
   const grpc = grpcClient(daemon.url);
+  const connectWire = connectWireClient(daemon.url);
+  const grpcWire = grpcWireClient(daemon.url);
   // The RPC floor: a streaming call through the same server stack (HTTP, Connect, the
   // auth/error/logging interceptors, the engine's subscribe) that answers one message and
   // ends, with no turn: what any streaming RPC costs before the agent is involved.
@@ -254,12 +260,33 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
     }
     return { firstMs, endMs: performance.now() - t0, events: 0, outcome: 0 };
   };
+  const wireFloor = (client: WireClient) => async (): Promise<TurnTiming> => {
+    const t = await client.subscribe({ sessionId: "overhead-floor", afterSeq: floorAfterSeq, follow: false });
+    return { firstMs: t.firstMs, endMs: t.endMs, events: 0, outcome: 0 };
+  };
+  const wireTurn = (client: WireClient, sessionId: string) => async (prompt: string): Promise<TurnTiming> => {
+    const t = await client.execute({ sessionId, prompt });
+    if (Number.isNaN(t.turnEndMs)) throw new Error(`Execute on ${sessionId} ended without TurnEnded`);
+    return { firstMs: t.firstMs, endMs: t.turnEndMs, events: t.events, outcome: 1 };
+  };
+  const side = (name: string, client: Side["client"], protocol: Side["protocol"], turn: Side["turn"]): Side => ({
+    name,
+    client,
+    protocol,
+    turn,
+    first: [],
+    end: [],
+  });
   const sides: Side[] = [
-    { name: "hotplex Connect (HTTP/1.1)", turn: (p) => timedExecute(connect, "overhead-connect", p), first: [], end: [] },
-    { name: "hotplex gRPC (HTTP/2)", turn: (p) => timedExecute(grpc, "overhead-grpc", p), first: [], end: [] },
-    { name: "raw pipe", turn: (p) => raw.turn(p), first: [], end: [] },
-    { name: "RPC floor, Connect: Subscribe(follow=false), no turn", turn: floor(connect), first: [], end: [] },
-    { name: "RPC floor, gRPC: Subscribe(follow=false), no turn", turn: floor(grpc), first: [], end: [] },
+    side("hotplex Connect (HTTP/1.1), wire client", "wire", "connect", wireTurn(connectWire, "overhead-connect-wire")),
+    side("hotplex gRPC (HTTP/2), wire client", "wire", "grpc", wireTurn(grpcWire, "overhead-grpc-wire")),
+    side("hotplex Connect (HTTP/1.1), connect-es client", "connect-es", "connect", (p) => timedExecute(connect, "overhead-connect", p)),
+    side("hotplex gRPC (HTTP/2), connect-es client", "connect-es", "grpc", (p) => timedExecute(grpc, "overhead-grpc", p)),
+    side("raw pipe", "raw", "raw", (p) => raw.turn(p)),
+    side("RPC floor, Connect, wire client", "wire", "connect", wireFloor(connectWire)),
+    side("RPC floor, gRPC, wire client", "wire", "grpc", wireFloor(grpcWire)),
+    side("RPC floor, Connect, connect-es client", "connect-es", "connect", floor(connect)),
+    side("RPC floor, gRPC, connect-es client", "connect-es", "grpc", floor(grpc)),
   ];
   try {
     await timedExecute(connect, "overhead-floor", "the floor session's one turn");
@@ -274,15 +301,18 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
       }
     }
   } finally {
+    connectWire.close();
+    grpcWire.close();
     await raw.close();
     await daemon.close();
   }
-  const rawSide = sides[2]!;
+  const rawSide = sides.find((s) => s.client === "raw")!;
   const rawFirst = summarize(rawSide.first);
   const rawEnd = summarize(rawSide.end);
   const rows: Row[] = [];
   const notes: string[] = [];
-  const floorOf = (side: Side) => sides.find((f) => f.name.startsWith("RPC floor") && f.name.includes(side.name.includes("gRPC") ? "gRPC" : "Connect"));
+  const floorOf = (side: Side) =>
+    sides.find((f) => f.name.startsWith("RPC floor") && f.client === side.client && f.protocol === side.protocol);
   for (const side of sides) {
     const first = summarize(side.first);
     const end = summarize(side.end);
