@@ -23,6 +23,7 @@ import type { LaunchConfig, Provider } from "../providers/provider.js";
 import { resolveWorkDir } from "../security/work-dir.js";
 import { endOrphanGroup } from "../session/orphans.js";
 import { keyString, Pool, type SessionKey } from "../session/pool.js";
+import { catchUpRecord } from "../session/catch-up.js";
 import { Session } from "../session/session.js";
 import { MemoryStore } from "../store/memory-store.js";
 import { SqliteStore } from "../store/sqlite-store.js";
@@ -88,7 +89,7 @@ export class Engine {
   }
 
   async #recover(): Promise<void> {
-    const records = this.store.loadSessions();
+    const records = this.store.loadSessions().map((record) => catchUpRecord(record, this.#storedAfter(record.key, record.lastSeq)));
     const orphans: Promise<void>[] = [];
     for (const record of records) {
       const session = this.#createSession({ tenant: record.tenant, sessionId: record.sessionId }, record.config, record.workDir, record);
@@ -97,15 +98,33 @@ export class Engine {
         orphans.push(endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger));
       }
       session.recoverFromRestart(record);
+      // Store the caught-up entry with the recovery's own events.
+      session.log.touch();
     }
     await Promise.all(orphans);
     this.#committer.flush();
     if (records.length > 0) this.#logger.info({ sessions: records.length }, "sessions restored from the store");
   }
 
+  // A session's stored events after `afterSeq`, in order, a page at a time.
+  *#storedAfter(key: string, afterSeq: number): Generator<Event> {
+    for (let page = this.store.readEvents(key, afterSeq, 256); page.length > 0; page = this.store.readEvents(key, afterSeq, 256)) {
+      yield* page;
+      afterSeq = Number(page[page.length - 1]?.seq);
+    }
+  }
+
+  // Stores every registry entry that is behind its log, so that what the entries miss
+  // is in the stored events (retention must not drop those before they are folded in).
+  #checkpoint(): void {
+    for (const session of this.pool.all()) if (session.log.recordedSeq < session.log.assignedSeq) session.log.touch();
+    this.#committer.flush();
+  }
+
   /** Enforces retention now (also runs periodically). */
   compact(nowMs = Date.now()): void {
     try {
+      this.#checkpoint();
       const moved = this.store.compact(this.#config.retention, nowMs);
       for (const [key, firstSeq] of moved) {
         const [tenant = "", sessionId = ""] = splitKey(key);
@@ -237,7 +256,7 @@ export class Engine {
     clearInterval(this.#compactor);
     await this.pool.shutdown();
     this.#shutdown.abort();
-    this.#committer.flush();
+    this.#checkpoint();
     this.store.close();
   }
 

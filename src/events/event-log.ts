@@ -66,6 +66,10 @@ export class EventLog {
   #pages = new Map<number, Event[]>();
   #waiters = new Set<() => void>();
   #closed = false;
+  /** The registry entry must go with the next commit (touch). */
+  #recordDue = false;
+  /** assignedSeq as of the last registry entry stored. */
+  #recordedSeq = 0;
   /** Called with events right before they become visible (and, when backed, stored). */
   onCommit: ((events: readonly Event[]) => void) | undefined;
 
@@ -76,6 +80,7 @@ export class EventLog {
     this.#lastSeq = lastSeq;
     this.#assignedSeq = lastSeq;
     this.#appliedSeq = lastSeq;
+    this.#recordedSeq = lastSeq;
     this.#backing = backing;
     if (backing) this.#storeFirstSeq = backing.store.firstSeq(backing.key) ?? lastSeq + 1;
   }
@@ -134,9 +139,34 @@ export class EventLog {
     return event;
   }
 
-  /** Asks for the session's registry entry to be saved with the next group commit. */
+  /**
+   * Asks for the session's registry entry to be saved with the next group commit. Events
+   * alone do not: the entry is a checkpoint, and the daemon's recovery applies the events
+   * stored after it (see catchUpRecord), so a turn's commits store only its events.
+   */
   touch(): void {
-    this.#backing?.committer.schedule(this);
+    if (this.#closed || !this.#backing) return;
+    this.#recordDue = true;
+    this.#backing.committer.schedule(this);
+  }
+
+  /**
+   * Whether the next commit carries the registry entry: touched, or the entry is so far
+   * behind that catching up after a crash would read many events (a long streaming turn).
+   */
+  get recordDue(): boolean {
+    return !this.#closed && (this.#recordDue || this.#assignedSeq - this.#recordedSeq >= RECORD_LAG_EVENTS);
+  }
+
+  /** The registry entry as of `seq` was stored. */
+  recorded(seq: number): void {
+    this.#recordDue = false;
+    this.#recordedSeq = Math.max(this.#recordedSeq, seq);
+  }
+
+  /** The last seq the stored registry entry reflects. */
+  get recordedSeq(): number {
+    return this.#recordedSeq;
   }
 
   /** Store-backed logs: hands the pending events to the committer. */
@@ -293,6 +323,9 @@ export class EventLog {
     }
   }
 }
+
+/** A registry entry is stored at least once per this many events of a session. */
+const RECORD_LAG_EVENTS = 4096;
 
 /** Events per page read back from the store (and the most a store read returns). */
 const STORE_PAGE = 256;

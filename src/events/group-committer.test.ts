@@ -196,6 +196,8 @@ describe("GroupCommitter with a store-backed EventLog", () => {
     const fromA = appendMany(a.log, 5);
     const fromB = appendMany(b.log, 3);
     appendMany(a.log, 2);
+    a.log.touch();
+    b.log.touch();
     await tick();
     expect(store.attempts).toBe(1);
     const [only] = store.commits;
@@ -234,23 +236,40 @@ describe("GroupCommitter with a store-backed EventLog", () => {
     expect(log.lastSeq).toBe(3);
   });
 
-  it("gives the store a record carrying the latest lastSeq and what onCommit applied", () => {
+  it("stores a record when touched or far behind, carrying the latest lastSeq and what onCommit applied", () => {
     const store = new RecordingStore();
     const committer = new GroupCommitter(store, logger);
     const { log } = backedLog(store, committer);
     appendMany(log, 3);
     committer.flush();
     appendMany(log, 4);
+    log.touch();
     committer.flush();
     log.touch();
     committer.flush();
     expect(store.commits.map((c) => c.events.length)).toEqual([3, 4, 0]);
-    expect(store.commits.map((c) => c.records.map((r) => [r.lastSeq, r.stats.turns]))).toEqual([
-      [[3, 3]],
-      [[7, 7]],
-      [[7, 7]],
-    ]);
-    expect(store.loadSessions().map((r) => r.lastSeq)).toEqual([7]);
+    // Events alone do not carry the record: a touch does, with everything applied so far.
+    expect(store.commits.map((c) => c.records.map((r) => [r.lastSeq, r.stats.turns]))).toEqual([[], [[7, 7]], [[7, 7]]]);
+    expect(log.recordedSeq).toBe(7);
+
+    // A long run of events without a touch still stores the record every 4096 events.
+    for (let i = 0; i < 5; i += 1) {
+      appendMany(log, 1000);
+      committer.flush();
+    }
+    expect(store.commits.slice(3).map((c) => c.records.map((r) => r.lastSeq))).toEqual([[], [], [], [], [5007]]);
+    expect(store.loadSessions().map((r) => r.lastSeq)).toEqual([5007]);
+  });
+
+  it("never stores the record of a closed (deleted) log", () => {
+    const store = new RecordingStore();
+    const committer = new GroupCommitter(store, logger);
+    const { log } = backedLog(store, committer);
+    appendMany(log, 2);
+    log.close();
+    log.touch();
+    committer.flush();
+    expect(store.commits.flatMap((c) => c.records)).toEqual([]);
   });
 
   it("retries a failed commit, keeping events invisible until stored and applying them once", async () => {
@@ -262,6 +281,7 @@ describe("GroupCommitter with a store-backed EventLog", () => {
     const { log, key, applied } = backedLog(store, committer);
 
     appendMany(log, 3);
+    log.touch();
     committer.flush();
     expect(store.attempts).toBe(1);
     expect(store.commits).toHaveLength(0);

@@ -33,8 +33,8 @@ export class GroupCommitter {
 
   /**
    * Commits everything pending now. Each log's events are first applied to its session
-   * (onCommit), then stored together with the session's updated record, then published:
-   * all in one synchronous step, so no reader ever sees a state between the three.
+   * (onCommit), then stored (with the session's updated record when one is due), then
+   * published: all in one synchronous step, so no reader ever sees a state between them.
    */
   flush(): void {
     clearImmediate(this.#scheduled);
@@ -47,6 +47,7 @@ export class GroupCommitter {
     const batches = new Map<EventLog, Event[]>();
     const events: StoredEvent[] = [];
     const records: SessionRecord[] = [];
+    const recorded: [EventLog, number][] = [];
     let moved: Map<string, number> | undefined;
     for (const log of logs) {
       const backing = log.backing;
@@ -58,8 +59,10 @@ export class GroupCommitter {
     try {
       for (const [log, pending] of batches) log.prepareCommit(pending);
       for (const log of logs) {
-        const record = log.backing?.record();
-        if (record) records.push(record);
+        const record = log.recordDue ? log.backing?.record() : undefined;
+        if (!record) continue;
+        records.push(record);
+        recorded.push([log, record.lastSeq]);
       }
       moved = this.#store.commit(events, records);
     } catch (error) {
@@ -71,6 +74,7 @@ export class GroupCommitter {
       this.#retry = setTimeout(() => this.flush(), RETRY_MS);
       return;
     }
+    for (const [log, seq] of recorded) log.recorded(seq);
     for (const [log, pending] of batches) {
       log.published(pending);
       const first = moved?.get(log.backing?.key ?? "");

@@ -54,9 +54,10 @@ export class SessionView {
     this.pid = record.pgid;
   }
 
-  apply(event: Event): void {
+  /** Takes one event; `nowMs` is when it happened (the event's own time when replayed). */
+  apply(event: Event, nowMs = Date.now()): void {
     const { payload } = event;
-    this.lastActiveMs = Date.now();
+    this.lastActiveMs = nowMs;
     switch (payload.case) {
       case "sessionStarted":
         this.status = SessionStatus.READY;

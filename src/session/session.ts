@@ -58,6 +58,9 @@ export interface SessionOptions {
   mayStartProcess: () => boolean;
 }
 
+// How long after a turn ends its session's registry entry is stored.
+const CHECKPOINT_DELAY_MS = 100;
+
 // Request ids remembered per session for safe retries of Execute.
 const REMEMBERED_REQUEST_IDS = 256;
 
@@ -185,6 +188,7 @@ export class Session {
     this.config = config;
     this.#launch = launch;
     this.view.workDir = workDir;
+    this.log.touch();
   }
 
   /**
@@ -275,6 +279,8 @@ export class Session {
     // Idle now: the store serves replays, so the in-memory tail can go.
     this.log.shrinkTail();
     this.#armIdleTimer();
+    // Checkpoint the registry entry once the turn's answer is out, off its critical path.
+    setTimeout(() => this.log.touch(), CHECKPOINT_DELAY_MS).unref();
   }
 
   async #runTurn(turn: Turn): Promise<void> {
@@ -363,7 +369,10 @@ export class Session {
         this.#record(turn?.id ?? "", item.payload);
         break;
       case "turn_start":
-        if (item.providerSessionId) this.view.providerSessionId = item.providerSessionId;
+        if (item.providerSessionId && item.providerSessionId !== this.view.providerSessionId) {
+          this.view.providerSessionId = item.providerSessionId;
+          this.log.touch();
+        }
         break;
       case "turn_end":
         if (turn) {
@@ -406,6 +415,7 @@ export class Session {
       }),
     });
     this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind] }, "session started");
+    this.log.touch();
     if (turn) this.#announce(turn);
   }
 
@@ -455,6 +465,8 @@ export class Session {
     } else {
       this.view.status = SessionStatus.DEAD;
     }
+    // The process group is gone from the registry entry.
+    this.log.touch();
     this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal }, "session ended");
   }
 

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { toJsonString } from "@bufbuild/protobuf";
+import Database from "better-sqlite3";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Event, EventSchema, StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
@@ -96,6 +97,39 @@ describe("a daemon killed with SIGKILL", () => {
     expect(interrupted).toHaveLength(rounds);
     for (const e of interrupted) expect(e.payload.case === "turnEnded" && e.payload.value.outcome).toBe(TurnOutcome.INTERRUPTED);
   }, 120_000);
+
+  it("brings back turns it finished before their session's entry was stored, from their events", async () => {
+    const dir = scratchDir();
+    const daemon = await startDaemonProcess(dir);
+    const client = clientOf(daemon);
+    await executeEvents(client.execute({ sessionId: "quick", prompt: "one" }));
+    const two = await executeEvents(client.execute({ sessionId: "quick", prompt: "two" }));
+    // Killed as soon as the turn's end arrives: its commit stored the events, not the entry.
+    await kill9(daemon);
+    const lastSeen = Number(two.at(-1)?.seq);
+    const db = new Database(path.join(dir, "data", "hotplex.db"), { readonly: true });
+    try {
+      const stored = db.prepare("SELECT last_seq AS lastSeq FROM sessions WHERE session_id = 'quick'").get() as { lastSeq: number };
+      expect(stored.lastSeq).toBeLessThan(lastSeen);
+    } finally {
+      db.close();
+    }
+
+    const next = await startDaemonProcess(dir);
+    const nextClient = clientOf(next);
+    const { session, lastSeq } = await nextClient.getSnapshot({ sessionId: "quick" });
+    expect(session?.stats?.turns).toBe(2);
+    expect(session?.status).toBe(SessionStatus.DEAD);
+    // Both turns had ended: the restart only ends the process, it interrupts nothing.
+    const log = await collectEvents(nextClient, 0, "quick");
+    expect(log.map((e) => Number(e.seq))).toEqual(log.map((_, i) => i + 1));
+    expect(log.flatMap((e) => (e.payload.case === "turnEnded" ? [e.payload.value.outcome] : []))).toEqual([
+      TurnOutcome.COMPLETED,
+      TurnOutcome.COMPLETED,
+    ]);
+    expect(log.at(-1)?.payload).toMatchObject({ case: "sessionEnded", value: { reason: "restart" } });
+    expect(Number(lastSeq)).toBe(lastSeen + 1);
+  });
 
   it("leaves agents behind, and the next start ends them and resumes their conversations", async () => {
     const dir = scratchDir();

@@ -1,0 +1,47 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { TurnInfoSchema } from "../../gen/hotplex/v1/session_pb.js";
+import type { Event } from "../events/event.js";
+import type { SessionRecord } from "../store/store.js";
+import { SessionView } from "./session-view.js";
+
+/**
+ * A stored registry entry brought up to date with the events stored after it.
+ *
+ * The entry is a checkpoint: commits store a turn's events without it (saving it with
+ * every commit cost a second page write per commit), and it is saved when the session
+ * is created, starts or loses its process, changes config, goes idle, before retention
+ * runs and at least every few thousand events. What happened since is in the events,
+ * and the session's state is their fold: status, current turn, statistics, the last seq.
+ */
+export function catchUpRecord(record: SessionRecord, events: Iterable<Event>): SessionRecord {
+  const view = new SessionView(record.sessionId, record.provider, record.providerSessionId, record.workDir);
+  view.restore(record);
+  // The turn the checkpoint was taken in stays open until its TurnEnded.
+  if (record.currentTurnId) view.currentTurn = create(TurnInfoSchema, { turnId: record.currentTurnId });
+  const caughtUp = { ...record };
+  let applied = 0;
+  for (const event of events) {
+    if (Number(event.seq) <= record.lastSeq) continue;
+    applied += 1;
+    view.apply(event, event.time ? timestampMs(event.time) : record.lastActiveMs);
+    caughtUp.lastSeq = Number(event.seq);
+    const { payload } = event;
+    if (payload.case === "sessionStarted") caughtUp.hasConversation = true;
+    if (payload.case === "sessionEnded") {
+      // The process the checkpoint recorded is gone.
+      caughtUp.pgid = 0;
+      caughtUp.agentCommand = "";
+    }
+  }
+  if (applied === 0) return record;
+  return {
+    ...caughtUp,
+    status: view.status,
+    providerSessionId: view.providerSessionId,
+    workDir: view.workDir,
+    lastActiveMs: view.lastActiveMs,
+    stats: view.stats.stats,
+    currentTurnId: view.currentTurn?.turnId ?? "",
+  };
+}
