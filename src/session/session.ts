@@ -99,6 +99,7 @@ export class Session {
   #turnTimer: NodeJS.Timeout | undefined;
   #killTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
+  #checkpointTimer: NodeJS.Timeout | undefined;
   #byRequestId = new Map<string, Turn>();
   #closed = false;
 
@@ -217,6 +218,7 @@ export class Session {
       // Counts against the live-session cap from now on, before the process exists.
       this.view.status = SessionStatus.STARTING;
     }
+    clearTimeout(this.#checkpointTimer);
     const turn = new Turn(prompt, requestId, this.log.lastSeq);
     turn.wasQueued = busy;
     if (requestId) this.#rememberRequest(requestId, turn);
@@ -279,8 +281,7 @@ export class Session {
     // Idle now: the store serves replays, so the in-memory tail can go.
     this.log.shrinkTail();
     this.#armIdleTimer();
-    // Checkpoint the registry entry once the turn's answer is out, off its critical path.
-    setTimeout(() => this.log.touch(), CHECKPOINT_DELAY_MS).unref();
+    this.#armCheckpoint();
   }
 
   async #runTurn(turn: Turn): Promise<void> {
@@ -528,6 +529,17 @@ export class Session {
     clearTimeout(this.#killTimer);
     this.#turnTimer = undefined;
     this.#killTimer = undefined;
+  }
+
+  // Stores the registry entry once the session has been idle for a moment: off the
+  // critical path of the turn that just ended, and not once per turn for back-to-back
+  // turns (the log stores it anyway every few thousand events).
+  #armCheckpoint(): void {
+    clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = setTimeout(() => {
+      if (!this.#current && this.#queue.length === 0) this.log.touch();
+    }, CHECKPOINT_DELAY_MS);
+    this.#checkpointTimer.unref();
   }
 
   #armIdleTimer(): void {
