@@ -15,14 +15,18 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
+import http from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { type Client, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { connectNodeAdapter, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import type { Event } from "../gen/hotplex/v1/event_pb.js";
-import { SessionService } from "../gen/hotplex/v1/session_service_pb.js";
+import { SessionService, SubscribeResponseSchema } from "../gen/hotplex/v1/session_service_pb.js";
 import { DEFAULT_NAMESPACE, DEFAULT_TAIL_BOUNDS, type EngineConfig, type StoreConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
 import { agentEnvironment } from "../src/security/env.js";
+import { DualProtocolListener } from "../src/server/listener.js";
 import { type RunningServer, startServer } from "../src/server/server.js";
 import { type BenchResult, isMain, report, repoRoot, type Row, summarize } from "./lib.js";
 import { connectWireClient, grpcWireClient, type WireClient } from "./wire-client.js";
@@ -217,6 +221,17 @@ export class RawAgent {
   }
 }
 
+// A turn that takes this long is stuck: the run stops with its side's name.
+const TURN_LIMIT_MS = 30_000;
+
+function bounded<T>(side: { name: string }, turn: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${side.name}: no answer within ${TURN_LIMIT_MS} ms`)), TURN_LIMIT_MS);
+  });
+  return Promise.race([turn, limit]).finally(() => clearTimeout(timer));
+}
+
 export function shuffle<T>(items: T[]): T[] {
   const out = [...items];
   for (let i = out.length - 1; i > 0; i -= 1) {
@@ -228,15 +243,22 @@ export function shuffle<T>(items: T[]): T[] {
 
 interface Side {
   name: string;
-  /** wire: bench/wire-client.ts; connect-es: @connectrpc/connect-node clients. */
-  client: "wire" | "connect-es" | "raw";
+  /** A turn through hotplex, the raw pipe, the RPC floor, or a reference server's floor. */
+  kind: "turn" | "raw" | "floor" | "reference";
   protocol: "connect" | "grpc" | "raw";
   turn: (prompt: string) => Promise<TurnTiming>;
   first: number[];
   end: number[];
 }
 
-async function measureStore(store: "memory" | "sqlite", samples: number, warmup: number): Promise<{ rows: Row[]; notes: string[] }> {
+type ClientGroup = "wire" | "connect-es";
+
+async function measureStore(
+  store: "memory" | "sqlite",
+  group: ClientGroup,
+  samples: number,
+  warmup: number,
+): Promise<{ rows: Row[]; notes: string[] }> {
   const daemon = await startInProcessDaemon({ store, claudePath: instantAgentPath });
   const rawDir = path.join(daemon.scratch, "raw");
   mkdirSync(rawDir, { recursive: true });
@@ -244,82 +266,95 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
     cwd: rawDir,
     env: { ...agentEnvironment(process.env), HOME: path.join(daemon.scratch, "home") },
   });
-  const connect = connectClient(daemon.url);
-  const grpc = grpcClient(daemon.url);
-  const connectWire = connectWireClient(daemon.url);
-  const grpcWire = grpcWireClient(daemon.url);
+  const references = group === "wire" ? await startReferenceServers() : undefined;
+  const closers: (() => unknown)[] = [];
   // The RPC floor: a streaming call through the same server stack (HTTP, Connect, the
   // auth/error/logging interceptors, the engine's subscribe) that answers one message and
   // ends, with no turn: what any streaming RPC costs before the agent is involved.
   let floorAfterSeq = 0n;
-  const floor = (client: SessionClient) => async (): Promise<TurnTiming> => {
-    const t0 = performance.now();
-    let firstMs = NaN;
-    for await (const _ of client.subscribe({ sessionId: "overhead-floor", afterSeq: floorAfterSeq, follow: false })) {
-      if (Number.isNaN(firstMs)) firstMs = performance.now() - t0;
-    }
-    return { firstMs, endMs: performance.now() - t0, events: 0, outcome: 0 };
-  };
-  const wireFloor = (client: WireClient) => async (): Promise<TurnTiming> => {
-    const t = await client.subscribe({ sessionId: "overhead-floor", afterSeq: floorAfterSeq, follow: false });
-    return { firstMs: t.firstMs, endMs: t.endMs, events: 0, outcome: 0 };
-  };
-  const wireTurn = (client: WireClient, sessionId: string) => async (prompt: string): Promise<TurnTiming> => {
-    const t = await client.execute({ sessionId, prompt });
-    if (Number.isNaN(t.turnEndMs)) throw new Error(`Execute on ${sessionId} ended without TurnEnded`);
-    return { firstMs: t.firstMs, endMs: t.turnEndMs, events: t.events, outcome: 1 };
-  };
-  const side = (name: string, client: Side["client"], protocol: Side["protocol"], turn: Side["turn"]): Side => ({
+  const side = (name: string, protocol: Side["protocol"], turn: Side["turn"], kind: Side["kind"] = "turn"): Side => ({
     name,
-    client,
+    kind,
     protocol,
     turn,
     first: [],
     end: [],
   });
-  const sides: Side[] = [
-    side("hotplex Connect (HTTP/1.1), wire client", "wire", "connect", wireTurn(connectWire, "overhead-connect-wire")),
-    side("hotplex gRPC (HTTP/2), wire client", "wire", "grpc", wireTurn(grpcWire, "overhead-grpc-wire")),
-    side("hotplex Connect (HTTP/1.1), connect-es client", "connect-es", "connect", (p) => timedExecute(connect, "overhead-connect", p)),
-    side("hotplex gRPC (HTTP/2), connect-es client", "connect-es", "grpc", (p) => timedExecute(grpc, "overhead-grpc", p)),
-    side("raw pipe", "raw", "raw", (p) => raw.turn(p)),
-    side("RPC floor, Connect, wire client", "wire", "connect", wireFloor(connectWire)),
-    side("RPC floor, gRPC, wire client", "wire", "grpc", wireFloor(grpcWire)),
-    side("RPC floor, Connect, connect-es client", "connect-es", "connect", floor(connect)),
-    side("RPC floor, gRPC, connect-es client", "connect-es", "grpc", floor(grpc)),
-  ];
+  const sides: Side[] = [side("raw pipe", "raw", (p) => raw.turn(p), "raw")];
+  if (group === "wire") {
+    const connectWire = connectWireClient(daemon.url);
+    const grpcWire = grpcWireClient(daemon.url);
+    closers.push(() => connectWire.close(), () => grpcWire.close());
+    const wireFloor = (client: WireClient) => async (): Promise<TurnTiming> => {
+      const t = await client.subscribe({ sessionId: "overhead-floor", afterSeq: floorAfterSeq, follow: false });
+      return { firstMs: t.firstMs, endMs: t.endMs, events: 0, outcome: 0 };
+    };
+    const wireTurn = (client: WireClient, sessionId: string) => async (prompt: string): Promise<TurnTiming> => {
+      const t = await client.execute({ sessionId, prompt });
+      if (Number.isNaN(t.turnEndMs)) throw new Error(`Execute on ${sessionId} ended without TurnEnded`);
+      return { firstMs: t.firstMs, endMs: t.turnEndMs, events: t.events, outcome: 1 };
+    };
+    sides.push(
+      side("hotplex Connect (HTTP/1.1), wire client", "connect", wireTurn(connectWire, "overhead-connect-wire")),
+      side("hotplex gRPC (HTTP/2), wire client", "grpc", wireTurn(grpcWire, "overhead-grpc-wire")),
+      side("RPC floor, Connect, wire client", "connect", wireFloor(connectWire), "floor"),
+      side("RPC floor, gRPC, wire client", "grpc", wireFloor(grpcWire), "floor"),
+    );
+    for (const reference of references ?? []) {
+      const client = connectWireClient(reference.url);
+      closers.push(() => client.close());
+      sides.push(side(reference.name, "connect", wireFloor(client), "reference"));
+    }
+  } else {
+    const connect = connectClient(daemon.url);
+    const grpc = grpcClient(daemon.url);
+    const floor = (client: SessionClient) => async (): Promise<TurnTiming> => {
+      const t0 = performance.now();
+      let firstMs = NaN;
+      for await (const _ of client.subscribe({ sessionId: "overhead-floor", afterSeq: floorAfterSeq, follow: false })) {
+        if (Number.isNaN(firstMs)) firstMs = performance.now() - t0;
+      }
+      return { firstMs, endMs: performance.now() - t0, events: 0, outcome: 0 };
+    };
+    sides.push(
+      side("hotplex Connect (HTTP/1.1), connect-es client", "connect", (p) => timedExecute(connect, "overhead-connect", p)),
+      side("hotplex gRPC (HTTP/2), connect-es client", "grpc", (p) => timedExecute(grpc, "overhead-grpc", p)),
+      side("RPC floor, Connect, connect-es client", "connect", floor(connect), "floor"),
+      side("RPC floor, gRPC, connect-es client", "grpc", floor(grpc), "floor"),
+    );
+  }
   try {
-    await timedExecute(connect, "overhead-floor", "the floor session's one turn");
-    floorAfterSeq = (await connect.getSnapshot({ sessionId: "overhead-floor" })).lastSeq;
+    await timedExecute(connectClient(daemon.url), "overhead-floor", "the floor session's one turn");
+    floorAfterSeq = (await connectClient(daemon.url).getSnapshot({ sessionId: "overhead-floor" })).lastSeq;
     // The first hotplex turn is cold (spawns the agent); then everyone warms up.
-    for (let i = 0; i < warmup; i += 1) for (const side of sides) await side.turn(`warmup ${i}`);
+    for (let i = 0; i < warmup; i += 1) for (const side of sides) await bounded(side, side.turn(`warmup ${i}`));
     for (let i = 0; i < samples; i += 1) {
       for (const side of shuffle(sides)) {
-        const t = await side.turn(`sample ${i}`);
+        const t = await bounded(side, side.turn(`sample ${i}`));
         side.first.push(t.firstMs);
         side.end.push(t.endMs);
       }
     }
   } finally {
-    connectWire.close();
-    grpcWire.close();
+    for (const close of closers) close();
+    await references?.close();
     await raw.close();
     await daemon.close();
   }
-  const rawSide = sides.find((s) => s.client === "raw")!;
+  const rawSide = sides[0]!;
   const rawFirst = summarize(rawSide.first);
   const rawEnd = summarize(rawSide.end);
   const rows: Row[] = [];
   const notes: string[] = [];
-  const floorOf = (side: Side) =>
-    sides.find((f) => f.name.startsWith("RPC floor") && f.client === side.client && f.protocol === side.protocol);
+  const floorOf = (side: Side) => sides.find((f) => f.kind === "floor" && f.protocol === side.protocol);
   for (const side of sides) {
     const first = summarize(side.first);
     const end = summarize(side.end);
-    const isTurn = side !== rawSide && !side.name.startsWith("RPC floor");
+    const isTurn = side.kind === "turn";
     const floorEnd = isTurn ? summarize(floorOf(side)!.end) : undefined;
     rows.push({
       store,
+      clients: group,
       side: side.name,
       n: end.n,
       "first event p50 ms": first.median,
@@ -345,6 +380,43 @@ async function measureStore(store: "memory" | "sqlite", samples: number, warmup:
   return { rows, notes };
 }
 
+/**
+ * Reference servers for the floor, on their own ports in this process: the same
+ * Subscribe answered by connect-node with no hotplex code (a handler that yields one
+ * header), and by plain node:http writing the same bytes. They split the RPC floor into
+ * Node's HTTP, connect-node, and hotplex's own share.
+ */
+async function startReferenceServers(): Promise<{ name: string; url: string }[] & { close(): Promise<void> }> {
+  const bare = connectNodeAdapter({
+    routes: (router) =>
+      router.service(SessionService, {
+        async *subscribe() {
+          yield { header: { lastSeq: 1n } };
+        },
+      }),
+  });
+  // A header message and the end-stream message, as the handler above answers.
+  const header = Buffer.from(toBinary(SubscribeResponseSchema, create(SubscribeResponseSchema, { header: { lastSeq: 1n } })));
+  const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, header.length]), header, Buffer.from([2, 0, 0, 0, 2]), Buffer.from("{}")]);
+  // Only HTTP/1.1 reaches it (the wire client's Connect side).
+  const plain = (req: http.IncomingMessage | Http2ServerRequest, res: http.ServerResponse | Http2ServerResponse) => {
+    const response = res as http.ServerResponse;
+    req.resume();
+    req.on("end", () => {
+      response.writeHead(200, { "content-type": "application/connect+proto" });
+      response.end(envelope);
+    });
+  };
+  const listeners = [new DualProtocolListener(bare), new DualProtocolListener(plain)];
+  const urls = [];
+  for (const listener of listeners) urls.push(`http://127.0.0.1:${(await listener.listen("127.0.0.1", 0)).port}`);
+  const servers = [
+    { name: "reference: the same call, connect-node with no hotplex code", url: urls[0]! },
+    { name: "reference: the same bytes, plain node:http handler", url: urls[1]! },
+  ];
+  return Object.assign(servers, { close: async () => void (await Promise.all(listeners.map((l) => l.close()))) });
+}
+
 export async function main(): Promise<BenchResult> {
   const codeAtStart = revision();
   const startLoad = os.loadavg()[0] ?? NaN;
@@ -353,9 +425,11 @@ export async function main(): Promise<BenchResult> {
   const rows: Row[] = [];
   const notes: string[] = [];
   for (const store of ["memory", "sqlite"] as const) {
-    const result = await measureStore(store, samples, warmup);
-    rows.push(...result.rows);
-    notes.push(...result.notes);
+    for (const group of ["wire", "connect-es"] as const) {
+      const result = await measureStore(store, group, samples, warmup);
+      rows.push(...result.rows);
+      notes.push(...result.notes);
+    }
   }
   notes.push(
     `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)} Instant agent (bench/fixtures/instant-agent.mjs): one stdout write per turn (init, text delta, assistant, result). ${samples} interleaved samples per side after ${warmup} warm-up turns each; the daemon runs in the bench process, logging at info to /dev/null.`,
