@@ -255,6 +255,9 @@ async function fanOut(
   };
 }
 
+/** Events of the untimed flood each daemon gets before its measured rows. */
+const WARM_UP_EVENTS = 20_000;
+
 export async function main(): Promise<BenchResult> {
   const codeAtStart = revision();
   const startLoad = os.loadavg()[0] ?? NaN;
@@ -282,6 +285,8 @@ export async function main(): Promise<BenchResult> {
       nodeArgs: process.env.THROUGHPUT_DAEMON_NODE_ARGS?.split(" ").filter(Boolean),
     });
     try {
+      // One untimed flood first, so that no row pays for the daemon's JIT warm-up.
+      await fanOut(daemon, protocol, kind, "tp-warm-up", 1, WARM_UP_EVENTS);
       for (const k of counts) {
         const r = await fanOut(daemon, protocol, kind, `tp-${kind}-${k}`, k, Math.max(1000, Math.min(n, Math.floor(maxDeliveries / k))));
         const deliveries = r.events * r.subscribers;
@@ -315,6 +320,7 @@ export async function main(): Promise<BenchResult> {
   notes.push(
     `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)}`,
     `The flood is min(${n}, cap / subscribers) text-delta stream_event lines from bench/fixtures/instant-agent.mjs (plus TurnStarted and TurnEnded; 'events/turn' shows the count), with cap = ${configs.map((c) => `${c.maxDeliveries} deliveries for ${c.store}/${c.protocol}/${c.kind}`).join(", ")}, so that each row ends within a minute or so at the rates measured. Each flood is longer than the daemon's in-memory tail (${DEFAULT_TAIL_BOUNDS.maxEvents} events), so subscribers that fall behind read from the store; see 'wall s' for how long each row ran.`,
+    `Each daemon first gets one untimed ${WARM_UP_EVENTS.toLocaleString("en-US")}-event flood to one subscriber (JIT warm-up), then the rows in the order shown.`,
     "hotplexd runs as a child process with default settings (store as shown, durability normal, info logs drained), except HOTPLEX_RETAIN_EVENTS=0 and HOTPLEX_RETAIN_BYTES=0 so compaction cannot drop events a lagging subscriber still needs. Its CPU comes from /proc/<pid>/stat and includes all its threads, not the agent's.",
     "Subscribers run in the bench process, each on its own connection, through connect-es clients. 'lean' clients (bench/lean-subscriber.ts) read SubscribeResponse with a schema whose events field is `repeated bytes` (wire-compatible), check every event's seq (in order, no gap) and look for TurnEnded in its bytes, and do not accept gzip: they cost about what a client in a compiled language would, so the daemon sets the rate. 'protobuf-es' clients decode every event into a message (~13 µs each here) and accept gzip as connect-es does by default; with 10 or 100 of them the bench process needs more CPU than the machine has, and the rate measures the clients. 'client CPU' is the bench process's CPU over the same window (2 cores shared by daemon, agent and clients).",
     "'logged events/s' is the rate at which the daemon logged the flood (the Event.time of the first and the last event a subscriber received): when it is well above the delivery rate, delivery was the limit; when both are equal, ingesting (reading, parsing, storing) was.",
