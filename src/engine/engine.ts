@@ -257,6 +257,7 @@ export class Engine {
     await this.pool.shutdown();
     this.#shutdown.abort();
     this.#checkpoint();
+    this.#committer.close();
     this.store.close();
   }
 

@@ -261,6 +261,21 @@ describe("GroupCommitter with a store-backed EventLog", () => {
     expect(store.loadSessions().map((r) => r.lastSeq)).toEqual([5007]);
   });
 
+  it("commits what is pending when closed, and nothing scheduled after that", async () => {
+    const store = new RecordingStore();
+    const committer = new GroupCommitter(store, logger);
+    const { log } = backedLog(store, committer);
+    appendMany(log, 2);
+    committer.close();
+    expect(store.commits.map((c) => c.events.length)).toEqual([2]);
+    // A late touch (a session's idle checkpoint after shutdown) must not reach the closed store.
+    log.touch();
+    appendMany(log, 1);
+    await tick();
+    committer.flush();
+    expect(store.attempts).toBe(1);
+  });
+
   it("never stores the record of a closed (deleted) log", () => {
     const store = new RecordingStore();
     const committer = new GroupCommitter(store, logger);

@@ -25,10 +25,27 @@ export class GroupCommitter {
     this.#logger = logger;
   }
 
+  #closed = false;
+
   /** Marks a log as having pending events (or a changed registry entry). */
   schedule(log: EventLog): void {
+    if (this.#closed) return;
     this.#dirty.add(log);
     if (!this.#retry) this.#scheduled ??= setImmediate(() => this.flush());
+  }
+
+  /**
+   * Commits what is pending and stops: the store is about to close, and nothing may be
+   * scheduled against it any more (a late registry checkpoint would retry forever).
+   */
+  close(): void {
+    this.flush();
+    this.#closed = true;
+    clearImmediate(this.#scheduled);
+    clearTimeout(this.#retry);
+    this.#scheduled = undefined;
+    this.#retry = undefined;
+    this.#dirty.clear();
   }
 
   /**

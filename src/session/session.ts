@@ -260,6 +260,7 @@ export class Session {
   /** Stops the session and refuses new turns (daemon shutdown). */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#checkpointTimer);
     await this.stop("shutdown");
   }
 
