@@ -1,7 +1,7 @@
 // Runs every benchmark in turn (`npm run bench`), or the ones named on the command line
 // (`npm run bench -- overhead replay`). Each also runs alone: `node --import tsx bench/<name>.ts`.
 import { type BenchResult, isMain, markdownTable, resultsDir } from "./lib.js";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult> }>> = {
@@ -25,9 +25,23 @@ async function main(): Promise<void> {
     const module = await BENCHMARKS[name]!();
     results.push(await module.main());
   }
-  // One page with every table of this run.
-  const page = results.flatMap((r) => [`## ${r.title}`, "", `\`${r.command}\``, "", markdownTable(r.rows), "", ...r.notes.map((n) => `- ${n}`), ""]);
+  // One page with the latest result of every benchmark, this run's and earlier ones'.
+  const latest = Object.keys(BENCHMARKS).flatMap((name) => {
+    const file = path.join(resultsDir, `${name}.json`);
+    return existsSync(file) ? [JSON.parse(readFileSync(file, "utf8")) as BenchResult & { when: string }] : [];
+  });
+  const page = latest.flatMap((r) => [
+    `## ${r.title}`,
+    "",
+    `\`${r.command}\`, measured ${r.when}`,
+    "",
+    markdownTable(r.rows),
+    "",
+    ...r.notes.map((n) => `- ${n}`),
+    "",
+  ]);
   writeFileSync(path.join(resultsDir, "latest.md"), [`# Benchmark results`, "", ...page].join("\n"));
+  process.stdout.write(`\n${results.length} benchmark(s) run; ${path.join("bench", "results", "latest.md")} has the latest of all ${latest.length}.\n`);
 }
 
 if (isMain(import.meta.url)) await main();
