@@ -559,13 +559,7 @@ describe("SqliteStore", () => {
     v1.pragma("user_version = 1");
     v1.close();
 
-    const reopened = new SqliteStore(dir);
-    try {
-      expect(seqs(reopened.readEvents(K1, 0, 100))).toEqual([1, 2, 3]);
-      expect(reopened.loadSessions()).toEqual([record(K1, { lastSeq: 3 })]);
-    } finally {
-      reopened.close();
-    }
+    expectKeptOnReopen(dir);
     const db = new Database(file, { readonly: true });
     try {
       expect(db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
@@ -591,16 +585,21 @@ describe("SqliteStore", () => {
     expect(version()).toBe(SCHEMA_VERSION);
 
     // Reopening does not run the migrations again (they would fail on existing tables).
-    const reopened = new SqliteStore(dir);
-    try {
-      expect(seqs(reopened.readEvents(K1, 0, 100))).toEqual([1, 2, 3]);
-      expect(reopened.loadSessions()).toEqual([record(K1, { lastSeq: 3 })]);
-    } finally {
-      reopened.close();
-    }
+    expectKeptOnReopen(dir);
     expect(version()).toBe(SCHEMA_VERSION);
   });
 });
+
+/** Reopens the store in `dir`: it still holds K1's events 1..3 and its record. */
+function expectKeptOnReopen(dir: string): void {
+  const reopened = new SqliteStore(dir);
+  try {
+    expect(seqs(reopened.readEvents(K1, 0, 100))).toEqual([1, 2, 3]);
+    expect(reopened.loadSessions()).toEqual([record(K1, { lastSeq: 3 })]);
+  } finally {
+    reopened.close();
+  }
+}
 
 /** The error opening a SqliteStore on `dir` throws (undefined if it opens). */
 function openError(dir: string): unknown {
