@@ -301,9 +301,13 @@ async function measureStore(
       side("RPC floor, gRPC, wire client", "grpc", wireFloor(grpcWire), "floor"),
     );
     for (const reference of references ?? []) {
-      const client = connectWireClient(reference.url);
-      closers.push(() => client.close());
-      sides.push(side(reference.name, "connect", wireFloor(client), "reference"));
+      const connectRef = connectWireClient(reference.url);
+      const grpcRef = grpcWireClient(reference.url);
+      closers.push(() => connectRef.close(), () => grpcRef.close());
+      sides.push(
+        side(`${reference.name}, Connect`, "connect", wireFloor(connectRef), "reference"),
+        side(`${reference.name}, gRPC`, "grpc", wireFloor(grpcRef), "reference"),
+      );
     }
   } else {
     const connect = connectClient(daemon.url);
@@ -395,16 +399,24 @@ async function startReferenceServers(): Promise<{ name: string; url: string }[] 
         },
       }),
   });
-  // A header message and the end-stream message, as the handler above answers.
+  // A header message, then the end of the stream as each protocol writes it: Connect's
+  // end-stream message over HTTP/1.1, gRPC's status trailer over HTTP/2.
   const header = Buffer.from(toBinary(SubscribeResponseSchema, create(SubscribeResponseSchema, { header: { lastSeq: 1n } })));
-  const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, header.length]), header, Buffer.from([2, 0, 0, 0, 2]), Buffer.from("{}")]);
-  // Only HTTP/1.1 reaches it (the wire client's Connect side).
+  const message = Buffer.concat([Buffer.from([0, 0, 0, 0, header.length]), header]);
+  const connectBody = Buffer.concat([message, Buffer.from([2, 0, 0, 0, 2]), Buffer.from("{}")]);
   const plain = (req: http.IncomingMessage | Http2ServerRequest, res: http.ServerResponse | Http2ServerResponse) => {
-    const response = res as http.ServerResponse;
     req.resume();
     req.on("end", () => {
-      response.writeHead(200, { "content-type": "application/connect+proto" });
-      response.end(envelope);
+      if (req.httpVersion === "2.0") {
+        const response = res as Http2ServerResponse;
+        response.writeHead(200, { "content-type": "application/grpc+proto" });
+        response.addTrailers({ "grpc-status": "0" });
+        response.end(message);
+      } else {
+        const response = res as http.ServerResponse;
+        response.writeHead(200, { "content-type": "application/connect+proto" });
+        response.end(connectBody);
+      }
     });
   };
   const listeners = [new DualProtocolListener(bare), new DualProtocolListener(plain)];
@@ -412,7 +424,7 @@ async function startReferenceServers(): Promise<{ name: string; url: string }[] 
   for (const listener of listeners) urls.push(`http://127.0.0.1:${(await listener.listen("127.0.0.1", 0)).port}`);
   const servers = [
     { name: "reference: the same call, connect-node with no hotplex code", url: urls[0]! },
-    { name: "reference: the same bytes, plain node:http handler", url: urls[1]! },
+    { name: "reference: the same bytes, plain node:http / node:http2 handler", url: urls[1]! },
   ];
   return Object.assign(servers, { close: async () => void (await Promise.all(listeners.map((l) => l.close()))) });
 }
@@ -436,7 +448,7 @@ export async function main(): Promise<BenchResult> {
     "Per store, two groups run one after the other, each with its own daemon and raw pipe, its sides interleaved: 'wire' clients (bench/wire-client.ts: the Connect protocol written on a raw keep-alive socket, gRPC on node:http2, no client library; about what a client in a compiled language costs) and connect-es's Node clients (createConnectTransport / createGrpcTransport, which spend ~0.6 ms of CPU per call in this process).",
     "hotplex's first event is its own TurnStarted, logged before the prompt is written to the agent; the raw pipe's first event is the agent's first stdout line. 'Added' = hotplex − raw at the same percentile (so a p99 can come out negative when the raw pipe's tail is the slower one).",
     "RPC floor rows: Subscribe(after_seq = last seq, follow = false) on a session with no new events, through the same daemon and clients: HTTP, Connect framing, the auth/error/logging interceptors and the engine, one response message (the header), no turn and no agent. It is what any streaming call costs on this stack; 'beyond the RPC floor' = added − floor, the part of the added latency a turn itself costs (engine, session, parser, store commits, agent pipes).",
-    "Reference rows (wire group, Connect): the same Subscribe answered on other ports of this process by connect-node with a handler that only yields the header (no hotplex code), and the same response bytes written by a plain node:http handler: the floor split into Node's HTTP, connect-node, and hotplex's own share.",
+    "Reference rows (wire group): the same Subscribe answered on other ports of this process by connect-node with a handler that only yields the header (no hotplex code), and the same response written by a plain node:http / node:http2 handler: the floor split into Node's HTTP, connect-node, and hotplex's own share, per protocol.",
   );
   const result: BenchResult = {
     name: "overhead",
