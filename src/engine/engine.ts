@@ -116,15 +116,21 @@ export class Engine {
 
   // Stores every registry entry that is behind its log, so that what the entries miss
   // is in the stored events (retention must not drop those before they are folded in).
-  #checkpoint(): void {
-    for (const session of this.pool.all()) if (session.log.recordedSeq < session.log.assignedSeq) session.log.touch();
+  // False when some entry could not be stored (the commit failed and will be retried).
+  #checkpoint(): boolean {
+    const behind = (session: Session) => session.log.recordedSeq < session.log.assignedSeq;
+    for (const session of this.pool.all()) if (behind(session)) session.log.touch();
     this.#committer.flush();
+    return !this.pool.all().some(behind);
   }
 
   /** Enforces retention now (also runs periodically). */
   compact(nowMs = Date.now()): void {
     try {
-      this.#checkpoint();
+      if (!this.#checkpoint()) {
+        this.#logger.warn("retention postponed: the session registry could not be stored");
+        return;
+      }
       const moved = this.store.compact(this.#config.retention, nowMs);
       for (const [key, firstSeq] of moved) {
         const [tenant = "", sessionId = ""] = splitKey(key);

@@ -19,13 +19,12 @@ export class GroupCommitter {
   // apart: clearImmediate given a Timeout corrupts Node's timer and immediate counts.
   #scheduled: NodeJS.Immediate | undefined;
   #retry: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(store: Store, logger: Logger) {
     this.#store = store;
     this.#logger = logger;
   }
-
-  #closed = false;
 
   /** Marks a log as having pending events (or a changed registry entry). */
   schedule(log: EventLog): void {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { toJsonString } from "@bufbuild/protobuf";
 import Database from "better-sqlite3";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { type Event, EventSchema, StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { OutOfRangeDetailSchema, SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
@@ -33,6 +33,15 @@ afterEach(() => {
   killDaemonProcesses();
   for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
+
+/** Work and home dirs and a SQLite store in a fresh scratch dir, for in-process daemons. */
+function sqliteSetup() {
+  const dir = scratchDir();
+  const dirs = { workRoot: path.join(dir, "work"), home: path.join(dir, "home") };
+  mkdirSync(dirs.workRoot, { recursive: true });
+  mkdirSync(dirs.home, { recursive: true });
+  return { dirs, store: { kind: "sqlite" as const, dataDir: path.join(dir, "data"), durability: "normal" as const } };
+}
 
 const clientOf = (daemon: DaemonProcess) => createClient(SessionService, transportFor(daemon.url, "connect"));
 
@@ -179,11 +188,7 @@ describe("a daemon killed with SIGKILL", () => {
 
 describe("a restarted daemon", () => {
   it("keeps sessions, sequence numbers and statistics, and resumes the conversation", async () => {
-    const dir = scratchDir();
-    const dirs = { workRoot: path.join(dir, "work"), home: path.join(dir, "home") };
-    mkdirSync(dirs.workRoot, { recursive: true });
-    mkdirSync(dirs.home, { recursive: true });
-    const store = { kind: "sqlite" as const, dataDir: path.join(dir, "data"), durability: "normal" as const };
+    const { dirs, store } = sqliteSetup();
     const first = await startTestDaemon({ dirs, engine: { store } });
     const before = await executeEvents(first.client.execute({ sessionId: "keep", prompt: "remember LIME" }));
     const { session: old } = await first.client.getSnapshot({ sessionId: "keep" });
@@ -204,6 +209,29 @@ describe("a restarted daemon", () => {
       expect((await second.client.getSessionStats({ sessionId: "keep" })).stats?.turns).toBe(2);
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe("retention and the session registry", () => {
+  it("waits until every registry entry is stored, so that no event an entry still needs is dropped", async () => {
+    const { dirs, store } = sqliteSetup();
+    const retention = { maxEvents: 3, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 };
+    const daemon = await startTestDaemon({ dirs, engine: { store, retention } });
+    try {
+      await executeEvents(daemon.client.execute({ sessionId: "kept", prompt: "[[chunks:10:0]] go" }));
+      // The turn's entry is not stored yet (that waits for 100 ms of idle), and the store fails.
+      const commit = vi.spyOn(daemon.engine.store, "commit").mockImplementation(() => {
+        throw new Error("disk full");
+      });
+      daemon.engine.compact();
+      expect(daemon.engine.store.firstSeq("default/kept")).toBe(1);
+      commit.mockRestore();
+      daemon.engine.compact();
+      const { lastSeq } = await daemon.client.getSnapshot({ sessionId: "kept" });
+      expect(daemon.engine.store.firstSeq("default/kept")).toBe(Number(lastSeq) - 2);
+    } finally {
+      await daemon.close();
     }
   });
 });
