@@ -29,7 +29,7 @@ import { agentEnvironment } from "../src/security/env.js";
 import { DualProtocolListener } from "../src/server/listener.js";
 import { type RunningServer, startServer } from "../src/server/server.js";
 import { type BenchResult, isMain, report, repoRoot, type Row, summarize } from "./lib.js";
-import { connectWireClient, grpcWireClient, type WireClient } from "./wire-client.js";
+import { connectWireClient, envelope, grpcWireClient, type WireClient } from "./wire-client.js";
 
 export const instantAgentPath = path.join(repoRoot, "bench", "fixtures", "instant-agent.mjs");
 
@@ -402,8 +402,8 @@ async function startReferenceServers(): Promise<{ name: string; url: string }[] 
   // A header message, then the end of the stream as each protocol writes it: Connect's
   // end-stream message over HTTP/1.1, gRPC's status trailer over HTTP/2.
   const header = Buffer.from(toBinary(SubscribeResponseSchema, create(SubscribeResponseSchema, { header: { lastSeq: 1n } })));
-  const message = Buffer.concat([Buffer.from([0, 0, 0, 0, header.length]), header]);
-  const connectBody = Buffer.concat([message, Buffer.from([2, 0, 0, 0, 2]), Buffer.from("{}")]);
+  const message = envelope(header);
+  const connectBody = Buffer.concat([message, envelope(Buffer.from("{}"), 0x02)]);
   const plain = (req: http.IncomingMessage | Http2ServerRequest, res: http.ServerResponse | Http2ServerResponse) => {
     req.resume();
     req.on("end", () => {

@@ -79,9 +79,10 @@ function readEvents(message: Buffer, eventsTag: number): { events: number; turnE
   return { events, turnEnded };
 }
 
-function envelope(bytes: Uint8Array): Buffer {
+/** One length-prefixed message: a flag byte (0x02 = Connect's end of stream), a 4-byte length, the bytes. */
+export function envelope(bytes: Uint8Array, flags = 0): Buffer {
   const out = Buffer.allocUnsafe(5 + bytes.length);
-  out[0] = 0;
+  out[0] = flags;
   out.writeUInt32BE(bytes.length, 1);
   out.set(bytes, 5);
   return out;
