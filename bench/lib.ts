@@ -4,7 +4,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const resultsDir = path.join(repoRoot, "bench", "results");
+/** Where results are written; BENCH_RESULTS_DIR moves them (the smoke test writes to a temp dir). */
+export const resultsDir = process.env.BENCH_RESULTS_DIR ?? path.join(repoRoot, "bench", "results");
 
 /** Summary of a sample of durations (ms) or rates. */
 export interface Summary {

@@ -286,7 +286,7 @@ export async function main(): Promise<BenchResult> {
     });
     try {
       // One untimed flood first, so that no row pays for the daemon's JIT warm-up.
-      await fanOut(daemon, protocol, kind, "tp-warm-up", 1, WARM_UP_EVENTS);
+      await fanOut(daemon, protocol, kind, "tp-warm-up", 1, Math.min(WARM_UP_EVENTS, n));
       for (const k of counts) {
         const r = await fanOut(daemon, protocol, kind, `tp-${kind}-${k}`, k, Math.max(1000, Math.min(n, Math.floor(maxDeliveries / k))));
         const deliveries = r.events * r.subscribers;
