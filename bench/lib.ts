@@ -2,6 +2,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Logger } from "pino";
+import type { Engine } from "../src/engine/engine.js";
+import { CredentialTable } from "../src/security/credentials.js";
+import { createServer } from "../src/server/server.js";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /** Where results are written; BENCH_RESULTS_DIR moves them (the smoke test writes to a temp dir). */
@@ -64,4 +68,17 @@ export function report(result: BenchResult): void {
 /** True when this module is the process's entry point (run alone). */
 export function isMain(importMetaUrl: string): boolean {
   return process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(importMetaUrl);
+}
+
+/** A hotplex server in this process on a free loopback port, open to any caller (no credentials). */
+export async function serveEngine(engine: Engine, logger: Logger): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer({ engine, logger, credentials: () => new CredentialTable([]), version: "bench" });
+  const { url } = await server.listen("127.0.0.1", 0);
+  return {
+    url,
+    async close() {
+      await engine.shutdown();
+      await server.close();
+    },
+  };
 }

@@ -23,12 +23,11 @@ import { connectNodeAdapter, createConnectTransport, createGrpcTransport } from 
 import { pino } from "pino";
 import type { Event } from "../gen/hotplex/v1/event_pb.js";
 import { SessionService, SubscribeResponseSchema } from "../gen/hotplex/v1/session_service_pb.js";
-import { DEFAULT_NAMESPACE, DEFAULT_TAIL_BOUNDS, type EngineConfig, type StoreConfig } from "../src/engine/config.js";
+import { DEFAULT_TAIL_BOUNDS, engineConfig, type StoreConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
 import { agentEnvironment } from "../src/security/env.js";
-import { DualProtocolListener } from "../src/server/listener.js";
-import { type RunningServer, startServer } from "../src/server/server.js";
-import { type BenchResult, isMain, report, repoRoot, type Row, summarize } from "./lib.js";
+import { DEFAULT_CONNECTION_LIMITS, DualProtocolListener } from "../src/server/listener.js";
+import { type BenchResult, isMain, report, repoRoot, type Row, serveEngine, summarize } from "./lib.js";
 import { connectWireClient, envelope, grpcWireClient, type WireClient } from "./wire-client.js";
 
 export const instantAgentPath = path.join(repoRoot, "bench", "fixtures", "instant-agent.mjs");
@@ -44,7 +43,7 @@ export function promptLine(prompt: string): string {
 export interface InProcessDaemon {
   url: string;
   engine: Engine;
-  server: RunningServer;
+  server: { url: string; close(): Promise<void> };
   scratch: string;
   home: string;
   close(): Promise<void>;
@@ -69,21 +68,23 @@ export async function startInProcessDaemon(options: {
   mkdirSync(home, { recursive: true });
   const store: StoreConfig =
     options.store === "sqlite" ? { kind: "sqlite", dataDir: path.join(scratch, "data"), durability: "normal" } : { kind: "memory" };
-  const config: EngineConfig = {
-    claudePath: options.claudePath,
-    namespace: DEFAULT_NAMESPACE,
-    workRoot,
-    maxLiveSessions: options.maxLiveSessions ?? 64,
-    limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
-    logBounds: DEFAULT_TAIL_BOUNDS,
-    store,
-    retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
-    compactIntervalMs: 60_000,
-    agentEnv: options.agentEnv?.(home) ?? { ...agentEnvironment(process.env), HOME: home },
-  };
+  const config = engineConfig(
+    {
+      claudePath: options.claudePath,
+      workRoot,
+      stateRoot: path.join(scratch, "state"),
+      store,
+      agentEnv: options.agentEnv?.(home) ?? { ...agentEnvironment(process.env), HOME: home },
+    },
+    {
+      maxLiveSessions: options.maxLiveSessions ?? 64,
+      limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
+      logBounds: DEFAULT_TAIL_BOUNDS,
+    },
+  );
   const logger = pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: true }));
   const engine = await Engine.open(config, logger);
-  const server = await startServer({ engine, logger, host: "127.0.0.1", port: 0, token: undefined });
+  const server = await serveEngine(engine, logger);
   return {
     url: server.url,
     engine,
@@ -419,7 +420,7 @@ async function startReferenceServers(): Promise<{ name: string; url: string }[] 
       }
     });
   };
-  const listeners = [new DualProtocolListener(bare), new DualProtocolListener(plain)];
+  const listeners = [bare, plain].map((handler) => new DualProtocolListener(handler, { limits: DEFAULT_CONNECTION_LIMITS }));
   const urls = [];
   for (const listener of listeners) urls.push(`http://127.0.0.1:${(await listener.listen("127.0.0.1", 0)).port}`);
   const servers = [

@@ -20,12 +20,11 @@ import { pino } from "pino";
 import { EventSchema, TextDeltaSchema } from "../gen/hotplex/v1/event_pb.js";
 import { SessionConfigSchema, SessionStatsSchema, SessionStatus } from "../gen/hotplex/v1/session_pb.js";
 import { SessionService } from "../gen/hotplex/v1/session_service_pb.js";
-import { DEFAULT_NAMESPACE, DEFAULT_TAIL_BOUNDS, type EngineConfig } from "../src/engine/config.js";
+import { DEFAULT_TAIL_BOUNDS, type EngineConfig, engineConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
-import { startServer } from "../src/server/server.js";
 import { SqliteStore } from "../src/store/sqlite-store.js";
 import type { StoredEvent } from "../src/store/store.js";
-import { type BenchResult, isMain, report, type Row } from "./lib.js";
+import { type BenchResult, isMain, report, type Row, serveEngine } from "./lib.js";
 
 const TENANT = "default";
 const SESSIONS = [
@@ -45,22 +44,20 @@ function text(i: number): string {
   return s;
 }
 
-function engineConfig(dataDir: string): EngineConfig {
+function replayConfig(dataDir: string): EngineConfig {
   const workRoot = path.join(dataDir, "work");
   mkdirSync(workRoot, { recursive: true });
-  return {
-    claudePath: "/nonexistent/claude",
-    namespace: DEFAULT_NAMESPACE,
-    workRoot,
-    maxLiveSessions: 16,
-    // The daemon's default in-memory tail: a replay from 0 is served by the store.
-    logBounds: DEFAULT_TAIL_BOUNDS,
-    store: { kind: "sqlite", dataDir, durability: "normal" },
-    retention: { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 },
-    compactIntervalMs: 3_600_000,
-    agentEnv: {},
-    limits: { queueLimit: 4, turnTimeoutMs: 20_000, idleTimeoutMs: 0, stopGraceMs: 1_000 },
-  };
+  return engineConfig(
+    { claudePath: "/nonexistent/claude", workRoot, stateRoot: path.join(dataDir, "state"), store: { kind: "sqlite", dataDir, durability: "normal" }, agentEnv: {} },
+    {
+      maxLiveSessions: 16,
+      // The daemon's default in-memory tail: a replay from 0 is served by the store.
+      logBounds: DEFAULT_TAIL_BOUNDS,
+      retention: { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 },
+      compactIntervalMs: 3_600_000,
+      limits: { queueLimit: 4, turnTimeoutMs: 20_000, idleTimeoutMs: 0, stopGraceMs: 1_000 },
+    },
+  );
 }
 
 /** Writes the sessions' records and events straight through SqliteStore.commit. */
@@ -117,9 +114,9 @@ function seed(dataDir: string): { seconds: number; events: number; dbBytes: numb
 async function serve(dataDir: string): Promise<void> {
   const logger = pino({ level: "silent" });
   const start = performance.now();
-  const engine = await Engine.open(engineConfig(dataDir), logger);
+  const engine = await Engine.open(replayConfig(dataDir), logger);
   const openMs = performance.now() - start;
-  const server = await startServer({ engine, logger, host: "127.0.0.1", port: 0, token: undefined });
+  const server = await serveEngine(engine, logger);
   process.stdout.write(JSON.stringify({ url: server.url, openMs }) + "\n");
   // Each line "cpu" on stdin is answered with this process's CPU time so far (µs).
   const commands = createInterface({ input: process.stdin });
@@ -238,11 +235,11 @@ async function replay(daemon: Daemon, { protocol, gzip }: Variant, sessionId: st
 
 /** The same replay without RPC: the engine's subscription iterated in this process. */
 async function inProcess(dataDir: string, sessionId: string): Promise<Replay> {
-  const engine = await Engine.open(engineConfig(dataDir), pino({ level: "silent" }));
+  const engine = await Engine.open(replayConfig(dataDir), pino({ level: "silent" }));
   try {
     const cpu0 = process.cpuUsage();
     const start = performance.now();
-    const subscription = engine.subscribe(TENANT, sessionId, 0, false);
+    const subscription = engine.subscribe({ tenant: TENANT, name: "bench" }, sessionId, 0, false);
     const firstMs = performance.now() - start;
     let events = 0;
     let messages = 0;

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,23 +7,36 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { pino } from "pino";
 import { SessionService } from "../gen/hotplex/v1/session_service_pb.js";
 import type { Event } from "../gen/hotplex/v1/event_pb.js";
-import { DEFAULT_NAMESPACE, type EngineConfig } from "../src/engine/config.js";
+import { type EngineConfig, engineConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
+import { type CredentialSpec, CredentialTable, hashToken } from "../src/security/credentials.js";
 import { agentEnvironment } from "../src/security/env.js";
-import { type RunningServer, startServer } from "../src/server/server.js";
+import type { ConnectionLimits, TlsFiles } from "../src/server/listener.js";
+import { createServer, type HotplexServer, type RequestLimits } from "../src/server/server.js";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const fakeClaudePath = path.join(repoRoot, "test", "fixtures", "fake-claude.mjs");
 
 export type Protocol = "connect" | "grpc";
 
+/** Where a test daemon listens. */
+export interface TestServer {
+  url: string;
+  host: string;
+  port: number;
+  /** The server itself (connections, close). */
+  server: HotplexServer;
+}
+
 export interface TestDaemon {
-  server: RunningServer;
+  server: TestServer;
   engine: Engine;
   workRoot: string;
   home: string;
   client: Client<typeof SessionService>;
   clientFor(protocol: Protocol, token?: string): Client<typeof SessionService>;
+  /** Puts other credentials in force, as a config reload does. */
+  setCredentials(next: CredentialSpec[]): void;
   close(): Promise<void>;
 }
 
@@ -36,9 +49,15 @@ export interface TestDaemonOptions {
   /** Reuse the work root and HOME of an earlier daemon (a daemon restart); kept on close. */
   dirs?: { workRoot: string; home: string };
   claudePath?: string;
+  /** A bearer token: the one credential, for the tenant "default" with the client role. */
   token?: string;
+  /** The credentials (instead of `token`); the table can be swapped with `setCredentials`. */
+  credentials?: CredentialSpec[];
   env?: Record<string, string>;
   engine?: Partial<Omit<EngineConfig, "limits">> & { limits?: Partial<EngineConfig["limits"]> };
+  requestLimits?: RequestLimits;
+  connectionLimits?: ConnectionLimits;
+  tls?: TlsFiles;
 }
 
 /** A transport for the given protocol: Connect over HTTP/1.1, gRPC over HTTP/2. */
@@ -59,22 +78,25 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
   const workRoot = options.dirs?.workRoot ?? path.join(scratch!, "work");
   const home = options.dirs?.home ?? path.join(scratch!, "home");
   const { limits, ...engineRest } = options.engine ?? {};
-  const config: EngineConfig = {
-    claudePath: options.claudePath ?? fakeClaudePath,
-    namespace: DEFAULT_NAMESPACE,
-    workRoot,
-    maxLiveSessions: 16,
-    logBounds: { maxEvents: 1024, maxBytes: 16 * 1024 * 1024 },
-    store:
-      options.storeKind === "sqlite"
-        ? { kind: "sqlite", dataDir: path.join(scratch ?? workRoot, "data"), durability: "normal" }
-        : { kind: "memory" },
-    retention: { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 },
-    compactIntervalMs: 60_000,
-    agentEnv: { ...agentEnvironment(process.env), HOME: home, ...options.env },
-    ...engineRest,
-    limits: { queueLimit: 4, turnTimeoutMs: 20_000, idleTimeoutMs: 0, stopGraceMs: 1_000, ...limits },
-  };
+  const config = engineConfig(
+    {
+      claudePath: options.claudePath ?? fakeClaudePath,
+      workRoot,
+      stateRoot: path.join(path.dirname(workRoot), "state"),
+      store:
+        options.storeKind === "sqlite"
+          ? { kind: "sqlite", dataDir: path.join(scratch ?? workRoot, "data"), durability: "normal" }
+          : { kind: "memory" },
+      agentEnv: { ...agentEnvironment(process.env), HOME: home, ...options.env },
+    },
+    {
+      maxLiveSessions: 16,
+      logBounds: { maxEvents: 1024, maxBytes: 16 * 1024 * 1024 },
+      retention: { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 },
+      ...engineRest,
+      limits: { queueLimit: 4, turnTimeoutMs: 20_000, idleTimeoutMs: 0, stopGraceMs: 1_000, ...limits },
+    },
+  );
   mkdirSync(workRoot, { recursive: true });
   mkdirSync(home, { recursive: true });
   const records = options.logRecords;
@@ -82,17 +104,33 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     ? pino({ level: "info" }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) })
     : pino({ level: process.env.HOTPLEX_TEST_LOG ?? "silent" });
   const engine = await Engine.open(config, logger);
-  const server = await startServer({ engine, logger, host: "127.0.0.1", port: 0, token: options.token });
+  const specs =
+    options.credentials ?? (options.token ? [{ name: "token", tenant: "default", roles: ["client" as const], tokenSha256: hashToken(options.token) }] : []);
+  let credentials = new CredentialTable(specs);
+  const server = createServer({
+    engine,
+    logger,
+    credentials: () => credentials,
+    requestLimits: options.requestLimits,
+    connectionLimits: options.connectionLimits,
+    tls: options.tls,
+    version: "test",
+  });
+  const address = await server.listen("127.0.0.1", 0);
   const clientFor = (protocol: Protocol, token = options.token) =>
-    createClient(SessionService, transportFor(server.url, protocol, token));
+    createClient(SessionService, transportFor(address.url, protocol, token));
   return {
-    server,
+    server: { ...address, server },
     engine,
     workRoot,
     home,
     client: clientFor(options.protocol ?? "connect"),
     clientFor,
+    setCredentials(next: CredentialSpec[]) {
+      credentials = new CredentialTable(next);
+    },
     async close() {
+      await engine.shutdown();
       await server.close();
       if (scratch) rmSync(scratch, { recursive: true, force: true });
     },
@@ -175,4 +213,16 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 10_000, wh
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** A process's resident memory, from /proc (Linux). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+  return kib * 1024;
+}
+
+/** A token long enough for the daemon, distinct per name. */
+export function testToken(name: string): string {
+  return `${name}-token-0123456789abcdef`;
 }

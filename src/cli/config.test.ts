@@ -4,7 +4,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DEFAULT_NAMESPACE } from "../engine/config.js";
+import { hashToken } from "../security/credentials.js";
 import { ConfigError, durationMs, loadConfig, parseListen } from "./config.js";
+
+const ENV_TOKEN = "env-token-0123456789abcdef";
+const FLAG_TOKEN = "flag-token-0123456789abcdef";
+
+/** The credential the single token configures, by its hash. */
+const tokenCredential = (token: string) => [{ name: "token", tenant: "default", roles: ["client"], tokenSha256: hashToken(token) }];
 
 let tmp: string;
 let workRoot: string;
@@ -36,7 +43,7 @@ function configError(fn: () => unknown): ConfigError {
 describe("loadConfig", () => {
   it("uses the defaults when neither flags nor environment say otherwise", () => {
     const config = load();
-    expect(config).toMatchObject({ host: "127.0.0.1", port: 7070, token: undefined, logLevel: "info", releaseMemoryAfterMs: 10_000 });
+    expect(config).toMatchObject({ host: "127.0.0.1", port: 7070, credentials: [], logLevel: "info", releaseMemoryAfterMs: 10_000 });
     expect(config.engine).toMatchObject({
       namespace: DEFAULT_NAMESPACE,
       workRoot,
@@ -70,7 +77,7 @@ describe("loadConfig", () => {
   it("takes environment variables over the defaults", () => {
     const config = load([], {
       HOTPLEX_LISTEN: "127.0.0.2:9000",
-      HOTPLEX_TOKEN: "env-token",
+      HOTPLEX_TOKEN: ENV_TOKEN,
       HOTPLEX_MAX_SESSIONS: "3",
       HOTPLEX_QUEUE_LIMIT: "0",
       HOTPLEX_TURN_TIMEOUT: "90s",
@@ -86,7 +93,7 @@ describe("loadConfig", () => {
       HOTPLEX_CLAUDE_PATH: "/opt/claude",
       HOTPLEX_NAMESPACE: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
     });
-    expect(config).toMatchObject({ host: "127.0.0.2", port: 9000, token: "env-token", logLevel: "debug", releaseMemoryAfterMs: 0 });
+    expect(config).toMatchObject({ host: "127.0.0.2", port: 9000, credentials: tokenCredential(ENV_TOKEN), logLevel: "debug", releaseMemoryAfterMs: 0 });
     expect(config.engine).toMatchObject({
       claudePath: "/opt/claude",
       namespace: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
@@ -98,9 +105,9 @@ describe("loadConfig", () => {
   });
 
   it("takes flags over environment variables", () => {
-    const env = { HOTPLEX_LISTEN: "127.0.0.2:9000", HOTPLEX_MAX_SESSIONS: "3", HOTPLEX_TURN_TIMEOUT: "90s", HOTPLEX_TOKEN: "env-token" };
-    const config = load(["--listen", "127.0.0.3:9001", "--max-sessions=5", "--turn-timeout", "2m", "--token", "flag-token"], env);
-    expect(config).toMatchObject({ host: "127.0.0.3", port: 9001, token: "flag-token" });
+    const env = { HOTPLEX_LISTEN: "127.0.0.2:9000", HOTPLEX_MAX_SESSIONS: "3", HOTPLEX_TURN_TIMEOUT: "90s", HOTPLEX_TOKEN: ENV_TOKEN };
+    const config = load(["--listen", "127.0.0.3:9001", "--max-sessions=5", "--turn-timeout", "2m", "--token", FLAG_TOKEN], env);
+    expect(config).toMatchObject({ host: "127.0.0.3", port: 9001, credentials: tokenCredential(FLAG_TOKEN) });
     expect(config.engine.maxLiveSessions).toBe(5);
     expect(config.engine.limits.turnTimeoutMs).toBe(120_000);
   });
@@ -113,26 +120,27 @@ describe("loadConfig", () => {
     const error = configError(() => load(["--listen", "0.0.0.0:7070"]));
     expect(error.message).toContain("--listen");
     expect(error.message).toContain("0.0.0.0:7070");
-    expect(error.message).toContain("--token");
+    expect(error.message).toContain("--token-file");
     expect(() => load([], { HOTPLEX_LISTEN: "192.168.1.5:80", HOTPLEX_TOKEN: "" })).toThrow(ConfigError);
   });
 
   it("listens on a non-loopback address with a token, from a flag or the environment", () => {
-    expect(load(["--listen", "0.0.0.0:7070", "--token", "t"])).toMatchObject({ host: "0.0.0.0", port: 7070, token: "t" });
-    expect(load(["--listen", "[::]:7070"], { HOTPLEX_TOKEN: "t" })).toMatchObject({ host: "::", token: "t" });
+    expect(load(["--listen", "0.0.0.0:7070", "--token", FLAG_TOKEN])).toMatchObject({ host: "0.0.0.0", port: 7070, credentials: tokenCredential(FLAG_TOKEN) });
+    expect(load(["--listen", "[::]:7070"], { HOTPLEX_TOKEN: ENV_TOKEN })).toMatchObject({ host: "::", credentials: tokenCredential(ENV_TOKEN) });
   });
 
   it("listens on any loopback address without a token", () => {
     for (const listen of ["127.0.0.1:1", "127.9.9.9:1", "localhost:1", "[::1]:1", ":1"]) {
-      expect(load(["--listen", listen]).token).toBeUndefined();
+      expect(load(["--listen", listen]).credentials).toEqual([]);
     }
   });
 
   it("does not leak HOTPLEX_TOKEN (or any HOTPLEX_*) into the agents' environment", () => {
-    const config = load(["--agent-env", "HOTPLEX_*,HOTPLEX_TOKEN"], { HOTPLEX_TOKEN: "secret", HOTPLEX_LOG_LEVEL: "info", PATH: "/bin" });
-    expect(config.token).toBe("secret");
+    const secret = "secret-0123456789abcdef";
+    const config = load(["--agent-env", "HOTPLEX_*,HOTPLEX_TOKEN"], { HOTPLEX_TOKEN: secret, HOTPLEX_LOG_LEVEL: "info", PATH: "/bin" });
+    expect(config.credentials).toEqual(tokenCredential(secret));
     expect(config.engine.agentEnv).toEqual({ PATH: "/bin" });
-    expect(JSON.stringify(config.engine.agentEnv)).not.toContain("secret");
+    expect(JSON.stringify(config)).not.toContain(secret);
   });
 
   it("adds --agent-env names and prefixes to the allow-list", () => {
@@ -217,11 +225,11 @@ describe("durationMs", () => {
     ["10", 10_000],
     [" 2m ", 120_000],
   ])("reads %j as %d ms", (value, ms) => {
-    expect(durationMs("turn-timeout", value)).toBe(ms);
+    expect(durationMs("--turn-timeout", value)).toBe(ms);
   });
 
   it.each(["", "abc", "-1s", "5 m", "1d", "1.s", ".5s", "5M"])("rejects %j with a ConfigError naming the option", (value) => {
-    const error = configError(() => durationMs("stop-grace", value));
+    const error = configError(() => durationMs("--stop-grace", value));
     expect(error.message).toContain("--stop-grace");
     expect(error.message).toContain(`"${value}"`);
   });

@@ -1,156 +1,307 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { validate as isUuid } from "uuid";
-import { DEFAULT_NAMESPACE, DEFAULT_TAIL_BOUNDS, type EngineConfig, type StoreConfig } from "../engine/config.js";
+import { DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
+import { PERMISSION_MODES } from "../providers/claude-code/provider.js";
+import { type CredentialSpec, hashToken, MIN_TOKEN_LENGTH } from "../security/credentials.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
+import { DEFAULT_TENANT } from "../security/principal.js";
+import {
+  defaultPolicy,
+  NO_TENANT_LIMITS,
+  type SessionPolicy,
+  TenantDirectory,
+  type TenantLimits,
+  type TenantSettings,
+} from "../security/tenant-policy.js";
+import type { ConnectionLimits, TlsFiles } from "../server/listener.js";
+import type { RequestLimits } from "../server/server.js";
+import { type ConfigFile, type LimitsSpec, type PolicySpec, readConfigFile, type TenantSpec } from "./config-file.js";
+import { ConfigError, durationMs, isLoopback, OPTIONS, type OptionName, parseListen, wholeNumber } from "./options.js";
+
+export { ConfigError, durationMs, OPTIONS, parseListen } from "./options.js";
 
 /** The daemon's whole configuration, validated. */
 export interface DaemonConfig {
   host: string;
   port: number;
-  token: string | undefined;
+  /** The config file, when one was given (SIGHUP reloads it). */
+  configFile: string | undefined;
+  credentials: CredentialSpec[];
+  tls: TlsFiles | undefined;
   logLevel: string;
   /** Quiet time after which the heap is compacted and unused memory returned (0 = never). */
   releaseMemoryAfterMs: number;
+  requestLimits: RequestLimits;
+  connectionLimits: ConnectionLimits;
   engine: EngineConfig;
+  /** Things the operator should fix, for the log (never a secret). */
+  warnings: string[];
 }
 
-/** A configuration mistake; the message names the option and shows the value. */
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
+/** What a reload (SIGHUP) changes without a restart. */
+export interface ReloadableConfig {
+  credentials: CredentialSpec[];
+  tenants: TenantDirectory;
 }
 
-// Each option: its flag, its environment variable, its default and a one-line help.
-export const OPTIONS = {
-  listen: { env: "HOTPLEX_LISTEN", default: "127.0.0.1:7070", help: "address to listen on, HOST:PORT" },
-  token: { env: "HOTPLEX_TOKEN", default: "", help: "bearer token every call must send (required off loopback)" },
-  "claude-path": { env: "HOTPLEX_CLAUDE_PATH", default: "", help: "Claude Code executable (default: the bundled one, else `claude` on PATH)" },
-  "work-root": { env: "HOTPLEX_WORK_ROOT", default: "~/.hotplex/work", help: "directory every session work dir lies in" },
-  namespace: { env: "HOTPLEX_NAMESPACE", default: DEFAULT_NAMESPACE, help: "UUID namespace of provider session ids" },
-  "max-sessions": { env: "HOTPLEX_MAX_SESSIONS", default: "64", help: "most agent processes at once" },
-  "queue-limit": { env: "HOTPLEX_QUEUE_LIMIT", default: "16", help: "most turns queued behind a running one, per session" },
-  "turn-timeout": { env: "HOTPLEX_TURN_TIMEOUT", default: "10m", help: "longest a turn may run (0 = no limit)" },
-  "idle-timeout": { env: "HOTPLEX_IDLE_TIMEOUT", default: "30m", help: "idle agent processes are ended after this (0 = never)" },
-  "stop-grace": { env: "HOTPLEX_STOP_GRACE", default: "5s", help: "time between SIGTERM and SIGKILL" },
-  store: { env: "HOTPLEX_STORE", default: "sqlite", help: "where sessions and events live: sqlite (durable) or memory" },
-  "data-dir": { env: "HOTPLEX_DATA_DIR", default: "~/.hotplex/data", help: "directory of the sqlite store" },
-  durability: { env: "HOTPLEX_DURABILITY", default: "normal", help: "sqlite commits: normal (survive a daemon crash) or full (fsync, survive power loss)" },
-  "retain-events": { env: "HOTPLEX_RETAIN_EVENTS", default: "100000", help: "events kept per session (0 = no limit)" },
-  "retain-bytes": { env: "HOTPLEX_RETAIN_BYTES", default: "67108864", help: "bytes of events kept per session (0 = no limit)" },
-  "retain-age": { env: "HOTPLEX_RETAIN_AGE", default: "0", help: "events older than this are dropped (0 = no limit)" },
-  "retain-total-bytes": { env: "HOTPLEX_RETAIN_TOTAL_BYTES", default: "0", help: "bytes of events kept over all sessions, oldest dropped first (0 = no limit)" },
-  "compact-interval": { env: "HOTPLEX_COMPACT_INTERVAL", default: "60s", help: "how often retention limits are enforced" },
-  "agent-env": { env: "HOTPLEX_AGENT_ENV", default: "", help: "extra environment variables agents may inherit (comma-separated; NAME or PREFIX*)" },
-  "log-level": { env: "HOTPLEX_LOG_LEVEL", default: "info", help: "pino log level" },
-  "release-memory-after": {
-    env: "HOTPLEX_RELEASE_MEMORY_AFTER",
-    default: "10s",
-    help: "after this long quiet, compact the heap and return unused memory to the OS (0 = never)",
-  },
-} as const;
-
-type OptionName = keyof typeof OPTIONS;
-
-/** Reads flags, then environment, then defaults. Throws ConfigError on bad values. */
+/** Reads flags, then the environment, then the config file, then defaults. Throws ConfigError on bad values. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
-  let parsed: Record<string, string | boolean | undefined>;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: Object.fromEntries(Object.keys(OPTIONS).map((name) => [name, { type: "string" }])),
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (error) {
-    throw new ConfigError(`${(error as Error).message} (see --help)`);
-  }
-  const get = (name: OptionName): string => {
-    const flag = parsed[name];
-    if (typeof flag === "string") return flag;
-    return env[OPTIONS[name].env] ?? OPTIONS[name].default;
+  const flags = parseFlags(argv);
+  const configPath = flags.config ?? env[OPTIONS.config.env] ?? "";
+  const file = configPath ? readConfigFile(configPath) : undefined;
+  const warnings: string[] = [];
+  // The value of an option and where it came from, for error messages.
+  const get = (name: OptionName): { value: string; where: string } => {
+    const flag = flags[name];
+    if (flag !== undefined) return { value: flag, where: `--${name}` };
+    const fromEnv = env[OPTIONS[name].env];
+    if (fromEnv !== undefined) return { value: fromEnv, where: `${OPTIONS[name].env} (--${name})` };
+    const fromFile = file?.options[name];
+    if (fromFile !== undefined && file) return { value: fromFile, where: `${file.where(name)}: ${name}` };
+    return { value: OPTIONS[name].default, where: `--${name}` };
+  };
+  const str = (name: OptionName) => get(name).value;
+  const num = (name: OptionName, min = 0) => {
+    const { value, where } = get(name);
+    return wholeNumber(where, value, min);
+  };
+  const ms = (name: OptionName) => {
+    const { value, where } = get(name);
+    return durationMs(where, value);
   };
 
-  const { host, port } = parseListen(get("listen"));
-  const token = get("token") || undefined;
-  if (!token && !isLoopback(host)) {
-    throw new ConfigError(`--listen ${get("listen")} is not a loopback address: set --token (or HOTPLEX_TOKEN) to listen there`);
+  const { host, port } = parseListen(str("listen"), get("listen").where);
+  if (flags.token !== undefined) {
+    warnings.push("--token is readable by every local user in /proc/<pid>/cmdline; use --token-file or HOTPLEX_TOKEN instead");
   }
-  const namespace = get("namespace");
-  if (!isUuid(namespace)) throw new ConfigError(`--namespace "${namespace}" is not a UUID`);
-  const workRoot = path.resolve(expandHome(get("work-root")));
+  const credentials = resolveCredentials(file, tokenOf(get("token"), get("token-file")));
+  if (credentials.length === 0 && !isLoopback(host)) {
+    throw new ConfigError(
+      `${get("listen").where} ${str("listen")} is not a loopback address: set --token-file (or HOTPLEX_TOKEN, or credentials in a config file) to listen there`,
+    );
+  }
+  const namespace = str("namespace");
+  if (!isUuid(namespace)) throw new ConfigError(`${get("namespace").where} "${namespace}" is not a UUID`);
+  const workRoot = path.resolve(expandHome(str("work-root")));
   mkdirSync(workRoot, { recursive: true });
-  const extraEnv = get("agent-env").split(",").map((name) => name.trim()).filter(Boolean);
+  const stateRoot = path.resolve(expandHome(str("state-dir")));
+  mkdirSync(stateRoot, { recursive: true, mode: 0o700 });
+  const extraEnv = str("agent-env").split(",").map((name) => name.trim()).filter(Boolean);
+  const idleTimeoutMs = ms("idle-timeout");
+  const maxPromptBytes = num("max-prompt-bytes", 1);
+  if (maxPromptBytes > MAX_PROMPT_BYTES) {
+    throw new ConfigError(`${get("max-prompt-bytes").where} ${maxPromptBytes} is more than the most hotplex accepts (${MAX_PROMPT_BYTES})`);
+  }
+  const tls = tlsFiles(file, str("tls-cert"), str("tls-key"), str("tls-client-ca"));
 
   return {
     host,
     port,
-    token,
-    logLevel: get("log-level"),
-    releaseMemoryAfterMs: durationMs("release-memory-after", get("release-memory-after")),
+    configFile: file?.path,
+    credentials,
+    tls,
+    logLevel: str("log-level"),
+    releaseMemoryAfterMs: ms("release-memory-after"),
+    requestLimits: { maxRequestBytes: num("max-request-bytes", 1024), maxTimeoutMs: 24 * 60 * 60 * 1000 },
+    connectionLimits: {
+      handshakeTimeoutMs: Math.max(1, ms("handshake-timeout")),
+      headersTimeoutMs: Math.max(1, ms("headers-timeout")),
+      requestTimeoutMs: Math.max(1, ms("request-timeout")),
+      idleTimeoutMs: Math.max(1, ms("connection-idle-timeout")),
+      maxConnections: num("max-connections", 1),
+      maxStreamsPerConnection: num("max-streams-per-connection", 1),
+    },
     engine: {
-      claudePath: get("claude-path") || defaultClaudePath(),
+      claudePath: str("claude-path") || defaultClaudePath(),
       namespace,
       workRoot,
-      maxLiveSessions: positiveInt("max-sessions", get("max-sessions")),
+      stateRoot,
+      maxLiveSessions: num("max-sessions", 1),
+      maxStoredSessions: num("max-stored-sessions"),
+      maxPromptBytes,
       limits: {
-        queueLimit: positiveInt("queue-limit", get("queue-limit"), 0),
-        turnTimeoutMs: durationMs("turn-timeout", get("turn-timeout")),
-        idleTimeoutMs: durationMs("idle-timeout", get("idle-timeout")),
-        stopGraceMs: durationMs("stop-grace", get("stop-grace")),
+        queueLimit: num("queue-limit"),
+        turnTimeoutMs: ms("turn-timeout"),
+        idleTimeoutMs,
+        stopGraceMs: ms("stop-grace"),
+        maxLineBytes: num("max-line-bytes", 1024),
       },
+      tenants: resolveTenants(file, idleTimeoutMs),
       logBounds: DEFAULT_TAIL_BOUNDS,
-      store: storeConfig(get("store"), get("data-dir"), get("durability")),
+      store: storeConfig(get("store"), str("data-dir"), get("durability")),
       retention: {
-        maxEvents: positiveInt("retain-events", get("retain-events"), 0),
-        maxBytes: positiveInt("retain-bytes", get("retain-bytes"), 0),
-        maxAgeMs: durationMs("retain-age", get("retain-age")),
-        totalMaxBytes: positiveInt("retain-total-bytes", get("retain-total-bytes"), 0),
+        maxEvents: num("retain-events"),
+        maxBytes: num("retain-bytes"),
+        maxAgeMs: ms("retain-age"),
+        totalMaxBytes: num("retain-total-bytes"),
       },
-      compactIntervalMs: Math.max(1000, durationMs("compact-interval", get("compact-interval"))),
+      compactIntervalMs: Math.max(1000, ms("compact-interval")),
       agentEnv: agentEnvironment(env, [...DEFAULT_AGENT_ENV_ALLOW, ...extraEnv]),
     },
+    warnings,
   };
 }
 
-function storeConfig(kind: string, dataDir: string, durability: string): StoreConfig {
-  if (kind === "memory") return { kind };
-  if (kind !== "sqlite") throw new ConfigError(`--store "${kind}" must be sqlite or memory`);
-  if (durability !== "normal" && durability !== "full") {
-    throw new ConfigError(`--durability "${durability}" must be normal or full`);
+/**
+ * Reads the config file again for what changes without a restart: credentials and the
+ * tenants' policies and limits. Throws ConfigError (the running config stays in force).
+ */
+export function reloadConfig(argv: string[], env: NodeJS.ProcessEnv): ReloadableConfig {
+  const fresh = loadConfig(argv, env);
+  return { credentials: fresh.credentials, tenants: fresh.engine.tenants };
+}
+
+function parseFlags(argv: string[]): Partial<Record<OptionName, string>> {
+  try {
+    return parseArgs({
+      args: argv,
+      options: Object.fromEntries(Object.keys(OPTIONS).map((name) => [name, { type: "string" }])),
+      strict: true,
+      allowPositionals: false,
+    }).values as Partial<Record<OptionName, string>>;
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message} (see --help)`);
   }
-  return { kind, dataDir: path.resolve(expandHome(dataDir)), durability };
 }
 
-/** "HOST:PORT", "[::1]:PORT" or ":PORT" (loopback). */
-export function parseListen(value: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) throw new ConfigError(`--listen "${value}" must look like HOST:PORT, e.g. 127.0.0.1:7070`);
-  return { host: match[1] ?? (match[2] || "127.0.0.1"), port };
+// The single bearer token of the tenant "default" (--token, HOTPLEX_TOKEN or a token file).
+function tokenOf(token: { value: string; where: string }, tokenFile: { value: string; where: string }): string | undefined {
+  if (token.value && tokenFile.value) throw new ConfigError(`${token.where} and ${tokenFile.where} are both set: use one`);
+  const value = tokenFile.value ? readSecretFile(tokenFile.value, tokenFile.where) : token.value;
+  if (!value) return undefined;
+  checkToken(value, tokenFile.value ? tokenFile.where : token.where);
+  return value;
 }
 
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-function positiveInt(name: OptionName, value: string, min = 1): number {
-  const number = Number(value);
-  // Digits only: Number("") and Number(" ") are 0, which must not pass as a limit of 0.
-  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(number) || number < min) {
-    throw new ConfigError(`--${name} "${value}" must be a whole number of at least ${min}`);
+function checkToken(token: string, where: string): void {
+  if (token.length < MIN_TOKEN_LENGTH) {
+    throw new ConfigError(
+      `${where}: the token is ${token.length} characters, too short to withstand guessing: use at least ${MIN_TOKEN_LENGTH} (e.g. openssl rand -hex 32)`,
+    );
   }
-  return number;
+  if (/\s/.test(token)) throw new ConfigError(`${where}: the token must not contain whitespace`);
 }
 
-/** "250ms", "30s", "5m", "1h"; a bare number is seconds. */
-export function durationMs(name: string, value: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!match) throw new ConfigError(`--${name} "${value}" must be a duration such as 250ms, 30s, 5m or 1h`);
-  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"] ?? 1000;
-  return Math.round(Number(match[1]) * factor);
+function readSecretFile(file: string, where: string): string {
+  try {
+    return readFileSync(path.resolve(expandHome(file)), "utf8").trim();
+  } catch (error) {
+    throw new ConfigError(`${where}: cannot read ${file}: ${(error as Error).message}`);
+  }
+}
+
+function resolveCredentials(file: ConfigFile | undefined, token: string | undefined): CredentialSpec[] {
+  const credentials: CredentialSpec[] = [];
+  if (token) credentials.push({ name: "token", tenant: DEFAULT_TENANT, roles: ["client"], tokenSha256: hashToken(token) });
+  for (const [index, entry] of (file?.credentials ?? []).entries()) {
+    const where = file ? `${file.where(["credentials", index])}: credentials.${index}` : `credentials.${index}`;
+    let tokenSha256 = entry["token-sha256"]?.toLowerCase();
+    if (entry["token-file"]) {
+      const secret = readSecretFile(entry["token-file"], `${where}.token-file`);
+      checkToken(secret, `${where}.token-file`);
+      tokenSha256 = hashToken(secret);
+    }
+    credentials.push({
+      name: entry.name,
+      tenant: entry.tenant ?? "",
+      roles: entry.roles,
+      tokenSha256,
+      clientCertSha256: entry["client-cert-sha256"],
+    });
+  }
+  const names = new Set<string>();
+  const hashes = new Set<string>();
+  for (const credential of credentials) {
+    if (names.has(credential.name)) throw new ConfigError(`credentials: the name "${credential.name}" is used twice`);
+    names.add(credential.name);
+    if (credential.tokenSha256) {
+      if (hashes.has(credential.tokenSha256)) throw new ConfigError(`credentials: "${credential.name}" has the same token as another credential`);
+      hashes.add(credential.tokenSha256);
+    }
+  }
+  return credentials;
+}
+
+function resolveTenants(file: ConfigFile | undefined, idleTimeoutMs: number): TenantDirectory {
+  const base: TenantSettings = { policy: defaultPolicy(idleTimeoutMs), limits: NO_TENANT_LIMITS };
+  const defaults = file?.tenantDefaults ? mergeTenant(base, file.tenantDefaults, file, ["tenant-defaults"]) : base;
+  const tenants = new Map<string, TenantSettings>();
+  for (const [name, spec] of file?.tenants ?? []) tenants.set(name, mergeTenant(defaults, spec, file as ConfigFile, ["tenants", name]));
+  return new TenantDirectory(defaults, tenants);
+}
+
+function mergeTenant(base: TenantSettings, spec: TenantSpec, file: ConfigFile, at: string[]): TenantSettings {
+  return {
+    policy: spec.policy ? mergePolicy(base.policy, spec.policy, file, [...at, "policy"]) : base.policy,
+    limits: spec.limits ? mergeLimits(base.limits, spec.limits) : base.limits,
+  };
+}
+
+function mergePolicy(base: SessionPolicy, spec: PolicySpec, file: ConfigFile, at: string[]): SessionPolicy {
+  const modes = spec["permission-modes"];
+  for (const [index, mode] of (modes ?? []).entries()) {
+    if (!PERMISSION_MODES.includes(mode)) {
+      const key = [...at, "permission-modes", String(index)];
+      throw new ConfigError(`${file.where(key)}: ${key.join(".")}: "${mode}" is not one of ${PERMISSION_MODES.join(", ")}`);
+    }
+  }
+  const idle = spec["max-idle-timeout"];
+  const key = [...at, "max-idle-timeout"];
+  return {
+    permissionModes: modes ?? base.permissionModes,
+    allowedTools: spec["allowed-tools"] ?? base.allowedTools,
+    disallowedTools: spec["disallowed-tools"] ?? base.disallowedTools,
+    models: spec.models ?? base.models,
+    allowSystemPrompt: spec["allow-system-prompt"] ?? base.allowSystemPrompt,
+    allowAppendSystemPrompt: spec["allow-append-system-prompt"] ?? base.allowAppendSystemPrompt,
+    maxIdleTimeoutMs: idle === undefined ? base.maxIdleTimeoutMs : durationMs(`${file.where(key)}: ${key.join(".")}`, idle),
+    shareWorkDirs: spec["share-work-dirs"] ?? base.shareWorkDirs,
+  };
+}
+
+function mergeLimits(base: TenantLimits, spec: LimitsSpec): TenantLimits {
+  return {
+    storedSessions: spec["stored-sessions"] ?? base.storedSessions,
+    liveAgents: spec["live-agents"] ?? base.liveAgents,
+    queuedTurns: spec["queued-turns"] ?? base.queuedTurns,
+    promptBytes: spec["prompt-bytes"] ?? base.promptBytes,
+    turnsPerMinute: spec["turns-per-minute"] ?? base.turnsPerMinute,
+    retainedEventBytes: spec["retained-event-bytes"] ?? base.retainedEventBytes,
+  };
+}
+
+function tlsFiles(file: ConfigFile | undefined, cert: string, key: string, clientCa: string): TlsFiles | undefined {
+  const paths = { cert: cert || file?.tls?.cert || "", key: key || file?.tls?.key || "", clientCa: clientCa || file?.tls?.clientCa || "" };
+  if (!paths.cert && !paths.key) {
+    if (paths.clientCa) throw new ConfigError("--tls-client-ca needs --tls-cert and --tls-key");
+    return undefined;
+  }
+  if (!paths.cert || !paths.key) throw new ConfigError("TLS needs both a certificate (--tls-cert) and a key (--tls-key)");
+  const read = (what: string, file: string) => {
+    try {
+      return readFileSync(path.resolve(expandHome(file)));
+    } catch (error) {
+      throw new ConfigError(`cannot read the TLS ${what} ${file}: ${(error as Error).message}`);
+    }
+  };
+  return {
+    cert: read("certificate", paths.cert),
+    key: read("key", paths.key),
+    ...(paths.clientCa ? { clientCa: read("client CA", paths.clientCa) } : {}),
+  };
+}
+
+function storeConfig(kind: { value: string; where: string }, dataDir: string, durability: { value: string; where: string }): StoreConfig {
+  if (kind.value === "memory") return { kind: "memory" };
+  if (kind.value !== "sqlite") throw new ConfigError(`${kind.where} "${kind.value}" must be sqlite or memory`);
+  if (durability.value !== "normal" && durability.value !== "full") {
+    throw new ConfigError(`${durability.where} "${durability.value}" must be normal or full`);
+  }
+  return { kind: "sqlite", dataDir: path.resolve(expandHome(dataDir)), durability: durability.value };
 }
 
 function expandHome(value: string): string {

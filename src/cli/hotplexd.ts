@@ -1,16 +1,25 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { pino } from "pino";
 import { Engine } from "../engine/engine.js";
-import { startServer } from "../server/server.js";
+import { CredentialTable, hashToken } from "../security/credentials.js";
+import { createServer } from "../server/server.js";
 import { StoreOpenError } from "../store/sqlite-store.js";
-import { ConfigError, loadConfig, OPTIONS } from "./config.js";
+import { ConfigError, type DaemonConfig, loadConfig, OPTIONS, reloadConfig } from "./config.js";
 import { startMemoryRelease } from "./memory-release.js";
+import { hotplexVersion } from "./version.js";
 
 function usage(): string {
   const lines = Object.entries(OPTIONS).map(
-    ([name, option]) => `  --${name.padEnd(16)} ${option.help} [${option.env}; default ${option.default || "none"}]`,
+    ([name, option]) => `  --${name.padEnd(27)} ${option.help} [${option.env}; default ${option.default || "none"}]`,
   );
-  return `Usage: hotplexd [options]\n\nServes the hotplex API (Connect, gRPC, gRPC-Web) for Claude Code sessions.\n\n${lines.join("\n")}\n`;
+  return (
+    "Usage: hotplexd [options]\n" +
+    "       hotplexd hash-token < token-file     prints the SHA-256 a config file stores for a token\n\n" +
+    "Serves the hotplex API (Connect, gRPC, gRPC-Web) for Claude Code sessions.\n" +
+    "Every option can also be set in the config file (same name) or the environment.\n\n" +
+    `${lines.join("\n")}\n`
+  );
 }
 
 async function main(): Promise<void> {
@@ -19,7 +28,12 @@ async function main(): Promise<void> {
     process.stdout.write(usage());
     return;
   }
-  let config;
+  if (argv[0] === "hash-token") {
+    // From stdin, so the token never appears on a command line.
+    process.stdout.write(`${hashToken(readFileSync(0, "utf8").trim())}\n`);
+    return;
+  }
+  let config: DaemonConfig;
   try {
     config = loadConfig(argv, process.env);
   } catch (error) {
@@ -30,6 +44,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = pino({ level: config.logLevel, base: { service: "hotplexd" } });
+  for (const warning of config.warnings) logger.warn(warning);
   let engine: Engine;
   try {
     engine = await Engine.open(config.engine, logger);
@@ -40,17 +55,29 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const server = await startServer({ engine, logger, host: config.host, port: config.port, token: config.token });
+  let credentials = new CredentialTable(config.credentials);
+  const server = createServer({
+    engine,
+    logger,
+    credentials: () => credentials,
+    requestLimits: config.requestLimits,
+    connectionLimits: config.connectionLimits,
+    tls: config.tls,
+    version: hotplexVersion(),
+  });
+  const { url } = await server.listen(config.host, config.port);
   logger.info(
     {
-      url: server.url,
+      url,
       workRoot: config.engine.workRoot,
       store: engine.store.kind,
       data: engine.store.location,
       claude: config.engine.claudePath,
-      auth: Boolean(config.token),
+      auth: credentials.allowsAnonymous ? "none (loopback)" : `${credentials.size} credentials`,
+      tls: Boolean(config.tls),
+      config: config.configFile,
     },
-    `hotplexd listening on ${server.url}; data in ${engine.store.location}`,
+    `hotplexd listening on ${url}; data in ${engine.store.location}`,
   );
 
   if (config.releaseMemoryAfterMs > 0) {
@@ -65,12 +92,29 @@ async function main(): Promise<void> {
     });
   }
 
+  // SIGHUP reads the config again: credentials and tenant policies and limits change at
+  // once; a bad file is reported and changes nothing.
+  process.on("SIGHUP", () => {
+    try {
+      const fresh = reloadConfig(argv, process.env);
+      credentials = new CredentialTable(fresh.credentials);
+      engine.updateTenants(fresh.tenants);
+      logger.info({ credentials: credentials.size, tenants: fresh.tenants.names.length }, "config reloaded");
+    } catch (error) {
+      logger.error({ err: error instanceof ConfigError ? error.message : error }, "config reload failed; the running config stays");
+    }
+  });
+
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down: ending every session");
-    server.close().then(
+    (async () => {
+      // The engine first: its streams end with their last events; then the connections.
+      await engine.shutdown();
+      await server.close();
+    })().then(
       () => {
         logger.info("shutdown complete");
         process.exit(0);

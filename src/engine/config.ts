@@ -1,4 +1,5 @@
 import type { LogBounds } from "../events/event-log.js";
+import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../security/tenant-policy.js";
 import type { SessionLimits } from "../session/session.js";
 import type { Durability } from "../store/sqlite-store.js";
 import type { RetentionPolicy } from "../store/store.js";
@@ -12,11 +13,19 @@ export interface EngineConfig {
   claudePath: string;
   /** UUID namespace for deterministic provider session ids. */
   namespace: string;
-  /** Directory every session work dir must lie in. */
+  /** Directory every session work dir must lie in; each tenant has its own directory in it. */
   workRoot: string;
+  /** The daemon's private per-session files (never visible to clients): `<root>/<tenant>/<session id>/`. */
+  stateRoot: string;
   /** Most agent processes running at once. */
   maxLiveSessions: number;
+  /** Most sessions in the registry (0 = no limit). */
+  maxStoredSessions: number;
+  /** The largest prompt accepted, in bytes. */
+  maxPromptBytes: number;
   limits: SessionLimits;
+  /** Each tenant's session policy and limits (swapped by a config reload). */
+  tenants: TenantDirectory;
   /** How much of each session's log is kept in memory for fast reads. */
   logBounds: LogBounds;
   store: StoreConfig;
@@ -37,3 +46,49 @@ export const DEFAULT_NAMESPACE = "6f1d3a1e-8b0c-5c7e-9a51-2f8e4b9d7c30";
  * (EventLog.shrinkTail), so this bounds sessions that are streaming, not all sessions.
  */
 export const DEFAULT_TAIL_BOUNDS: LogBounds = { maxEvents: 8192, maxBytes: 4 * 1024 * 1024 };
+
+/** The largest prompt (and system prompt) a client may send: 1 MiB. */
+export const MAX_PROMPT_BYTES = 1024 * 1024;
+
+/**
+ * The longest line of agent output accepted: far above any real tool result (Claude Code
+ * caps what a tool returns well below a megabyte), far below V8's ~512 MiB string limit.
+ */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/** The session limits hotplexd uses unless configured otherwise. */
+export const DEFAULT_SESSION_LIMITS: SessionLimits = {
+  queueLimit: 16,
+  turnTimeoutMs: 10 * 60_000,
+  idleTimeoutMs: 30 * 60_000,
+  stopGraceMs: 5_000,
+  maxLineBytes: DEFAULT_MAX_LINE_BYTES,
+};
+
+/** What an engine cannot do without; everything else has a default in `engineConfig`. */
+export type EngineEssentials = Pick<EngineConfig, "claudePath" | "workRoot" | "stateRoot" | "store" | "agentEnv">;
+
+/**
+ * A complete engine config from the essentials, with the daemon's defaults for the rest
+ * (for embedding, tests and benchmarks; hotplexd builds its own from its options).
+ */
+export function engineConfig(
+  essentials: EngineEssentials,
+  overrides: Partial<Omit<EngineConfig, "limits">> & { limits?: Partial<SessionLimits> } = {},
+): EngineConfig {
+  const { limits, ...rest } = overrides;
+  const sessionLimits = { ...DEFAULT_SESSION_LIMITS, ...limits };
+  return {
+    namespace: DEFAULT_NAMESPACE,
+    maxLiveSessions: 64,
+    maxStoredSessions: 10_000,
+    maxPromptBytes: MAX_PROMPT_BYTES,
+    tenants: new TenantDirectory({ policy: defaultPolicy(sessionLimits.idleTimeoutMs), limits: NO_TENANT_LIMITS }),
+    logBounds: DEFAULT_TAIL_BOUNDS,
+    retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
+    compactIntervalMs: 60_000,
+    ...essentials,
+    ...rest,
+    limits: sessionLimits,
+  };
+}

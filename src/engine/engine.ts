@@ -2,7 +2,9 @@ import { clone, create, equals } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import path from "node:path";
 import { v5 as uuidv5 } from "uuid";
 import {
   type SessionConfig,
@@ -20,15 +22,20 @@ import { readEventBatches } from "../events/follow.js";
 import { GroupCommitter } from "../events/group-committer.js";
 import { ClaudeCodeProvider } from "../providers/claude-code/provider.js";
 import type { LaunchConfig, Provider } from "../providers/provider.js";
+import { checkSessionPolicy, effectiveDisallowedTools } from "../security/session-policy.js";
+import type { SessionPolicy, TenantDirectory } from "../security/tenant-policy.js";
+import { WorkDirClaims } from "../security/work-dir-claims.js";
 import { resolveWorkDir } from "../security/work-dir.js";
+import { catchUpRecord } from "../session/catch-up.js";
 import { endOrphanGroup } from "../session/orphans.js";
 import { keyString, Pool, type SessionKey } from "../session/pool.js";
-import { catchUpRecord } from "../session/catch-up.js";
 import { Session } from "../session/session.js";
+import type { Turn } from "../session/turn.js";
 import { MemoryStore } from "../store/memory-store.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import type { SessionRecord, Store } from "../store/store.js";
-import type { Turn } from "../session/turn.js";
+import { Admission } from "./admission.js";
+import { type AuditEntry, AuditLog } from "./audit-log.js";
 import type { EngineConfig } from "./config.js";
 import { validateConfig, validatePrompt, validateRequestId, validateSessionId } from "./validate.js";
 
@@ -40,6 +47,12 @@ export interface ExecuteInput {
   queue: boolean;
 }
 
+/** Who makes a call: the tenant it acts for and the credential's name (for the audit log). */
+export interface Caller {
+  tenant: string;
+  name: string;
+}
+
 export interface Subscription {
   status: SessionStatus;
   incarnation: string;
@@ -49,28 +62,61 @@ export interface Subscription {
   events: AsyncIterable<Event[]>;
 }
 
+/** A session of any tenant, for the admin view. */
+export interface TenantSession {
+  tenant: string;
+  summary: SessionSummary;
+}
+
+/** What Drain did. */
+export interface DrainResult {
+  turnsFinished: number;
+  sessionsStopped: number;
+}
+
+// How long shutdown waits for open streams to send their last events before cutting them.
+const STREAM_DRAIN_MS = 2_000;
+
 /**
  * The engine facade: everything the API offers, in domain terms. It owns the pool of
- * sessions and their logs; the server only translates requests and errors.
+ * sessions and their logs, admission and the tenants' policies; the server only
+ * authenticates, translates requests and maps errors.
  */
 export class Engine {
   readonly pool: Pool;
   readonly store: Store;
+  readonly audit: AuditLog;
+  readonly startedAtMs = Date.now();
   readonly #committer: GroupCommitter;
   readonly #config: EngineConfig;
+  #tenants: TenantDirectory;
+  readonly #admission: Admission;
+  readonly #claims = new WorkDirClaims();
   #compactor: NodeJS.Timeout | undefined;
   readonly #provider: Provider;
   readonly #logger: Logger;
-  // Aborted at shutdown so that following streams end instead of holding the server open.
-  readonly #shutdown = new AbortController();
+  #draining = false;
+  // Shutdown, in two steps: `closing` once the last events are logged (following readers
+  // end after reading them), `cut` when readers that are still not done are ended.
+  readonly #closing = new AbortController();
+  readonly #cut = new AbortController();
+  #openStreams = 0;
+  #streamsClosed: (() => void) | undefined;
 
   private constructor(config: EngineConfig, logger: Logger, store: Store, provider: Provider) {
     this.#config = config;
     this.#logger = logger;
     this.#provider = provider;
+    this.#tenants = config.tenants;
     this.store = store;
+    this.audit = new AuditLog(store, logger);
     this.#committer = new GroupCommitter(store, logger);
-    this.pool = new Pool(config.maxLiveSessions);
+    this.pool = new Pool();
+    this.#admission = new Admission(
+      this.pool,
+      { maxLiveSessions: config.maxLiveSessions, maxStoredSessions: config.maxStoredSessions },
+      () => this.#tenants,
+    );
   }
 
   /**
@@ -88,12 +134,36 @@ export class Engine {
     return engine;
   }
 
+  /** The agent providers this engine runs. */
+  get providers(): string[] {
+    return [this.#provider.name];
+  }
+
+  get config(): Readonly<EngineConfig> {
+    return this.#config;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  get tenants(): TenantDirectory {
+    return this.#tenants;
+  }
+
+  /** Puts new tenant settings in force (a config reload); running sessions keep their config. */
+  updateTenants(tenants: TenantDirectory): void {
+    this.#tenants = tenants;
+  }
+
   async #recover(): Promise<void> {
     const records = this.store.loadSessions().map((record) => catchUpRecord(record, this.#storedAfter(record.key, record.lastSeq)));
     const orphans: Promise<void>[] = [];
     for (const record of records) {
-      const session = this.#createSession({ tenant: record.tenant, sessionId: record.sessionId }, record.config, record.workDir, record);
-      this.pool.getOrCreate({ tenant: record.tenant, sessionId: record.sessionId }, () => session);
+      const key = { tenant: record.tenant, sessionId: record.sessionId };
+      const session = this.#createSession(key, record.config, record.workDir, record);
+      this.pool.getOrCreate(key, () => session);
+      this.#claims.claim(keyString(key), key.tenant, key.sessionId, record.workDir);
       if (record.pgid > 0) {
         orphans.push(endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger));
       }
@@ -143,44 +213,96 @@ export class Engine {
 
   /**
    * Starts a turn (or finds the turn an earlier call with the same request id started)
-   * and returns its events, in batches. Validation and admission happen before this
-   * returns, so a refused call fails before it streams anything.
+   * and returns its events, in batches. Validation, the tenant's policy and admission
+   * all happen before anything is created, so a refused call leaves nothing behind and
+   * fails before it streams anything.
    */
-  execute(tenant: string, input: ExecuteInput, signal?: AbortSignal): AsyncIterable<Event[]> {
+  execute(caller: Caller, input: ExecuteInput, signal?: AbortSignal): AsyncIterable<Event[]> {
+    const { tenant } = caller;
     validateSessionId(input.sessionId);
-    validatePrompt(input.prompt);
+    validatePrompt(input.prompt, this.#config.maxPromptBytes);
     validateRequestId(input.requestId);
-    if (input.config) validateConfig(input.config);
+    const config = input.config ? clone(SessionConfigSchema, input.config) : create(SessionConfigSchema);
+    if (input.config) {
+      validateConfig(config);
+      this.#provider.validateConfig(launchConfig(config));
+    }
     const key = { tenant, sessionId: input.sessionId };
-
     const existing = this.pool.get(key);
     const retried = existing?.turnForRequest(input.requestId);
     if (existing && retried) return this.#turnEvents(existing, retried, signal);
+    if (this.#draining) throw new HotplexError("unavailable", "the daemon is draining: it starts no more turns");
 
-    const config = input.config ? clone(SessionConfigSchema, input.config) : create(SessionConfigSchema);
-    // The work dir is resolved (realpath syscalls) only when a session is created or
-    // reconfigured, not on every turn of a warm session.
-    const workDirOf = () => resolveWorkDir(this.#config.workRoot, config.workDir, input.sessionId);
-    const session = this.pool.getOrCreate(key, () => this.#createSession(key, config, workDirOf()));
-    if (session !== existing || !input.config) {
-      // New session (config taken as is), or no config sent: keep the session's.
-    } else if (!equals(SessionConfigSchema, session.config, config)) {
-      session.reconfigure(config, launchConfig(config), workDirOf());
+    const { policy } = this.#tenants.settingsOf(tenant);
+    if (input.config) this.#checkPolicy(caller, input.sessionId, config, policy);
+    this.#admission.admitTurn(tenant, existing, Buffer.byteLength(input.prompt, "utf8"), existing?.busy ?? false);
+
+    let session = existing;
+    if (!session) {
+      const workDir = this.#workDirFor(key, config, policy);
+      session = this.pool.getOrCreate(key, () => this.#createSession(key, config, workDir));
+      this.#claims.claim(keyString(key), tenant, key.sessionId, workDir);
+    } else if (input.config && !equals(SessionConfigSchema, session.config, config)) {
+      // The work dir is resolved (realpath syscalls) only when a session is created or
+      // reconfigured, not on every turn of a warm session.
+      session.checkReconfigurable();
+      const workDir = this.#workDirFor(key, config, policy);
+      session.reconfigure(config, workDir);
+      this.#claims.claim(keyString(key), tenant, key.sessionId, workDir);
     }
-    const turn = session.submit(input.prompt, input.requestId, input.queue);
+    let turn: Turn;
+    try {
+      turn = session.submit(input.prompt, input.requestId, input.queue);
+    } catch (error) {
+      // A session this call created and could not use is not kept.
+      if (!existing) this.#forget(key, session);
+      throw error;
+    }
+    this.#admission.turnAdmitted(tenant);
     return this.#turnEvents(session, turn, signal);
   }
 
-  /** Events after `afterSeq`, then live ones if `follow`. */
+  // The tenant's policy; a refusal is audited.
+  #checkPolicy(caller: Caller, sessionId: string, config: SessionConfig, policy: SessionPolicy): void {
+    try {
+      checkSessionPolicy(config, policy);
+    } catch (error) {
+      if (error instanceof HotplexError) {
+        this.audit.record({
+          kind: "policy_denied",
+          principal: caller.name,
+          tenant: caller.tenant,
+          sessionId,
+          method: "hotplex.v1.SessionService/Execute",
+          detail: error.message,
+        });
+      }
+      throw error;
+    }
+  }
+
+  // Resolves and checks a work dir inside the tenant's root; it must not be another session's.
+  #workDirFor(key: SessionKey, config: SessionConfig, policy: SessionPolicy): string {
+    const tenantRoot = path.join(this.#config.workRoot, key.tenant);
+    mkdirSync(tenantRoot, { recursive: true, mode: 0o700 });
+    const workDir = resolveWorkDir(tenantRoot, config.workDir, key.sessionId);
+    this.#claims.check(keyString(key), key.tenant, key.sessionId, workDir, policy.shareWorkDirs);
+    return workDir;
+  }
+
+  /**
+   * Events after `afterSeq`, then live ones if `follow`. `afterSeq` is any uint64 a client
+   * sent: one beyond the log (up to 2^64 - 1) is an exact OUT_OF_RANGE, never rounded.
+   */
   subscribe(
-    tenant: string,
+    caller: Caller,
     sessionId: string,
-    afterSeq: number,
+    afterSeq: bigint | number,
     follow: boolean,
     incarnation = "",
     signal?: AbortSignal,
   ): Subscription {
-    const session = this.#session(tenant, sessionId);
+    const session = this.#session(caller.tenant, sessionId);
     if (incarnation && incarnation !== session.incarnation) {
       throw new HotplexError(
         "failed_precondition",
@@ -189,46 +311,49 @@ export class Engine {
       );
     }
     const { log } = session;
+    const requested = BigInt(afterSeq);
     const retained = log.retained > 0;
     const firstSeq = retained ? log.firstSeq : 0;
-    if (afterSeq > log.lastSeq || afterSeq < log.firstSeq - 1) {
-      throw new OutOfRangeError(sessionId, afterSeq, log.firstSeq, log.lastSeq);
+    if (requested > BigInt(log.lastSeq) || requested < BigInt(log.firstSeq - 1)) {
+      throw new OutOfRangeError(sessionId, requested, log.firstSeq, log.lastSeq);
     }
+    const from = Number(requested);
     return {
       status: session.view.status,
       incarnation: session.incarnation,
       firstSeq,
       lastSeq: log.lastSeq,
-      events: this.#disposing(signal, (streamSignal) => readEventBatches(log, afterSeq, { follow, signal: streamSignal })),
+      events: this.#tracked(readEventBatches(log, from, { follow, signal, closing: this.#closing.signal, cut: this.#cut.signal })),
     };
   }
 
   /** The session's state and the seq it reflects, read in one synchronous step. */
-  snapshot(tenant: string, sessionId: string): { session: SessionInfo; lastSeq: number } {
-    const session = this.#session(tenant, sessionId);
+  snapshot(caller: Caller, sessionId: string): { session: SessionInfo; lastSeq: number } {
+    const session = this.#session(caller.tenant, sessionId);
     return {
       session: session.view.toInfo(session.config, session.queuedTurns, session.incarnation),
       lastSeq: session.log.lastSeq,
     };
   }
 
-  async stop(tenant: string, sessionId: string): Promise<{ session: SessionInfo; lastSeq: number }> {
-    const session = this.#session(tenant, sessionId);
+  async stop(caller: Caller, sessionId: string): Promise<{ session: SessionInfo; lastSeq: number }> {
+    const session = this.#session(caller.tenant, sessionId);
     await session.stop("stopped");
     // The SessionEnded event is in the answer's last_seq: commit it first.
     this.#committer.flush();
-    return this.snapshot(tenant, sessionId);
+    return this.snapshot(caller, sessionId);
   }
 
   /** Stops and removes a session, its events and (optionally) the agent's transcript. */
-  async delete(tenant: string, sessionId: string, deleteTranscript: boolean): Promise<{ lastSeq: number }> {
+  async delete(caller: Caller, sessionId: string, deleteTranscript: boolean): Promise<{ lastSeq: number }> {
+    const { tenant } = caller;
     const session = this.#session(tenant, sessionId);
     await session.stop("deleted");
     this.#committer.flush();
     const key = { tenant, sessionId };
-    this.pool.remove(key);
-    session.log.close();
+    this.#forget(key, session);
     this.store.deleteSession(keyString(key));
+    await rm(this.#stateDir(key), { recursive: true, force: true });
     if (deleteTranscript) {
       const files = this.#provider.transcriptFiles(session.view.providerSessionId, session.view.workDir, this.#config.agentEnv.HOME ?? "");
       await Promise.all(files.map((file) => rm(file, { force: true })));
@@ -237,31 +362,67 @@ export class Engine {
     return { lastSeq: session.log.lastSeq };
   }
 
-  stats(tenant: string, sessionId: string): SessionStats {
-    return clone(SessionStatsSchema, this.#session(tenant, sessionId).view.stats.stats);
+  stats(caller: Caller, sessionId: string): SessionStats {
+    return clone(SessionStatsSchema, this.#session(caller.tenant, sessionId).view.stats.stats);
   }
 
-  list(tenant: string): SessionSummary[] {
+  list(caller: Caller): SessionSummary[] {
     return this.pool
-      .list(tenant)
+      .list(caller.tenant)
       .sort((a, b) => b.view.lastActiveMs - a.view.lastActiveMs)
-      .map((session) =>
-        create(SessionSummarySchema, {
-          sessionId: session.sessionId,
-          status: session.view.status,
-          createdAt: session.view.createdAt,
-          lastActiveAt: timestampFromMs(session.view.lastActiveMs),
-          lastSeq: BigInt(session.log.lastSeq),
-          incarnation: session.incarnation,
-        }),
-      );
+      .map(summaryOf);
   }
 
-  /** Ends every agent process group and every open stream. */
+  /** Every tenant's sessions (or one tenant's), most recently active first: for admins. */
+  listAll(tenant = ""): TenantSession[] {
+    return this.pool
+      .all()
+      .filter((session) => tenant === "" || session.tenant === tenant)
+      .sort((a, b) => b.view.lastActiveMs - a.view.lastActiveMs)
+      .map((session) => ({ tenant: session.tenant, summary: summaryOf(session) }));
+  }
+
+  /** Records an admin action or a refusal in the audit log. */
+  recordAudit(entry: AuditEntry): void {
+    this.audit.record(entry);
+  }
+
+  /**
+   * Starts no more turns; lets running and queued ones finish for up to `graceMs`, then
+   * stops every session that still runs an agent.
+   */
+  async drain(graceMs: number): Promise<DrainResult> {
+    this.#draining = true;
+    const busy = this.pool.all().filter((session) => session.busy);
+    let finished = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([
+      Promise.all(busy.map((session) => session.whenIdle().then(() => (finished += 1)))),
+      grace,
+    ]);
+    clearTimeout(timer);
+    const running = this.pool.all().filter((session) => session.live);
+    await Promise.all(running.map((session) => session.stop("drained")));
+    this.#committer.flush();
+    this.#logger.info({ turnsFinished: finished, sessionsStopped: running.length }, "drained");
+    return { turnsFinished: finished, sessionsStopped: running.length };
+  }
+
+  /**
+   * Ends every agent process group, then every open stream: each Execute stream gets its
+   * turn's last events (every turn ends STOPPED), each following Subscribe the events
+   * logged so far, then UNAVAILABLE. Streams still open after a short wait are cut with
+   * UNAVAILABLE.
+   */
   async shutdown(): Promise<void> {
     clearInterval(this.#compactor);
+    this.#draining = true;
     await this.pool.shutdown();
-    this.#shutdown.abort();
+    this.#checkpoint();
+    this.#closing.abort();
+    await this.#streamsDone(STREAM_DRAIN_MS);
+    this.#cut.abort();
     this.#checkpoint();
     this.#committer.close();
     this.store.close();
@@ -270,8 +431,20 @@ export class Engine {
   #session(tenant: string, sessionId: string): Session {
     validateSessionId(sessionId);
     const session = this.pool.get({ tenant, sessionId });
+    // Another tenant's session is as missing as one that never existed.
     if (!session) throw new HotplexError("not_found", `session "${sessionId}" does not exist`);
     return session;
+  }
+
+  // Forgets a session: the pool, its work dir claim, its log's readers.
+  #forget(key: SessionKey, session: Session): void {
+    this.pool.remove(key);
+    this.#claims.release(keyString(key));
+    session.log.close();
+  }
+
+  #stateDir(key: SessionKey): string {
+    return path.join(this.#config.stateRoot, key.tenant, key.sessionId);
   }
 
   #createSession(key: SessionKey, config: SessionConfig, workDir: string, restored?: SessionRecord): Session {
@@ -289,8 +462,15 @@ export class Engine {
       provider: this.#provider,
       providerSessionId: restored?.providerSessionId ?? uuidv5(`${key.tenant}/${key.sessionId}`, this.#config.namespace),
       workDir,
+      workRoot: this.#config.workRoot,
+      stateDir: this.#stateDir(key),
       config,
-      launch: launchConfig(config),
+      prepareLaunch: (current) => {
+        // The policy in force now: a reload may have narrowed it since the config was accepted.
+        const { policy } = this.#tenants.settingsOf(key.tenant);
+        checkSessionPolicy(current, policy);
+        return launchConfig(current, policy);
+      },
       env: this.#config.agentEnv,
       log,
       limits: this.#config.limits,
@@ -298,7 +478,7 @@ export class Engine {
       hasConversation: restored?.hasConversation ?? false,
       incarnation: restored?.incarnation ?? randomUUID(),
       restored,
-      mayStartProcess: () => this.pool.mayStartProcess(),
+      whyNoProcess: () => this.#admission.whyNoProcess(key.tenant),
     });
     // A new session is registered at once, before its first event.
     if (!restored) log.touch();
@@ -306,11 +486,10 @@ export class Engine {
   }
 
   // One turn's events: read from the log (never from the process), so a client that
-  // disconnects loses nothing and the turn runs on without it.
+  // disconnects loses nothing and the turn runs on without it. A shutdown does not end
+  // it early: the shutdown ends the turn, and the stream carries that end.
   async *#turnEvents(session: Session, turn: Turn, signal?: AbortSignal): AsyncGenerator<Event[]> {
-    const batches = this.#disposing(signal, (streamSignal) =>
-      readEventBatches(session.log, turn.fromSeq, { follow: true, signal: streamSignal }),
-    );
+    const batches = this.#tracked(readEventBatches(session.log, turn.fromSeq, { follow: true, signal, cut: this.#cut.signal }));
     for await (const batch of batches) {
       const mine: Event[] = [];
       let ended = false;
@@ -327,45 +506,50 @@ export class Engine {
     }
   }
 
-  // Runs a stream with #streamSignal and releases the signal's listeners when it ends.
-  async *#disposing<T>(signal: AbortSignal | undefined, stream: (signal: AbortSignal) => AsyncGenerator<T>): AsyncGenerator<T> {
-    const combined = this.#streamSignal(signal);
+  // Counts a stream as open until it ends, so shutdown can wait for the last events to go out.
+  async *#tracked<T>(stream: AsyncGenerator<T>): AsyncGenerator<T> {
+    this.#openStreams += 1;
     try {
-      yield* stream(combined.signal);
+      yield* stream;
     } finally {
-      combined.dispose();
+      this.#openStreams -= 1;
+      if (this.#openStreams === 0) this.#streamsClosed?.();
     }
   }
 
-  // A signal that aborts with the caller's or at shutdown. Not AbortSignal.any: on Node 20
-  // it leaves a WeakRef per call in the long-lived shutdown signal, a leak per stream.
-  #streamSignal(signal: AbortSignal | undefined): { signal: AbortSignal; dispose: () => void } {
-    const shutdown = this.#shutdown.signal;
-    if (!signal) return { signal: shutdown, dispose: () => {} };
-    const both = new AbortController();
-    const abort = () => both.abort();
-    if (signal.aborted || shutdown.aborted) both.abort();
-    signal.addEventListener("abort", abort, { once: true });
-    shutdown.addEventListener("abort", abort, { once: true });
-    return {
-      signal: both.signal,
-      dispose: () => {
-        signal.removeEventListener("abort", abort);
-        shutdown.removeEventListener("abort", abort);
-      },
-    };
+  #streamsDone(timeoutMs: number): Promise<void> {
+    if (this.#openStreams === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.#streamsClosed = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 }
 
-function launchConfig(config: SessionConfig): LaunchConfig {
+/** What the provider launches with: the session's config under its tenant's policy. */
+function launchConfig(config: SessionConfig, policy?: SessionPolicy): LaunchConfig {
   return {
     model: config.model,
     permissionMode: config.permissionMode,
     allowedTools: config.allowedTools,
-    disallowedTools: config.disallowedTools,
+    disallowedTools: policy ? effectiveDisallowedTools(config, policy) : config.disallowedTools,
     systemPrompt: config.systemPrompt,
     appendSystemPrompt: config.appendSystemPrompt,
   };
+}
+
+function summaryOf(session: Session): SessionSummary {
+  return create(SessionSummarySchema, {
+    sessionId: session.sessionId,
+    status: session.view.status,
+    createdAt: session.view.createdAt,
+    lastActiveAt: timestampFromMs(session.view.lastActiveMs),
+    lastSeq: BigInt(session.log.lastSeq),
+    incarnation: session.incarnation,
+  });
 }
 
 function splitKey(key: string): [string, string] {

@@ -107,14 +107,6 @@ describe("validateConfig", () => {
     ).not.toThrow();
   });
 
-  it.each(["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"])("accepts permission mode %j", (mode) => {
-    expect(() => validateConfig(config({ permissionMode: mode }))).not.toThrow();
-  });
-
-  it.each(["yolo", "Default", "accept_edits", " plan"])("rejects permission mode %j", (mode) => {
-    expectInvalid(() => validateConfig(config({ permissionMode: mode })), "config.permission_mode");
-  });
-
   it.each([
     ["a newline", "claude\nopus"],
     ["a tab", "claude\topus"],
@@ -125,9 +117,27 @@ describe("validateConfig", () => {
     expectInvalid(() => validateConfig(config({ model })), "config.model");
   });
 
-  it("accepts a model of 512 characters and rejects one of 513", () => {
-    expect(() => validateConfig(config({ model: "m".repeat(512) }))).not.toThrow();
-    expectInvalid(() => validateConfig(config({ model: "m".repeat(513) })), "config.model");
+  it("accepts a model of 256 characters and rejects one of 257", () => {
+    expect(() => validateConfig(config({ model: "m".repeat(256) }))).not.toThrow();
+    expectInvalid(() => validateConfig(config({ model: "m".repeat(257) })), "config.model");
+  });
+
+  it.each(["claude-opus-4-8[1m]", "sonnet", "us.anthropic.claude-x-v1:0", "arn:aws:bedrock:us-east-1:1:inference-profile/x"])(
+    "accepts the model name %j",
+    (model) => {
+      expect(() => validateConfig(config({ model }))).not.toThrow();
+    },
+  );
+
+  it.each(["--settings={}", "-x", " sonnet", "son net", 'a"b'])("rejects the model %j, which is no model name", (model) => {
+    expectInvalid(() => validateConfig(config({ model })), "config.model");
+  });
+
+  it("rejects a tool rule that starts like a flag, and more than 256 rules", () => {
+    expectInvalid(() => validateConfig(config({ allowedTools: ["--settings={}"] })), "config.allowed_tools[0]");
+    expectInvalid(() => validateConfig(config({ disallowedTools: ["Read", "-p"] })), "config.disallowed_tools[1]");
+    expect(() => validateConfig(config({ allowedTools: Array(256).fill("Read") }))).not.toThrow();
+    expectInvalid(() => validateConfig(config({ allowedTools: Array(257).fill("Read") })), "config.allowed_tools");
   });
 
   it("rejects control characters and empty entries in tool rules, naming the list and the index", () => {

@@ -1,13 +1,15 @@
 import type { SessionConfig } from "../../gen/hotplex/v1/session_pb.js";
 import { HotplexError } from "../errors.js";
+import { MAX_PROMPT_BYTES } from "./config.js";
 
 const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const MAX_PROMPT_BYTES = 1024 * 1024;
 const MAX_REQUEST_ID_CHARS = 128;
-const PERMISSION_MODES = new Set(["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"]);
-// Model names and tool rules end up as single argv entries (never a shell string), so
-// the check is about clear errors, not injection: printable, one line, bounded.
-const ARG_TEXT = /^[^\u0000-\u001f\u007f]{1,512}$/;
+// Model names: aliases ("sonnet"), full names ("claude-opus-4-8[1m]"), cloud ids
+// ("us.anthropic.claude-…-v1:0", ARNs with "/"). Never a leading "-".
+const MODEL = /^[A-Za-z0-9][A-Za-z0-9._:/@[\]+-]{0,255}$/;
+// Tool rules: one printable line, never a leading "-" (the provider checks its own syntax).
+const TOOL_RULE = /^[^\u0000-\u001f\u007f-][^\u0000-\u001f\u007f]{0,511}$/;
+const MAX_TOOL_RULES = 256;
 
 function invalid(message: string): HotplexError {
   return new HotplexError("invalid_argument", message);
@@ -22,11 +24,9 @@ export function validateSessionId(sessionId: string): void {
   }
 }
 
-export function validatePrompt(prompt: string): void {
+export function validatePrompt(prompt: string, maxBytes = MAX_PROMPT_BYTES): void {
   if (prompt.trim().length === 0) throw invalid("prompt is empty");
-  if (Buffer.byteLength(prompt, "utf8") > MAX_PROMPT_BYTES) {
-    throw invalid(`prompt is larger than ${MAX_PROMPT_BYTES} bytes`);
-  }
+  if (Buffer.byteLength(prompt, "utf8") > maxBytes) throw invalid(`prompt is larger than ${maxBytes} bytes`);
 }
 
 export function validateRequestId(requestId: string): void {
@@ -35,19 +35,24 @@ export function validateRequestId(requestId: string): void {
   }
 }
 
+/**
+ * Checks that a session config is well formed, whatever the provider: bounded sizes and
+ * counts, no control characters, no value that starts like a command-line flag. (The
+ * provider checks its own vocabulary next, and the tenant's policy what is allowed.)
+ */
 export function validateConfig(config: SessionConfig): void {
-  if (config.permissionMode && !PERMISSION_MODES.has(config.permissionMode)) {
-    throw invalid(
-      `config.permission_mode "${config.permissionMode}" is not one of ${[...PERMISSION_MODES].join(", ")}`,
-    );
+  if (config.model && !MODEL.test(config.model)) {
+    throw invalid("config.model must be 1 to 256 characters of [A-Za-z0-9._:/@[]+-], starting with a letter or digit");
   }
-  if (config.model && !ARG_TEXT.test(config.model)) throw invalid("config.model must be one printable line of at most 512 characters");
   for (const [field, tools] of [
     ["allowed_tools", config.allowedTools],
     ["disallowed_tools", config.disallowedTools],
   ] as const) {
+    if (tools.length > MAX_TOOL_RULES) throw invalid(`config.${field} has ${tools.length} entries, more than ${MAX_TOOL_RULES}`);
     tools.forEach((tool, index) => {
-      if (!ARG_TEXT.test(tool)) throw invalid(`config.${field}[${index}] must be one printable line of at most 512 characters`);
+      if (!TOOL_RULE.test(tool)) {
+        throw invalid(`config.${field}[${index}] must be one printable line of at most 512 characters, not starting with "-"`);
+      }
     });
   }
   for (const [field, text] of [

@@ -15,7 +15,7 @@ function weigh(payload: EventPayload): number {
 
 function expectOutOfRange(
   error: unknown,
-  expected: { requestedAfterSeq: number; firstSeq: number; lastSeq: number },
+  expected: { requestedAfterSeq: bigint; firstSeq: number; lastSeq: number },
 ): void {
   expect(error).toBeInstanceOf(OutOfRangeError);
   const outOfRange = error as OutOfRangeError;
@@ -79,7 +79,7 @@ describe("EventLog ordering", () => {
     // What came before the restart is not retained.
     expectOutOfRange(
       catchError(() => log.read(0)),
-      { requestedAfterSeq: 0, firstSeq: 42, lastSeq: 43 },
+      { requestedAfterSeq: 0n, firstSeq: 42, lastSeq: 43 },
     );
   });
 
@@ -132,11 +132,11 @@ describe("EventLog.read", () => {
   it("throws OutOfRangeError for an after seq beyond the last event", () => {
     const log = logOf(5);
     const error = catchError(() => log.read(6));
-    expectOutOfRange(error, { requestedAfterSeq: 6, firstSeq: 1, lastSeq: 5 });
+    expectOutOfRange(error, { requestedAfterSeq: 6n, firstSeq: 1, lastSeq: 5 });
     expect((error as Error).message).toContain("beyond the last event (5)");
     expectOutOfRange(
       catchError(() => logOf(0).read(1)),
-      { requestedAfterSeq: 1, firstSeq: 1, lastSeq: 0 },
+      { requestedAfterSeq: 1n, firstSeq: 1, lastSeq: 0 },
     );
   });
 
@@ -145,11 +145,11 @@ describe("EventLog.read", () => {
     for (let i = 1; i <= 10; i++) log.append("t", text(`e${i}`));
     expect(log.firstSeq).toBe(7);
     const error = catchError(() => log.read(5));
-    expectOutOfRange(error, { requestedAfterSeq: 5, firstSeq: 7, lastSeq: 10 });
+    expectOutOfRange(error, { requestedAfterSeq: 5n, firstSeq: 7, lastSeq: 10 });
     expect((error as Error).message).toContain("resume with after_seq = 6");
     expectOutOfRange(
       catchError(() => log.read(0)),
-      { requestedAfterSeq: 0, firstSeq: 7, lastSeq: 10 },
+      { requestedAfterSeq: 0n, firstSeq: 7, lastSeq: 10 },
     );
     // Just before the window is still fine.
     expect(seqs(log.read(6))).toEqual([7, 8, 9, 10]);

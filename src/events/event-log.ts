@@ -2,6 +2,7 @@ import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { HotplexError, OutOfRangeError } from "../errors.js";
 import type { SessionRecord, Store } from "../store/store.js";
 import { type Event, type EventPayload, EventSchema } from "./event.js";
+import { encodeEvent } from "./encoded-event.js";
 import type { GroupCommitter } from "./group-committer.js";
 
 /**
@@ -57,6 +58,8 @@ export class EventLog {
   #appliedSeq = 0;
   /** First seq retained by the backing store (store-backed logs only). */
   #storeFirstSeq = 1;
+  /** Encoded bytes of the events the backing store holds (store-backed logs only). */
+  #storedBytes = 0;
   /**
    * Pages of events read back from the store, shared by readers behind the tail: many
    * subscribers catching up on one session read and decode each page once. Page k holds
@@ -82,7 +85,15 @@ export class EventLog {
     this.#appliedSeq = lastSeq;
     this.#recordedSeq = lastSeq;
     this.#backing = backing;
-    if (backing) this.#storeFirstSeq = backing.store.firstSeq(backing.key) ?? lastSeq + 1;
+    if (backing) {
+      this.#storeFirstSeq = backing.store.firstSeq(backing.key) ?? lastSeq + 1;
+      this.#storedBytes = backing.store.sessionBytes(backing.key);
+    }
+  }
+
+  /** Encoded bytes of the session's events in the store (0 for a log without one). */
+  get storedBytes(): number {
+    return this.#storedBytes;
   }
 
   /** The last published sequence number (0 when nothing was ever logged). */
@@ -200,8 +211,11 @@ export class EventLog {
   /** Makes stored events visible: keeps them in the tail and wakes readers. */
   published(events: readonly Event[]): void {
     if (events.length === 0) return;
+    const backed = this.#backing !== undefined;
     for (const event of events) {
       const size = approximateSize(event.payload);
+      // Stored already, so its encoding exists: this only reads its length.
+      if (backed) this.#storedBytes += encodeEvent(event).byteLength;
       this.#events.push(event);
       this.#sizes.push(size);
       this.#bytes += size;
@@ -234,6 +248,7 @@ export class EventLog {
   /** Retention moved the store's first seq (after a compaction). */
   retainedFrom(firstSeq: number): void {
     this.#storeFirstSeq = firstSeq;
+    if (this.#backing) this.#storedBytes = this.#backing.store.sessionBytes(this.#backing.key);
     for (const index of this.#pages.keys()) if ((index + 1) * STORE_PAGE < firstSeq) this.#pages.delete(index);
     while (this.size > 0 && Number(this.#events[this.#head]?.seq) < firstSeq) this.#dropOldest();
   }
@@ -246,7 +261,7 @@ export class EventLog {
     if (this.#closed) throw new HotplexError("not_found", `session "${this.sessionId}" was deleted`);
     const first = this.firstSeq;
     if (afterSeq > this.#lastSeq || afterSeq < first - 1) {
-      throw new OutOfRangeError(this.sessionId, afterSeq, first, this.#lastSeq);
+      throw new OutOfRangeError(this.sessionId, BigInt(afterSeq), first, this.#lastSeq);
     }
     const tailFirst = this.#lastSeq - this.size + 1;
     if (afterSeq < tailFirst - 1 && this.#backing) {
@@ -284,20 +299,20 @@ export class EventLog {
   }
 
   /**
-   * Resolves once an event with seq > afterSeq exists or the signal aborts. Resolves at
-   * once if one exists already, so a reader can never miss a wake-up between its last
-   * read and this call.
+   * Resolves once an event with seq > afterSeq exists or one of the signals aborts.
+   * Resolves at once if one exists already, so a reader can never miss a wake-up between
+   * its last read and this call.
    */
-  waitBeyond(afterSeq: number, signal?: AbortSignal): Promise<void> {
-    if (this.#lastSeq > afterSeq || signal?.aborted || this.#closed) return Promise.resolve();
+  waitBeyond(afterSeq: number, ...signals: (AbortSignal | undefined)[]): Promise<void> {
+    if (this.#lastSeq > afterSeq || this.#closed || signals.some((signal) => signal?.aborted)) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         this.#waiters.delete(done);
-        signal?.removeEventListener("abort", done);
+        for (const signal of signals) signal?.removeEventListener("abort", done);
         resolve();
       };
       this.#waiters.add(done);
-      signal?.addEventListener("abort", done, { once: true });
+      for (const signal of signals) signal?.addEventListener("abort", done, { once: true });
     });
   }
 

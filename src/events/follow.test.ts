@@ -67,7 +67,7 @@ describe("readEvents without follow", () => {
     const error: unknown = await collect(readEvents(log, 2, { follow: false })).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OutOfRangeError);
     expect((error as OutOfRangeError).firstSeq).toBe(8);
-    expect((error as OutOfRangeError).requestedAfterSeq).toBe(2);
+    expect((error as OutOfRangeError).requestedAfterSeq).toBe(2n);
     expect(await collect(readEvents(log, 7, { follow: false }))).toEqual([8, 9, 10]);
   });
 });
@@ -176,7 +176,7 @@ describe("readEvents with follow", () => {
     expect(got).toEqual([1, 2]);
     expect(error).toBeInstanceOf(OutOfRangeError);
     const outOfRange = error as OutOfRangeError;
-    expect(outOfRange.requestedAfterSeq).toBe(2);
+    expect(outOfRange.requestedAfterSeq).toBe(2n);
     expect(outOfRange.firstSeq).toBe(19);
     expect(outOfRange.lastSeq).toBe(23);
   });
@@ -194,7 +194,7 @@ describe("readEvents with follow", () => {
     appendMany(log, 10);
     const error: unknown = await reader.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OutOfRangeError);
-    expect((error as OutOfRangeError).requestedAfterSeq).toBe(3);
+    expect((error as OutOfRangeError).requestedAfterSeq).toBe(3n);
     expect((error as OutOfRangeError).firstSeq).toBe(9);
     expect(got).toEqual([1, 2, 3]);
   });

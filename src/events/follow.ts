@@ -1,11 +1,19 @@
+import { HotplexError } from "../errors.js";
 import type { Event } from "./event.js";
 import type { EventLog } from "./event-log.js";
 
 export interface FollowOptions {
   /** Keep waiting for new events after the replay. */
   follow: boolean;
-  /** Ends the iteration (without an error) when aborted. */
+  /** Ends the iteration (without an error) when aborted: the reader went away. */
   signal?: AbortSignal;
+  /**
+   * The daemon is shutting down and has logged its last events: a following reader reads
+   * what is there and then ends with UNAVAILABLE instead of waiting for more.
+   */
+  closing?: AbortSignal;
+  /** The daemon can wait no longer: the reader ends with UNAVAILABLE at once. */
+  cut?: AbortSignal;
   /** Events fetched per read; bounds what a reader holds at once. */
   batch?: number;
 }
@@ -18,9 +26,11 @@ export interface FollowOptions {
  * reached yet.
  */
 export async function* readEventBatches(log: EventLog, afterSeq: number, options: FollowOptions): AsyncGenerator<Event[]> {
-  const { signal, batch = 256 } = options;
+  const { signal, closing, cut, batch = 256 } = options;
   let cursor = afterSeq;
-  while (!signal?.aborted) {
+  for (;;) {
+    if (cut?.aborted) throw shuttingDown(cursor);
+    if (signal?.aborted) return;
     const events = log.read(cursor, batch);
     if (events.length > 0) {
       cursor = Number(events[events.length - 1]?.seq);
@@ -28,8 +38,13 @@ export async function* readEventBatches(log: EventLog, afterSeq: number, options
       continue;
     }
     if (!options.follow) return;
-    await log.waitBeyond(cursor, signal);
+    if (closing?.aborted) throw shuttingDown(cursor);
+    await log.waitBeyond(cursor, signal, closing, cut);
   }
+}
+
+function shuttingDown(cursor: number): HotplexError {
+  return new HotplexError("unavailable", `the daemon is shutting down; every event up to seq ${cursor} was sent: resume after it`);
 }
 
 /** The events of `readEventBatches` one by one. */

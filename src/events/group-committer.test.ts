@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { SessionConfigSchema, SessionStatsSchema, SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { HotplexError, OutOfRangeError } from "../errors.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { RetentionPolicy, SessionRecord, Store, StoredEvent } from "../store/store.js";
+import type { AuditRecord, RetentionPolicy, SessionRecord, Store, StoredEvent } from "../store/store.js";
 import { type Event, EventSchema } from "./event.js";
 import { EventLog } from "./event-log.js";
 import { GroupCommitter } from "./group-committer.js";
@@ -57,6 +57,18 @@ class RecordingStore implements Store {
 
   firstSeq(key: string): number | undefined {
     return this.inner.firstSeq(key);
+  }
+
+  sessionBytes(key: string): number {
+    return this.inner.sessionBytes(key);
+  }
+
+  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): number {
+    return this.inner.appendAudit(entry, keep);
+  }
+
+  readAudit(afterId: number, limit: number): AuditRecord[] {
+    return this.inner.readAudit(afterId, limit);
   }
 
   loadSessions(): SessionRecord[] {
@@ -433,7 +445,7 @@ describe("GroupCommitter with a store-backed EventLog", () => {
     const error = catchError(() => log.read(4));
     expect(error).toBeInstanceOf(OutOfRangeError);
     expect((error as OutOfRangeError).firstSeq).toBe(6);
-    expect((error as OutOfRangeError).requestedAfterSeq).toBe(4);
+    expect((error as OutOfRangeError).requestedAfterSeq).toBe(4n);
     expect((error as OutOfRangeError).lastSeq).toBe(10);
     expect(() => log.read(0)).toThrow(OutOfRangeError);
     expect(seqs(readAll(log, 5))).toEqual(range(6, 10));

@@ -17,12 +17,20 @@ export interface LaunchSpec {
   /** Continue the conversation `providerSessionId` instead of starting a new one. */
   resume: boolean;
   config: LaunchConfig;
+  /** A directory private to this session (mode 0700) for the files the command refers to. */
+  stateDir: string;
 }
 
-/** The command line of an agent process, run without a shell. */
+/**
+ * The command line of an agent process, run without a shell. No client value may ever be
+ * an argv entry of its own, where an agent that scans its whole argv could read it as a
+ * flag: values go in `--flag=value` form, or into `files`.
+ */
 export interface Command {
   file: string;
   args: string[];
+  /** Files to write (mode 0600) before the process starts: absolute path → content. */
+  files?: Record<string, string>;
 }
 
 /**
@@ -60,6 +68,11 @@ export interface OutputParser {
 export interface Provider {
   /** Stable name, e.g. "claude-code". */
   readonly name: string;
+  /**
+   * Checks the provider's own vocabulary in a session config (permission modes, tool rule
+   * syntax); throws an INVALID_ARGUMENT HotplexError naming the field.
+   */
+  validateConfig(config: LaunchConfig): void;
   /** The command that starts an agent process for a session. */
   command(spec: LaunchSpec): Command;
   /** One stdin line (without newline) that sends a user prompt. */
@@ -70,12 +83,12 @@ export interface Provider {
   encodeControlError(requestId: string, message: string): string;
   /** A fresh parser for one process's stdout. */
   createParser(): OutputParser;
+  /** The files where the agent keeps its own transcript of a conversation. */
+  transcriptFiles(providerSessionId: string, workDir: string, home: string): string[];
   /**
    * Classifies an early exit (before the first turn started): "resume_missing" when the
    * agent had no conversation to resume, "id_in_use" when the conversation already exists
    * and must be resumed rather than created, undefined otherwise.
    */
-  /** The files where the agent keeps its own transcript of a conversation. */
-  transcriptFiles(providerSessionId: string, workDir: string, home: string): string[];
   classifyStartupFailure(stderr: string, fatalMessage: string | undefined): "resume_missing" | "id_in_use" | undefined;
 }

@@ -7,6 +7,7 @@ const CODES: Record<HotplexErrorCode, Code> = {
   invalid_argument: Code.InvalidArgument,
   not_found: Code.NotFound,
   failed_precondition: Code.FailedPrecondition,
+  permission_denied: Code.PermissionDenied,
   resource_exhausted: Code.ResourceExhausted,
   out_of_range: Code.OutOfRange,
   unavailable: Code.Unavailable,
@@ -20,11 +21,11 @@ const CODES: Record<HotplexErrorCode, Code> = {
  * original stays as `cause` for the log.
  */
 export function connectErrorFromReason(reason: unknown): ConnectError {
-  if (reason instanceof ConnectError) return reason;
+  if (reason instanceof ConnectError) return correctedConnectError(reason);
   if (reason instanceof OutOfRangeError) {
     const detail = create(OutOfRangeDetailSchema, {
       sessionId: reason.sessionId,
-      requestedAfterSeq: BigInt(reason.requestedAfterSeq),
+      requestedAfterSeq: reason.requestedAfterSeq,
       firstSeq: BigInt(reason.firstSeq),
       lastSeq: BigInt(reason.lastSeq),
     });
@@ -34,4 +35,14 @@ export function connectErrorFromReason(reason: unknown): ConnectError {
     return new ConnectError(reason.message, CODES[reason.code], undefined, undefined, reason);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, reason);
+}
+
+// connect-es reports a request message it cannot parse as INTERNAL ("parse binary: ...");
+// it is the client's fault. Streaming methods parse their request inside the interceptors,
+// so the error passes here (unary bodies are checked before connect, see request-body.ts).
+function correctedConnectError(error: ConnectError): ConnectError {
+  if (error.code === Code.Internal && error.rawMessage.startsWith("parse binary:")) {
+    return new ConnectError(`malformed request body: ${error.rawMessage}`, Code.InvalidArgument, undefined, undefined, error);
+  }
+  return error;
 }

@@ -1,28 +1,7 @@
-import { timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { connectErrorFromReason } from "./errors.js";
-
-/** The caller's tenant. Every caller is "default" until multi-tenant credentials exist. */
-export const tenantKey = createContextKey<string>("default", { description: "hotplex tenant" });
-
-/**
- * Requires `Authorization: Bearer <token>` on every call when a token is configured.
- */
-export function createAuthInterceptor(token: string | undefined): Interceptor {
-  const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
-  return (next) => async (req) => {
-    if (expected) {
-      const given = Buffer.from(req.header.get("authorization") ?? "");
-      // Constant-time comparison: the token must not leak through response timing.
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        throw new ConnectError("missing or wrong bearer token (send Authorization: Bearer <token>)", Code.Unauthenticated);
-      }
-    }
-    req.contextValues.set(tenantKey, "default");
-    return next(req);
-  };
-}
+import { principalKey } from "./context.js";
 
 /** Maps engine errors to Connect errors, for unary calls and inside response streams. */
 export function createErrorInterceptor(): Interceptor {
@@ -45,13 +24,25 @@ async function* mapStreamErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
   }
 }
 
-/** One log line per RPC: method, outcome, duration, and for streams the message count. */
+/**
+ * One log line per RPC: method, caller (credential name and tenant, once authorized),
+ * outcome, duration, and for streams the message count. Never a secret.
+ */
 export function createLoggingInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
     const rpc = `${req.service.name}.${req.method.name}`;
     const done = (code: string, messages?: number, err?: unknown) => {
-      const line = { rpc, code, ms: Math.round(performance.now() - started), messages };
+      // Set by the authorization interceptor further in, on the same context values.
+      const principal = req.contextValues.get(principalKey);
+      const line = {
+        rpc,
+        code,
+        ms: Math.round(performance.now() - started),
+        messages,
+        principal: principal?.name,
+        tenant: principal?.tenant || undefined,
+      };
       if (err && code === "internal") logger.error({ ...line, err }, "rpc failed");
       else logger.info(line, "rpc");
     };

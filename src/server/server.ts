@@ -1,51 +1,99 @@
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Engine } from "../engine/engine.js";
-import { createAuthInterceptor, createErrorInterceptor, createLoggingInterceptor } from "./interceptors.js";
-import { DualProtocolListener } from "./listener.js";
-import { routes } from "./routes.js";
+import type { CredentialTable } from "../security/credentials.js";
+import { createRequestHandler, type NodeHandler } from "./adapter.js";
+import { createAuthorizationInterceptor } from "./authorization.js";
+import { createErrorInterceptor, createLoggingInterceptor } from "./interceptors.js";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS, DualProtocolListener, type TlsFiles } from "./listener.js";
+import { routes } from "./routes/index.js";
+
+/** The request-level limits: sizes and deadlines a client's request must keep. */
+export interface RequestLimits {
+  /** The largest request message, compressed or inflated. */
+  maxRequestBytes: number;
+  /** The longest deadline a client may ask for. */
+  maxTimeoutMs: number;
+}
+
+/** A request message holds a prompt and a config of at most a few MiB; 4 MiB is plenty. */
+export const DEFAULT_REQUEST_LIMITS: RequestLimits = { maxRequestBytes: 4 * 1024 * 1024, maxTimeoutMs: 24 * 60 * 60 * 1000 };
 
 export interface ServerOptions {
   engine: Engine;
   logger: Logger;
-  host: string;
-  port: number;
-  /** Bearer token required on every call; undefined for none (loopback only). */
-  token: string | undefined;
+  /** The credentials in force; called per request, so a reload takes effect at once. */
+  credentials: () => CredentialTable;
+  requestLimits?: RequestLimits;
+  connectionLimits?: ConnectionLimits;
+  tls?: TlsFiles;
+  /** hotplex's version, for GetServerInfo. */
+  version: string;
+  /** Requests for paths that are no RPC (404 by default). */
+  fallback?: NodeHandler;
+  /** Streams still open this long after close() started are cut. */
+  forceCloseMs?: number;
 }
 
-export interface RunningServer {
-  host: string;
-  port: number;
-  url: string;
-  /** Stops listening, ends every session and stream, closes connections. */
+export interface HotplexServer {
+  /** Starts listening; resolves with the address and a base URL for clients. */
+  listen(host: string, port: number): Promise<{ host: string; port: number; url: string }>;
+  /** Open connections now. */
+  readonly connections: number;
+  /**
+   * Stops listening and closes the connections as their responses end. The engine is the
+   * caller's: shut it down first, so that its streams end with their last events.
+   */
   close(): Promise<void>;
 }
 
 /**
- * Serves the Connect, gRPC and gRPC-Web protocols on one port, over HTTP/1.1 and
- * HTTP/2 cleartext.
+ * Builds the server, not yet listening: the Connect, gRPC and gRPC-Web protocols on one
+ * port, over HTTP/1.1 and HTTP/2 (cleartext, or TLS with ALPN).
  */
-export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const handler = connectNodeAdapter({
-    routes: routes(options.engine),
-    // Order matters: logging sees the final Connect code; auth runs before any handler.
-    interceptors: [createLoggingInterceptor(options.logger), createErrorInterceptor(), createAuthInterceptor(options.token)],
+export function createServer(options: ServerOptions): HotplexServer {
+  const { engine, logger } = options;
+  const requestLimits = options.requestLimits ?? DEFAULT_REQUEST_LIMITS;
+  const connectionLimits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
+  let listener: DualProtocolListener | undefined;
+  const handler = createRequestHandler({
+    routes: routes(engine, {
+      version: options.version,
+      maxRequestBytes: requestLimits.maxRequestBytes,
+      maxConnections: connectionLimits.maxConnections,
+    }),
+    // Order matters: logging sees the final Connect code; the error mapper corrects codes
+    // of everything inside it; authorization runs before any handler.
+    interceptors: [
+      createLoggingInterceptor(logger),
+      createErrorInterceptor(),
+      createAuthorizationInterceptor((denial) =>
+        engine.recordAudit({
+          kind: "permission_denied",
+          principal: denial.principal.name,
+          tenant: denial.principal.tenant,
+          method: denial.method,
+          detail: `roles ${denial.principal.roles.join(", ")} lack ${denial.permission ?? "a permission for this method"}`,
+        }),
+      ),
+    ],
+    readMaxBytes: requestLimits.maxRequestBytes,
+    maxTimeoutMs: requestLimits.maxTimeoutMs,
+    credentials: options.credentials,
+    peerIdentity: (req) => listener?.peerIdentity(req),
+    logger,
+    fallback: options.fallback,
   });
-  const listener = new DualProtocolListener(handler);
-  const { host, port } = await listener.listen(options.host, options.port);
-  const urlHost = host.includes(":") ? `[${host}]` : host;
-  let closing: Promise<void> | undefined;
+  listener = new DualProtocolListener(handler, { limits: connectionLimits, tls: options.tls, forceCloseMs: options.forceCloseMs });
+  const scheme = options.tls ? "https" : "http";
   return {
-    host,
-    port,
-    url: `http://${urlHost}:${port}`,
-    close() {
-      closing ??= (async () => {
-        await options.engine.shutdown();
-        await listener.close();
-      })();
-      return closing;
+    async listen(host, port) {
+      const address = await (listener as DualProtocolListener).listen(host, port);
+      const urlHost = address.host.includes(":") ? `[${address.host}]` : address.host;
+      return { ...address, url: `${scheme}://${urlHost}:${address.port}` };
     },
+    get connections() {
+      return (listener as DualProtocolListener).connections;
+    },
+    close: () => (listener as DualProtocolListener).close(),
   };
 }

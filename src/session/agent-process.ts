@@ -17,7 +17,16 @@ export interface AgentProcessOptions {
   cwd: string;
   env: Record<string, string>;
   onLine: (line: string) => void;
+  /** The longest stdout line read; a longer one is dropped and reported through onOverlongLine. */
+  maxLineBytes: number;
+  onOverlongLine: (bytes: number) => void;
+  /** stdout reached its end while the process still runs: it can no longer answer. */
+  onOutputClosed: () => void;
 }
+
+// After the process exits, how long its output may take to drain. A descendant that left
+// the process group (setsid) can hold the pipes open forever; the exit must not wait for it.
+const OUTPUT_DRAIN_MS = 250;
 
 /**
  * One agent CLI process in its own process group, so that stopping it also ends every
@@ -25,11 +34,16 @@ export interface AgentProcessOptions {
  */
 export class AgentProcess {
   readonly pid: number;
-  /** Resolves when the process has exited and its output has been read to the end. */
+  /**
+   * Resolves when the process has exited and its output has been read: to the end, or for
+   * a short while when something else still holds the pipes.
+   */
   readonly exited: Promise<ProcessExit>;
   readonly #child: ResultPromise;
   readonly #stderr = new TailBuffer();
   #exit: ProcessExit | undefined;
+  /** The 'exit' event has fired (the process is gone, its pipes may not be). */
+  #gone = false;
 
   constructor(options: AgentProcessOptions) {
     this.#child = execa(options.command.file, options.command.args, {
@@ -49,13 +63,44 @@ export class AgentProcess {
       stripFinalNewline: false,
     });
     this.pid = this.#child.pid ?? 0;
-    const lines = new LineSplitter(options.onLine);
-    this.#child.stdout?.on("data", (chunk: Buffer) => lines.push(chunk));
-    this.#child.stdout?.on("end", () => lines.end());
+    const lines = new LineSplitter(options.onLine, options.maxLineBytes, options.onOverlongLine);
+    const stdout = this.#child.stdout;
+    const stdoutEnded = new Promise<void>((resolve) => {
+      if (!stdout) return resolve();
+      stdout.on("data", (chunk: Buffer) => lines.push(chunk));
+      stdout.once("end", () => {
+        lines.end();
+        resolve();
+        // A process that is exiting closes its output first; one still running after a
+        // moment closed it on purpose (or lost it) and will never answer again.
+        const timer = setTimeout(() => {
+          if (!this.#gone && this.pid !== 0) options.onOutputClosed();
+        }, OUTPUT_DRAIN_MS);
+        timer.unref();
+        this.#child.once("exit", () => clearTimeout(timer));
+      });
+      stdout.once("close", () => resolve());
+    });
     // Drained continuously: a chatty agent must never block on a full stderr pipe.
     this.#child.stderr?.on("data", (chunk: Buffer) => this.#stderr.push(chunk.toString("utf8")));
     // Writes after the agent exited fail with EPIPE; the exit is reported on its own.
     this.#child.stdin?.on("error", () => {});
+    const gone = new Promise<void>((resolve) => {
+      this.#child.once("exit", () => {
+        this.#gone = true;
+        resolve();
+      });
+    });
+    // execa settles once the process exited *and* its pipes closed. Give the pipes a
+    // moment after the exit, then close our ends, so a pipe held by a stray descendant
+    // cannot keep the exit (and a stop, and shutdown) waiting.
+    void gone.then(async () => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([stdoutEnded, new Promise<void>((resolve) => (timer = setTimeout(resolve, OUTPUT_DRAIN_MS)))]);
+      clearTimeout(timer);
+      this.#child.stdout?.destroy();
+      this.#child.stderr?.destroy();
+    });
     this.exited = this.#child.then((result) => {
       const failedToSpawn = this.pid === 0 || (result.exitCode === undefined && result.signal === undefined);
       this.#exit = {
@@ -70,7 +115,7 @@ export class AgentProcess {
 
   /** True until the process has exited. */
   get alive(): boolean {
-    return this.#exit === undefined && this.pid !== 0;
+    return !this.#gone && this.#exit === undefined && this.pid !== 0;
   }
 
   /** Writes one line to the agent's stdin. Returns false if the agent is gone. */
@@ -79,11 +124,6 @@ export class AgentProcess {
     if (!this.alive || !stdin || stdin.destroyed || stdin.writableEnded) return false;
     stdin.write(line + "\n");
     return true;
-  }
-
-  /** Closes stdin: a stream-json agent finishes what it is doing and exits. */
-  closeInput(): void {
-    this.#child.stdin?.end();
   }
 
   /** Sends a signal to the whole process group. */

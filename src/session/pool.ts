@@ -20,7 +20,9 @@ export class Pool {
   readonly #sessions = new Map<string, Session>();
   #closing = false;
 
-  constructor(readonly maxLiveSessions: number) {}
+  get size(): number {
+    return this.#sessions.size;
+  }
 
   get(key: SessionKey): Session | undefined {
     return this.#sessions.get(keyString(key));
@@ -43,16 +45,20 @@ export class Pool {
     this.#sessions.delete(keyString(key));
   }
 
-  /** Sessions whose agent process runs or is starting. */
-  liveCount(): number {
+  /** Sessions whose agent process runs or is starting, of one tenant or of all. */
+  liveCount(tenant?: string): number {
     let count = 0;
-    for (const session of this.#sessions.values()) if (session.live) count += 1;
+    for (const session of this.#sessions.values()) {
+      if (session.live && (tenant === undefined || session.tenant === tenant)) count += 1;
+    }
     return count;
   }
 
-  /** True while one more agent process may start. */
-  mayStartProcess(): boolean {
-    return this.liveCount() < this.maxLiveSessions;
+  /** Sessions of one tenant. */
+  count(tenant: string): number {
+    let count = 0;
+    for (const session of this.#sessions.values()) if (session.tenant === tenant) count += 1;
+    return count;
   }
 
   /** A tenant's sessions. */

@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -20,7 +20,9 @@ import {
 import type { EventLog } from "../events/event-log.js";
 import type { LaunchConfig, OutputParser, ParsedOutput, Provider } from "../providers/provider.js";
 import type { SessionRecord } from "../store/store.js";
+import { workDirChanged } from "../security/work-dir.js";
 import { AgentProcess, type ProcessExit } from "./agent-process.js";
+import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
 import { SessionView } from "./session-view.js";
 import { Turn } from "./turn.js";
 
@@ -34,6 +36,8 @@ export interface SessionLimits {
   idleTimeoutMs: number;
   /** Time between SIGTERM (or an interrupt) and SIGKILL. */
   stopGraceMs: number;
+  /** The longest line of agent output; a longer one fails the turn and ends the agent. */
+  maxLineBytes: number;
 }
 
 export interface SessionOptions {
@@ -42,8 +46,16 @@ export interface SessionOptions {
   provider: Provider;
   providerSessionId: string;
   workDir: string;
+  /** The daemon's work root: the work dir is checked against it again before every start. */
+  workRoot: string;
+  /** A directory of the daemon's, private to this session, for the agent's launch files. */
+  stateDir: string;
   config: SessionConfig;
-  launch: LaunchConfig;
+  /**
+   * The launch settings of a config under the tenant's policy as it is now; throws a
+   * HotplexError when the policy no longer allows the config. Asked at every start.
+   */
+  prepareLaunch: (config: SessionConfig) => LaunchConfig;
   env: Record<string, string>;
   log: EventLog;
   limits: SessionLimits;
@@ -54,8 +66,11 @@ export interface SessionOptions {
   incarnation: string;
   /** The registry entry of a session brought back after a daemon restart. */
   restored?: SessionRecord;
-  /** Asked before a new agent process starts; false means the daemon is at its cap. */
-  mayStartProcess: () => boolean;
+  /**
+   * Asked before a new agent process starts: undefined when it may, else why not (the
+   * daemon's or the tenant's limit of live agents).
+   */
+  whyNoProcess: () => string | undefined;
 }
 
 // How long after a turn ends its session's registry entry is stored.
@@ -77,7 +92,8 @@ export class Session {
   readonly log: EventLog;
   readonly view: SessionView;
   config: SessionConfig;
-  #launch: LaunchConfig;
+  /** The launch settings of the running (or last) process. */
+  #launch: LaunchConfig | undefined;
   readonly #options: SessionOptions;
   readonly #logger: Logger;
   #hasConversation: boolean;
@@ -96,11 +112,12 @@ export class Session {
   #current: Turn | undefined;
   #queue: Turn[] = [];
   #pumping = false;
-  #turnTimer: NodeJS.Timeout | undefined;
+  #turnTimer: LongTimeout | undefined;
   #killTimer: NodeJS.Timeout | undefined;
-  #idleTimer: NodeJS.Timeout | undefined;
+  #idleTimer: LongTimeout | undefined;
   #checkpointTimer: NodeJS.Timeout | undefined;
   #byRequestId = new Map<string, Turn>();
+  #idleWaiters: (() => void)[] = [];
   #closed = false;
 
   constructor(options: SessionOptions) {
@@ -109,7 +126,6 @@ export class Session {
     this.sessionId = options.sessionId;
     this.log = options.log;
     this.config = options.config;
-    this.#launch = options.launch;
     this.#hasConversation = options.hasConversation;
     this.#logger = options.logger.child({ session: options.sessionId, tenant: options.tenant });
     this.incarnation = options.incarnation;
@@ -173,21 +189,36 @@ export class Session {
     return this.#queue.length;
   }
 
+  /** A turn runs or waits. */
+  get busy(): boolean {
+    return this.#current !== undefined || this.#queue.length > 0;
+  }
+
+  /** Resolves once no turn runs or waits (at once if none does). */
+  whenIdle(): Promise<void> {
+    if (!this.busy && !this.#pumping) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
   /** The turn an earlier Execute with this request id started, if remembered. */
   turnForRequest(requestId: string): Turn | undefined {
     return requestId ? this.#byRequestId.get(requestId) : undefined;
   }
 
-  /** Replaces the config for the next process start; refused while a process runs. */
-  reconfigure(config: SessionConfig, launch: LaunchConfig, workDir: string): void {
+  /** Throws FAILED_PRECONDITION while a process runs: its config cannot change under it. */
+  checkReconfigurable(): void {
     if (this.live) {
       throw new HotplexError(
         "failed_precondition",
         `session "${this.sessionId}" is running with a different config; omit config, send the same one, or StopSession first`,
       );
     }
+  }
+
+  /** Replaces the config for the next process start; refused while a process runs. */
+  reconfigure(config: SessionConfig, workDir: string): void {
+    this.checkReconfigurable();
     this.config = config;
-    this.#launch = launch;
     this.view.workDir = workDir;
     this.log.touch();
   }
@@ -212,9 +243,8 @@ export class Session {
       );
     }
     if (!this.live) {
-      if (!this.#options.mayStartProcess()) {
-        throw new HotplexError("resource_exhausted", "the daemon runs its maximum number of live sessions; stop one or retry later");
-      }
+      const refused = this.#options.whyNoProcess();
+      if (refused) throw new HotplexError("resource_exhausted", refused);
       // Counts against the live-session cap from now on, before the process exists.
       this.view.status = SessionStatus.STARTING;
     }
@@ -283,6 +313,7 @@ export class Session {
     this.log.shrinkTail();
     this.#armIdleTimer();
     this.#armCheckpoint();
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
   async #runTurn(turn: Turn): Promise<void> {
@@ -293,8 +324,9 @@ export class Session {
       this.#announce(turn);
       this.#process.writeLine(this.#options.provider.encodePrompt(turn.prompt));
     } else {
-      if (this.view.status !== SessionStatus.STARTING && !this.#options.mayStartProcess()) {
-        this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, "the daemon runs its maximum number of live sessions"));
+      const refused = this.view.status === SessionStatus.STARTING ? undefined : this.#options.whyNoProcess();
+      if (refused) {
+        this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, refused));
         return;
       }
       this.#startKind = this.#hasConversation ? StartKind.RESUMED : StartKind.COLD;
@@ -310,29 +342,57 @@ export class Session {
     this.#processStarted = false;
     this.#fatalStartupMessage = undefined;
     this.#endReason = undefined;
+    let launch: LaunchConfig;
+    try {
+      launch = this.#options.prepareLaunch(this.config);
+    } catch (error) {
+      this.#failStart(turn, `the session's config is no longer allowed: ${(error as Error).message}`);
+      return;
+    }
     try {
       await mkdir(this.view.workDir, { recursive: true });
     } catch (error) {
-      this.view.status = SessionStatus.DEAD;
-      this.#announce(turn);
-      this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, `cannot create work dir: ${String(error)}`));
+      this.#failStart(turn, `cannot create work dir: ${String(error)}`);
       return;
     }
-    if (turn.ended) {
-      // Stopped while the work dir was being created.
-      this.view.status = SessionStatus.DEAD;
+    // Stopped while the work dir was being created.
+    if (turn.ended) return this.#failStart(turn, "");
+    // The dir was checked when the session got it; it may have been replaced since (by a
+    // symlink to elsewhere, say, while no agent ran). Checked again right before each start.
+    const changed = workDirChanged(this.#options.workRoot, this.view.workDir);
+    if (changed) {
+      this.#logger.warn({ workDir: this.view.workDir, reason: changed }, "work dir changed; agent not started");
+      this.#failStart(turn, `refusing to start the agent: ${changed}`);
       return;
     }
     const command = provider.command({
       providerSessionId: this.view.providerSessionId,
       resume: this.#startKind === StartKind.RESUMED,
-      config: this.#launch,
+      config: launch,
+      stateDir: this.#options.stateDir,
     });
+    try {
+      await writeLaunchFiles(this.#options.stateDir, command.files ?? {});
+    } catch (error) {
+      this.#failStart(turn, `cannot write the agent's launch files: ${String(error)}`);
+      return;
+    }
+    if (turn.ended) return this.#failStart(turn, "");
+    this.#launch = launch;
     const process = new AgentProcess({
       command,
       cwd: this.view.workDir,
       env: this.#options.env,
       onLine: (line) => this.#onLine(process, line),
+      maxLineBytes: this.#options.limits.maxLineBytes,
+      onOverlongLine: (bytes) =>
+        this.#agentFault(
+          process,
+          "output_line_too_long",
+          `the agent printed a line of more than ${this.#options.limits.maxLineBytes} bytes (${bytes} so far); it was dropped and the agent ended`,
+        ),
+      onOutputClosed: () =>
+        this.#agentFault(process, "output_closed", "the agent closed its output but kept running; it was ended"),
     });
     this.#process = process;
     this.#agentFile = command.file;
@@ -400,6 +460,31 @@ export class Session {
     }
   }
 
+  // No process could be started for the turn: it fails with `message` (or has already
+  // ended, when `message` is empty: stopped while the start was prepared).
+  #failStart(turn: Turn, message: string): void {
+    this.view.status = SessionStatus.DEAD;
+    if (turn.ended || !message) return;
+    this.#announce(turn);
+    this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, message));
+  }
+
+  // The agent broke the protocol in a way the session cannot recover from: tell the
+  // client, fail the running turn with the reason and end the process (the next turn
+  // starts it again and resumes the conversation).
+  #agentFault(process: AgentProcess, code: string, message: string): void {
+    if (process !== this.#process) return;
+    this.#logger.warn({ code, pid: process.pid }, message);
+    const turn = this.#current;
+    this.#record(turn?.id ?? "", { case: "error", value: create(ErrorEventSchema, { code, message }) });
+    if (turn && !turn.ended && !turn.endedBy) {
+      turn.endedBy = "agent_fault";
+      turn.fault = message;
+    }
+    this.#endReason ??= "crashed";
+    void process.terminate(this.#options.limits.stopGraceMs);
+  }
+
   // The agent answered: the process is up and the conversation exists.
   #markStarted(process: AgentProcess): void {
     this.#processStarted = true;
@@ -413,7 +498,7 @@ export class Session {
         providerSessionId: this.view.providerSessionId,
         pid: process.pid,
         workDir: this.view.workDir,
-        model: this.#launch.model,
+        model: this.#launch?.model ?? "",
       }),
     });
     this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind] }, "session started");
@@ -490,6 +575,9 @@ export class Session {
     } else if (turn.endedBy === "stop") {
       ended.outcome = TurnOutcome.STOPPED;
       ended.errorMessage = `session ${turn.stopReason || "stopped"} during the turn`;
+    } else if (turn.endedBy === "agent_fault") {
+      ended.outcome = TurnOutcome.FAILED;
+      ended.errorMessage = turn.fault;
     }
     if (turn.startedAtMs > 0) ended.durationMs = BigInt(Math.max(0, Date.now() - turn.startedAtMs));
     this.#record(turn.id, { case: "turnEnded", value: ended });
@@ -512,7 +600,7 @@ export class Session {
     this.#clearTurnTimers();
     const { turnTimeoutMs, stopGraceMs } = this.#options.limits;
     if (turnTimeoutMs <= 0) return;
-    this.#turnTimer = setTimeout(() => {
+    this.#turnTimer = setLongTimeout(() => {
       if (this.#current !== turn || turn.ended) return;
       turn.endedBy = "timeout";
       this.#logger.warn({ turn: turn.id, turnTimeoutMs }, "turn timed out; interrupting");
@@ -526,7 +614,7 @@ export class Session {
   }
 
   #clearTurnTimers(): void {
-    clearTimeout(this.#turnTimer);
+    this.#turnTimer?.clear();
     clearTimeout(this.#killTimer);
     this.#turnTimer = undefined;
     this.#killTimer = undefined;
@@ -547,16 +635,15 @@ export class Session {
     this.#clearIdleTimer();
     const idleMs = this.config.idleTimeoutSeconds > 0 ? this.config.idleTimeoutSeconds * 1000 : this.#options.limits.idleTimeoutMs;
     if (idleMs <= 0 || !this.#process?.alive) return;
-    this.#idleTimer = setTimeout(() => {
+    this.#idleTimer = setLongTimeout(() => {
       if (this.#current || this.#queue.length > 0) return;
       this.#logger.info({ idleMs }, "reaping idle session");
       void this.stop("idle");
     }, idleMs);
-    this.#idleTimer.unref();
   }
 
   #clearIdleTimer(): void {
-    clearTimeout(this.#idleTimer);
+    this.#idleTimer?.clear();
     this.#idleTimer = undefined;
   }
 
@@ -567,6 +654,15 @@ export class Session {
       if (oldest !== undefined) this.#byRequestId.delete(oldest);
     }
   }
+}
+
+// The files a command refers to, in the session's private state dir: owner-only modes,
+// since they may hold a system prompt the client considers confidential.
+async function writeLaunchFiles(stateDir: string, files: Record<string, string>): Promise<void> {
+  const entries = Object.entries(files);
+  if (entries.length === 0) return;
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await Promise.all(entries.map(([file, content]) => writeFile(file, content, { mode: 0o600 })));
 }
 
 function describeExit(exit: ProcessExit): string {

@@ -13,8 +13,10 @@ export class Turn {
   /** TurnStarted has been logged. */
   announced = false;
   /** Set when the daemon ends the turn: the outcome it reports wins over the agent's. */
-  endedBy: "timeout" | "stop" | undefined;
+  endedBy: "timeout" | "stop" | "agent_fault" | undefined;
   stopReason = "";
+  /** With endedBy "agent_fault": what the agent did wrong (the turn ends FAILED with it). */
+  fault = "";
   readonly done: Promise<void>;
   #resolve!: () => void;
   #ended = false;

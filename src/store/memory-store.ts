@@ -1,8 +1,8 @@
 import { clone } from "@bufbuild/protobuf";
 import { SessionConfigSchema, SessionStatsSchema } from "../../gen/hotplex/v1/session_pb.js";
 import type { Event } from "../events/event.js";
-import { approximateSize } from "../events/event-log.js";
-import { eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
+import { encodeEvent } from "../events/encoded-event.js";
+import { type AuditRecord, eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
 interface SessionEvents {
   events: Event[];
@@ -21,13 +21,16 @@ export class MemoryStore implements Store {
   readonly location = "in memory";
   readonly #events = new Map<string, SessionEvents>();
   readonly #sessions = new Map<string, SessionRecord>();
+  #audit: AuditRecord[] = [];
+  #auditId = 0;
 
   constructor(private readonly policy: RetentionPolicy) {}
 
   commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Map<string, number> {
     const moved = new Map<string, number>();
     for (const { key, event } of events) {
-      const size = approximateSize(event.payload);
+      // Encoded bytes, as the SQLite store counts them: retain-bytes means the same in both.
+      const size = encodeEvent(event).byteLength;
       let log = this.#events.get(key);
       if (!log) {
         log = { events: [], sizes: [], head: 0, bytes: 0 };
@@ -63,6 +66,23 @@ export class MemoryStore implements Store {
     const log = this.#events.get(key);
     const event = log?.events[log.head];
     return event ? Number(event.seq) : undefined;
+  }
+
+  sessionBytes(key: string): number {
+    return this.#events.get(key)?.bytes ?? 0;
+  }
+
+  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): number {
+    const record = { ...entry, id: ++this.#auditId };
+    this.#audit.push(record);
+    if (this.#audit.length > keep * 2) this.#audit = this.#audit.slice(-keep);
+    return record.id;
+  }
+
+  readAudit(afterId: number, limit: number): AuditRecord[] {
+    // Ids grow by one per entry, so the first wanted one sits at a known offset.
+    const first = this.#audit[0]?.id ?? 1;
+    return this.#audit.slice(Math.max(0, afterId + 1 - first), Math.max(0, afterId + 1 - first) + limit);
   }
 
   loadSessions(): SessionRecord[] {

@@ -36,6 +36,17 @@ const MIGRATIONS: readonly string[] = [
   // Every append paid a second b-tree insert for this index (about a third of the store's
   // cost per event); age retention now cuts each session's oldest prefix by seq instead.
   `DROP INDEX events_by_time;`,
+  // The audit log: admin actions and refusals, newest kept (see SqliteStore.appendAudit).
+  `CREATE TABLE audit (
+     id INTEGER PRIMARY KEY,
+     time_ms INTEGER NOT NULL,
+     kind TEXT NOT NULL,
+     principal TEXT NOT NULL,
+     tenant TEXT NOT NULL,
+     session_id TEXT NOT NULL,
+     method TEXT NOT NULL,
+     detail TEXT NOT NULL
+   );`,
 ];
 
 /** The schema version this build writes. */

@@ -7,7 +7,7 @@ import type { Event } from "../events/event.js";
 import { decodeEvent } from "../events/event-codec.js";
 import { encodeEvent, rememberEncoding } from "../events/encoded-event.js";
 import { migrate } from "./migrations.js";
-import { eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
+import { type AuditRecord, eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
 /**
  * How hard a commit tries to reach the disk.
@@ -55,6 +55,10 @@ export class SqliteStore implements Store {
   readonly #upsertSession: Database.Statement;
   readonly #readEvents: Database.Statement;
   readonly #firstSeq: Database.Statement;
+  readonly #sessionBytes: Database.Statement;
+  readonly #insertAudit: Database.Statement;
+  readonly #trimAudit: Database.Statement;
+  readonly #readAudit: Database.Statement;
   readonly #commit: (events: readonly StoredEvent[], sessions: readonly SessionRecord[]) => void;
 
   constructor(dataDir: string, durability: Durability = "normal") {
@@ -96,6 +100,14 @@ export class SqliteStore implements Store {
       "SELECT payload FROM events WHERE session_key = ? AND seq > ? ORDER BY seq LIMIT ?",
     );
     this.#firstSeq = this.#db.prepare("SELECT MIN(seq) AS first FROM events WHERE session_key = ?");
+    this.#sessionBytes = this.#db.prepare("SELECT COALESCE(SUM(size), 0) AS bytes FROM events WHERE session_key = ?").pluck();
+    this.#insertAudit = this.#db.prepare(
+      "INSERT INTO audit (time_ms, kind, principal, tenant, session_id, method, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.#trimAudit = this.#db.prepare("DELETE FROM audit WHERE id <= ?");
+    this.#readAudit = this.#db.prepare(
+      "SELECT id, time_ms, kind, principal, tenant, session_id, method, detail FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+    );
     this.#commit = this.#db.transaction((events: readonly StoredEvent[], sessions: readonly SessionRecord[]) => {
       // Several rows per statement: a statement's fixed cost (bind, step, reset, the call
       // into SQLite) is most of what one small row costs.
@@ -129,6 +141,49 @@ export class SqliteStore implements Store {
   firstSeq(key: string): number | undefined {
     const row = this.#firstSeq.get(key) as { first: number | null };
     return row.first ?? undefined;
+  }
+
+  sessionBytes(key: string): number {
+    return this.#sessionBytes.get(key) as number;
+  }
+
+  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): number {
+    const { lastInsertRowid } = this.#insertAudit.run(
+      entry.timeMs,
+      entry.kind,
+      entry.principal,
+      entry.tenant,
+      entry.sessionId,
+      entry.method,
+      entry.detail,
+    );
+    const id = Number(lastInsertRowid);
+    // Trimmed in steps, not on every entry: the newest `keep` always remain.
+    if (id % 256 === 0) this.#trimAudit.run(id - keep);
+    return id;
+  }
+
+  readAudit(afterId: number, limit: number): AuditRecord[] {
+    const rows = this.#readAudit.all(afterId, limit) as {
+      id: number;
+      time_ms: number;
+      kind: string;
+      principal: string;
+      tenant: string;
+      session_id: string;
+      method: string;
+      detail: string;
+    }[];
+    return rows.map((row) => ({
+      id: row.id,
+      timeMs: row.time_ms,
+      kind: row.kind,
+      principal: row.principal,
+      tenant: row.tenant,
+      sessionId: row.session_id,
+      method: row.method,
+      detail: row.detail,
+    }));
   }
 
   loadSessions(): SessionRecord[] {

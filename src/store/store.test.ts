@@ -8,7 +8,6 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SessionConfigSchema, SessionStatsSchema, SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { type Event, EventSchema, TextDeltaSchema } from "../events/event.js";
 import { encodeEvent } from "../events/encoded-event.js";
-import { approximateSize } from "../events/event-log.js";
 import { MemoryStore } from "./memory-store.js";
 import { SCHEMA_VERSION } from "./migrations.js";
 import { SqliteStore, StoreOpenError } from "./sqlite-store.js";
@@ -113,7 +112,8 @@ afterEach(() => {
 });
 
 const kinds: StoreKind[] = [
-  { name: "MemoryStore", open: () => new MemoryStore(NO_LIMITS), sizeOf: (e) => approximateSize(e.payload) },
+  // Both stores count an event's encoded bytes: retain-bytes means the same in each.
+  { name: "MemoryStore", open: () => new MemoryStore(NO_LIMITS), sizeOf: (e) => toBinary(EventSchema, e).length },
   {
     name: "SqliteStore",
     open: () => {
@@ -548,7 +548,7 @@ describe("SqliteStore", () => {
     expect(openHandles()).toBe(0);
   });
 
-  it("migrates a version 1 database: drops the time index and keeps every event and record", () => {
+  it("migrates a version 1 database: drops the time index, adds the audit log, keeps every event and record", () => {
     const file = path.join(dir, "hotplex.db");
     const store = new SqliteStore(dir);
     store.commit(events(K1, 1, 3), [record(K1, { lastSeq: 3 })]);
@@ -556,6 +556,7 @@ describe("SqliteStore", () => {
     // Version 1 had an index on events.time_ms.
     const v1 = new Database(file);
     v1.exec("CREATE INDEX events_by_time ON events (time_ms)");
+    v1.exec("DROP TABLE audit");
     v1.pragma("user_version = 1");
     v1.close();
 

@@ -37,6 +37,20 @@ export interface StoredEvent {
   event: Event;
 }
 
+/** One entry of the audit log: an admin action or a refusal worth keeping. */
+export interface AuditRecord {
+  /** Grows by one per entry. */
+  id: number;
+  timeMs: number;
+  kind: string;
+  /** The credential's name. */
+  principal: string;
+  tenant: string;
+  sessionId: string;
+  method: string;
+  detail: string;
+}
+
 /** Retention limits; 0 disables a limit. */
 export interface RetentionPolicy {
   /** Most events kept per session. */
@@ -69,6 +83,12 @@ export interface Store {
   readEvents(key: string, afterSeq: number, limit: number): Event[];
   /** The first retained seq of a session; undefined when it has no events stored. */
   firstSeq(key: string): number | undefined;
+  /** The encoded bytes of a session's stored events (0 when it has none). */
+  sessionBytes(key: string): number;
+  /** Appends an audit entry (its id is assigned) and returns the id; at least the newest `keep` entries are kept. */
+  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): number;
+  /** Up to `limit` audit entries with an id greater than `afterId`, oldest first. */
+  readAudit(afterId: number, limit: number): AuditRecord[];
   /** Every session record. */
   loadSessions(): SessionRecord[];
   /** Removes a session's record and events. */

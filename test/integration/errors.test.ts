@@ -54,8 +54,9 @@ describe("bad requests get a clear error with the right Connect code", () => {
     expect(relative.message).toContain("outside the work root");
     const absolute = await codeOf(execute({ sessionId: "jail-2", prompt: "hi", config: { workDir: "/etc" } }));
     expect(absolute.code).toBe(Code.InvalidArgument);
-    mkdirSync(path.join(daemon.workRoot, "inner"), { recursive: true });
-    symlinkSync("/tmp", path.join(daemon.workRoot, "inner", "escape"));
+    // Each tenant's sessions live in its own directory of the work root.
+    mkdirSync(path.join(daemon.workRoot, "default", "inner"), { recursive: true });
+    symlinkSync("/tmp", path.join(daemon.workRoot, "default", "inner", "escape"));
     const viaLink = await codeOf(execute({ sessionId: "jail-3", prompt: "hi", config: { workDir: "inner/escape/deeper" } }));
     expect(viaLink.code).toBe(Code.InvalidArgument);
   });
@@ -64,7 +65,7 @@ describe("bad requests get a clear error with the right Connect code", () => {
     const events = await execute({ sessionId: "jail-ok", prompt: "hi", config: { workDir: "projects/a" } });
     const started = events.find((e) => e.payload.case === "sessionStarted");
     expect(started?.payload.case === "sessionStarted" && started.payload.value.workDir).toBe(
-      path.join(daemon.workRoot, "projects", "a"),
+      path.join(daemon.workRoot, "default", "projects", "a"),
     );
   });
 

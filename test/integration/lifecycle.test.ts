@@ -44,12 +44,23 @@ describe("idle reaping", () => {
     expect(events.map((e) => e.payload.case)).not.toContain("sessionEnded");
   });
 
-  it("lets a session's own idle timeout override the default", async () => {
-    await executeEvents(daemon.client.execute({ sessionId: "own-idle", prompt: "hi", config: { idleTimeoutSeconds: 60 } }));
-    // The default (300 ms) reaps this other session first; the 60 s one is still up.
+});
+
+describe("a session's own idle timeout", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startTestDaemon({ engine: { limits: { idleTimeoutMs: 60_000 } } });
+  });
+  afterAll(async () => {
+    await daemon.close();
+  });
+
+  it("may be shorter than the daemon's: that session is reaped first, the others stay up", async () => {
     await executeEvents(daemon.client.execute({ sessionId: "default-idle", prompt: "hi" }));
-    await waitForEvent(daemon, "default-idle", (e) => e.payload.case === "sessionEnded");
-    expect((await daemon.client.getSnapshot({ sessionId: "own-idle" })).session?.status).toBe(SessionStatus.READY);
+    await executeEvents(daemon.client.execute({ sessionId: "own-idle", prompt: "hi", config: { idleTimeoutSeconds: 1 } }));
+    const ended = await waitForEvent(daemon, "own-idle", (e) => e.payload.case === "sessionEnded");
+    expect(ended.payload.case === "sessionEnded" && ended.payload.value.reason).toBe("idle");
+    expect((await daemon.client.getSnapshot({ sessionId: "default-idle" })).session?.status).toBe(SessionStatus.READY);
   });
 });
 

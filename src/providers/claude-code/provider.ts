@@ -1,17 +1,23 @@
 import path from "node:path";
-import type { Command, LaunchSpec, OutputParser, Provider } from "../provider.js";
+import { HotplexError } from "../../errors.js";
+import type { Command, LaunchConfig, LaunchSpec, OutputParser, Provider } from "../provider.js";
 import { ClaudeStreamParser } from "./parser.js";
 
 /** Flags every hotplex-run Claude Code process gets: headless, NDJSON both ways, live deltas. */
-const BASE_ARGS = [
-  "-p",
-  "--input-format",
-  "stream-json",
-  "--output-format",
-  "stream-json",
-  "--verbose",
-  "--include-partial-messages",
-] as const;
+const BASE_ARGS = ["-p", "--input-format=stream-json", "--output-format=stream-json", "--verbose", "--include-partial-messages"] as const;
+
+/** The permission modes of `--permission-mode` (2.1.197). */
+export const PERMISSION_MODES: readonly string[] = ["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"];
+
+// One tool rule, as the CLI reads a rule list: a tool name, optionally one parenthesized
+// specifier ("Bash(git log:*)", "mcp__github__*"). The CLI splits a flag's value at spaces
+// and commas outside parentheses, so "Read,Bash" would be two rules: one entry must be
+// exactly one rule, or a tenant's allowed tools could be widened inside a single entry.
+const TOOL_RULE = /^[A-Za-z0-9_*.:-]+(\([^()]*\))?$/;
+
+function invalid(message: string): HotplexError {
+  return new HotplexError("invalid_argument", message);
+}
 
 /** Claude Code (`claude -p` in stream-json mode). */
 export class ClaudeCodeProvider implements Provider {
@@ -19,20 +25,56 @@ export class ClaudeCodeProvider implements Provider {
 
   constructor(private readonly executable: string) {}
 
+  validateConfig(config: LaunchConfig): void {
+    if (config.permissionMode && !PERMISSION_MODES.includes(config.permissionMode)) {
+      throw invalid(`config.permission_mode "${config.permissionMode}" is not one of ${PERMISSION_MODES.join(", ")}`);
+    }
+    for (const [field, rules] of [
+      ["allowed_tools", config.allowedTools],
+      ["disallowed_tools", config.disallowedTools],
+    ] as const) {
+      rules.forEach((rule, index) => {
+        if (!TOOL_RULE.test(rule)) {
+          throw invalid(
+            `config.${field}[${index}] ${JSON.stringify(rule.slice(0, 100))} is not one tool rule: use a tool name, ` +
+              'optionally with one "(specifier)", e.g. "Bash(git log:*)"; one rule per entry',
+          );
+        }
+      });
+    }
+  }
+
+  /**
+   * The command line. The CLI reads some flags (--settings among them, which can install
+   * hooks that run shell commands) from anywhere in its argv, even from an argv entry
+   * that was meant as another flag's value. So no client value is ever an entry of its
+   * own: short values go in `--flag=value` form (read as that flag's value, never as a
+   * flag), and the system prompts go through files, which also keeps them out of
+   * /proc/<pid>/cmdline and clear of the kernel's 128 KiB limit per argument.
+   */
   command(spec: LaunchSpec): Command {
     const { config } = spec;
     const args: string[] = [...BASE_ARGS];
+    const files: Record<string, string> = {};
     // A new conversation gets the deterministic id; a restart resumes it, so the agent
     // keeps its history across crashes, idle reaping and daemon restarts.
-    args.push(spec.resume ? "--resume" : "--session-id", spec.providerSessionId);
-    if (config.model) args.push("--model", config.model);
-    if (config.permissionMode) args.push("--permission-mode", config.permissionMode);
-    // One value per flag: a tool rule may itself contain spaces or commas ("Bash(git log:*)").
-    for (const tool of config.allowedTools) args.push("--allowedTools", tool);
-    for (const tool of config.disallowedTools) args.push("--disallowedTools", tool);
-    if (config.systemPrompt) args.push("--system-prompt", config.systemPrompt);
-    if (config.appendSystemPrompt) args.push("--append-system-prompt", config.appendSystemPrompt);
-    return { file: this.executable, args };
+    args.push(`${spec.resume ? "--resume" : "--session-id"}=${spec.providerSessionId}`);
+    if (config.model) args.push(`--model=${config.model}`);
+    if (config.permissionMode) args.push(`--permission-mode=${config.permissionMode}`);
+    // One rule per flag (the CLI accepts the flag repeatedly).
+    for (const tool of config.allowedTools) args.push(`--allowedTools=${tool}`);
+    for (const tool of config.disallowedTools) args.push(`--disallowedTools=${tool}`);
+    if (config.systemPrompt) {
+      const file = path.join(spec.stateDir, "system-prompt.txt");
+      files[file] = config.systemPrompt;
+      args.push(`--system-prompt-file=${file}`);
+    }
+    if (config.appendSystemPrompt) {
+      const file = path.join(spec.stateDir, "append-system-prompt.txt");
+      files[file] = config.appendSystemPrompt;
+      args.push(`--append-system-prompt-file=${file}`);
+    }
+    return { file: this.executable, args, files };
   }
 
   encodePrompt(prompt: string): string {

@@ -1,0 +1,63 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "pino";
+import { type AuditEvent, AuditEventSchema } from "../../gen/hotplex/v1/admin_service_pb.js";
+import type { AuditRecord, Store } from "../store/store.js";
+
+/** "admin_action", "policy_denied" or "permission_denied". */
+export type AuditKind = "admin_action" | "policy_denied" | "permission_denied";
+
+export interface AuditEntry {
+  kind: AuditKind;
+  principal: string;
+  tenant?: string;
+  sessionId?: string;
+  method: string;
+  detail: string;
+}
+
+/** Entries kept: the newest this many (older ones are dropped as new ones arrive). */
+const KEPT_ENTRIES = 10_000;
+
+/**
+ * The audit log of admin actions and refusals, kept in the store (it survives restarts)
+ * and mirrored to the daemon's log. Entries never hold a secret: credentials appear by
+ * name only.
+ */
+export class AuditLog {
+  readonly #store: Store;
+  readonly #logger: Logger;
+
+  constructor(store: Store, logger: Logger) {
+    this.#store = store;
+    this.#logger = logger;
+  }
+
+  record(entry: AuditEntry, nowMs = Date.now()): void {
+    const record = { timeMs: nowMs, tenant: "", sessionId: "", ...entry };
+    try {
+      const id = this.#store.appendAudit(record, KEPT_ENTRIES);
+      this.#logger.info({ audit: id, ...entry }, "audit");
+    } catch (error) {
+      // A full disk must not turn a refusal into a crash; the log line still tells.
+      this.#logger.error({ err: error, ...entry }, "audit entry could not be stored");
+    }
+  }
+
+  list(afterId: number, limit: number): AuditEvent[] {
+    return this.#store.readAudit(afterId, limit).map(toEvent);
+  }
+}
+
+function toEvent(record: AuditRecord): AuditEvent {
+  return create(AuditEventSchema, {
+    id: BigInt(record.id),
+    time: timestampFromMs(record.timeMs),
+    kind: record.kind,
+    principal: record.principal,
+    tenant: record.tenant,
+    sessionId: record.sessionId,
+    method: record.method,
+    detail: record.detail,
+  });
+}
