@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult
   scale: () => import("./scale.js"),
   replay: () => import("./replay.js"),
   "store-append": () => import("./store-append.js"),
+  security: () => import("./security.js"),
 };
 
 async function main(): Promise<void> {

@@ -40,7 +40,10 @@ export async function startChildDaemon(options: {
   maxSessions?: number;
   env?: Record<string, string>;
   nodeArgs?: string[];
+  /** The checkout whose hotplexd runs (default: this one), e.g. an earlier commit's for a comparison. */
+  root?: string;
 }): Promise<ChildDaemon> {
+  const root = options.root ?? repoRoot;
   const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-daemon-"));
   const home = path.join(scratch, "home");
   mkdirSync(home, { recursive: true });
@@ -55,8 +58,8 @@ export async function startChildDaemon(options: {
     HOTPLEX_MAX_SESSIONS: String(options.maxSessions ?? 64),
     ...options.env,
   };
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", path.join(repoRoot, "src", "cli", "hotplexd.ts")], {
-    cwd: repoRoot,
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", path.join(root, "src", "cli", "hotplexd.ts")], {
+    cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -215,7 +218,7 @@ interface FanOut {
   clientCpuS: number;
 }
 
-async function fanOut(
+export async function fanOut(
   daemon: ChildDaemon,
   protocol: "connect" | "grpc",
   kind: ClientKind,

@@ -7,8 +7,10 @@ import { fakeClaudePath, repoRoot } from "./harness.js";
 export interface DaemonProcess {
   child: ChildProcess;
   url: string;
-  /** The daemon's first log line: where it listens and where its data lives. */
+  /** The log line that says where it listens and where its data lives. */
   startup: Record<string, unknown>;
+  /** The log lines before it (warnings about the config, for example). */
+  earlierLines: Record<string, unknown>[];
   exit: Promise<number | null>;
   stderr: () => string;
 }
@@ -45,9 +47,19 @@ export function startDaemonProcess(dir: string, args: string[] = [], env: Record
   );
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
+    const earlierLines: Record<string, unknown>[] = [];
+    let started = false;
+    // Reads every line to the end, so the daemon never blocks on a full pipe; a test may
+    // read the same lines from child.stdout too.
     lines.on("line", (line) => {
+      if (started) return;
       const record = JSON.parse(line) as Record<string, unknown>;
-      if (typeof record.url === "string") resolve({ child, url: record.url, startup: record, exit, stderr: () => stderr });
+      if (typeof record.url !== "string") {
+        earlierLines.push(record);
+        return;
+      }
+      started = true;
+      resolve({ child, url: record.url, startup: record, earlierLines, exit, stderr: () => stderr });
     });
     void exit.then((code) => reject(new Error(`hotplexd exited with ${code}: ${stderr}`)));
   });

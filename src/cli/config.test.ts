@@ -1,11 +1,11 @@
 import { homedir } from "node:os";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DEFAULT_NAMESPACE } from "../engine/config.js";
 import { hashToken } from "../security/credentials.js";
-import { ConfigError, durationMs, loadConfig, parseListen } from "./config.js";
+import { ConfigError, durationMs, loadConfig, OPTIONS, parseListen } from "./config.js";
 
 const ENV_TOKEN = "env-token-0123456789abcdef";
 const FLAG_TOKEN = "flag-token-0123456789abcdef";
@@ -232,5 +232,178 @@ describe("durationMs", () => {
     const error = configError(() => durationMs("--stop-grace", value));
     expect(error.message).toContain("--stop-grace");
     expect(error.message).toContain(`"${value}"`);
+  });
+});
+
+describe("secrets", () => {
+  it("reads the token from --token-file or HOTPLEX_TOKEN_FILE, trimmed, and keeps only its hash", () => {
+    const file = path.join(tmp, "token");
+    writeFileSync(file, `${FLAG_TOKEN}\n`);
+    expect(load(["--token-file", file]).credentials).toEqual(tokenCredential(FLAG_TOKEN));
+    const config = load([], { HOTPLEX_TOKEN_FILE: file });
+    expect(config.credentials).toEqual(tokenCredential(FLAG_TOKEN));
+    expect(JSON.stringify(config)).not.toContain(FLAG_TOKEN);
+  });
+
+  it("warns when the token is on the command line, where every local user can read it", () => {
+    expect(load(["--token", FLAG_TOKEN]).warnings.join("\n")).toContain("/proc/<pid>/cmdline");
+    expect(load([], { HOTPLEX_TOKEN: ENV_TOKEN }).warnings).toEqual([]);
+  });
+
+  it.each(["short", "x".repeat(15), "has a space in it 0123456789"])("refuses the token %j", (token) => {
+    expect(configError(() => load([], { HOTPLEX_TOKEN: token })).message).toContain("HOTPLEX_TOKEN");
+  });
+
+  it("refuses a token given twice, and a token file it cannot read", () => {
+    const file = path.join(tmp, "token");
+    writeFileSync(file, FLAG_TOKEN);
+    expect(configError(() => load(["--token-file", file], { HOTPLEX_TOKEN: ENV_TOKEN })).message).toContain("both set");
+    expect(configError(() => load(["--token-file", path.join(tmp, "missing")])).message).toContain("cannot read");
+  });
+});
+
+describe("the config file", () => {
+  const write = (text: string) => {
+    const file = path.join(tmp, "hotplex.yaml");
+    writeFileSync(file, text);
+    return file;
+  };
+  const fromFile = (text: string, argv: string[] = [], env: NodeJS.ProcessEnv = {}) => load(["--config", write(text), ...argv], env);
+
+  it("holds every option under its flag's name, with the same result as the flag", () => {
+    const values: Record<string, string> = {
+      listen: "127.0.0.5:7171",
+      "claude-path": "/opt/claude",
+      "state-dir": path.join(tmp, "state"),
+      namespace: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
+      "max-sessions": "7",
+      "max-stored-sessions": "70",
+      "queue-limit": "3",
+      "turn-timeout": "2m",
+      "idle-timeout": "40s",
+      "stop-grace": "2s",
+      "max-prompt-bytes": "1000",
+      "max-line-bytes": "2048",
+      "max-request-bytes": "65536",
+      "max-connections": "9",
+      "max-streams-per-connection": "8",
+      "handshake-timeout": "1s",
+      "headers-timeout": "2s",
+      "request-timeout": "3s",
+      "connection-idle-timeout": "4s",
+      store: "memory",
+      "data-dir": path.join(tmp, "data"),
+      durability: "full",
+      "retain-events": "11",
+      "retain-bytes": "12000",
+      "retain-age": "1h",
+      "retain-total-bytes": "13000",
+      "compact-interval": "5s",
+      "agent-env": "FOO",
+      "log-level": "warn",
+      "release-memory-after": "0",
+    };
+    const skipped = new Set(["config", "token", "token-file", "tls-cert", "tls-key", "tls-client-ca", "work-root"]);
+    expect(Object.keys(OPTIONS).filter((name) => !skipped.has(name)).sort()).toEqual(Object.keys(values).sort());
+    const yaml = Object.entries(values).map(([key, value]) => `${key}: "${value}"`).join("\n");
+    const viaFile = fromFile(yaml, [], { FOO: "1" });
+    const viaFlags = load(Object.entries(values).map(([key, value]) => `--${key}=${value}`), { FOO: "1" });
+    const comparable = (config: ReturnType<typeof load>) => ({ ...config, configFile: undefined, engine: { ...config.engine, tenants: undefined } });
+    expect(comparable(viaFile)).toEqual(comparable(viaFlags));
+    expect(viaFile.engine.maxLiveSessions).toBe(7);
+    expect(viaFile.connectionLimits.maxConnections).toBe(9);
+  });
+
+  it("lets the environment override the file, and flags the environment", () => {
+    const yaml = "max-sessions: 3\n";
+    expect(fromFile(yaml).engine.maxLiveSessions).toBe(3);
+    expect(fromFile(yaml, [], { HOTPLEX_MAX_SESSIONS: "4" }).engine.maxLiveSessions).toBe(4);
+    expect(fromFile(yaml, ["--max-sessions", "5"], { HOTPLEX_MAX_SESSIONS: "4" }).engine.maxLiveSessions).toBe(5);
+  });
+
+  it("names an unknown key with its file and line", () => {
+    const error = configError(() => fromFile("listen: 127.0.0.1:1\n\nmax-sesions: 3\n"));
+    expect(error.message).toMatch(/hotplex\.yaml:3: max-sesions: unknown key/);
+  });
+
+  it("names a bad value with its file, line and key", () => {
+    expect(configError(() => fromFile("log-level: info\nturn-timeout: soon\n")).message).toMatch(/hotplex\.yaml:2: turn-timeout "soon" must be a duration/);
+    expect(configError(() => fromFile("tenants:\n  acme:\n    limits:\n      live-agents: -1\n")).message).toMatch(
+      /hotplex\.yaml:4: tenants\.acme\.limits\.live-agents:/,
+    );
+    expect(configError(() => fromFile("tenants:\n  acme:\n    policy:\n      permission-modes: [plan, yolo]\n")).message).toMatch(
+      /hotplex\.yaml:4: tenants\.acme\.policy\.permission-modes\.1: "yolo" is not one of/,
+    );
+    expect(configError(() => fromFile("listen: [a\n")).message).toMatch(/hotplex\.yaml:\d+:/);
+  });
+
+  it("holds credentials as hashes or token files, with tenants and roles", () => {
+    const tokenFile = path.join(tmp, "ci-token");
+    writeFileSync(tokenFile, "ci-token-0123456789abcdef\n");
+    const config = fromFile(`
+credentials:
+  - name: acme-app
+    tenant: acme
+    roles: [client]
+    token-sha256: ${hashToken(ENV_TOKEN).toUpperCase()}
+  - name: acme-ci
+    tenant: acme
+    roles: [reader]
+    token-file: ${tokenFile}
+  - name: ops
+    roles: [admin]
+    token-sha256: ${hashToken(FLAG_TOKEN)}
+`);
+    expect(config.credentials).toEqual([
+      { name: "acme-app", tenant: "acme", roles: ["client"], tokenSha256: hashToken(ENV_TOKEN), clientCertSha256: undefined },
+      { name: "acme-ci", tenant: "acme", roles: ["reader"], tokenSha256: hashToken("ci-token-0123456789abcdef"), clientCertSha256: undefined },
+      { name: "ops", tenant: "", roles: ["admin"], tokenSha256: hashToken(FLAG_TOKEN), clientCertSha256: undefined },
+    ]);
+    // With credentials, the daemon may listen off loopback.
+    expect(fromFile(`listen: 0.0.0.0:1\ncredentials:\n  - {name: a, tenant: t, roles: [client], token-sha256: ${hashToken(ENV_TOKEN)}}\n`).host).toBe("0.0.0.0");
+  });
+
+  it.each([
+    ["an admin credential that is also a client", "{name: a, roles: [admin, client], token-sha256: H}", "credentials.0.roles"],
+    ["an admin credential with a tenant", "{name: a, tenant: t, roles: [admin], token-sha256: H}", "credentials.0.tenant"],
+    ["a client credential without a tenant", "{name: a, roles: [client], token-sha256: H}", "credentials.0.tenant"],
+    ["a credential without a secret", "{name: a, tenant: t, roles: [client]}", "needs exactly one of"],
+    ["a credential with a plaintext token", "{name: a, tenant: t, roles: [client], token: H}", 'unknown key "token"'],
+    ["a hash that is no SHA-256", "{name: a, tenant: t, roles: [client], token-sha256: abc}", "credentials.0.token-sha256"],
+    ["an unknown role", "{name: a, tenant: t, roles: [root], token-sha256: H}", "credentials.0.roles.0"],
+  ])("refuses %s, naming it", (_what, entry, message) => {
+    const yaml = `credentials:\n  - ${entry.replace("H", hashToken(ENV_TOKEN))}\n`;
+    expect(configError(() => fromFile(yaml)).message).toContain(message);
+  });
+
+  it("refuses two credentials with one name or one token", () => {
+    const entry = (name: string) => `  - {name: ${name}, tenant: t, roles: [client], token-sha256: ${hashToken(ENV_TOKEN)}}`;
+    expect(configError(() => fromFile(`credentials:\n${entry("a")}\n${entry("b")}\n`)).message).toContain("same token");
+    expect(configError(() => fromFile(`credentials:\n${entry("a")}\n${entry("a")}\n`)).message).toContain("used twice");
+  });
+
+  it("merges each tenant's policy and limits over the tenant defaults", () => {
+    const config = fromFile(`
+idle-timeout: 20m
+tenant-defaults:
+  policy:
+    models: ["claude-sonnet-*"]
+  limits:
+    live-agents: 4
+tenants:
+  acme:
+    policy:
+      permission-modes: [default, plan, bypassPermissions]
+      max-idle-timeout: 5m
+    limits:
+      stored-sessions: 10
+`);
+    const acme = config.engine.tenants.settingsOf("acme");
+    expect(acme.policy).toMatchObject({ models: ["claude-sonnet-*"], permissionModes: ["default", "plan", "bypassPermissions"], maxIdleTimeoutMs: 300_000 });
+    expect(acme.limits).toMatchObject({ liveAgents: 4, storedSessions: 10, turnsPerMinute: 0 });
+    const other = config.engine.tenants.settingsOf("someone-else");
+    expect(other.policy).toMatchObject({ models: ["claude-sonnet-*"], maxIdleTimeoutMs: 20 * 60_000 });
+    expect(other.policy.permissionModes).not.toContain("bypassPermissions");
+    expect(config.engine.tenants.names).toEqual(["acme"]);
   });
 });

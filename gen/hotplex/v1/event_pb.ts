@@ -554,8 +554,11 @@ export const TurnEndedSchema: GenMessage<TurnEnded> = /*@__PURE__*/
  */
 export type ErrorEvent = Message<"hotplex.v1.ErrorEvent"> & {
   /**
-   * Machine-readable kind, e.g. "api_retry" (the agent's model API call
-   * failed and will be retried), "input_rejected".
+   * Machine-readable kind: "api_retry" (the agent's model API call failed and
+   * will be retried), "unexpected_turn_end" (the agent ended a turn hotplex did
+   * not start), "output_line_too_long" (the agent printed a line longer than
+   * the daemon's limit; the turn fails and the agent is ended),
+   * "output_closed" (the agent closed its output but kept running; the same).
    *
    * @generated from field: string code = 1;
    */
@@ -584,11 +587,14 @@ export const ErrorEventSchema: GenMessage<ErrorEvent> = /*@__PURE__*/
  */
 export type SessionEnded = Message<"hotplex.v1.SessionEnded"> & {
   /**
-   * Why the process ended: "stopped" (StopSession), "idle" (idle timeout),
-   * "shutdown" (daemon shutdown), "exited" (the agent exited by itself),
-   * "crashed" (the agent exited with an error or was killed by a signal),
-   * "restart" (the daemon stopped without a shutdown, e.g. it was killed, and
-   * found the session's process gone or ended it when it started again).
+   * Why the process ended: "stopped" (StopSession), "deleted"
+   * (DeleteSession), "idle" (idle timeout), "shutdown" (daemon shutdown),
+   * "drained" (AdminService.Drain), "exited" (the agent exited by itself),
+   * "crashed" (the agent exited with an error or was killed by a signal, or
+   * the daemon ended it for breaking its protocol: a line of output over the
+   * limit, output closed while running), "restart" (the daemon stopped
+   * without a shutdown, e.g. it was killed, and found the session's process
+   * gone or ended it when it started again).
    *
    * @generated from field: string reason = 1;
    */

@@ -19,58 +19,71 @@ export const file_hotplex_v1_session: GenFile = /*@__PURE__*/
  * that starts the agent process; a later Execute on a running session must
  * either omit it or send the same values.
  *
+ * Every value is bounded and checked, and none is ever given to the agent in
+ * a form it could read as a command-line flag. Each value may narrow, never
+ * widen, what the tenant's policy allows (PERMISSION_DENIED names the
+ * setting otherwise); the policy is checked again at every start of the
+ * agent, so a tightened policy applies to existing sessions too.
+ *
  * @generated from message hotplex.v1.SessionConfig
  */
 export type SessionConfig = Message<"hotplex.v1.SessionConfig"> & {
   /**
    * Working directory of the agent. Relative paths are taken from the
-   * daemon's work root; the resolved path (after symlinks) must lie inside the
-   * work root. Default: "<work root>/<session id>", created if missing.
+   * tenant's work root ("<work root>/<tenant>"); the resolved path (after
+   * symlinks) must lie strictly inside it, and must not be, contain or lie
+   * inside another session's work dir (unless the tenant's policy shares work
+   * dirs). It is checked again before every start of the agent. Default:
+   * "<work root>/<tenant>/<session id>", created if missing.
    *
    * @generated from field: string work_dir = 1;
    */
   workDir: string;
 
   /**
-   * Model name passed to the agent (`--model`). Empty for the agent's default.
+   * Model name passed to the agent. Empty for the agent's default. 1-256
+   * characters of [A-Za-z0-9._:/@[]+-], starting with a letter or digit.
    *
    * @generated from field: string model = 2;
    */
   model: string;
 
   /**
-   * Permission mode (`--permission-mode`): "default", "acceptEdits", "plan",
-   * "dontAsk" or "bypassPermissions". Empty for the agent's default.
+   * Permission mode: "default", "acceptEdits", "plan", "dontAsk", "auto" or
+   * "bypassPermissions". Empty for the agent's default. Unless the tenant's
+   * policy lists it, "bypassPermissions" is refused, as is "auto".
    *
    * @generated from field: string permission_mode = 3;
    */
   permissionMode: string;
 
   /**
-   * Tools the agent may use without asking, in Claude Code rule syntax, e.g.
-   * "Bash(git:*)", "Edit".
+   * Tools the agent may use without asking, one Claude Code rule per entry,
+   * e.g. "Bash(git log:*)", "Edit" (at most 256 entries of 512 characters).
    *
    * @generated from field: repeated string allowed_tools = 4;
    */
   allowedTools: string[];
 
   /**
-   * Tools the agent must never use, same syntax.
+   * Tools the agent must never use, same syntax. The tenant's policy may add
+   * its own; a config cannot remove those.
    *
    * @generated from field: repeated string disallowed_tools = 5;
    */
   disallowedTools: string[];
 
   /**
-   * Replaces the agent's system prompt (`--system-prompt`).
+   * Replaces the agent's system prompt (at most 1 MiB). Handed to the agent in
+   * a file of the daemon's, never on its command line.
    *
    * @generated from field: string system_prompt = 6;
    */
   systemPrompt: string;
 
   /**
-   * Task instructions appended to the agent's system prompt
-   * (`--append-system-prompt`).
+   * Task instructions appended to the agent's system prompt (at most 1 MiB),
+   * handed over the same way.
    *
    * @generated from field: string append_system_prompt = 7;
    */
@@ -78,8 +91,9 @@ export type SessionConfig = Message<"hotplex.v1.SessionConfig"> & {
 
   /**
    * Seconds the agent process may stay idle (no turn running or queued)
-   * before the daemon ends it. 0 uses the daemon's default. The session and
-   * its log remain; the next Execute resumes the conversation.
+   * before the daemon ends it. 0 uses the daemon's default. At most the
+   * tenant's maximum (by default the daemon's own idle timeout). The session
+   * and its log remain; the next Execute resumes the conversation.
    *
    * @generated from field: uint32 idle_timeout_seconds = 8;
    */

@@ -559,19 +559,36 @@ export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*
  * is deleted; its agent process may come and go (idle reaping, crashes,
  * restarts) without losing the conversation or the log.
  *
- * Authentication: when the daemon has a token, every call must carry the
- * header `Authorization: Bearer <token>`, else it fails with UNAUTHENTICATED.
+ * Authentication: when the daemon has credentials, every call must carry
+ * `Authorization: Bearer <token>` (the scheme in any case) or, over TLS, a
+ * client certificate the server config names; else it fails with
+ * UNAUTHENTICATED. A credential acts for one tenant: sessions are the
+ * tenant's, and session ids are per tenant (two tenants may both use
+ * "chat-1"). Another tenant's session is NOT_FOUND, exactly like a missing
+ * one. The role "client" may call every method; "reader" only Subscribe,
+ * GetSnapshot, GetSessionStats and ListSessions; an admin credential none
+ * (it uses AdminService).
  *
  * Errors use the standard Connect/gRPC codes:
  * - INVALID_ARGUMENT: a malformed session id, an empty prompt, a work dir
- *   outside the work root, a bad config value. The message names the field.
+ *   outside the tenant's work root or belonging to another session, a bad
+ *   config value, a request message that cannot be parsed. The message names
+ *   the field.
+ * - UNAUTHENTICATED: no credential, or one the daemon does not know.
+ * - PERMISSION_DENIED: the credential's role may not call the method, or the
+ *   session config asks for more than the tenant's policy allows (a
+ *   permission mode, model, tool, system prompt or timeout); the message
+ *   names the setting.
  * - NOT_FOUND: the session does not exist (for every call but Execute).
  * - FAILED_PRECONDITION: the session is busy and the call did not ask to
  *   queue; the config differs from the running session's.
- * - RESOURCE_EXHAUSTED: too many live sessions, or the session's queue is full.
+ * - RESOURCE_EXHAUSTED: a limit is reached: live agents or stored sessions
+ *   (of the daemon or the tenant), queued turns, prompt size, turns per
+ *   minute, retained event bytes, a request larger than the daemon accepts.
+ *   The message names the limit and its value.
  * - OUT_OF_RANGE: Subscribe asked for events that are not retained (details
  *   carry an OutOfRangeDetail).
- * - UNAVAILABLE: the daemon is shutting down.
+ * - UNAVAILABLE: the daemon is shutting down or draining.
  *
  * @generated from service hotplex.v1.SessionService
  */
@@ -587,6 +604,8 @@ export const SessionService: GenService<{
    *
    * The turn does not depend on the stream: if the client disconnects, the
    * turn runs on and its events are still logged. Use Subscribe to read them.
+   * When the daemon shuts down, the turn ends STOPPED and the stream carries
+   * that TurnEnded before it closes; a stream cut short ends UNAVAILABLE.
    *
    * Sending the same request_id again for the same session does not run a
    * second turn: the call streams the events of the turn that request_id
@@ -608,7 +627,9 @@ export const SessionService: GenService<{
    * A resume point that is no longer retained, or beyond the last event,
    * fails with OUT_OF_RANGE and an OutOfRangeDetail; events are never skipped
    * silently. A subscriber that falls so far behind that the events it has
-   * not read yet are dropped from the log gets the same error.
+   * not read yet are dropped from the log gets the same error. When the
+   * daemon shuts down, a following stream gets every event logged until then
+   * and ends with UNAVAILABLE: resume after the last seq received.
    *
    * @generated from rpc hotplex.v1.SessionService.Subscribe
    */
