@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,6 +37,8 @@ export interface TestDaemon {
   clientFor(protocol: Protocol, token?: string): Client<typeof SessionService>;
   /** Puts other credentials in force, as a config reload does. */
   setCredentials(next: CredentialSpec[]): void;
+  /** The HOME a session's agent runs with (its transcripts are there). */
+  homeOf(sessionId: string, tenant?: string): string;
   close(): Promise<void>;
 }
 
@@ -129,6 +131,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     setCredentials(next: CredentialSpec[]) {
       credentials = new CredentialTable(next);
     },
+    homeOf: (sessionId, tenant = "default") => path.join(config.stateRoot, tenant, sessionId, "home"),
     async close() {
       await engine.shutdown();
       await server.close();
@@ -225,4 +228,24 @@ export function rssBytes(pid: number): number {
 /** A token long enough for the daemon, distinct per name. */
 export function testToken(name: string): string {
   return `${name}-token-0123456789abcdef`;
+}
+
+/**
+ * The host pid of a process the fake agent reported ("grandchild pid N (sleep 600.123)"):
+ * found by its unique command line, since inside a sandbox the agent's pids are its PID
+ * namespace's. 0 when no such process runs.
+ */
+export function hostPidOf(text: string, label: "grandchild" | "setsid"): number {
+  const command = new RegExp(`${label} pid \\d+ \\(([^)]+)\\)`).exec(text)?.[1];
+  if (!command) return 0;
+  const wanted = command.split(" ").join("\0");
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").replace(/\0$/, "") === wanted) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
 }

@@ -302,16 +302,33 @@ describe("the config file", () => {
       "agent-env": "FOO",
       "log-level": "warn",
       "release-memory-after": "0",
+      sandbox: "off",
+      "sandbox-network": "off",
+      "sandbox-uid": "1000",
+      "sandbox-gid": "1001",
+      "sandbox-memory": "1000000",
+      "sandbox-processes": "50",
+      "sandbox-open-files": "60",
+      "sandbox-read-only": "/srv/a,/srv/b",
+      "sandbox-cgroup": "/sys/fs/cgroup/hotplex",
+      "bwrap-path": "/opt/bwrap",
+      "agent-home": path.join(tmp, "agent-home"),
     };
     const skipped = new Set(["config", "token", "token-file", "tls-cert", "tls-key", "tls-client-ca", "work-root"]);
     expect(Object.keys(OPTIONS).filter((name) => !skipped.has(name)).sort()).toEqual(Object.keys(values).sort());
     const yaml = Object.entries(values).map(([key, value]) => `${key}: "${value}"`).join("\n");
     const viaFile = fromFile(yaml, [], { FOO: "1" });
     const viaFlags = load(Object.entries(values).map(([key, value]) => `--${key}=${value}`), { FOO: "1" });
-    const comparable = (config: ReturnType<typeof load>) => ({ ...config, configFile: undefined, engine: { ...config.engine, tenants: undefined } });
+    // The config file itself is hidden from agents: the one difference.
+    const comparable = (config: ReturnType<typeof load>) => ({
+      ...config,
+      configFile: undefined,
+      engine: { ...config.engine, tenants: undefined, sandbox: { ...config.engine.sandbox, hiddenPaths: config.engine.sandbox.hiddenPaths.filter((p) => !p.endsWith(".yaml")) } },
+    });
     expect(comparable(viaFile)).toEqual(comparable(viaFlags));
     expect(viaFile.engine.maxLiveSessions).toBe(7);
     expect(viaFile.connectionLimits.maxConnections).toBe(9);
+    expect(viaFile.engine.sandbox).toMatchObject({ mode: "off", network: "off", uid: 1000, gid: 1001, processes: 50, readOnlyPaths: ["/srv/a", "/srv/b"] });
   });
 
   it("lets the environment override the file, and flags the environment", () => {
@@ -405,5 +422,30 @@ tenants:
     expect(other.policy).toMatchObject({ models: ["claude-sonnet-*"], maxIdleTimeoutMs: 20 * 60_000 });
     expect(other.policy.permissionModes).not.toContain("bypassPermissions");
     expect(config.engine.tenants.names).toEqual(["acme"]);
+  });
+});
+
+describe("the sandbox options", () => {
+  it.each([
+    ["--sandbox", "maybe"],
+    ["--sandbox-network", "partly"],
+    ["--sandbox-memory", "4G"],
+    ["--sandbox-uid", "nobody"],
+  ])("rejects %s %j naming the option", (flag, value) => {
+    const error = configError(() => load([`${flag}=${value}`]));
+    expect(error.message).toContain(flag);
+    expect(error.message).toContain(`"${value}"`);
+  });
+
+  it("needs a uid for a gid, and takes the uid as the gid by default", () => {
+    expect(configError(() => load(["--sandbox-gid=5"])).message).toContain("--sandbox-uid");
+    expect(load(["--sandbox-uid=7"]).engine.sandbox).toMatchObject({ uid: 7, gid: 7 });
+  });
+
+  it("hides the daemon's own files from agents: config, token file, TLS files, data and state dirs", () => {
+    const token = path.join(tmp, "token");
+    writeFileSync(token, FLAG_TOKEN);
+    const { hiddenPaths } = load(["--token-file", token, "--data-dir", path.join(tmp, "d"), "--state-dir", path.join(tmp, "s")]).engine.sandbox;
+    expect(hiddenPaths).toEqual(expect.arrayContaining([token, path.join(tmp, "d"), path.join(tmp, "s")]));
   });
 });

@@ -89,8 +89,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   const workRoot = path.resolve(expandHome(str("work-root")));
   mkdirSync(workRoot, { recursive: true });
   const stateRoot = path.resolve(expandHome(str("state-dir")));
-  mkdirSync(stateRoot, { recursive: true, mode: 0o700 });
-  const extraEnv = str("agent-env").split(",").map((name) => name.trim()).filter(Boolean);
+  mkdirSync(stateRoot, { recursive: true, mode: 0o711 });
+  const extraEnv = list(str("agent-env"));
   const idleTimeoutMs = ms("idle-timeout");
   const maxPromptBytes = num("max-prompt-bytes", 1);
   if (maxPromptBytes > MAX_PROMPT_BYTES) {
@@ -141,6 +141,29 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
       },
       compactIntervalMs: Math.max(1000, ms("compact-interval")),
       agentEnv: agentEnvironment(env, [...DEFAULT_AGENT_ENV_ALLOW, ...extraEnv]),
+      agentHomeTemplate: str("agent-home") ? path.resolve(expandHome(str("agent-home"))) : undefined,
+      sandbox: {
+        mode: oneOf(get("sandbox"), ["auto", "required", "off"] as const),
+        bwrap: str("bwrap-path"),
+        network: oneOf(get("sandbox-network"), ["on", "off"] as const),
+        ...sandboxUser(get("sandbox-uid"), get("sandbox-gid")),
+        memoryBytes: num("sandbox-memory"),
+        processes: num("sandbox-processes"),
+        openFiles: num("sandbox-open-files"),
+        readOnlyPaths: list(str("sandbox-read-only")).map((dir) => path.resolve(expandHome(dir))),
+        // The daemon's own files stay invisible to agents, wherever an operator put them.
+        hiddenPaths: [
+          file?.path,
+          ...[get("token-file").value, str("tls-key"), str("tls-cert"), file?.tls?.key, file?.tls?.cert].filter(Boolean),
+          ...(file?.credentials ?? []).map((entry) => entry["token-file"]),
+          str("data-dir"),
+          str("state-dir"),
+        ]
+          .filter((entry): entry is string => Boolean(entry))
+          .map((entry) => path.resolve(expandHome(entry))),
+        cgroupRoot: str("sandbox-cgroup") || undefined,
+        agentPaths: [workRoot, stateRoot],
+      },
     },
     warnings,
   };
@@ -153,6 +176,24 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
 export function reloadConfig(argv: string[], env: NodeJS.ProcessEnv): ReloadableConfig {
   const fresh = loadConfig(argv, env);
   return { credentials: fresh.credentials, tenants: fresh.engine.tenants };
+}
+
+function list(value: string): string[] {
+  return value.split(",").map((entry) => entry.trim()).filter(Boolean);
+}
+
+function oneOf<T extends string>(option: { value: string; where: string }, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(option.value)) {
+    throw new ConfigError(`${option.where} "${option.value}" must be one of ${allowed.join(", ")}`);
+  }
+  return option.value as T;
+}
+
+function sandboxUser(uid: { value: string; where: string }, gid: { value: string; where: string }): { uid?: number; gid?: number } {
+  if (!uid.value && !gid.value) return {};
+  if (!uid.value) throw new ConfigError(`${gid.where} needs --sandbox-uid as well`);
+  const id = wholeNumber(uid.where, uid.value);
+  return { uid: id, gid: gid.value ? wholeNumber(gid.where, gid.value) : id };
 }
 
 function parseFlags(argv: string[]): Partial<Record<OptionName, string>> {

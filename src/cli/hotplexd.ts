@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   try {
     engine = await Engine.open(config.engine, logger);
   } catch (error) {
-    if (error instanceof StoreOpenError) {
+    if (error instanceof StoreOpenError || (error instanceof Error && error.message.includes("--sandbox-uid"))) {
       process.stderr.write(`hotplexd: ${error.message}\n`);
       process.exit(1);
     }

@@ -1,4 +1,5 @@
 import type { LogBounds } from "../events/event-log.js";
+import type { SandboxSettings } from "../process/sandbox.js";
 import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../security/tenant-policy.js";
 import type { SessionLimits } from "../session/session.js";
 import type { Durability } from "../store/sqlite-store.js";
@@ -32,9 +33,25 @@ export interface EngineConfig {
   retention: RetentionPolicy;
   /** How often retention is enforced on the store. */
   compactIntervalMs: number;
-  /** The environment agents get (already filtered through the allow-list). */
+  /** The environment agents get (already filtered through the allow-list); each session has its own HOME. */
   agentEnv: Record<string, string>;
+  /** Copied into every new session HOME (agent settings and credentials from the operator). */
+  agentHomeTemplate?: string;
+  /** The OS sandbox and limits of every agent process. */
+  sandbox: SandboxSettings;
 }
+
+/** Agents are sandboxed where bubblewrap works, with these limits each. */
+export const DEFAULT_SANDBOX: SandboxSettings = {
+  mode: "auto",
+  bwrap: "bwrap",
+  network: "on",
+  memoryBytes: 4 * 1024 ** 3,
+  processes: 1024,
+  openFiles: 4096,
+  readOnlyPaths: [],
+  hiddenPaths: [],
+};
 
 /** The default namespace; deployments that share a provider home may set their own. */
 export const DEFAULT_NAMESPACE = "6f1d3a1e-8b0c-5c7e-9a51-2f8e4b9d7c30";
@@ -87,6 +104,7 @@ export function engineConfig(
     logBounds: DEFAULT_TAIL_BOUNDS,
     retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
     compactIntervalMs: 60_000,
+    sandbox: DEFAULT_SANDBOX,
     ...essentials,
     ...rest,
     limits: sessionLimits,

@@ -3,10 +3,12 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { v5 as uuidv5 } from "uuid";
 import {
+  type SandboxInfo,
+  SandboxInfoSchema,
   type SessionConfig,
   SessionConfigSchema,
   type SessionInfo,
@@ -27,7 +29,8 @@ import type { SessionPolicy, TenantDirectory } from "../security/tenant-policy.j
 import { WorkDirClaims } from "../security/work-dir-claims.js";
 import { resolveWorkDir } from "../security/work-dir.js";
 import { catchUpRecord } from "../session/catch-up.js";
-import { endOrphanGroup } from "../session/orphans.js";
+import { endOrphanGroup } from "../process/orphans.js";
+import { Sandbox, type SandboxState } from "../process/sandbox.js";
 import { keyString, Pool, type SessionKey } from "../session/pool.js";
 import { Session } from "../session/session.js";
 import type { Turn } from "../session/turn.js";
@@ -86,6 +89,7 @@ export class Engine {
   readonly pool: Pool;
   readonly store: Store;
   readonly audit: AuditLog;
+  readonly sandbox: Sandbox;
   readonly startedAtMs = Date.now();
   readonly #committer: GroupCommitter;
   readonly #config: EngineConfig;
@@ -110,6 +114,7 @@ export class Engine {
     this.#tenants = config.tenants;
     this.store = store;
     this.audit = new AuditLog(store, logger);
+    this.sandbox = Sandbox.open(config.sandbox, logger);
     this.#committer = new GroupCommitter(store, logger);
     this.pool = new Pool();
     this.#admission = new Admission(
@@ -165,7 +170,9 @@ export class Engine {
       this.pool.getOrCreate(key, () => session);
       this.#claims.claim(keyString(key), key.tenant, key.sessionId, record.workDir);
       if (record.pgid > 0) {
-        orphans.push(endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger));
+        orphans.push(
+          endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger, (launch) => this.sandbox.leftover(launch)),
+        );
       }
       session.recoverFromRestart(record);
       // Store the caught-up entry with the recovery's own events.
@@ -232,6 +239,8 @@ export class Engine {
     const retried = existing?.turnForRequest(input.requestId);
     if (existing && retried) return this.#turnEvents(existing, retried, signal);
     if (this.#draining) throw new HotplexError("unavailable", "the daemon is draining: it starts no more turns");
+    const refusal = this.sandbox.refusal;
+    if (refusal) throw new HotplexError("failed_precondition", refusal);
 
     const { policy } = this.#tenants.settingsOf(tenant);
     if (input.config) this.#checkPolicy(caller, input.sessionId, config, policy);
@@ -284,7 +293,9 @@ export class Engine {
   // Resolves and checks a work dir inside the tenant's root; it must not be another session's.
   #workDirFor(key: SessionKey, config: SessionConfig, policy: SessionPolicy): string {
     const tenantRoot = path.join(this.#config.workRoot, key.tenant);
-    mkdirSync(tenantRoot, { recursive: true, mode: 0o700 });
+    // Traversable, not listable: an agent of its own user reaches its dir by name only.
+    mkdirSync(tenantRoot, { recursive: true, mode: 0o711 });
+    mkdirSync(path.join(this.#config.stateRoot, key.tenant), { recursive: true, mode: 0o711 });
     const workDir = resolveWorkDir(tenantRoot, config.workDir, key.sessionId);
     this.#claims.check(keyString(key), key.tenant, key.sessionId, workDir, policy.shareWorkDirs);
     return workDir;
@@ -330,10 +341,9 @@ export class Engine {
   /** The session's state and the seq it reflects, read in one synchronous step. */
   snapshot(caller: Caller, sessionId: string): { session: SessionInfo; lastSeq: number } {
     const session = this.#session(caller.tenant, sessionId);
-    return {
-      session: session.view.toInfo(session.config, session.queuedTurns, session.incarnation),
-      lastSeq: session.log.lastSeq,
-    };
+    const info = session.view.toInfo(session.config, session.queuedTurns, session.incarnation);
+    info.sandbox = sandboxInfo(this.sandbox.state);
+    return { session: info, lastSeq: session.log.lastSeq };
   }
 
   async stop(caller: Caller, sessionId: string): Promise<{ session: SessionInfo; lastSeq: number }> {
@@ -353,10 +363,20 @@ export class Engine {
     const key = { tenant, sessionId };
     this.#forget(key, session);
     this.store.deleteSession(keyString(key));
-    await rm(this.#stateDir(key), { recursive: true, force: true });
+    // The session's HOME holds the agent's transcript: kept unless asked, so that the id,
+    // used again, continues that conversation.
+    const stateDir = this.#stateDir(key);
+    const home = path.join(stateDir, "home");
+    await Promise.all(
+      (await readdir(stateDir).catch(() => [] as string[]))
+        .filter((entry) => entry !== "home" || deleteTranscript)
+        .map((entry) => rm(path.join(stateDir, entry), { recursive: true, force: true })),
+    );
     if (deleteTranscript) {
-      const files = this.#provider.transcriptFiles(session.view.providerSessionId, session.view.workDir, this.#config.agentEnv.HOME ?? "");
-      await Promise.all(files.map((file) => rm(file, { force: true })));
+      // Also where transcripts lived before sessions had their own HOME.
+      const legacy = this.#config.agentEnv.HOME;
+      const files = legacy ? this.#provider.transcriptFiles(session.view.providerSessionId, session.view.workDir, legacy) : [];
+      await Promise.all([...files.map((file) => rm(file, { force: true })), rm(home, { recursive: true, force: true })]);
     }
     this.#logger.info({ session: sessionId, tenant, deleteTranscript }, "session deleted");
     return { lastSeq: session.log.lastSeq };
@@ -464,6 +484,10 @@ export class Engine {
       workDir,
       workRoot: this.#config.workRoot,
       stateDir: this.#stateDir(key),
+      home: path.join(this.#stateDir(key), "home"),
+      homeTemplate: this.#config.agentHomeTemplate,
+      legacyHome: this.#config.agentEnv.HOME,
+      sandbox: this.sandbox,
       config,
       prepareLaunch: (current) => {
         // The policy in force now: a reload may have narrowed it since the config was accepted.
@@ -539,6 +563,20 @@ function launchConfig(config: SessionConfig, policy?: SessionPolicy): LaunchConf
     systemPrompt: config.systemPrompt,
     appendSystemPrompt: config.appendSystemPrompt,
   };
+}
+
+/** The sandbox's state as the API shows it. */
+export function sandboxInfo(state: SandboxState): SandboxInfo {
+  return create(SandboxInfoSchema, {
+    enabled: state.enabled,
+    mode: state.mode,
+    reason: state.reason,
+    network: state.network,
+    memoryBytes: BigInt(state.memoryBytes),
+    processes: state.processes,
+    openFiles: state.openFiles,
+    limitsBy: state.limitsBy,
+  });
 }
 
 function summaryOf(session: Session): SessionSummary {

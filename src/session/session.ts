@@ -1,5 +1,6 @@
-import { mkdir, writeFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
+import { chown, copyFile, cp, mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
@@ -21,7 +22,10 @@ import type { EventLog } from "../events/event-log.js";
 import type { LaunchConfig, OutputParser, ParsedOutput, Provider } from "../providers/provider.js";
 import type { SessionRecord } from "../store/store.js";
 import { workDirChanged } from "../security/work-dir.js";
-import { AgentProcess, type ProcessExit } from "./agent-process.js";
+import { AgentProcess, type ProcessExit, processStartTime } from "../process/agent-process.js";
+import type { AgentCgroup } from "../process/cgroups.js";
+import { identityString } from "../process/orphans.js";
+import type { Sandbox } from "../process/sandbox.js";
 import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
 import { SessionView } from "./session-view.js";
 import { Turn } from "./turn.js";
@@ -50,6 +54,14 @@ export interface SessionOptions {
   workRoot: string;
   /** A directory of the daemon's, private to this session, for the agent's launch files. */
   stateDir: string;
+  /** The session's own HOME: only its agent's settings and transcripts are there. */
+  home: string;
+  /** Copied into the HOME when it is created (the operator's agent settings and credentials). */
+  homeTemplate?: string;
+  /** Where agents kept their transcripts before each session had its own HOME; adopted on first use. */
+  legacyHome?: string;
+  /** The OS sandbox and limits every agent process runs under. */
+  sandbox: Sandbox;
   config: SessionConfig;
   /**
    * The launch settings of a config under the tenant's policy as it is now; throws a
@@ -99,7 +111,9 @@ export class Session {
   #hasConversation: boolean;
 
   #process: AgentProcess | undefined;
-  #agentFile = "";
+  /** How a restarted daemon recognizes the running agent (see process/orphans.ts). */
+  #agentIdentity = "";
+  #cgroup: AgentCgroup | undefined;
   #parser: OutputParser | undefined;
   #processExited: Promise<void> | undefined;
   /** The process has answered its first turn (SessionStarted logged). */
@@ -162,7 +176,7 @@ export class Session {
       lastActiveMs: view.lastActiveMs,
       stats: view.stats.stats,
       pgid: this.#process?.alive ? this.#process.pid : 0,
-      agentCommand: this.#process?.alive ? this.#agentFile : "",
+      agentCommand: this.#process?.alive ? this.#agentIdentity : "",
       hasConversation: this.#hasConversation,
       currentTurnId: view.currentTurn?.turnId ?? "",
       lastSeq: this.log.assignedSeq,
@@ -351,6 +365,9 @@ export class Session {
     }
     try {
       await mkdir(this.view.workDir, { recursive: true });
+      const { uid, gid } = this.#options.sandbox.settings;
+      // An agent running as its own user must be able to write its work dir.
+      if (uid !== undefined) await chown(this.view.workDir, uid, gid ?? uid);
     } catch (error) {
       this.#failStart(turn, `cannot create work dir: ${String(error)}`);
       return;
@@ -365,6 +382,11 @@ export class Session {
       this.#failStart(turn, `refusing to start the agent: ${changed}`);
       return;
     }
+    const refusal = this.#options.sandbox.refusal;
+    if (refusal) {
+      this.#failStart(turn, refusal);
+      return;
+    }
     const command = provider.command({
       providerSessionId: this.view.providerSessionId,
       resume: this.#startKind === StartKind.RESUMED,
@@ -372,17 +394,31 @@ export class Session {
       stateDir: this.#options.stateDir,
     });
     try {
-      await writeLaunchFiles(this.#options.stateDir, command.files ?? {});
+      const { uid, gid } = this.#options.sandbox.settings;
+      await writeLaunchFiles(this.#options.stateDir, command.files ?? {}, uid === undefined ? undefined : { uid, gid: gid ?? uid });
+      await this.#prepareHome();
     } catch (error) {
-      this.#failStart(turn, `cannot write the agent's launch files: ${String(error)}`);
+      this.#failStart(turn, `cannot prepare the agent's files: ${String(error)}`);
       return;
     }
     if (turn.ended) return this.#failStart(turn, "");
     this.#launch = launch;
+    const launchId = randomUUID();
+    let plan;
+    try {
+      plan = this.#options.sandbox.prepare(command, { workDir: this.view.workDir, home: this.#options.home, stateDir: this.#options.stateDir }, launchId);
+    } catch (error) {
+      this.#failStart(turn, `cannot prepare the agent's sandbox: ${String(error)}`);
+      return;
+    }
+    this.#cgroup = plan.cgroup;
     const process = new AgentProcess({
-      command,
+      command: { file: plan.file, args: plan.args },
       cwd: this.view.workDir,
-      env: this.#options.env,
+      env: { ...this.#options.env, ...plan.env },
+      uid: plan.uid,
+      gid: plan.gid,
+      agentDepth: plan.agentDepth,
       onLine: (line) => this.#onLine(process, line),
       maxLineBytes: this.#options.limits.maxLineBytes,
       onOverlongLine: (bytes) =>
@@ -395,7 +431,7 @@ export class Session {
         this.#agentFault(process, "output_closed", "the agent closed its output but kept running; it was ended"),
     });
     this.#process = process;
-    this.#agentFile = command.file;
+    this.#agentIdentity = identityString({ pid: process.pid, start: processStartTime(process.pid), launch: launchId });
     this.#parser = provider.createParser();
     this.#processExited = process.exited.then((exit) => this.#onExit(process, exit, turn));
     this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind], args: command.args }, "agent process spawned");
@@ -460,6 +496,34 @@ export class Session {
     }
   }
 
+  // The session's HOME, created on first use: the operator's template, and the transcripts
+  // of a conversation from before sessions had their own HOME (so it resumes there).
+  async #prepareHome(): Promise<void> {
+    const { home, homeTemplate, legacyHome, sandbox } = this.#options;
+    const exists = await stat(home).then(
+      () => true,
+      () => false,
+    );
+    if (exists) return;
+    await mkdir(home, { recursive: true, mode: 0o700 });
+    if (homeTemplate) await cp(homeTemplate, home, { recursive: true });
+    if (legacyHome && this.#hasConversation) {
+      const { provider } = this.#options;
+      const from = provider.transcriptFiles(this.view.providerSessionId, this.view.workDir, legacyHome);
+      const to = provider.transcriptFiles(this.view.providerSessionId, this.view.workDir, home);
+      await Promise.all(
+        from.map(async (file, i) => {
+          const target = to[i];
+          if (!target) return;
+          await mkdir(path.dirname(target), { recursive: true });
+          await copyFile(file, target).catch(() => undefined);
+        }),
+      );
+    }
+    const { uid, gid } = sandbox.settings;
+    if (uid !== undefined) await chownTree(home, uid, gid ?? uid);
+  }
+
   // No process could be started for the turn: it fails with `message` (or has already
   // ended, when `message` is empty: stopped while the start was prepared).
   #failStart(turn: Turn, message: string): void {
@@ -513,6 +577,8 @@ export class Session {
     this.#clearTurnTimers();
     // Background jobs the agent left behind die with it.
     process.signalGroup("SIGKILL");
+    this.#cgroup?.remove();
+    this.#cgroup = undefined;
     const turn = this.#current;
 
     if (!this.#processStarted && turn === startTurn && !turn.endedBy && !this.#startRetried && this.#endReason === undefined) {
@@ -658,11 +724,25 @@ export class Session {
 
 // The files a command refers to, in the session's private state dir: owner-only modes,
 // since they may hold a system prompt the client considers confidential.
-async function writeLaunchFiles(stateDir: string, files: Record<string, string>): Promise<void> {
-  const entries = Object.entries(files);
-  if (entries.length === 0) return;
+async function writeLaunchFiles(stateDir: string, files: Record<string, string>, owner?: { uid: number; gid: number }): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  await Promise.all(entries.map(([file, content]) => writeFile(file, content, { mode: 0o600 })));
+  // An agent running as its own user reads them (and no other user can).
+  if (owner) await chown(stateDir, owner.uid, owner.gid);
+  await Promise.all(
+    Object.entries(files).map(async ([file, content]) => {
+      await writeFile(file, content, { mode: 0o600 });
+      if (owner) await chown(file, owner.uid, owner.gid);
+    }),
+  );
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await chown(dir, uid, gid);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(file, uid, gid);
+    else await chown(file, uid, gid);
+  }
 }
 
 function describeExit(exit: ProcessExit): string {

@@ -97,7 +97,7 @@ describe("hotplex with the real Claude Code CLI", () => {
     if (started?.payload.case !== "sessionStarted") throw new Error("no sessionStarted");
     const { pid, workDir, providerSessionId } = started.payload.value;
     // The CLI writes a turn to its transcript shortly after printing the result.
-    const transcript = claudeTranscriptPath(dirs.home, workDir, providerSessionId);
+    const transcript = claudeTranscriptPath(daemon.homeOf("phoenix"), workDir, providerSessionId);
     await waitUntil(() => existsSync(transcript) && readFileSync(transcript, "utf8").includes('"assistant"'), 10_000, "the transcript");
     process.kill(-pid, "SIGKILL");
     await waitUntil(() => !isAlive(pid), 5_000, "the agent to die");
@@ -146,7 +146,7 @@ describe("hotplex with the real Claude Code CLI", () => {
   it("deletes a session with its transcript: the id then starts a new conversation", async () => {
     await executeEvents(daemon.client.execute({ sessionId: "forget-me", prompt: "remember OLIVE" }));
     const { session } = await daemon.client.getSnapshot({ sessionId: "forget-me" });
-    const transcript = claudeTranscriptPath(dirs.home, session!.workDir, session!.providerSessionId);
+    const transcript = claudeTranscriptPath(daemon.homeOf("forget-me"), session!.workDir, session!.providerSessionId);
     await waitUntil(() => existsSync(transcript), 10_000, "the transcript");
     await daemon.client.deleteSession({ sessionId: "forget-me", deleteTranscript: true });
     expect(existsSync(transcript)).toBe(false);

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
-import { executeEvents, isAlive, transportFor, waitUntil } from "../harness.js";
+import { executeEvents, hostPidOf, isAlive, transportFor, waitUntil } from "../harness.js";
 
 const scratch: string[] = [];
 
@@ -37,9 +37,9 @@ describe("hotplexd", () => {
         if (r.done) break;
         for (const { payload } of r.value.events) {
           if (payload.case === "sessionStarted") pids.push(payload.value.pid);
-          const match = payload.case === "textDelta" ? /grandchild pid (\d+)/.exec(payload.value.text) : null;
-          if (match) {
-            pids.push(Number(match[1]));
+          const grandchild = payload.case === "textDelta" ? hostPidOf(payload.value.text, "grandchild") : 0;
+          if (grandchild) {
+            pids.push(grandchild);
             reported = true;
           }
         }

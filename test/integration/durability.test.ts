@@ -13,6 +13,7 @@ import {
   collect,
   executeEvents,
   followUntil,
+  hostPidOf,
   isAlive,
   startTestDaemon,
   subscribedEvents,
@@ -151,7 +152,7 @@ describe("a daemon killed with SIGKILL", () => {
     const snapshot = await client.getSnapshot({ sessionId: "orphan" });
     agent = snapshot.session?.pid ?? 0;
     await followUntil(client, "orphan", ({ payload }) => {
-      if (payload.case === "textDelta") grandchild = Number(/grandchild pid (\d+)/.exec(payload.value.text)?.[1] ?? 0);
+      if (payload.case === "textDelta") grandchild = hostPidOf(payload.value.text, "grandchild");
       return grandchild > 0;
     });
     await kill9(daemon);

@@ -11,6 +11,7 @@ import {
   collect,
   executeEvents,
   followUntil,
+  hostPidOf,
   isAlive,
   type Protocol,
   startTestDaemon,
@@ -136,7 +137,7 @@ describe.each<[Protocol, "memory" | "sqlite"]>([
     let grandchild = 0;
     await followUntil(daemon.client, id, ({ payload }) => {
       if (payload.case === "sessionStarted") pid = payload.value.pid;
-      if (payload.case === "textDelta") grandchild = Number(/grandchild pid (\d+)/.exec(payload.value.text)?.[1] ?? 0);
+      if (payload.case === "textDelta") grandchild = hostPidOf(payload.value.text, "grandchild");
       return grandchild > 0;
     });
     expect(isAlive(grandchild)).toBe(true);

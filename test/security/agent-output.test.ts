@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
-import { executeEvents, followUntil, isAlive, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
+import { executeEvents, followUntil, hostPidOf, isAlive, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
 
 // What an agent prints is as hostile as what a client sends: bounded in size and time.
 describe("an agent that misbehaves on its output", () => {
@@ -38,7 +38,7 @@ describe("an agent that misbehaves on its output", () => {
 
   it("answers StopSession at once although a setsid grandchild holds the agent's output open", async () => {
     const first = await executeEvents(daemon.client.execute({ sessionId: "setsid", prompt: "[[setsid]]" }));
-    const stray = Number(/setsid pid (\d+)/.exec(textOf(first))?.[1]);
+    const stray = hostPidOf(textOf(first), "setsid");
     strays.push(stray);
     expect(isAlive(stray)).toBe(true);
     const started = Date.now();
@@ -54,7 +54,8 @@ describe("an agent that misbehaves on its output", () => {
   it("ends a turn of a setsid grandchild's agent that exits, without waiting for the grandchild", async () => {
     const events = await executeEvents(daemon.client.execute({ sessionId: "setsid-crash", prompt: "[[setsid]] [[crash:3]]" }));
     const end = turnEndOf(events);
-    strays.push(Number(/setsid pid (\d+)/.exec(end.stderrTail)?.[1]));
+    const leftover = hostPidOf(end.stderrTail, "setsid");
+    if (leftover) strays.push(leftover);
     expect(end.outcome).toBe(TurnOutcome.FAILED);
     expect(end.exitCode).toBe(3);
     const snapshot = await daemon.client.getSnapshot({ sessionId: "setsid-crash" });

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/session.proto.
  */
 export const file_hotplex_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("Chhob3RwbGV4L3YxL3Nlc3Npb24ucHJvdG8SCmhvdHBsZXgudjEizQEKDVNlc3Npb25Db25maWcSEAoId29ya19kaXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcGVybWlzc2lvbl9tb2RlGAMgASgJEhUKDWFsbG93ZWRfdG9vbHMYBCADKAkSGAoQZGlzYWxsb3dlZF90b29scxgFIAMoCRIVCg1zeXN0ZW1fcHJvbXB0GAYgASgJEhwKFGFwcGVuZF9zeXN0ZW1fcHJvbXB0GAcgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAggASgNIoQBCghUdXJuSW5mbxIPCgd0dXJuX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGcHJvbXB0GAMgASgJEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3N0YXJ0ZWRfc2VxGAUgASgEIrcDCgxTZXNzaW9uU3RhdHMSDQoFdHVybnMYASABKA0SFAoMZmFpbGVkX3R1cm5zGAIgASgNEhkKEXRvdGFsX2R1cmF0aW9uX21zGAMgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAQgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYBSABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgGIAEoBBIUCgxpbnB1dF90b2tlbnMYByABKAQSFQoNb3V0cHV0X3Rva2VucxgIIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgJIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYCiABKAQSEAoIY29zdF91c2QYCyABKAESEgoKdG9vbF9jYWxscxgMIAEoDRI7Cgp0b29sc191c2VkGA0gAygLMicuaG90cGxleC52MS5TZXNzaW9uU3RhdHMuVG9vbHNVc2VkRW50cnkSFgoObW9kaWZpZWRfZmlsZXMYDiADKAkaMAoOVG9vbHNVc2VkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASKpAwoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEAoIcHJvdmlkZXIYAyABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgEIAEoCRIQCgh3b3JrX2RpchgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoMY3VycmVudF90dXJuGAggASgLMhQuaG90cGxleC52MS5UdXJuSW5mbxIUCgxxdWV1ZWRfdHVybnMYCSABKA0SCwoDcGlkGAogASgFEikKBmNvbmZpZxgLIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkNvbmZpZxInCgVzdGF0cxgMIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzEhMKC2luY2FybmF0aW9uGA0gASgJKpgBCg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXU0VTU0lPTl9TVEFUVVNfU1RBUlRJTkcQARIYChRTRVNTSU9OX1NUQVRVU19SRUFEWRACEhcKE1NFU1NJT05fU1RBVFVTX0JVU1kQAxIXChNTRVNTSU9OX1NUQVRVU19ERUFEEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Chhob3RwbGV4L3YxL3Nlc3Npb24ucHJvdG8SCmhvdHBsZXgudjEizQEKDVNlc3Npb25Db25maWcSEAoId29ya19kaXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcGVybWlzc2lvbl9tb2RlGAMgASgJEhUKDWFsbG93ZWRfdG9vbHMYBCADKAkSGAoQZGlzYWxsb3dlZF90b29scxgFIAMoCRIVCg1zeXN0ZW1fcHJvbXB0GAYgASgJEhwKFGFwcGVuZF9zeXN0ZW1fcHJvbXB0GAcgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAggASgNIoQBCghUdXJuSW5mbxIPCgd0dXJuX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGcHJvbXB0GAMgASgJEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3N0YXJ0ZWRfc2VxGAUgASgEIrcDCgxTZXNzaW9uU3RhdHMSDQoFdHVybnMYASABKA0SFAoMZmFpbGVkX3R1cm5zGAIgASgNEhkKEXRvdGFsX2R1cmF0aW9uX21zGAMgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAQgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYBSABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgGIAEoBBIUCgxpbnB1dF90b2tlbnMYByABKAQSFQoNb3V0cHV0X3Rva2VucxgIIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgJIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYCiABKAQSEAoIY29zdF91c2QYCyABKAESEgoKdG9vbF9jYWxscxgMIAEoDRI7Cgp0b29sc191c2VkGA0gAygLMicuaG90cGxleC52MS5TZXNzaW9uU3RhdHMuVG9vbHNVc2VkRW50cnkSFgoObW9kaWZpZWRfZmlsZXMYDiADKAkaMAoOVG9vbHNVc2VkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASLTAwoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEAoIcHJvdmlkZXIYAyABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgEIAEoCRIQCgh3b3JrX2RpchgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoMY3VycmVudF90dXJuGAggASgLMhQuaG90cGxleC52MS5UdXJuSW5mbxIUCgxxdWV1ZWRfdHVybnMYCSABKA0SCwoDcGlkGAogASgFEikKBmNvbmZpZxgLIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkNvbmZpZxInCgVzdGF0cxgMIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzEhMKC2luY2FybmF0aW9uGA0gASgJEigKB3NhbmRib3gYDiABKAsyFy5ob3RwbGV4LnYxLlNhbmRib3hJbmZvIp0BCgtTYW5kYm94SW5mbxIPCgdlbmFibGVkGAEgASgIEgwKBG1vZGUYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB25ldHdvcmsYBCABKAkSFAoMbWVtb3J5X2J5dGVzGAUgASgEEhEKCXByb2Nlc3NlcxgGIAEoDRISCgpvcGVuX2ZpbGVzGAcgASgNEhEKCWxpbWl0c19ieRgIIAEoCSqYAQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF1NFU1NJT05fU1RBVFVTX1NUQVJUSU5HEAESGAoUU0VTU0lPTl9TVEFUVVNfUkVBRFkQAhIXChNTRVNTSU9OX1NUQVRVU19CVVNZEAMSFwoTU0VTU0lPTl9TVEFUVVNfREVBRBAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * SessionConfig sets how the agent runs. It is taken from the Execute call
@@ -367,6 +367,13 @@ export type SessionInfo = Message<"hotplex.v1.SessionInfo"> & {
    * @generated from field: string incarnation = 13;
    */
   incarnation: string;
+
+  /**
+   * How the session's agent is contained: the OS sandbox and its limits.
+   *
+   * @generated from field: hotplex.v1.SandboxInfo sandbox = 14;
+   */
+  sandbox?: SandboxInfo | undefined;
 };
 
 /**
@@ -375,6 +382,81 @@ export type SessionInfo = Message<"hotplex.v1.SessionInfo"> & {
  */
 export const SessionInfoSchema: GenMessage<SessionInfo> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_session, 3);
+
+/**
+ * SandboxInfo says how agent processes are contained.
+ *
+ * @generated from message hotplex.v1.SandboxInfo
+ */
+export type SandboxInfo = Message<"hotplex.v1.SandboxInfo"> & {
+  /**
+   * Agents run inside the OS sandbox (bubblewrap): their own PID, IPC and UTS
+   * namespaces, no capabilities, a read-only system, read-write access to
+   * their work dir and their session's own HOME only, a private /tmp and
+   * /proc, nothing of the daemon's files or other sessions visible.
+   *
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * The configured mode: "auto" (sandboxed where it works), "required"
+   * (sessions are refused when it does not) or "off".
+   *
+   * @generated from field: string mode = 2;
+   */
+  mode: string;
+
+  /**
+   * Why the sandbox is off, when it is.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * "on" (the host's network) or "off" (only the sandbox's own loopback).
+   *
+   * @generated from field: string network = 4;
+   */
+  network: string;
+
+  /**
+   * Memory of an agent with everything it starts, in bytes (0 = no limit).
+   *
+   * @generated from field: uint64 memory_bytes = 5;
+   */
+  memoryBytes: bigint;
+
+  /**
+   * Processes of an agent with everything it starts (0 = no limit).
+   *
+   * @generated from field: uint32 processes = 6;
+   */
+  processes: number;
+
+  /**
+   * Open files per agent process (0 = no limit).
+   *
+   * @generated from field: uint32 open_files = 7;
+   */
+  openFiles: number;
+
+  /**
+   * What enforces the limits: "cgroup v1", "cgroup v2", "rlimits" (then the
+   * process limit does not bind an agent running as root) or "none".
+   *
+   * @generated from field: string limits_by = 8;
+   */
+  limitsBy: string;
+};
+
+/**
+ * Describes the message hotplex.v1.SandboxInfo.
+ * Use `create(SandboxInfoSchema)` to create a new message.
+ */
+export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session, 4);
 
 /**
  * Lifecycle state of a session's agent process.

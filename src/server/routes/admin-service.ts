@@ -1,7 +1,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AdminService } from "../../../gen/hotplex/v1/admin_service_pb.js";
-import type { Engine } from "../../engine/engine.js";
+import { type Engine, sandboxInfo } from "../../engine/engine.js";
 import { HotplexError } from "../../errors.js";
 import { isTenantName } from "../../security/principal.js";
 import { methodKey } from "../authorization.js";
@@ -80,6 +80,7 @@ export function adminServiceRoutes(engine: Engine, facts: ServerFacts): (router:
           storedSessions: engine.pool.size,
           draining: engine.draining,
           tenants: engine.tenants.names,
+          sandbox: sandboxInfo(engine.sandbox.state),
         };
       },
 

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { execa, type ResultPromise } from "execa";
 import type { Command } from "../providers/provider.js";
 import { LineSplitter, TailBuffer } from "./line-splitter.js";
@@ -16,6 +17,15 @@ export interface AgentProcessOptions {
   command: Command;
   cwd: string;
   env: Record<string, string>;
+  /** Run as this user and group (the daemon must be root). */
+  uid?: number;
+  gid?: number;
+  /**
+   * Wrapper processes above the agent (a sandbox): a stop's SIGTERM goes to the agent
+   * itself, that deep below the leader, so the wrappers stay and wait for it to finish
+   * (Claude Code writes its transcript after its last output); SIGKILL goes to the group.
+   */
+  agentDepth?: number;
   onLine: (line: string) => void;
   /** The longest stdout line read; a longer one is dropped and reported through onOverlongLine. */
   maxLineBytes: number;
@@ -27,6 +37,8 @@ export interface AgentProcessOptions {
 // After the process exits, how long its output may take to drain. A descendant that left
 // the process group (setsid) can hold the pipes open forever; the exit must not wait for it.
 const OUTPUT_DRAIN_MS = 250;
+// How often a sandboxed agent's output is looked at (see #checkAgentOutput).
+const OUTPUT_WATCH_MS = 500;
 
 /**
  * One agent CLI process in its own process group, so that stopping it also ends every
@@ -41,6 +53,7 @@ export class AgentProcess {
   readonly exited: Promise<ProcessExit>;
   readonly #child: ResultPromise;
   readonly #stderr = new TailBuffer();
+  readonly #agentDepth: number;
   #exit: ProcessExit | undefined;
   /** The 'exit' event has fired (the process is gone, its pipes may not be). */
   #gone = false;
@@ -50,6 +63,7 @@ export class AgentProcess {
       cwd: options.cwd,
       env: options.env,
       extendEnv: false,
+      ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
       // A new process group, led by the agent: kill(-pid) reaches its descendants.
       detached: true,
       stdin: "pipe",
@@ -63,6 +77,7 @@ export class AgentProcess {
       stripFinalNewline: false,
     });
     this.pid = this.#child.pid ?? 0;
+    this.#agentDepth = options.agentDepth ?? 0;
     const lines = new LineSplitter(options.onLine, options.maxLineBytes, options.onOverlongLine);
     const stdout = this.#child.stdout;
     const stdoutEnded = new Promise<void>((resolve) => {
@@ -85,9 +100,14 @@ export class AgentProcess {
     this.#child.stderr?.on("data", (chunk: Buffer) => this.#stderr.push(chunk.toString("utf8")));
     // Writes after the agent exited fail with EPIPE; the exit is reported on its own.
     this.#child.stdin?.on("error", () => {});
+    // Inside a sandbox the wrappers above the agent hold our stdout pipe too, so its end
+    // never shows when only the agent closes it: look at the agent's fd 1 instead.
+    const watch = this.#agentDepth > 0 && this.pid !== 0 ? setInterval(() => this.#checkAgentOutput(options.onOutputClosed), OUTPUT_WATCH_MS) : undefined;
+    watch?.unref();
     const gone = new Promise<void>((resolve) => {
       this.#child.once("exit", () => {
         this.#gone = true;
+        clearInterval(watch);
         resolve();
       });
     });
@@ -111,6 +131,31 @@ export class AgentProcess {
       };
       return this.#exit;
     });
+  }
+
+  #agentOutput: string | undefined;
+  #outputClosedReported = false;
+
+  #checkAgentOutput(onClosed: () => void): void {
+    if (this.#outputClosedReported || !this.alive) return;
+    const agent = descendantAt(this.pid, this.#agentDepth);
+    if (agent <= 0) return;
+    let target: string | undefined;
+    try {
+      target = readlinkSync(`/proc/${agent}/fd/1`);
+    } catch {
+      target = undefined;
+    }
+    if (target !== undefined && this.#agentOutput === undefined) {
+      this.#agentOutput = target;
+      return;
+    }
+    // Closed (every agent starts with its output open), or pointing elsewhere, while the
+    // agent still runs.
+    if ((target === undefined || target !== this.#agentOutput) && existsSync(`/proc/${agent}`)) {
+      this.#outputClosedReported = true;
+      onClosed();
+    }
   }
 
   /** True until the process has exited. */
@@ -138,7 +183,9 @@ export class AgentProcess {
    */
   async terminate(graceMs: number): Promise<ProcessExit> {
     if (this.alive) {
-      this.signalGroup("SIGTERM");
+      const agent = descendantAt(this.pid, this.#agentDepth);
+      if (agent > 0 && agent !== this.pid) signalProcess(agent, "SIGTERM");
+      else this.signalGroup("SIGTERM");
       const timer = setTimeout(() => this.signalGroup("SIGKILL"), graceMs);
       try {
         await this.exited;
@@ -159,5 +206,43 @@ export function signalProcessGroup(pgid: number, signal: NodeJS.Signals): void {
     process.kill(-pgid, signal);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+}
+
+/** Signals one process; one that is already gone is not an error. */
+export function signalProcess(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+}
+
+// The first child of the first child… `depth` levels below `pid` (from /proc; 0 when the
+// chain is not there, e.g. the agent is gone or this is not Linux).
+function descendantAt(pid: number, depth: number): number {
+  let current = pid;
+  for (let level = 0; level < depth; level += 1) {
+    let children: string;
+    try {
+      children = readFileSync(`/proc/${current}/task/${current}/children`, "utf8");
+    } catch {
+      return 0;
+    }
+    const first = Number(children.trim().split(/\s+/)[0]);
+    if (!first) return 0;
+    current = first;
+  }
+  return current;
+}
+
+/** The start time of a process (clock ticks since boot), from /proc: with the pid, a unique identity. */
+export function processStartTime(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which may hold spaces: starttime is field 22.
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  } catch {
+    return 0;
   }
 }
