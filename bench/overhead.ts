@@ -25,6 +25,7 @@ import type { Event } from "../gen/hotplex/v1/event_pb.js";
 import { SessionService, SubscribeResponseSchema } from "../gen/hotplex/v1/session_service_pb.js";
 import { DEFAULT_TAIL_BOUNDS, engineConfig, type StoreConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
+import type { SandboxSettings } from "../src/process/sandbox.js";
 import { agentEnvironment } from "../src/security/env.js";
 import { DEFAULT_CONNECTION_LIMITS, DualProtocolListener } from "../src/server/listener.js";
 import { type BenchResult, isMain, report, repoRoot, type Row, serveEngine, summarize } from "./lib.js";
@@ -60,6 +61,8 @@ export async function startInProcessDaemon(options: {
   agentEnv?: (home: string) => Record<string, string>;
   maxLiveSessions?: number;
   turnTimeoutMs?: number;
+  /** The agents' sandbox (default: the daemon's, "auto"). */
+  sandbox?: SandboxSettings;
 }): Promise<InProcessDaemon> {
   const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-"));
   const workRoot = path.join(scratch, "work");
@@ -80,6 +83,7 @@ export async function startInProcessDaemon(options: {
       maxLiveSessions: options.maxLiveSessions ?? 64,
       limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
       logBounds: DEFAULT_TAIL_BOUNDS,
+      ...(options.sandbox ? { sandbox: options.sandbox } : {}),
     },
   );
   const logger = pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: true }));

@@ -12,6 +12,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult
   replay: () => import("./replay.js"),
   "store-append": () => import("./store-append.js"),
   security: () => import("./security.js"),
+  sandbox: () => import("./sandbox.js"),
 };
 
 async function main(): Promise<void> {

@@ -78,7 +78,7 @@ async function handle(handler: UniversalHandler, req: NodeRequest, res: NodeResp
   giveAuthority(req);
   let uReq;
   try {
-    uReq = universalRequestFromNodeRequest(req, res, undefined, values);
+    uReq = { ...universalRequestFromNodeRequest(req, res, undefined, values), body: requestBody(req, res) };
   } catch (error) {
     plainResponse(res, 400, `bad request: ${(error as Error).message}`);
     return;
@@ -87,8 +87,7 @@ async function handle(handler: UniversalHandler, req: NodeRequest, res: NodeResp
   if (framing) {
     if (!auth.principal) {
       uReq = replaceWithEmptyMessage(uReq, framing);
-      // The body was not read: do not keep the connection for a next request behind it.
-      if (!("stream" in req)) res.setHeader("connection", "close");
+      discardBody(req, res);
     } else if (handler.method.methodKind === "unary") {
       const checked = await checkUnaryBody(uReq, framing, handler.method.input, options.readMaxBytes);
       if (checked.ok) {
@@ -96,7 +95,7 @@ async function handle(handler: UniversalHandler, req: NodeRequest, res: NodeResp
       } else {
         values.set(bodyProblemKey, { code: checked.code, message: checked.message });
         uReq = replaceWithEmptyMessage(uReq, framing);
-        if (!("stream" in req)) res.setHeader("connection", "close");
+        discardBody(req, res);
       }
     }
   }
@@ -113,6 +112,31 @@ function giveAuthority(req: NodeRequest): void {
   const given = "stream" in req ? req.authority : headers.host;
   if (typeof given === "string" && given !== "" && URL.canParse(`http://${given}/`)) return;
   headers[key] = "localhost";
+}
+
+// A body connect will not read is dropped as it arrives (never buffered): over HTTP/2 an
+// unread body would keep the connection's flow-control window and stall every other
+// stream on it. An HTTP/1.1 connection is not kept for a request after it.
+function discardBody(req: NodeRequest, res: NodeResponse): void {
+  if (!("stream" in req)) res.setHeader("connection", "close");
+  req.on("error", () => undefined);
+  req.resume();
+}
+
+// The request body as connect reads it, except that when connect stops early (at the first
+// bad envelope, past readMaxBytes) the rest is dropped as it arrives instead of the
+// stream being destroyed: over HTTP/2 an unread body keeps the connection's flow-control
+// window and the stream never closes, stalling every other call on the connection.
+function requestBody(req: NodeRequest, res: NodeResponse): AsyncIterable<Uint8Array> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Uint8Array;
+      } finally {
+        if (!req.readableEnded) discardBody(req, res);
+      }
+    },
+  };
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

@@ -40,8 +40,11 @@ export function connectErrorFromReason(reason: unknown): ConnectError {
 // connect-es reports a request message it cannot parse as INTERNAL ("parse binary: ...");
 // it is the client's fault. Streaming methods parse their request inside the interceptors,
 // so the error passes here (unary bodies are checked before connect, see request-body.ts).
+// The same for an envelope flagged compressed without an encoding to inflate it with.
+const CLIENT_FAULTS = ["parse binary:", "received compressed envelope, but"];
+
 function correctedConnectError(error: ConnectError): ConnectError {
-  if (error.code === Code.Internal && error.rawMessage.startsWith("parse binary:")) {
+  if (error.code === Code.Internal && CLIENT_FAULTS.some((start) => error.rawMessage.startsWith(start))) {
     return new ConnectError(`malformed request body: ${error.rawMessage}`, Code.InvalidArgument, undefined, undefined, error);
   }
   return error;

@@ -96,10 +96,10 @@ export async function checkUnaryBody(
   const raw = await readBounded(req, readMaxBytes);
   if (!raw.ok) return raw;
   const passOn: UniversalServerRequest = { ...req, body: createAsyncIterable([raw.bytes]) };
-  if (!framing.binary) return { ok: true, req: passOn };
   let message: Uint8Array;
   const encoding = req.header.get(encodingHeader(framing)) ?? "identity";
   if (framing.bare) {
+    if (!framing.binary) return { ok: true, req: passOn };
     const inflated = await inflate(raw.bytes, encoding, readMaxBytes);
     if (!inflated.ok) return inflated;
     message = inflated.bytes;
@@ -111,6 +111,10 @@ export async function checkUnaryBody(
     if (bytes.byteLength !== 5 + length) {
       return malformed(`the body holds ${bytes.byteLength - 5} bytes after the envelope header, which announces ${length}`);
     }
+    // A request envelope is a message, compressed or not (connect calls other flags INTERNAL).
+    if (flags > 1) return malformed(`the envelope's flags are ${flags}; a request message has 0, or 1 when compressed`);
+    if (flags === 1 && encoding === "identity") return malformed("the envelope says compressed, but the request names no grpc-encoding");
+    if (!framing.binary) return { ok: true, req: passOn };
     const payload = bytes.subarray(5);
     if ((flags & 0b1) === 0) {
       message = payload;

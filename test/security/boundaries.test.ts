@@ -230,6 +230,44 @@ describe("malformed request messages", () => {
     }
   });
 
+  const grpcCall = (session: http2.ClientHttp2Session, method: string, body: Buffer) =>
+    new Promise<string | undefined>((resolve) => {
+      const stream = session.request({ ":method": "POST", ":path": `/hotplex.v1.SessionService/${method}`, "content-type": "application/grpc", te: "trailers" });
+      let status: string | undefined;
+      stream.on("response", (h) => (status = (h["grpc-status"] as string | undefined) ?? status));
+      stream.on("trailers", (t) => (status = (t["grpc-status"] as string | undefined) ?? status));
+      stream.on("close", () => resolve(status));
+      stream.on("error", () => undefined);
+      stream.resume();
+      stream.end(body);
+    });
+
+  it.each(["GetSnapshot", "Subscribe"])("answers INVALID_ARGUMENT for a %s envelope flagged compressed without an encoding", async (method) => {
+    const session = http2.connect(daemon.server.url);
+    try {
+      const envelope = enveloped(Buffer.from([0x0a, 1, 0x61]));
+      envelope[0] = 1;
+      expect(await grpcCall(session, method, envelope)).toBe(String(Code.InvalidArgument));
+      envelope[0] = 0x80;
+      expect(await grpcCall(session, method, envelope)).not.toBe(String(Code.Internal));
+    } finally {
+      session.close();
+    }
+  });
+
+  it("does not let a large refused body stall the other calls on its HTTP/2 connection", async () => {
+    const session = http2.connect(daemon.server.url);
+    try {
+      // An envelope announcing 1 GiB, followed by far more than a connection's window (64 KiB).
+      const body = Buffer.concat([Buffer.from([0, 0x40, 0, 0, 0]), Buffer.alloc(512 * 1024, 0x78)]);
+      for (let i = 0; i < 4; i += 1) expect(await grpcCall(session, "Subscribe", body)).toBe(String(Code.ResourceExhausted));
+      const ok = enveloped(Buffer.from([0x0a, 6, ...Buffer.from("intact")]));
+      expect(await grpcCall(session, "GetSnapshot", ok)).toBe("0");
+    } finally {
+      session.close();
+    }
+  });
+
   it("keeps serving, with the earlier session intact", async () => {
     const events = await executeEvents(daemon.client.execute({ sessionId: "intact", prompt: "again" }));
     expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
