@@ -65,7 +65,9 @@ export function createRequestHandler(options: RequestHandlerOptions): NodeHandle
       return;
     }
     handle(handler, req, res, options).catch((error: unknown) => {
-      logger.error({ err: error, rpc: path }, "request handling failed");
+      // A client that went away mid-request is no daemon failure.
+      if (req.destroyed || (error as Error).message === "aborted") logger.debug({ rpc: path }, "request aborted by the client");
+      else logger.error({ err: error, rpc: path }, "request handling failed");
       if (!res.headersSent) plainResponse(res, 500, "internal error");
       else res.destroy();
     });

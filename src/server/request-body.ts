@@ -1,7 +1,8 @@
 import { promisify } from "node:util";
 import zlib from "node:zlib";
-import { type DescMessage, fromBinary } from "@bufbuild/protobuf";
+import { type DescMessage, fromBinary, fromJsonString } from "@bufbuild/protobuf";
 import { createAsyncIterable, type UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { wellFormed } from "./errors.js";
 
 /**
  * How a request's body is framed, read from its Content-Type the way connect-es reads it:
@@ -99,7 +100,6 @@ export async function checkUnaryBody(
   let message: Uint8Array;
   const encoding = req.header.get(encodingHeader(framing)) ?? "identity";
   if (framing.bare) {
-    if (!framing.binary) return { ok: true, req: passOn };
     const inflated = await inflate(raw.bytes, encoding, readMaxBytes);
     if (!inflated.ok) return inflated;
     message = inflated.bytes;
@@ -114,15 +114,24 @@ export async function checkUnaryBody(
     // A request envelope is a message, compressed or not (connect calls other flags INTERNAL).
     if (flags > 1) return malformed(`the envelope's flags are ${flags}; a request message has 0, or 1 when compressed`);
     if (flags === 1 && encoding === "identity") return malformed("the envelope says compressed, but the request names no grpc-encoding");
-    if (!framing.binary) return { ok: true, req: passOn };
     const payload = bytes.subarray(5);
-    if ((flags & 0b1) === 0) {
+    if (flags === 0) {
       message = payload;
     } else {
       const inflated = await inflate(payload, encoding, readMaxBytes);
       if (!inflated.ok) return inflated;
       message = inflated.bytes;
     }
+  }
+  if (!framing.binary) {
+    // Parsed here too: connect's own parse error would quote the value in its message,
+    // and a lone surrogate there makes it fail to write the gRPC status (a bare 500).
+    try {
+      fromJsonString(input, new TextDecoder().decode(message), { ignoreUnknownFields: true });
+    } catch (error) {
+      return malformed(`cannot parse the request as ${input.typeName}: ${(error as Error).message}`);
+    }
+    return { ok: true, req: passOn };
   }
   try {
     fromBinary(input, message);
@@ -133,7 +142,8 @@ export async function checkUnaryBody(
 }
 
 function malformed(message: string): BodyRefusal {
-  return { ok: false, code: "invalid_argument", message: `malformed request body: ${message}` };
+  // Well-formed text: the message goes into headers (grpc-message) that must encode it.
+  return { ok: false, code: "invalid_argument", message: wellFormed(`malformed request body: ${message}`) };
 }
 
 async function readBounded(req: UniversalServerRequest, readMaxBytes: number): Promise<Bytes> {
@@ -169,6 +179,6 @@ async function inflate(
     if ((error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
       return { ok: false, code: "resource_exhausted", message: `the request message is larger than ${readMaxBytes} bytes after decompression` };
     }
-    return malformed(`cannot decompress it as ${encoding}`);
+    return malformed(`cannot decompress it as ${encoding} (${(error as Error).message})`);
   }
 }

@@ -242,6 +242,18 @@ describe("malformed request messages", () => {
       stream.end(body);
     });
 
+  const grpcJson = (session: http2.ClientHttp2Session, method: string, body: Buffer) =>
+    new Promise<string | undefined>((resolve) => {
+      const stream = session.request({ ":method": "POST", ":path": `/hotplex.v1.SessionService/${method}`, "content-type": "application/grpc+json", te: "trailers" });
+      let status: string | undefined;
+      stream.on("response", (h) => (status = (h["grpc-status"] as string | undefined) ?? (h[":status"] === 200 ? status : `http ${h[":status"]}`)));
+      stream.on("trailers", (t) => (status = (t["grpc-status"] as string | undefined) ?? status));
+      stream.on("close", () => resolve(status));
+      stream.on("error", () => undefined);
+      stream.resume();
+      stream.end(body);
+    });
+
   it.each(["GetSnapshot", "Subscribe"])("answers INVALID_ARGUMENT for a %s envelope flagged compressed without an encoding", async (method) => {
     const session = http2.connect(daemon.server.url);
     try {
@@ -250,6 +262,56 @@ describe("malformed request messages", () => {
       expect(await grpcCall(session, method, envelope)).toBe(String(Code.InvalidArgument));
       envelope[0] = 0x80;
       expect(await grpcCall(session, method, envelope)).not.toBe(String(Code.Internal));
+    } finally {
+      session.close();
+    }
+  });
+
+  it("answers INVALID_ARGUMENT for a body that does not inflate, over Connect JSON and gRPC", async () => {
+    // A gzip header alone: "unexpected end of file" when inflated.
+    const truncated = Buffer.from("1f8b0800000000000003", "hex");
+    const { response } = await exchange(
+      daemon.server.url,
+      Buffer.concat([
+        Buffer.from(
+          `POST /hotplex.v1.SessionService/ListSessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${truncated.length}\r\n\r\n`,
+        ),
+        truncated,
+      ]),
+    );
+    expect(statusOf(response)).toBe(400);
+    expect(response).toContain("invalid_argument");
+    const session = http2.connect(daemon.server.url);
+    try {
+      const envelope = enveloped(truncated);
+      envelope[0] = 1;
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/hotplex.v1.SessionService/Subscribe",
+        "content-type": "application/grpc",
+        "grpc-encoding": "gzip",
+        te: "trailers",
+      });
+      const status = new Promise<string | undefined>((resolve) => {
+        let value: string | undefined;
+        stream.on("response", (h) => (value = (h["grpc-status"] as string | undefined) ?? value));
+        stream.on("trailers", (t) => (value = (t["grpc-status"] as string | undefined) ?? value));
+        stream.on("close", () => resolve(value));
+      });
+      stream.resume();
+      stream.end(envelope);
+      expect(await status).toBe(String(Code.InvalidArgument));
+    } finally {
+      session.close();
+    }
+  });
+
+  it("answers a JSON message quoting a lone surrogate with a status, not a bare 500", async () => {
+    const session = http2.connect(daemon.server.url);
+    try {
+      const body = Buffer.from('{"sessionId":"a","deleteTranscript":"\\ud800"}');
+      const status = await grpcJson(session, "DeleteSession", enveloped(body));
+      expect(status).toBe(String(Code.InvalidArgument));
     } finally {
       session.close();
     }
