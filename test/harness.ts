@@ -249,3 +249,13 @@ export function hostPidOf(text: string, label: "grandchild" | "setsid"): number 
   }
   return 0;
 }
+
+/**
+ * hostPidOf for a process a shell started in the background: it may not have exec'd its
+ * command yet when the turn ends, so wait for it (0 if it never shows).
+ */
+export async function awaitHostPid(text: string, label: "grandchild" | "setsid", timeoutMs = 5_000): Promise<number> {
+  let pid = 0;
+  await waitUntil(() => (pid = hostPidOf(text, label)) > 0, timeoutMs, `the ${label} process`).catch(() => undefined);
+  return pid;
+}

@@ -303,7 +303,8 @@ describe("the config file", () => {
       "log-level": "warn",
       "release-memory-after": "0",
       sandbox: "off",
-      "sandbox-network": "off",
+      "sandbox-network": "allow",
+      "sandbox-allowed-hosts": "api.anthropic.com,127.0.0.1:8080",
       "sandbox-uid": "1000",
       "sandbox-gid": "1001",
       "sandbox-memory": "1000000",
@@ -328,7 +329,7 @@ describe("the config file", () => {
     expect(comparable(viaFile)).toEqual(comparable(viaFlags));
     expect(viaFile.engine.maxLiveSessions).toBe(7);
     expect(viaFile.connectionLimits.maxConnections).toBe(9);
-    expect(viaFile.engine.sandbox).toMatchObject({ mode: "off", network: "off", uid: 1000, gid: 1001, processes: 50, readOnlyPaths: ["/srv/a", "/srv/b"] });
+    expect(viaFile.engine.sandbox).toMatchObject({ mode: "off", network: "allow", allowedHosts: ["api.anthropic.com", "127.0.0.1:8080"], uid: 1000, gid: 1001, processes: 50, readOnlyPaths: ["/srv/a", "/srv/b"] });
   });
 
   it("lets the environment override the file, and flags the environment", () => {
@@ -431,6 +432,7 @@ describe("the sandbox options", () => {
     ["--sandbox-network", "partly"],
     ["--sandbox-memory", "4G"],
     ["--sandbox-uid", "nobody"],
+    ["--sandbox-allowed-hosts", "a b"],
   ])("rejects %s %j naming the option", (flag, value) => {
     const error = configError(() => load([`${flag}=${value}`]));
     expect(error.message).toContain(flag);

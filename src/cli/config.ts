@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { validate as isUuid } from "uuid";
 import { DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
+import { parseEgressRule } from "../process/egress-proxy.js";
 import { PERMISSION_MODES } from "../providers/claude-code/provider.js";
 import { type CredentialSpec, hashToken, MIN_TOKEN_LENGTH } from "../security/credentials.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
@@ -145,7 +146,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
       sandbox: {
         mode: oneOf(get("sandbox"), ["auto", "required", "off"] as const),
         bwrap: str("bwrap-path"),
-        network: oneOf(get("sandbox-network"), ["on", "off"] as const),
+        network: oneOf(get("sandbox-network"), ["on", "off", "allow"] as const),
+        allowedHosts: allowedHosts(get("sandbox-allowed-hosts")),
         ...sandboxUser(get("sandbox-uid"), get("sandbox-gid")),
         memoryBytes: num("sandbox-memory"),
         processes: num("sandbox-processes"),
@@ -180,6 +182,18 @@ export function reloadConfig(argv: string[], env: NodeJS.ProcessEnv): Reloadable
 
 function list(value: string): string[] {
   return value.split(",").map((entry) => entry.trim()).filter(Boolean);
+}
+
+function allowedHosts(option: { value: string; where: string }): string[] {
+  const hosts = list(option.value);
+  for (const host of hosts) {
+    try {
+      parseEgressRule(host);
+    } catch (error) {
+      throw new ConfigError(`${option.where}: ${(error as Error).message}`);
+    }
+  }
+  return hosts;
 }
 
 function oneOf<T extends string>(option: { value: string; where: string }, allowed: readonly T[]): T {

@@ -52,7 +52,12 @@ export const OPTIONS = {
   "request-timeout": { env: "HOTPLEX_REQUEST_TIMEOUT", default: "30s", help: "a whole request (not its response) must arrive within this" },
   "connection-idle-timeout": { env: "HOTPLEX_CONNECTION_IDLE_TIMEOUT", default: "60s", help: "a connection with no request in flight is closed after this" },
   sandbox: { env: "HOTPLEX_SANDBOX", default: "auto", help: "run agents in bubblewrap: auto (where it works), required (refuse sessions otherwise) or off" },
-  "sandbox-network": { env: "HOTPLEX_SANDBOX_NETWORK", default: "on", help: "agents' network: on, or off (their own loopback only)" },
+  "sandbox-network": {
+    env: "HOTPLEX_SANDBOX_NETWORK",
+    default: "on",
+    help: "agents' network: on, off (their own loopback only) or allow (only --sandbox-allowed-hosts, through the daemon's proxy)",
+  },
+  "sandbox-allowed-hosts": { env: "HOTPLEX_SANDBOX_ALLOWED_HOSTS", default: "", help: "with --sandbox-network allow: host[:port] destinations (comma-separated; port 443 by default)" },
   "sandbox-uid": { env: "HOTPLEX_SANDBOX_UID", default: "", help: "run agents as this uid (with --sandbox-gid; the daemon must run as root)" },
   "sandbox-gid": { env: "HOTPLEX_SANDBOX_GID", default: "", help: "run agents as this gid" },
   "sandbox-memory": { env: "HOTPLEX_SANDBOX_MEMORY", default: "4294967296", help: "bytes of memory per agent, all it starts included (0 = no limit)" },

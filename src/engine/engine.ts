@@ -2,7 +2,7 @@ import { clone, create, equals } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { v5 as uuidv5 } from "uuid";
@@ -30,6 +30,7 @@ import { WorkDirClaims } from "../security/work-dir-claims.js";
 import { resolveWorkDir } from "../security/work-dir.js";
 import { catchUpRecord } from "../session/catch-up.js";
 import { endOrphanGroup } from "../process/orphans.js";
+import { EgressProxy, parseEgressRule } from "../process/egress-proxy.js";
 import { Sandbox, type SandboxState } from "../process/sandbox.js";
 import { keyString, Pool, type SessionKey } from "../session/pool.js";
 import { Session } from "../session/session.js";
@@ -100,6 +101,7 @@ export class Engine {
   readonly #provider: Provider;
   readonly #logger: Logger;
   #draining = false;
+  #egress: EgressProxy | undefined;
   // Shutdown, in two steps: `closing` once the last events are logged (following readers
   // end after reading them), `cut` when readers that are still not done are ended.
   readonly #closing = new AbortController();
@@ -133,6 +135,14 @@ export class Engine {
     const store =
       config.store.kind === "sqlite" ? new SqliteStore(config.store.dataDir, config.store.durability) : new MemoryStore(config.retention);
     const engine = new Engine(config, logger, store, provider ?? new ClaudeCodeProvider(config.claudePath));
+    if (config.sandbox.network === "allow" && engine.sandbox.enabled) {
+      const rules = (config.sandbox.allowedHosts ?? []).map(parseEgressRule);
+      engine.#egress = await EgressProxy.start(path.join(config.stateRoot, ".egress.sock"), rules, logger);
+      engine.sandbox.egressSocket = engine.#egress.socketPath;
+      const { uid, gid } = config.sandbox;
+      if (uid !== undefined) chownSync(engine.#egress.socketPath, uid, gid ?? uid);
+      chmodSync(engine.#egress.socketPath, 0o600);
+    }
     await engine.#recover();
     engine.#compactor = setInterval(() => engine.compact(), config.compactIntervalMs);
     engine.#compactor.unref();
@@ -446,6 +456,7 @@ export class Engine {
     this.#checkpoint();
     this.#committer.close();
     this.store.close();
+    await this.#egress?.close();
   }
 
   #session(tenant: string, sessionId: string): Session {

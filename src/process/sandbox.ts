@@ -4,6 +4,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import type { Command } from "../providers/provider.js";
 import { type AgentCgroup, Cgroups } from "./cgroups.js";
+import { EGRESS_FORWARDER, EGRESS_PORT } from "./egress-forwarder.js";
 
 /** Whether agents run in the OS sandbox: "auto" where the probe works, "required" or refuse, "off". */
 export type SandboxMode = "auto" | "required" | "off";
@@ -13,8 +14,13 @@ export interface SandboxSettings {
   mode: SandboxMode;
   /** The bubblewrap executable. */
   bwrap: string;
-  /** "on": the host's network; "off": only the sandbox's own loopback. */
-  network: "on" | "off";
+  /**
+   * "on": the host's network; "off": only the sandbox's own loopback; "allow": only the
+   * destinations of `allowedHosts`, through the daemon's egress proxy.
+   */
+  network: "on" | "off" | "allow";
+  /** With network "allow": host:port destinations agents may reach. */
+  allowedHosts?: readonly string[];
   /** Run agents as this uid and gid (the daemon must be root), in a user namespace; undefined keeps the daemon's. */
   uid?: number;
   gid?: number;
@@ -39,7 +45,7 @@ export interface SandboxState {
   /** The configured mode, and why the sandbox is off when it is. */
   mode: SandboxMode;
   reason: string;
-  network: "on" | "off";
+  network: "on" | "off" | "allow";
   memoryBytes: number;
   processes: number;
   openFiles: number;
@@ -71,6 +77,10 @@ export interface SessionPaths {
   stateDir: string;
 }
 
+/** The launch file the forwarder of an "allow" network is written to (in the session's state dir). */
+export const EGRESS_FORWARDER_FILE = "egress-forwarder.mjs";
+const EGRESS_SOCKET_INSIDE = "/tmp/.hotplex-egress.sock";
+
 // Linux's system trees, read-only inside; /bin, /lib… are often symlinks into /usr.
 const SYSTEM_TREES = ["/usr", "/etc", "/opt"];
 const SYSTEM_LINKS = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
@@ -92,6 +102,8 @@ export class Sandbox {
   readonly #reason: string;
   readonly #cgroups: Cgroups | undefined;
   readonly #prlimit: boolean;
+  /** The egress proxy's socket, with network "allow". */
+  egressSocket: string | undefined;
 
   private constructor(settings: SandboxSettings, enabled: boolean, reason: string, cgroups: Cgroups | undefined, prlimit: boolean) {
     this.settings = settings;
@@ -157,6 +169,12 @@ export class Sandbox {
     return { enabled: this.#enabled, mode, reason: this.#reason, network, memoryBytes, processes, openFiles, limitsBy };
   }
 
+  /** Files the wrapped command needs in the session's state dir (the egress forwarder). */
+  launchFiles(stateDir: string): Record<string, string> {
+    if (!this.#enabled || this.settings.network !== "allow") return {};
+    return { [path.join(stateDir, EGRESS_FORWARDER_FILE)]: EGRESS_FORWARDER };
+  }
+
   /** The command that starts `command` for a session: inside the sandbox, under the limits. */
   prepare(command: Command, paths: SessionPaths, launchId: string): LaunchPlan {
     const { settings } = this;
@@ -166,11 +184,20 @@ export class Sandbox {
     const env: Record<string, string> = { HOME: paths.home };
     if (this.#enabled) {
       // The executable by its real path: a symlink to it (node_modules/.bin) is not mounted.
-      const executable = realpathOr(command.file);
-      args = [...namespaceArgs(settings), ...this.#mounts(command, paths), "--chdir", paths.workDir, "--", executable, ...command.args];
-      file = settings.bwrap;
+      let inner = [realpathOr(command.file), ...command.args];
+      const mounts = this.#mounts(command, paths);
       // bubblewrap, then its init (pid 1 inside), then the agent.
       agentDepth = 2;
+      if (settings.network === "allow" && this.egressSocket) {
+        const forwarder = path.join(paths.stateDir, EGRESS_FORWARDER_FILE);
+        mounts.push("--bind", this.egressSocket, EGRESS_SOCKET_INSIDE);
+        inner = [realpathOr(process.execPath), forwarder, String(EGRESS_PORT), EGRESS_SOCKET_INSIDE, "--", ...inner];
+        const proxy = `http://127.0.0.1:${EGRESS_PORT}`;
+        Object.assign(env, { HTTP_PROXY: proxy, HTTPS_PROXY: proxy, http_proxy: proxy, https_proxy: proxy, NO_PROXY: "", no_proxy: "" });
+        agentDepth = 3;
+      }
+      args = [...namespaceArgs(settings), ...mounts, "--chdir", paths.workDir, "--", ...inner];
+      file = settings.bwrap;
       env.TMPDIR = "/tmp";
     }
     const limits: string[] = [];
@@ -226,7 +253,7 @@ export class Sandbox {
 // The namespaces and the sandbox's own /dev, /proc and /tmp.
 function namespaceArgs(settings: SandboxSettings): string[] {
   const args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "hotplex", "--cap-drop", "ALL"];
-  if (settings.network === "off") args.push("--unshare-net");
+  if (settings.network !== "on") args.push("--unshare-net");
   if (settings.uid !== undefined) args.push("--unshare-user", "--uid", String(settings.uid), "--gid", String(settings.gid ?? settings.uid));
   args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");
   return args;

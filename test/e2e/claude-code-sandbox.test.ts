@@ -76,3 +76,43 @@ describe("the real Claude Code CLI's Bash tool inside the sandbox", () => {
     expect(existsSync(path.join(probe.session!.workDir, "inside.txt"))).toBe(true);
   });
 });
+
+describe("the real Claude Code CLI with only its model API allowed on the network", () => {
+  it("answers through the daemon's egress proxy, from a sandbox with no network of its own", async () => {
+    const mock = await startMockAnthropic();
+    const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-e2e-allow-"));
+    const dirs = { workRoot: path.join(scratch, "work"), home: path.join(scratch, "home") };
+    mkdirSync(dirs.workRoot, { recursive: true });
+    mkdirSync(dirs.home, { recursive: true });
+    const port = new URL(mock.url).port;
+    const daemon = await startTestDaemon({
+      claudePath,
+      dirs,
+      env: claudeEnv({ home: dirs.home, baseUrl: mock.url }),
+      engine: {
+        limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 },
+        sandbox: { ...DEFAULT_SANDBOX, mode: "required", network: "allow", allowedHosts: [`127.0.0.1:${port}`] },
+      },
+    });
+    try {
+      const config = { allowedTools: ["Bash"] };
+      const events = await executeEvents(daemon.client.execute({ sessionId: "allowed", prompt: "hello through the proxy", config }));
+      expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
+      expect(mock.requests.some((r) => JSON.stringify(r.messages).includes("hello through the proxy"))).toBe(true);
+      // The same host on another port is not allowed: a Bash probe of it fails.
+      const probe = await executeEvents(
+        daemon.client.execute({
+          sessionId: "allowed",
+          prompt: `[[tool:Bash:${JSON.stringify({ command: `node -e "require('net').connect(${port},'127.0.0.1').on('connect',()=>console.log('DIRECT-OK')).on('error',e=>console.log('DIRECT',e.code))"` })}]] go`,
+          config,
+        }),
+      );
+      const result = probe.find((e) => e.payload.case === "toolResult");
+      expect(result?.payload.case === "toolResult" && result.payload.value.content).toContain("DIRECT ECONNREFUSED");
+    } finally {
+      await daemon.close();
+      await mock.close();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});

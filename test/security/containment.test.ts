@@ -1,4 +1,6 @@
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -6,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
-import { executeEvents, hostPidOf, isAlive, rssBytes, testToken, transportFor, turnEndOf, waitUntil } from "../harness.js";
+import { awaitHostPid, executeEvents, isAlive, rssBytes, testToken, transportFor, turnEndOf, waitUntil } from "../harness.js";
 
 const TOKEN = testToken("contain");
 // Secrets of the daemon's environment an agent must never see.
@@ -89,7 +91,7 @@ function probesFor(daemon: () => DaemonProcess, client: () => Client, dirs: () =
       contained: async () => {
         const token = `600.${Date.now() % 1_000_000_000}1`;
         await run(client(), "leaver", `setsid sleep ${token} >/dev/null 2>&1 </dev/null & echo started`);
-        const pid = hostPidOf(`setsid pid 0 (sleep ${token})`, "setsid");
+        const pid = await awaitHostPid(`setsid pid 0 (sleep ${token})`, "setsid");
         if (!pid) return false;
         await client().stopSession({ sessionId: "leaver" });
         try {
@@ -222,6 +224,56 @@ describe("agents of their own user", () => {
   });
 });
 
+describe("an agent's network, with only allowed destinations", () => {
+  it("reaches the allowed ones through the daemon's proxy, and nothing else", async () => {
+    const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-contain-allow-"));
+    const allowed = http.createServer((_req, res) => res.end("allowed-ok"));
+    await new Promise<void>((resolve) => allowed.listen(0, "127.0.0.1", resolve));
+    const allowedPort = (allowed.address() as AddressInfo).port;
+    try {
+      const daemon = await startDaemonProcess(scratch, [], {
+        HOTPLEX_SANDBOX: "required",
+        HOTPLEX_SANDBOX_NETWORK: "allow",
+        HOTPLEX_SANDBOX_ALLOWED_HOSTS: `127.0.0.1:${allowedPort}`,
+        HOTPLEX_STATE_DIR: path.join(scratch, "state"),
+      });
+      const client = createClient(SessionService, transportFor(daemon.url, "connect"));
+      await run(client, "net", "echo ready");
+      const { session } = await client.getSnapshot({ sessionId: "net" });
+      expect(session?.sandbox?.network).toBe("allow");
+      // A client of the proxy the agent was given (HTTP_PROXY), and a direct connection.
+      writeFileSync(
+        path.join(session!.workDir, "probe.cjs"),
+        `const http = require("http"), net = require("net");
+        const proxy = new URL(process.env.HTTP_PROXY);
+        const via = (url) => new Promise((resolve) => {
+          const req = http.request({ host: proxy.hostname, port: proxy.port, path: url }, (res) => {
+            let body = ""; res.on("data", (d) => (body += d)); res.on("end", () => resolve(res.statusCode + " " + body));
+          });
+          req.on("error", (e) => resolve("error " + e.code)); req.end();
+        });
+        const direct = (port) => new Promise((resolve) => {
+          net.connect(port, "127.0.0.1").on("connect", () => resolve("connected")).on("error", (e) => resolve("error " + e.code));
+        });
+        (async () => {
+          console.log("ALLOWED", await via(process.argv[2]));
+          console.log("OTHER", await via(process.argv[3]));
+          console.log("DIRECT", await direct(Number(process.argv[4])));
+        })();`,
+      );
+      const daemonPort = new URL(daemon.url).port;
+      const out = await run(client, "net", `node probe.cjs http://127.0.0.1:${allowedPort}/ http://127.0.0.1:${daemonPort}/ ${allowedPort} 2>&1`);
+      expect(out).toContain("ALLOWED 200 allowed-ok");
+      expect(out).toContain("OTHER 403");
+      expect(out).toMatch(/DIRECT error ECONNREFUSED/);
+    } finally {
+      killDaemonProcesses();
+      allowed.close();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a daemon killed with SIGKILL and started again", () => {
   it.each(["required", "off"])("leaves no agent process behind (sandbox %s)", async (mode) => {
     const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-contain-kill-"));
@@ -232,7 +284,7 @@ describe("a daemon killed with SIGKILL and started again", () => {
       const token = `600.${Date.now() % 1_000_000_000}2`;
       // A background job of an idle agent, in its process group.
       await run(client, "bg", `sleep ${token} >/dev/null 2>&1 </dev/null & echo started`);
-      const job = hostPidOf(`grandchild pid 0 (sleep ${token})`, "grandchild");
+      const job = await awaitHostPid(`grandchild pid 0 (sleep ${token})`, "grandchild");
       expect(job).toBeGreaterThan(0);
       first.child.kill("SIGKILL");
       await first.exit;

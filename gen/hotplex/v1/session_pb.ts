@@ -415,7 +415,9 @@ export type SandboxInfo = Message<"hotplex.v1.SandboxInfo"> & {
   reason: string;
 
   /**
-   * "on" (the host's network) or "off" (only the sandbox's own loopback).
+   * "on" (the host's network), "off" (only the sandbox's own loopback) or
+   * "allow" (only the destinations the server config allows, through the
+   * daemon's egress proxy).
    *
    * @generated from field: string network = 4;
    */
