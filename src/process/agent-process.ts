@@ -134,12 +134,18 @@ export class AgentProcess {
   }
 
   #agentOutput: string | undefined;
+  #agentPid: number | undefined;
   #outputClosedReported = false;
 
   #checkAgentOutput(onClosed: () => void): void {
     if (this.#outputClosedReported || !this.alive) return;
     const agent = descendantAt(this.pid, this.#agentDepth);
     if (agent <= 0) return;
+    // Another process at the agent's depth (one it left behind) means the agent is gone,
+    // and a dead agent (a zombie until the wrapper reaps it) has no fds to read: its exit
+    // is on the way, which is no broken output.
+    this.#agentPid ??= agent;
+    if (agent !== this.#agentPid || isZombie(agent)) return;
     let target: string | undefined;
     try {
       target = readlinkSync(`/proc/${agent}/fd/1`);
@@ -244,5 +250,16 @@ export function processStartTime(pid: number): number {
     return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
   } catch {
     return 0;
+  }
+}
+
+// A process that ended and was not reaped yet (or is being reaped).
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X";
+  } catch {
+    return true;
   }
 }

@@ -116,6 +116,9 @@ export class Session {
   #cgroup: AgentCgroup | undefined;
   #parser: OutputParser | undefined;
   #processExited: Promise<void> | undefined;
+  // A turn handed to a warm agent, until the agent says anything: an agent that died
+  // while idle (killed, OOM) may not have been reaped yet when the next turn arrives.
+  #warmDelivery: { turn: Turn; process: AgentProcess; answered: boolean } | undefined;
   /** The process has answered its first turn (SessionStarted logged). */
   #processStarted = false;
   #startKind = StartKind.COLD;
@@ -313,10 +316,14 @@ export class Session {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      let turn = this.#queue.shift();
-      while (turn) {
+      for (;;) {
+        // An agent that exited while idle may still have its exit handled (its pipes drain
+        // for a moment): finish that first, or its end would be taken for the next turn's.
+        // The turn waits in the queue meanwhile, where a stop still finds it.
+        if (this.#process && !this.#process.alive) await this.#processExited;
+        const turn = this.#queue.shift();
+        if (!turn) break;
         await this.#runTurn(turn);
-        turn = this.#queue.shift();
       }
     } catch (error) {
       this.#logger.error({ err: error }, "turn loop failed");
@@ -336,6 +343,7 @@ export class Session {
     this.#armTurnTimer(turn);
     if (this.#process?.alive) {
       this.#announce(turn);
+      this.#warmDelivery = { turn, process: this.#process, answered: false };
       this.#process.writeLine(this.#options.provider.encodePrompt(turn.prompt));
     } else {
       const refused = this.view.status === SessionStatus.STARTING ? undefined : this.#options.whyNoProcess();
@@ -395,7 +403,8 @@ export class Session {
     });
     try {
       const { uid, gid } = this.#options.sandbox.settings;
-      await writeLaunchFiles(this.#options.stateDir, command.files ?? {}, uid === undefined ? undefined : { uid, gid: gid ?? uid });
+      const files = { ...command.files, ...this.#options.sandbox.launchFiles(this.#options.stateDir) };
+      await writeLaunchFiles(this.#options.stateDir, files, uid === undefined ? undefined : { uid, gid: gid ?? uid });
       await this.#prepareHome();
     } catch (error) {
       this.#failStart(turn, `cannot prepare the agent's files: ${String(error)}`);
@@ -461,6 +470,7 @@ export class Session {
       return;
     }
     if (!this.#processStarted) this.#markStarted(process);
+    if (this.#warmDelivery?.process === process) this.#warmDelivery.answered = true;
     const turn = this.#current;
     switch (item.type) {
       case "event":
@@ -596,6 +606,22 @@ export class Session {
     }
 
     const reason = this.#endReason ?? (exit.exitCode === 0 && !exit.signal ? "exited" : "crashed");
+    const delivery = this.#warmDelivery;
+    this.#warmDelivery = undefined;
+    if (turn && delivery?.turn === turn && delivery.process === process && !delivery.answered && !turn.endedBy && this.#endReason === undefined && !this.#options.whyNoProcess()) {
+      // The agent ended without a word about this turn: it was already dying when the
+      // turn reached it. Start it again (resuming the conversation) instead of failing.
+      this.#record(turn.id, {
+        case: "sessionEnded",
+        value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? "" }),
+      });
+      this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal }, "agent ended before it took the turn; starting it again");
+      this.#startKind = this.#hasConversation ? StartKind.RESUMED : StartKind.COLD;
+      this.#startRetried = false;
+      this.#armTurnTimer(turn);
+      void this.#spawn(turn);
+      return;
+    }
     if (turn) {
       const detail = exit.spawnError
         ? `cannot start the agent: ${exit.spawnError}`

@@ -1,11 +1,11 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { toJsonString } from "@bufbuild/protobuf";
+import { create, toJsonString } from "@bufbuild/protobuf";
 import Database from "better-sqlite3";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { type Event, EventSchema, StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { type Event, EventSchema, RawOutputSchema, StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { OutOfRangeDetailSchema, SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
@@ -221,10 +221,12 @@ describe("retention and the session registry", () => {
     const daemon = await startTestDaemon({ dirs, engine: { store, retention } });
     try {
       await executeEvents(daemon.client.execute({ sessionId: "kept", prompt: "[[chunks:10:0]] go" }));
-      // The turn's entry is not stored yet (that waits for 100 ms of idle), and the store fails.
+      // The store fails, and the session has an event its stored entry does not reflect yet.
       const commit = vi.spyOn(daemon.engine.store, "commit").mockImplementation(() => {
         throw new Error("disk full");
       });
+      const session = daemon.engine.pool.get({ tenant: "default", sessionId: "kept" })!;
+      session.log.append("", { case: "raw", value: create(RawOutputSchema, { line: "late", reason: "test" }) });
       daemon.engine.compact();
       expect(daemon.engine.store.firstSeq("default/kept")).toBe(1);
       commit.mockRestore();

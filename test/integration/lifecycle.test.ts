@@ -1,15 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Event, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
+import { DEFAULT_SANDBOX } from "../../src/engine/config.js";
 import { StatsAccumulator } from "../../src/session/stats.js";
 import {
   executeEvents,
   followUntil,
+  hostPidOf,
   isAlive,
   startTestDaemon,
   subscribedEvents,
   type TestDaemon,
+  textOf,
   turnEndOf,
+  waitUntil,
 } from "../harness.js";
 
 const waitForEvent = async (daemon: TestDaemon, sessionId: string, match: (e: Event) => boolean) =>
@@ -154,5 +158,54 @@ describe("snapshots and statistics", () => {
     // The agent reports a running total; each turn is counted once.
     expect(stats?.costUsd).toBeCloseTo(0.004, 6);
     expect(stats?.totalDurationMs).toBeGreaterThanOrEqual(stats!.toolDurationMs);
+  });
+});
+
+describe("an agent that died while idle", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    // Unsandboxed: in a sandbox a stray process dies with the agent's PID namespace.
+    daemon = await startTestDaemon({ engine: { sandbox: { ...DEFAULT_SANDBOX, mode: "off" } } });
+  });
+  afterAll(async () => {
+    await daemon.close();
+  });
+
+  it("is started again for the next turn, resuming the conversation, when it dies as the turn reaches it", async () => {
+    // The agent takes the next line and dies without a word: as when it was killed a moment
+    // before the turn arrived and the daemon had not yet seen the exit.
+    const first = await executeEvents(daemon.client.execute({ sessionId: "phoenix", prompt: "remember FIG [[dienext]]" }));
+    expect(turnEndOf(first).outcome).toBe(TurnOutcome.COMPLETED);
+    const next = await executeEvents(daemon.client.execute({ sessionId: "phoenix", prompt: "[[history]]" }));
+    expect(turnEndOf(next).outcome).toBe(TurnOutcome.COMPLETED);
+    const cases = next.map((e) => e.payload.case);
+    expect(cases.indexOf("sessionEnded")).toBeLessThan(cases.indexOf("sessionStarted"));
+    const ended = next.find((e) => e.payload.case === "sessionEnded");
+    expect(ended?.payload.case === "sessionEnded" && ended.payload.value.reason).toBe("crashed");
+    expect(next.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: 2 });
+    expect(next.map((e) => (e.payload.case === "textDelta" ? e.payload.value.text : "")).join("")).toContain("remember FIG");
+  });
+
+  it("lets a dead agent's exit be handled before the next turn starts, though a stray process holds its output", async () => {
+    const first = await executeEvents(daemon.client.execute({ sessionId: "held", prompt: "remember PLUM [[setsid]]" }));
+    const started = first.find((e) => e.payload.case === "sessionStarted");
+    const pid = started?.payload.case === "sessionStarted" ? started.payload.value.pid : 0;
+    const stray = hostPidOf(textOf(first), "setsid");
+    expect(stray).toBeGreaterThan(0);
+    try {
+      // Killed while idle; the stray keeps the output pipe open, so the exit is handled only
+      // after the pipe's grace period: the next turn arrives inside it.
+      process.kill(-pid, "SIGKILL");
+      await waitUntil(() => !isAlive(pid), 5_000, "the agent to die");
+      const next = await executeEvents(daemon.client.execute({ sessionId: "held", prompt: "[[history]]" }));
+      expect(turnEndOf(next).outcome).toBe(TurnOutcome.COMPLETED);
+      expect(next.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: 2 });
+      expect(textOf(next)).toContain("remember PLUM");
+      // The first agent's end is in the log, once, between the two starts.
+      const lifecycle = (await subscribedEvents(daemon, "held")).map((e) => e.payload.case).filter((c) => c === "sessionStarted" || c === "sessionEnded");
+      expect(lifecycle).toEqual(["sessionStarted", "sessionEnded", "sessionStarted"]);
+    } finally {
+      if (isAlive(stray)) process.kill(stray, "SIGKILL");
+    }
   });
 });

@@ -180,6 +180,18 @@ describe("connections that never finish", () => {
     } finally {
       for (const socket of sockets) socket.destroy();
     }
+    // Once they are gone the slots free up again: the server notices each close on its own time,
+    // so retry until a fresh connection is served (the cap itself answers with a closed connection).
+    const client = createClient(SessionService, transportFor(daemon.url, "connect"));
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await client.listSessions({});
+        break;
+      } catch (error) {
+        if (attempt > 100) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
   });
 
   it("keeps a following stream with no events open past the idle timeout", async () => {
