@@ -9,6 +9,7 @@
 //     first stdout line (raw);
 //   - turn end: Execute sent → TurnEnded received (hotplex); prompt written → `result` line.
 // Done once with the in-memory store and once with the durable default (sqlite, normal).
+import { providerSettings } from "../src/providers/registry.js";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -73,13 +74,13 @@ export async function startInProcessDaemon(options: {
     options.store === "sqlite" ? { kind: "sqlite", dataDir: path.join(scratch, "data"), durability: "normal" } : { kind: "memory" };
   const config = engineConfig(
     {
-      claudePath: options.claudePath,
       workRoot,
       stateRoot: path.join(scratch, "state"),
       store,
       agentEnv: options.agentEnv?.(home) ?? { ...agentEnvironment(process.env), HOME: home },
     },
     {
+      providers: providerSettings({ "claude-code": options.claudePath }),
       maxLiveSessions: options.maxLiveSessions ?? 64,
       limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
       logBounds: DEFAULT_TAIL_BOUNDS,

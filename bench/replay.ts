@@ -5,6 +5,7 @@
 //
 // Run alone: node --import tsx bench/replay.ts
 // (The child is this file with `--serve <dataDir>`.)
+import { providerSettings } from "../src/providers/registry.js";
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -48,8 +49,9 @@ function replayConfig(dataDir: string): EngineConfig {
   const workRoot = path.join(dataDir, "work");
   mkdirSync(workRoot, { recursive: true });
   return engineConfig(
-    { claudePath: "/nonexistent/claude", workRoot, stateRoot: path.join(dataDir, "state"), store: { kind: "sqlite", dataDir, durability: "normal" }, agentEnv: {} },
+    { workRoot, stateRoot: path.join(dataDir, "state"), store: { kind: "sqlite", dataDir, durability: "normal" }, agentEnv: {} },
     {
+      providers: providerSettings({ "claude-code": "/nonexistent/claude" }),
       maxLiveSessions: 16,
       // The daemon's default in-memory tail: a replay from 0 is served by the store.
       logBounds: DEFAULT_TAIL_BOUNDS,

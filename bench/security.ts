@@ -10,6 +10,7 @@
 //     agent to one subscriber, this commit's hotplexd against the commit before the
 //     security work (a git worktree of BENCH_SECURITY_BASELINE, default e6a14a4, which had
 //     none of them), floods interleaved.
+import { providerSettings } from "../src/providers/registry.js";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import os, { tmpdir } from "node:os";
@@ -77,12 +78,11 @@ async function throughRpc(calls: number): Promise<Row[]> {
     const dir = path.join(scratch, name.replace(/\W+/g, "-"));
     const engine = await Engine.open(
       engineConfig({
-        claudePath: instantAgentPath,
         workRoot: path.join(dir, "work"),
         stateRoot: path.join(dir, "state"),
         store: { kind: "memory" },
         agentEnv: { ...agentEnvironment(process.env), HOME: dir },
-      }),
+      }, { providers: providerSettings({ "claude-code": instantAgentPath }) }),
       logger,
     );
     const table = new CredentialTable(specs);

@@ -11,6 +11,7 @@ import { type EngineConfig, engineConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
 import { type CredentialSpec, CredentialTable, hashToken } from "../src/security/credentials.js";
 import { agentEnvironment } from "../src/security/env.js";
+import { type ProviderSettings, providerSettings } from "../src/providers/registry.js";
 import type { ConnectionLimits, TlsFiles } from "../src/server/listener.js";
 import { createServer, type HotplexServer, type RequestLimits } from "../src/server/server.js";
 
@@ -51,6 +52,8 @@ export interface TestDaemonOptions {
   /** Reuse the work root and HOME of an earlier daemon (a daemon restart); kept on close. */
   dirs?: { workRoot: string; home: string };
   claudePath?: string;
+  /** The providers to enable (instead of the fake Claude Code at `claudePath`). */
+  providers?: ProviderSettings;
   /** A bearer token: the one credential, for the tenant "default" with the client role. */
   token?: string;
   /** The credentials (instead of `token`); the table can be swapped with `setCredentials`. */
@@ -82,7 +85,6 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
   const { limits, ...engineRest } = options.engine ?? {};
   const config = engineConfig(
     {
-      claudePath: options.claudePath ?? fakeClaudePath,
       workRoot,
       stateRoot: path.join(path.dirname(workRoot), "state"),
       store:
@@ -92,6 +94,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
       agentEnv: { ...agentEnvironment(process.env), HOME: home, ...options.env },
     },
     {
+      providers: options.providers ?? providerSettings({ "claude-code": options.claudePath ?? fakeClaudePath }),
       maxLiveSessions: 16,
       logBounds: { maxEvents: 1024, maxBytes: 16 * 1024 * 1024 },
       retention: { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 },

@@ -53,7 +53,7 @@ describe("loadConfig", () => {
       retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
       compactIntervalMs: 60_000,
     });
-    expect(config.engine.claudePath).toMatch(/claude$/);
+    expect(config.engine.providers.executables["claude-code"]).toMatch(/claude$/);
   });
 
   it("creates the work root, resolved to an absolute path", () => {
@@ -95,7 +95,7 @@ describe("loadConfig", () => {
     });
     expect(config).toMatchObject({ host: "127.0.0.2", port: 9000, credentials: tokenCredential(ENV_TOKEN), logLevel: "debug", releaseMemoryAfterMs: 0 });
     expect(config.engine).toMatchObject({
-      claudePath: "/opt/claude",
+      providers: { enabled: ["claude-code"], executables: { "claude-code": "/opt/claude" }, defaultProvider: "claude-code" },
       namespace: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
       maxLiveSessions: 3,
       limits: { queueLimit: 0, turnTimeoutMs: 90_000, idleTimeoutMs: 0, stopGraceMs: 250 },
@@ -274,6 +274,8 @@ describe("the config file", () => {
     const values: Record<string, string> = {
       listen: "127.0.0.5:7171",
       "claude-path": "/opt/claude",
+      providers: "claude-code",
+      "provider-paths": "claude-code=/opt/claude-code",
       "state-dir": path.join(tmp, "state"),
       namespace: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
       "max-sessions": "7",
@@ -330,6 +332,21 @@ describe("the config file", () => {
     expect(viaFile.engine.maxLiveSessions).toBe(7);
     expect(viaFile.connectionLimits.maxConnections).toBe(9);
     expect(viaFile.engine.sandbox).toMatchObject({ mode: "off", network: "allow", allowedHosts: ["api.anthropic.com", "127.0.0.1:8080"], uid: 1000, gid: 1001, processes: 50, readOnlyPaths: ["/srv/a", "/srv/b"] });
+  });
+
+  it("enables the providers named, the first the default, with their executables", () => {
+    const config = load(["--providers=claude-code", "--provider-paths=claude-code=/opt/cc"]);
+    expect(config.engine.providers).toEqual({ enabled: ["claude-code"], executables: { "claude-code": "/opt/cc" }, defaultProvider: "claude-code" });
+    // --provider-paths wins over the older --claude-path.
+    expect(load(["--claude-path=/old", "--provider-paths=claude-code=/new"]).engine.providers.executables["claude-code"]).toBe("/new");
+    expect(load(["--claude-path=/old"]).engine.providers.executables["claude-code"]).toBe("/old");
+  });
+
+  it("refuses unknown providers and malformed executable entries, naming the option", () => {
+    expect(configError(() => load(["--providers=claude-code,nope"])).message).toMatch(/--providers "nope" is not a provider hotplex knows/);
+    expect(configError(() => load(["--providers="])).message).toMatch(/--providers names no provider/);
+    expect(configError(() => load(["--provider-paths=claude-code"])).message).toMatch(/--provider-paths "claude-code" is not NAME=PATH/);
+    expect(configError(() => load(["--provider-paths=x=/y"])).message).toMatch(/--provider-paths "x" is not a provider/);
   });
 
   it("lets the environment override the file, and flags the environment", () => {

@@ -7,6 +7,7 @@ import { validate as isUuid } from "uuid";
 import { DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
 import { parseEgressRule } from "../process/egress-proxy.js";
 import { PERMISSION_MODES } from "../providers/claude-code/provider.js";
+import { DEFAULT_PROVIDER, defaultExecutable, knownProviders, type ProviderSettings, providersEnvAllowList } from "../providers/registry.js";
 import { type CredentialSpec, hashToken, MIN_TOKEN_LENGTH } from "../security/credentials.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
 import { DEFAULT_TENANT } from "../security/principal.js";
@@ -117,7 +118,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
       maxStreamsPerConnection: num("max-streams-per-connection", 1),
     },
     engine: {
-      claudePath: str("claude-path") || defaultClaudePath(),
+      providers: resolveProviders(list(str("providers")), list(str("provider-paths")), str("claude-path"), get("providers").where, get("provider-paths").where),
       namespace,
       workRoot,
       stateRoot,
@@ -141,7 +142,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
         totalMaxBytes: num("retain-total-bytes"),
       },
       compactIntervalMs: Math.max(1000, ms("compact-interval")),
-      agentEnv: agentEnvironment(env, [...DEFAULT_AGENT_ENV_ALLOW, ...extraEnv]),
+      agentEnv: agentEnvironment(env, [...DEFAULT_AGENT_ENV_ALLOW, ...providersEnvAllowList(list(str("providers"))), ...extraEnv]),
       agentHomeTemplate: str("agent-home") ? path.resolve(expandHome(str("agent-home"))) : undefined,
       sandbox: {
         mode: oneOf(get("sandbox"), ["auto", "required", "off"] as const),
@@ -363,13 +364,34 @@ function expandHome(value: string): string {
   return value === "~" || value.startsWith("~/") ? path.join(homedir(), value.slice(1)) : value;
 }
 
-// The Claude Code CLI installed with hotplex's own dependencies, if any.
-function defaultClaudePath(): string {
+// The enabled providers and their executables: an explicit path, else the CLI installed
+// with hotplex's own dependencies, else the command on PATH.
+function resolveProviders(enabled: string[], paths: string[], claudePath: string, where: string, pathsWhere: string): ProviderSettings {
+  if (enabled.length === 0) throw new ConfigError(`${where} names no provider`);
+  const known = knownProviders();
+  for (const name of enabled) {
+    if (!known.includes(name)) throw new ConfigError(`${where} "${name}" is not a provider hotplex knows (${known.join(", ")})`);
+  }
+  const executables: Record<string, string> = {};
+  for (const entry of paths) {
+    const eq = entry.indexOf("=");
+    const name = entry.slice(0, eq);
+    if (eq <= 0 || eq === entry.length - 1) throw new ConfigError(`${pathsWhere} "${entry}" is not NAME=PATH`);
+    if (!known.includes(name)) throw new ConfigError(`${pathsWhere} "${name}" is not a provider hotplex knows (${known.join(", ")})`);
+    executables[name] = entry.slice(eq + 1);
+  }
+  if (claudePath) executables["claude-code"] ??= claudePath;
+  for (const name of enabled) executables[name] ??= bundledExecutable(defaultExecutable(name));
+  return { enabled: [...new Set(enabled)], executables, defaultProvider: enabled[0] ?? DEFAULT_PROVIDER };
+}
+
+// An agent CLI installed with hotplex's own dependencies, if any, else its name (found on PATH).
+function bundledExecutable(name: string): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i += 1) {
-    const candidate = path.join(dir, "node_modules", ".bin", "claude");
+    const candidate = path.join(dir, "node_modules", ".bin", name);
     if (existsSync(candidate)) return candidate;
     dir = path.dirname(dir);
   }
-  return "claude";
+  return name;
 }

@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       workRoot: config.engine.workRoot,
       store: engine.store.kind,
       data: engine.store.location,
-      claude: config.engine.claudePath,
+      providers: config.engine.providers.executables,
       auth: credentials.allowsAnonymous ? "none (loopback)" : `${credentials.size} credentials`,
       tls: Boolean(config.tls),
       config: config.configFile,

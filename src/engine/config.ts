@@ -1,5 +1,6 @@
 import type { LogBounds } from "../events/event-log.js";
 import type { SandboxSettings } from "../process/sandbox.js";
+import { DEFAULT_PROVIDER_SETTINGS, type ProviderSettings } from "../providers/registry.js";
 import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../security/tenant-policy.js";
 import type { SessionLimits } from "../session/session.js";
 import type { Durability } from "../store/sqlite-store.js";
@@ -10,8 +11,8 @@ export type StoreConfig = { kind: "memory" } | { kind: "sqlite"; dataDir: string
 
 /** Everything the engine needs; validated once by the daemon's config loader. */
 export interface EngineConfig {
-  /** The Claude Code executable. */
-  claudePath: string;
+  /** The agent providers sessions may choose from, and their executables. */
+  providers: ProviderSettings;
   /** UUID namespace for deterministic provider session ids. */
   namespace: string;
   /** Directory every session work dir must lie in; each tenant has its own directory in it. */
@@ -68,8 +69,8 @@ export const DEFAULT_TAIL_BOUNDS: LogBounds = { maxEvents: 8192, maxBytes: 4 * 1
 export const MAX_PROMPT_BYTES = 1024 * 1024;
 
 /**
- * The longest line of agent output accepted: far above any real tool result (Claude Code
- * caps what a tool returns well below a megabyte), far below V8's ~512 MiB string limit.
+ * The longest line of agent output accepted: far above any real tool result (agents cap
+ * what a tool returns well below a megabyte), far below V8's ~512 MiB string limit.
  */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 
@@ -83,7 +84,7 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
 };
 
 /** What an engine cannot do without; everything else has a default in `engineConfig`. */
-export type EngineEssentials = Pick<EngineConfig, "claudePath" | "workRoot" | "stateRoot" | "store" | "agentEnv">;
+export type EngineEssentials = Pick<EngineConfig, "workRoot" | "stateRoot" | "store" | "agentEnv">;
 
 /**
  * A complete engine config from the essentials, with the daemon's defaults for the rest
@@ -105,6 +106,7 @@ export function engineConfig(
     retention: { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 0, totalMaxBytes: 0 },
     compactIntervalMs: 60_000,
     sandbox: DEFAULT_SANDBOX,
+    providers: DEFAULT_PROVIDER_SETTINGS,
     ...essentials,
     ...rest,
     limits: sessionLimits,

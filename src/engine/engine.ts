@@ -7,6 +7,8 @@ import { readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { v5 as uuidv5 } from "uuid";
 import {
+  type ProviderCapabilities as ProviderCapabilitiesInfo,
+  ProviderCapabilitiesSchema,
   type SandboxInfo,
   SandboxInfoSchema,
   type SessionConfig,
@@ -16,14 +18,21 @@ import {
   SessionStatsSchema,
   type SessionStatus,
 } from "../../gen/hotplex/v1/session_pb.js";
-import { type SessionSummary, SessionSummarySchema } from "../../gen/hotplex/v1/session_service_pb.js";
+import {
+  type ProviderInfo,
+  ProviderInfoSchema,
+  type SessionSummary,
+  SessionSummarySchema,
+} from "../../gen/hotplex/v1/session_service_pb.js";
 import { HotplexError, OutOfRangeError } from "../errors.js";
 import type { Event } from "../events/event.js";
 import { EventLog } from "../events/event-log.js";
 import { readEventBatches } from "../events/follow.js";
 import { GroupCommitter } from "../events/group-committer.js";
-import { ClaudeCodeProvider } from "../providers/claude-code/provider.js";
-import type { LaunchConfig, Provider } from "../providers/provider.js";
+import type { LaunchConfig, Provider, ProviderCapabilities } from "../providers/provider.js";
+import { ProviderRegistry, unavailableProvider } from "../providers/registry.js";
+import { environmentFor } from "../security/env.js";
+import { AgentLauncher } from "../process/launcher.js";
 import { checkSessionPolicy, effectiveDisallowedTools } from "../security/session-policy.js";
 import type { SessionPolicy, TenantDirectory } from "../security/tenant-policy.js";
 import { WorkDirClaims } from "../security/work-dir-claims.js";
@@ -98,7 +107,9 @@ export class Engine {
   readonly #admission: Admission;
   readonly #claims = new WorkDirClaims();
   #compactor: NodeJS.Timeout | undefined;
-  readonly #provider: Provider;
+  readonly providers: ProviderRegistry;
+  readonly #launcher: AgentLauncher;
+  #versions: Promise<string[]> | undefined;
   readonly #logger: Logger;
   #draining = false;
   #egress: EgressProxy | undefined;
@@ -109,14 +120,15 @@ export class Engine {
   #openStreams = 0;
   #streamsClosed: (() => void) | undefined;
 
-  private constructor(config: EngineConfig, logger: Logger, store: Store, provider: Provider) {
+  private constructor(config: EngineConfig, logger: Logger, store: Store, providers: ProviderRegistry) {
     this.#config = config;
     this.#logger = logger;
-    this.#provider = provider;
+    this.providers = providers;
     this.#tenants = config.tenants;
     this.store = store;
     this.audit = new AuditLog(store, logger);
     this.sandbox = Sandbox.open(config.sandbox, logger);
+    this.#launcher = new AgentLauncher(this.sandbox);
     this.#committer = new GroupCommitter(store, logger);
     this.pool = new Pool();
     this.#admission = new Admission(
@@ -130,11 +142,15 @@ export class Engine {
    * Opens the store, brings back every stored session and cleans up after a daemon
    * that stopped without a shutdown: agent process groups it left running are ended,
    * turns it left running end INTERRUPTED. Throws StoreOpenError for an unusable store.
+   * `providers` replaces the ones the config names (tests, embedding).
    */
-  static async open(config: EngineConfig, logger: Logger, provider?: Provider): Promise<Engine> {
+  static async open(config: EngineConfig, logger: Logger, providers?: readonly Provider[]): Promise<Engine> {
+    const registry = providers
+      ? new ProviderRegistry(providers, providers[0]?.name ?? config.providers.defaultProvider)
+      : ProviderRegistry.fromSettings(config.providers);
     const store =
       config.store.kind === "sqlite" ? new SqliteStore(config.store.dataDir, config.store.durability) : new MemoryStore(config.retention);
-    const engine = new Engine(config, logger, store, provider ?? new ClaudeCodeProvider(config.claudePath));
+    const engine = new Engine(config, logger, store, registry);
     if (config.sandbox.network === "allow" && engine.sandbox.enabled) {
       const rules = (config.sandbox.allowedHosts ?? []).map(parseEgressRule);
       engine.#egress = await EgressProxy.start(path.join(config.stateRoot, ".egress.sock"), rules, logger);
@@ -147,11 +163,6 @@ export class Engine {
     engine.#compactor = setInterval(() => engine.compact(), config.compactIntervalMs);
     engine.#compactor.unref();
     return engine;
-  }
-
-  /** The agent providers this engine runs. */
-  get providers(): string[] {
-    return [this.#provider.name];
   }
 
   get config(): Readonly<EngineConfig> {
@@ -242,10 +253,19 @@ export class Engine {
     const config = input.config ? clone(SessionConfigSchema, input.config) : create(SessionConfigSchema);
     if (input.config) {
       validateConfig(config);
-      this.#provider.validateConfig(launchConfig(config));
+      const provider = this.providers.get(config.provider);
+      // One spelling per provider, so that naming the default equals naming none.
+      config.provider = provider.name;
+      provider.validateConfig(launchConfig(config));
     }
     const key = { tenant, sessionId: input.sessionId };
     const existing = this.pool.get(key);
+    if (existing && input.config && existing.providerName !== config.provider) {
+      throw new HotplexError(
+        "failed_precondition",
+        `session "${input.sessionId}" runs provider ${existing.providerName}; a session's provider cannot change: use another session id`,
+      );
+    }
     const retried = existing?.turnForRequest(input.requestId);
     if (existing && retried) return this.#turnEvents(existing, retried, signal);
     if (this.#draining) throw new HotplexError("unavailable", "the daemon is draining: it starts no more turns");
@@ -353,7 +373,22 @@ export class Engine {
     const session = this.#session(caller.tenant, sessionId);
     const info = session.view.toInfo(session.config, session.queuedTurns, session.incarnation);
     info.sandbox = sandboxInfo(this.sandbox.state);
+    info.capabilities = capabilitiesInfo(session.provider.capabilities);
     return { session: info, lastSeq: session.log.lastSeq };
+  }
+
+  /** The enabled providers with their agents' versions (asked once, then remembered). */
+  async listProviders(): Promise<ProviderInfo[]> {
+    this.#versions ??= Promise.all(this.providers.all.map((provider) => provider.version().catch(() => "")));
+    const versions = await this.#versions;
+    return this.providers.all.map((provider, i) =>
+      create(ProviderInfoSchema, {
+        name: provider.name,
+        version: versions[i] ?? "",
+        capabilities: capabilitiesInfo(provider.capabilities),
+        isDefault: provider.name === this.providers.defaultProvider,
+      }),
+    );
   }
 
   async stop(caller: Caller, sessionId: string): Promise<{ session: SessionInfo; lastSeq: number }> {
@@ -385,7 +420,7 @@ export class Engine {
     if (deleteTranscript) {
       // Also where transcripts lived before sessions had their own HOME.
       const legacy = this.#config.agentEnv.HOME;
-      const files = legacy ? this.#provider.transcriptFiles(session.view.providerSessionId, session.view.workDir, legacy) : [];
+      const files = legacy ? session.provider.transcriptFiles(session.view.providerSessionId, session.view.workDir, legacy) : [];
       await Promise.all([...files.map((file) => rm(file, { force: true })), rm(home, { recursive: true, force: true })]);
     }
     this.#logger.info({ session: sessionId, tenant, deleteTranscript }, "session deleted");
@@ -449,6 +484,8 @@ export class Engine {
     clearInterval(this.#compactor);
     this.#draining = true;
     await this.pool.shutdown();
+    // Shared agent servers end once no session uses them.
+    await this.providers.close();
     this.#checkpoint();
     this.#closing.abort();
     await this.#streamsDone(STREAM_DRAIN_MS);
@@ -488,9 +525,16 @@ export class Engine {
       committer: this.#committer,
       record: () => session?.record(),
     });
+    const providerName = restored?.provider || config.provider || this.providers.defaultProvider;
+    const provider = this.providers.has(providerName) ? this.providers.get(providerName) : unavailableProvider(providerName);
+    if (!config.provider) {
+      // Sessions stored before configs named their provider.
+      config = clone(SessionConfigSchema, config);
+      config.provider = provider.name;
+    }
     session = new Session({
       ...key,
-      provider: this.#provider,
+      provider,
       providerSessionId: restored?.providerSessionId ?? uuidv5(`${key.tenant}/${key.sessionId}`, this.#config.namespace),
       workDir,
       workRoot: this.#config.workRoot,
@@ -506,7 +550,12 @@ export class Engine {
         checkSessionPolicy(current, policy);
         return launchConfig(current, policy);
       },
-      env: this.#config.agentEnv,
+      launcher: this.#launcher,
+      env: environmentFor(
+        this.#config.agentEnv,
+        provider.envAllowList,
+        this.providers.all.filter((other) => other !== provider).flatMap((other) => other.envAllowList),
+      ),
       log,
       limits: this.#config.limits,
       logger: this.#logger,
@@ -574,6 +623,10 @@ function launchConfig(config: SessionConfig, policy?: SessionPolicy): LaunchConf
     systemPrompt: config.systemPrompt,
     appendSystemPrompt: config.appendSystemPrompt,
   };
+}
+
+function capabilitiesInfo(capabilities: ProviderCapabilities): ProviderCapabilitiesInfo {
+  return create(ProviderCapabilitiesSchema, { ...capabilities });
 }
 
 /** The sandbox's state as the API shows it. */

@@ -4,8 +4,8 @@ import { MAX_PROMPT_BYTES } from "./config.js";
 
 const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const MAX_REQUEST_ID_CHARS = 128;
-// Model names: aliases ("sonnet"), full names ("claude-opus-4-8[1m]"), cloud ids
-// ("us.anthropic.claude-…-v1:0", ARNs with "/"). Never a leading "-".
+// Model names: aliases ("sonnet"), full names with a context suffix ("<family>-4-8[1m]"), cloud ids
+// ("us.<vendor>.<model>-v1:0", ARNs with "/"). Never a leading "-".
 const MODEL = /^[A-Za-z0-9][A-Za-z0-9._:/@[\]+-]{0,255}$/;
 // Tool rules: one printable line, never a leading "-" (the provider checks its own syntax).
 const TOOL_RULE = /^[^\u0000-\u001f\u007f-][^\u0000-\u001f\u007f]{0,511}$/;

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { execa, type ResultPromise } from "execa";
-import type { Command } from "../providers/provider.js";
+import type { Command } from "./command.js";
 import { LineSplitter, TailBuffer } from "./line-splitter.js";
 
 /** How an agent process ended: one shape whether it exited, was killed or never ran. */

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
-import type { Command } from "../providers/provider.js";
+import type { Command } from "./command.js";
 import { type AgentCgroup, Cgroups } from "./cgroups.js";
 import { EGRESS_FORWARDER, EGRESS_PORT } from "./egress-forwarder.js";
 

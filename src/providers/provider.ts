@@ -1,6 +1,12 @@
 import type { EventPayload, TurnEnded } from "../events/event.js";
+import type { Command } from "../process/command.js";
+import type { AgentLauncher } from "../process/launcher.js";
+import type { SessionPaths } from "../process/sandbox.js";
+import type { AgentConnection, ConnectionHandlers } from "./connection.js";
 
-/** The per-session settings a provider turns into launch arguments. */
+export type { Command } from "../process/command.js";
+
+/** The per-session settings a provider turns into its agent's launch settings. */
 export interface LaunchConfig {
   model: string;
   permissionMode: string;
@@ -10,41 +16,58 @@ export interface LaunchConfig {
   appendSystemPrompt: string;
 }
 
-/** What a provider needs to start one agent process. */
-export interface LaunchSpec {
-  /** The agent's own conversation id (deterministic per session). */
-  providerSessionId: string;
-  /** Continue the conversation `providerSessionId` instead of starting a new one. */
-  resume: boolean;
-  config: LaunchConfig;
-  /** A directory private to this session (mode 0700) for the files the command refers to. */
-  stateDir: string;
-}
-
 /**
- * The command line of an agent process, run without a shell. No client value may ever be
- * an argv entry of its own, where an agent that scans its whole argv could read it as a
- * flag: values go in `--flag=value` form, or into `files`.
+ * What an agent can do besides running turns, as the API shows it. A capability a
+ * provider lacks is refused by name, never ignored.
  */
-export interface Command {
-  file: string;
-  args: string[];
-  /** Files to write (mode 0600) before the process starts: absolute path → content. */
-  files?: Record<string, string>;
+export interface ProviderCapabilities {
+  /** Stops a running turn and keeps the agent warm. */
+  interrupt: boolean;
+  /** Asks the client before a tool runs. */
+  approvals: boolean;
+  /** Takes more input into a running turn. */
+  steer: boolean;
+  /** Starts a new conversation from an existing one. */
+  fork: boolean;
+  /** Continues a conversation in a new process (after a crash, idle end or restart). */
+  resume: boolean;
+  /** Changes the model of a live agent. */
+  setModel: boolean;
+}
+
+/** How an agent run begins: a new conversation, or one the agent already holds. */
+export type StartMode = "new" | "resume";
+
+/** What a provider gets to open one agent run of a session. */
+export interface AgentStart {
+  /** The agent's conversation id as the session knows it (deterministic per session, or the agent's own). */
+  providerSessionId: string;
+  mode: StartMode;
+  config: LaunchConfig;
+  /** The session's work dir, HOME and private state dir (for launch files). */
+  paths: SessionPaths;
+  /** The session's environment (the daemon's allow-listed variables, its HOME). */
+  env: Record<string, string>;
+  /** The longest line of agent output accepted. */
+  maxLineBytes: number;
+  /** Starts the agent's process inside the sandbox (every provider's processes go through it). */
+  launcher: AgentLauncher;
+  /** Where the connection reports what the agent says. */
+  handlers: ConnectionHandlers;
 }
 
 /**
- * One item a provider's output parser recognized in a line of agent output.
+ * One item a provider recognized in what its agent said.
  *
  * - `event`: a normalized payload to log as it is.
- * - `turn_start`: the agent acknowledged the turn (Claude Code's per-turn `system/init`).
- * - `turn_end`: the agent ended the turn (Claude Code's `result`); the session adds the
- *   wall-clock duration and logs it as the turn's TurnEnded event.
+ * - `turn_start`: the agent acknowledged the turn, naming its conversation id.
+ * - `turn_end`: the agent ended the turn; the session adds the wall-clock duration and
+ *   logs it as the turn's TurnEnded event.
  * - `control_response`: the answer to a control request the host sent.
  * - `control_request`: the agent asks the host something (e.g. a tool permission); the
  *   host must answer every one with exactly one response.
  * - `fatal_startup`: the agent refused to start the conversation (e.g. an unknown
- *   `--resume` id); the process is about to exit.
+ *   conversation to resume); the process is about to exit.
  */
 export type ParsedOutput =
   | { type: "event"; payload: EventPayload }
@@ -54,7 +77,7 @@ export type ParsedOutput =
   | { type: "control_request"; requestId: string; subtype: string }
   | { type: "fatal_startup"; message: string };
 
-/** Parses one process's output. Stateful: create one per process. */
+/** Parses one process's line output. Stateful: create one per process. */
 export interface OutputParser {
   /**
    * Parses one complete output line (without its newline). `nowMs` is the arrival time
@@ -64,31 +87,45 @@ export interface OutputParser {
   parse(line: string, nowMs: number): ParsedOutput[];
 }
 
-/** An agent CLI: how to launch it, talk to it and read it. */
+/** Why an agent refused to start: the session then starts it the other way, once. */
+export type StartupFailure = "resume_missing" | "id_in_use";
+
+/** An agent: how to validate its settings, open a connection to it, and keep its conversations. */
 export interface Provider {
-  /** Stable name, e.g. "claude-code". */
+  /** Stable name, e.g. the value of SessionConfig.provider that selects it. */
   readonly name: string;
+  readonly capabilities: ProviderCapabilities;
+  /**
+   * Variables (names; "PREFIX*" for prefixes) of the daemon's environment this agent may
+   * inherit besides the common ones (PATH, locale, proxies): its API keys and settings.
+   */
+  readonly envAllowList: readonly string[];
   /**
    * Checks the provider's own vocabulary in a session config (permission modes, tool rule
-   * syntax); throws an INVALID_ARGUMENT HotplexError naming the field.
+   * syntax, settings it does not support); throws an INVALID_ARGUMENT HotplexError naming
+   * the field.
    */
   validateConfig(config: LaunchConfig): void;
-  /** The command that starts an agent process for a session. */
-  command(spec: LaunchSpec): Command;
-  /** One stdin line (without newline) that sends a user prompt. */
-  encodePrompt(prompt: string): string;
-  /** One stdin line (without newline) asking the agent to interrupt the running turn. */
-  encodeInterrupt(requestId: string): string;
-  /** One stdin line answering an agent's control request with an error. */
-  encodeControlError(requestId: string, message: string): string;
-  /** A fresh parser for one process's stdout. */
-  createParser(): OutputParser;
-  /** The files where the agent keeps its own transcript of a conversation. */
+  /**
+   * Opens one agent run: starts (or, for a shared server, attaches to) the agent and
+   * begins the conversation. Throws a LaunchError when it cannot.
+   */
+  connect(start: AgentStart): Promise<AgentConnection>;
+  /** The agent's own version, as its `--version` prints it. */
+  version(): Promise<string>;
+  /** The files where the agent keeps its transcript of a conversation (copied into a new HOME, deleted with it). */
   transcriptFiles(providerSessionId: string, workDir: string, home: string): string[];
   /**
    * Classifies an early exit (before the first turn started): "resume_missing" when the
    * agent had no conversation to resume, "id_in_use" when the conversation already exists
    * and must be resumed rather than created, undefined otherwise.
    */
-  classifyStartupFailure(stderr: string, fatalMessage: string | undefined): "resume_missing" | "id_in_use" | undefined;
+  classifyStartupFailure(stderr: string, fatalMessage: string | undefined): StartupFailure | undefined;
+  /** Ends what the provider shares between sessions (a server), at daemon shutdown. */
+  close?(): Promise<void>;
+}
+
+/** A provider's capabilities with nothing but resume (what every provider offers at least). */
+export function capabilities(overrides: Partial<ProviderCapabilities>): ProviderCapabilities {
+  return { interrupt: false, approvals: false, steer: false, fork: false, resume: true, setModel: false, ...overrides };
 }

@@ -1,13 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "./env.js";
+import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW, environmentFor } from "./env.js";
 
 describe("agentEnvironment", () => {
   it("passes exactly the allowed names and names under an allowed prefix", () => {
     const env = agentEnvironment(
       { PATH: "/bin", HOME: "/home/u", LC_ALL: "C", LC_CTYPE: "UTF-8", ANTHROPIC_BASE_URL: "http://x", CLAUDE_CONFIG_DIR: "/c" },
-      DEFAULT_AGENT_ENV_ALLOW,
+      [...DEFAULT_AGENT_ENV_ALLOW, "ANTHROPIC_*", "CLAUDE_CONFIG_DIR"],
     );
     expect(env).toEqual({ PATH: "/bin", HOME: "/home/u", LC_ALL: "C", LC_CTYPE: "UTF-8", ANTHROPIC_BASE_URL: "http://x", CLAUDE_CONFIG_DIR: "/c" });
+  });
+
+  it("keeps a provider's own variables out of the common allow-list", () => {
+    expect(agentEnvironment({ PATH: "/bin", ANTHROPIC_API_KEY: "k", OPENAI_API_KEY: "o" })).toEqual({ PATH: "/bin" });
   });
 
   it("uses the default allow-list when none is given", () => {
@@ -53,5 +57,18 @@ describe("agentEnvironment", () => {
     const env = agentEnvironment(source);
     env["PATH"] = "/changed";
     expect(source["PATH"]).toBe("/bin");
+  });
+});
+
+describe("environmentFor", () => {
+  const daemon = { PATH: "/bin", LANG: "C", ANTHROPIC_API_KEY: "a", OPENAI_API_KEY: "o", OPERATOR_EXTRA: "x" };
+
+  it("keeps one provider's variables away from another provider's agent", () => {
+    expect(environmentFor(daemon, ["ANTHROPIC_*"], ["OPENAI_*"])).toEqual({ PATH: "/bin", LANG: "C", ANTHROPIC_API_KEY: "a", OPERATOR_EXTRA: "x" });
+    expect(environmentFor(daemon, ["OPENAI_*"], ["ANTHROPIC_*"])).toEqual({ PATH: "/bin", LANG: "C", OPENAI_API_KEY: "o", OPERATOR_EXTRA: "x" });
+  });
+
+  it("keeps a variable both providers allow, and the common ones even when another provider lists them", () => {
+    expect(environmentFor(daemon, ["ANTHROPIC_*"], ["ANTHROPIC_API_KEY", "PATH"])).toEqual(daemon);
   });
 });

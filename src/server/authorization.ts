@@ -15,6 +15,7 @@ const SESSION_SERVICE: Record<keyof typeof SessionService.method, Permission> = 
   getSessionStats: "session.read",
   listSessions: "session.read",
   deleteSession: "session.write",
+  listProviders: "session.read",
 };
 
 const ADMIN_SERVICE: Record<keyof typeof AdminService.method, Permission> = {

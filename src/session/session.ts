@@ -1,5 +1,4 @@
-import { randomUUID } from "node:crypto";
-import { chown, copyFile, cp, mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { chown, copyFile, cp, mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -19,12 +18,11 @@ import {
   TurnStartedSchema,
 } from "../events/event.js";
 import type { EventLog } from "../events/event-log.js";
-import type { LaunchConfig, OutputParser, ParsedOutput, Provider } from "../providers/provider.js";
+import type { AgentConnection, AgentExit } from "../providers/connection.js";
+import type { LaunchConfig, ParsedOutput, Provider } from "../providers/provider.js";
 import type { SessionRecord } from "../store/store.js";
 import { workDirChanged } from "../security/work-dir.js";
-import { AgentProcess, type ProcessExit, processStartTime } from "../process/agent-process.js";
-import type { AgentCgroup } from "../process/cgroups.js";
-import { identityString } from "../process/orphans.js";
+import { type AgentLauncher, LaunchError } from "../process/launcher.js";
 import type { Sandbox } from "../process/sandbox.js";
 import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
 import { SessionView } from "./session-view.js";
@@ -62,6 +60,8 @@ export interface SessionOptions {
   legacyHome?: string;
   /** The OS sandbox and limits every agent process runs under. */
   sandbox: Sandbox;
+  /** Starts agent processes (in the sandbox); handed to the provider. */
+  launcher: AgentLauncher;
   config: SessionConfig;
   /**
    * The launch settings of a config under the tenant's policy as it is now; throws a
@@ -95,7 +95,7 @@ const REMEMBERED_REQUEST_IDS = 256;
  * One conversation: an agent process (when one runs), its turn queue and its state.
  *
  * Exactly one turn runs at a time: a prompt is written to the agent only when the
- * previous turn has ended, because Claude Code folds a message sent mid-turn into the
+ * previous turn has ended, because an agent may fold a message sent mid-turn into the
  * running turn without a result of its own.
  */
 export class Session {
@@ -110,15 +110,12 @@ export class Session {
   readonly #logger: Logger;
   #hasConversation: boolean;
 
-  #process: AgentProcess | undefined;
-  /** How a restarted daemon recognizes the running agent (see process/orphans.ts). */
-  #agentIdentity = "";
-  #cgroup: AgentCgroup | undefined;
-  #parser: OutputParser | undefined;
+  /** The running agent, once its provider has connected to it. */
+  #agent: AgentConnection | undefined;
   #processExited: Promise<void> | undefined;
   // A turn handed to a warm agent, until the agent says anything: an agent that died
   // while idle (killed, OOM) may not have been reaped yet when the next turn arrives.
-  #warmDelivery: { turn: Turn; process: AgentProcess; answered: boolean } | undefined;
+  #warmDelivery: { turn: Turn; agent: AgentConnection; answered: boolean } | undefined;
   /** The process has answered its first turn (SessionStarted logged). */
   #processStarted = false;
   #startKind = StartKind.COLD;
@@ -157,9 +154,17 @@ export class Session {
 
   readonly incarnation: string;
 
+  get provider(): Provider {
+    return this.#options.provider;
+  }
+
+  get providerName(): string {
+    return this.#options.provider.name;
+  }
+
   /** True while an agent process runs or is being started. */
   get live(): boolean {
-    return this.#process !== undefined || this.view.status === SessionStatus.STARTING;
+    return this.#agent !== undefined || this.view.status === SessionStatus.STARTING;
   }
 
   /** The session's registry entry, as of the events applied so far. */
@@ -178,8 +183,8 @@ export class Session {
       createdAtMs: timestampMs(view.createdAt),
       lastActiveMs: view.lastActiveMs,
       stats: view.stats.stats,
-      pgid: this.#process?.alive ? this.#process.pid : 0,
-      agentCommand: this.#process?.alive ? this.#agentIdentity : "",
+      pgid: this.#agent?.alive ? this.#agent.pid : 0,
+      agentCommand: this.#agent?.alive ? this.#agent.identity : "",
       hasConversation: this.#hasConversation,
       currentTurnId: view.currentTurn?.turnId ?? "",
       lastSeq: this.log.assignedSeq,
@@ -289,8 +294,8 @@ export class Session {
       current.endedBy = "stop";
       current.stopReason = reason;
     }
-    const process = this.#process;
-    if (!process) {
+    const agent = this.#agent;
+    if (!agent) {
       // Stopped while the process was still being set up: nothing runs yet.
       if (current && !current.ended) {
         this.#announce(current);
@@ -300,7 +305,7 @@ export class Session {
       return;
     }
     this.#endReason = reason;
-    await process.terminate(this.#options.limits.stopGraceMs);
+    await agent.close(this.#options.limits.stopGraceMs);
     await this.#processExited;
   }
 
@@ -320,7 +325,7 @@ export class Session {
         // An agent that exited while idle may still have its exit handled (its pipes drain
         // for a moment): finish that first, or its end would be taken for the next turn's.
         // The turn waits in the queue meanwhile, where a stop still finds it.
-        if (this.#process && !this.#process.alive) await this.#processExited;
+        if (this.#agent && !this.#agent.alive) await this.#processExited;
         const turn = this.#queue.shift();
         if (!turn) break;
         await this.#runTurn(turn);
@@ -341,10 +346,11 @@ export class Session {
     this.#current = turn;
     turn.startedAtMs = Date.now();
     this.#armTurnTimer(turn);
-    if (this.#process?.alive) {
+    const agent = this.#agent;
+    if (agent?.alive) {
       this.#announce(turn);
-      this.#warmDelivery = { turn, process: this.#process, answered: false };
-      this.#process.writeLine(this.#options.provider.encodePrompt(turn.prompt));
+      this.#warmDelivery = { turn, agent, answered: false };
+      agent.prompt(turn.prompt);
     } else {
       const refused = this.view.status === SessionStatus.STARTING ? undefined : this.#options.whyNoProcess();
       if (refused) {
@@ -390,21 +396,7 @@ export class Session {
       this.#failStart(turn, `refusing to start the agent: ${changed}`);
       return;
     }
-    const refusal = this.#options.sandbox.refusal;
-    if (refusal) {
-      this.#failStart(turn, refusal);
-      return;
-    }
-    const command = provider.command({
-      providerSessionId: this.view.providerSessionId,
-      resume: this.#startKind === StartKind.RESUMED,
-      config: launch,
-      stateDir: this.#options.stateDir,
-    });
     try {
-      const { uid, gid } = this.#options.sandbox.settings;
-      const files = { ...command.files, ...this.#options.sandbox.launchFiles(this.#options.stateDir) };
-      await writeLaunchFiles(this.#options.stateDir, files, uid === undefined ? undefined : { uid, gid: gid ?? uid });
       await this.#prepareHome();
     } catch (error) {
       this.#failStart(turn, `cannot prepare the agent's files: ${String(error)}`);
@@ -412,65 +404,53 @@ export class Session {
     }
     if (turn.ended) return this.#failStart(turn, "");
     this.#launch = launch;
-    const launchId = randomUUID();
-    let plan;
+    let connection: AgentConnection | undefined;
     try {
-      plan = this.#options.sandbox.prepare(command, { workDir: this.view.workDir, home: this.#options.home, stateDir: this.#options.stateDir }, launchId);
+      connection = await provider.connect({
+        providerSessionId: this.view.providerSessionId,
+        mode: this.#startKind === StartKind.RESUMED ? "resume" : "new",
+        config: launch,
+        paths: { workDir: this.view.workDir, home: this.#options.home, stateDir: this.#options.stateDir },
+        env: this.#options.env,
+        maxLineBytes: this.#options.limits.maxLineBytes,
+        launcher: this.#options.launcher,
+        // A connection reports only once it is this session's agent (never an earlier run's).
+        handlers: {
+          onOutput: (item) => {
+            if (connection && connection === this.#agent) this.#onOutput(connection, item);
+          },
+          onFault: (code, message) => {
+            if (connection && connection === this.#agent) this.#agentFault(connection, code, message);
+          },
+        },
+      });
     } catch (error) {
-      this.#failStart(turn, `cannot prepare the agent's sandbox: ${String(error)}`);
+      this.#failStart(turn, error instanceof LaunchError ? error.message : `cannot start the agent: ${String(error)}`);
       return;
     }
-    this.#cgroup = plan.cgroup;
-    const process = new AgentProcess({
-      command: { file: plan.file, args: plan.args },
-      cwd: this.view.workDir,
-      env: { ...this.#options.env, ...plan.env },
-      uid: plan.uid,
-      gid: plan.gid,
-      agentDepth: plan.agentDepth,
-      onLine: (line) => this.#onLine(process, line),
-      maxLineBytes: this.#options.limits.maxLineBytes,
-      onOverlongLine: (bytes) =>
-        this.#agentFault(
-          process,
-          "output_line_too_long",
-          `the agent printed a line of more than ${this.#options.limits.maxLineBytes} bytes (${bytes} so far); it was dropped and the agent ended`,
-        ),
-      onOutputClosed: () =>
-        this.#agentFault(process, "output_closed", "the agent closed its output but kept running; it was ended"),
-    });
-    this.#process = process;
-    this.#agentIdentity = identityString({ pid: process.pid, start: processStartTime(process.pid), launch: launchId });
-    this.#parser = provider.createParser();
-    this.#processExited = process.exited.then((exit) => this.#onExit(process, exit, turn));
-    this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind], args: command.args }, "agent process spawned");
+    if (turn.ended) {
+      // Stopped while the agent was being started: it never gets the turn.
+      await connection.close(0);
+      return this.#failStart(turn, "");
+    }
+    const started = connection;
+    this.#agent = started;
+    this.#processExited = started.exited.then((exit) => this.#onExit(started, exit, turn));
+    this.#logger.info({ pid: started.pid, kind: StartKind[this.#startKind] }, "agent process spawned");
     // Persist the process group now, so a daemon that dies can find it at its next start.
     this.log.touch();
-    // Claude Code prints nothing until its first input: readiness comes from its answer
+    // Some agents print nothing until their first input: readiness comes from the answer
     // to this prompt, not from the process merely being alive.
-    process.writeLine(provider.encodePrompt(turn.prompt));
+    started.prompt(turn.prompt);
   }
 
-  #onLine(process: AgentProcess, line: string): void {
-    if (process !== this.#process || !this.#parser) return;
-    let items: ParsedOutput[];
-    try {
-      items = this.#parser.parse(line, Date.now());
-    } catch (error) {
-      // A parser bug must not take the session down: keep the line instead.
-      this.#logger.error({ err: error }, "parser failed on a line");
-      items = [{ type: "event", payload: { case: "raw", value: create(RawOutputSchema, { line, reason: "parser_error" }) } }];
-    }
-    for (const item of items) this.#onOutput(process, item);
-  }
-
-  #onOutput(process: AgentProcess, item: ParsedOutput): void {
+  #onOutput(agent: AgentConnection, item: ParsedOutput): void {
     if (item.type === "fatal_startup") {
       this.#fatalStartupMessage = item.message;
       return;
     }
-    if (!this.#processStarted) this.#markStarted(process);
-    if (this.#warmDelivery?.process === process) this.#warmDelivery.answered = true;
+    if (!this.#processStarted) this.#markStarted(agent);
+    if (this.#warmDelivery?.agent === agent) this.#warmDelivery.answered = true;
     const turn = this.#current;
     switch (item.type) {
       case "event":
@@ -497,9 +477,7 @@ export class Session {
         break;
       case "control_request":
         // No interactive approvals yet: answer so the agent never waits forever.
-        process.writeLine(
-          this.#options.provider.encodeControlError(item.requestId, `hotplex does not handle ${item.subtype} requests`),
-        );
+        agent.refuse(item.requestId, `hotplex does not handle ${item.subtype} requests`);
         break;
       case "control_response":
         break;
@@ -546,9 +524,9 @@ export class Session {
   // The agent broke the protocol in a way the session cannot recover from: tell the
   // client, fail the running turn with the reason and end the process (the next turn
   // starts it again and resumes the conversation).
-  #agentFault(process: AgentProcess, code: string, message: string): void {
-    if (process !== this.#process) return;
-    this.#logger.warn({ code, pid: process.pid }, message);
+  #agentFault(agent: AgentConnection, code: string, message: string): void {
+    if (agent !== this.#agent) return;
+    this.#logger.warn({ code, pid: agent.pid }, message);
     const turn = this.#current;
     this.#record(turn?.id ?? "", { case: "error", value: create(ErrorEventSchema, { code, message }) });
     if (turn && !turn.ended && !turn.endedBy) {
@@ -556,11 +534,11 @@ export class Session {
       turn.fault = message;
     }
     this.#endReason ??= "crashed";
-    void process.terminate(this.#options.limits.stopGraceMs);
+    void agent.close(this.#options.limits.stopGraceMs);
   }
 
   // The agent answered: the process is up and the conversation exists.
-  #markStarted(process: AgentProcess): void {
+  #markStarted(agent: AgentConnection): void {
     this.#processStarted = true;
     this.#hasConversation = true;
     const turn = this.#current;
@@ -570,25 +548,20 @@ export class Session {
         kind: this.#startKind,
         provider: this.#options.provider.name,
         providerSessionId: this.view.providerSessionId,
-        pid: process.pid,
+        pid: agent.pid,
         workDir: this.view.workDir,
         model: this.#launch?.model ?? "",
       }),
     });
-    this.#logger.info({ pid: process.pid, kind: StartKind[this.#startKind] }, "session started");
+    this.#logger.info({ pid: agent.pid, kind: StartKind[this.#startKind] }, "session started");
     this.log.touch();
     if (turn) this.#announce(turn);
   }
 
-  #onExit(process: AgentProcess, exit: ProcessExit, startTurn: Turn): void {
-    if (process !== this.#process) return;
-    this.#process = undefined;
-    this.#parser = undefined;
+  #onExit(agent: AgentConnection, exit: AgentExit, startTurn: Turn): void {
+    if (agent !== this.#agent) return;
+    this.#agent = undefined;
     this.#clearTurnTimers();
-    // Background jobs the agent left behind die with it.
-    process.signalGroup("SIGKILL");
-    this.#cgroup?.remove();
-    this.#cgroup = undefined;
     const turn = this.#current;
 
     if (!this.#processStarted && turn === startTurn && !turn.endedBy && !this.#startRetried && this.#endReason === undefined) {
@@ -608,7 +581,7 @@ export class Session {
     const reason = this.#endReason ?? (exit.exitCode === 0 && !exit.signal ? "exited" : "crashed");
     const delivery = this.#warmDelivery;
     this.#warmDelivery = undefined;
-    if (turn && delivery?.turn === turn && delivery.process === process && !delivery.answered && !turn.endedBy && this.#endReason === undefined && !this.#options.whyNoProcess()) {
+    if (turn && delivery?.turn === turn && delivery.agent === agent && !delivery.answered && !turn.endedBy && this.#endReason === undefined && !this.#options.whyNoProcess()) {
       // The agent ended without a word about this turn: it was already dying when the
       // turn reached it. Start it again (resuming the conversation) instead of failing.
       this.#record(turn.id, {
@@ -696,11 +669,11 @@ export class Session {
       if (this.#current !== turn || turn.ended) return;
       turn.endedBy = "timeout";
       this.#logger.warn({ turn: turn.id, turnTimeoutMs }, "turn timed out; interrupting");
-      const process = this.#process;
-      process?.writeLine(this.#options.provider.encodeInterrupt(`hotplex-timeout-${randomUUID()}`));
+      const agent = this.#agent;
+      agent?.interrupt();
       // An agent that ignores the interrupt is ended; the exit ends the turn.
       this.#killTimer = setTimeout(() => {
-        if (this.#current === turn && !turn.ended) void process?.terminate(stopGraceMs);
+        if (this.#current === turn && !turn.ended) void agent?.close(stopGraceMs);
       }, stopGraceMs);
     }, turnTimeoutMs);
   }
@@ -726,7 +699,7 @@ export class Session {
   #armIdleTimer(): void {
     this.#clearIdleTimer();
     const idleMs = this.config.idleTimeoutSeconds > 0 ? this.config.idleTimeoutSeconds * 1000 : this.#options.limits.idleTimeoutMs;
-    if (idleMs <= 0 || !this.#process?.alive) return;
+    if (idleMs <= 0 || !this.#agent?.alive) return;
     this.#idleTimer = setLongTimeout(() => {
       if (this.#current || this.#queue.length > 0) return;
       this.#logger.info({ idleMs }, "reaping idle session");
@@ -748,20 +721,6 @@ export class Session {
   }
 }
 
-// The files a command refers to, in the session's private state dir: owner-only modes,
-// since they may hold a system prompt the client considers confidential.
-async function writeLaunchFiles(stateDir: string, files: Record<string, string>, owner?: { uid: number; gid: number }): Promise<void> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  // An agent running as its own user reads them (and no other user can).
-  if (owner) await chown(stateDir, owner.uid, owner.gid);
-  await Promise.all(
-    Object.entries(files).map(async ([file, content]) => {
-      await writeFile(file, content, { mode: 0o600 });
-      if (owner) await chown(file, owner.uid, owner.gid);
-    }),
-  );
-}
-
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   await chown(dir, uid, gid);
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -771,7 +730,7 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   }
 }
 
-function describeExit(exit: ProcessExit): string {
+function describeExit(exit: AgentExit): string {
   if (exit.signal) return `killed by ${exit.signal}`;
   return `exit code ${exit.exitCode ?? "unknown"}`;
 }

@@ -1,4 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
+import { modifiedPathsOf } from "../providers/claude-code/parser.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
@@ -23,8 +24,12 @@ function event(payload: Event["payload"]): Event {
 
 const turnStarted = () => event({ case: "turnStarted", value: create(TurnStartedSchema, {}) });
 const text = (value: string) => event({ case: "textDelta", value: create(TextDeltaSchema, { text: value }) });
+// The files a call writes, as the provider's parser names them (Claude Code's tools here).
 const toolUse = (toolUseId: string, name: string, input: unknown = {}) =>
-  event({ case: "toolUse", value: create(ToolUseSchema, { toolUseId, name, inputJson: JSON.stringify(input) }) });
+  event({
+    case: "toolUse",
+    value: create(ToolUseSchema, { toolUseId, name, inputJson: JSON.stringify(input), modifiedPaths: modifiedPathsOf(name, input) }),
+  });
 const toolResult = (toolUseId: string, isError = false) =>
   event({ case: "toolResult", value: create(ToolResultSchema, { toolUseId, content: isError ? "Error" : "ok", isError }) });
 const turnEnded = (init: MessageInitShape<typeof TurnEndedSchema>) => event({ case: "turnEnded", value: create(TurnEndedSchema, init) });

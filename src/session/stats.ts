@@ -2,14 +2,6 @@ import { clone, create } from "@bufbuild/protobuf";
 import { type SessionStats, SessionStatsSchema } from "../../gen/hotplex/v1/session_pb.js";
 import { type Event, TurnOutcome } from "../events/event.js";
 
-// Tools whose successful call writes the file named in their input.
-const FILE_EDIT_TOOLS: Record<string, string> = {
-  Write: "file_path",
-  Edit: "file_path",
-  MultiEdit: "file_path",
-  NotebookEdit: "notebook_path",
-};
-
 /**
  * Folds a session's events into its cumulative statistics. Every number comes from one
  * event kind, added once: per-turn figures from TurnEnded (whose cost is already the
@@ -18,7 +10,7 @@ const FILE_EDIT_TOOLS: Record<string, string> = {
 export class StatsAccumulator {
   stats: SessionStats = create(SessionStatsSchema);
   // File edits waiting for their result; a failed or refused edit modified nothing.
-  #pendingEdits = new Map<string, string>();
+  #pendingEdits = new Map<string, readonly string[]>();
   #modified = new Set<string>();
 
   /** Continues from statistics stored before a daemon restart. */
@@ -33,22 +25,23 @@ export class StatsAccumulator {
     const stats = this.stats;
     switch (payload.case) {
       case "toolUse": {
-        const { name, toolUseId, inputJson } = payload.value;
+        const { name, toolUseId, modifiedPaths } = payload.value;
         stats.toolCalls += 1;
         // toolsUsed is a plain object: a tool named "constructor" must not read Object.prototype
         // (the count became a string and the stats failed to serialize), nor "__proto__" hit its setter.
         const count = Object.hasOwn(stats.toolsUsed, name) ? (stats.toolsUsed[name] ?? 0) : 0;
         Object.defineProperty(stats.toolsUsed, name, { value: count + 1, enumerable: true, writable: true, configurable: true });
-        const field = Object.hasOwn(FILE_EDIT_TOOLS, name) ? FILE_EDIT_TOOLS[name] : undefined;
-        const path = field ? filePathFrom(inputJson, field) : undefined;
-        if (path) this.#pendingEdits.set(toolUseId, path);
+        // The provider names the files a call writes; they count once its result succeeds.
+        if (modifiedPaths.length > 0) this.#pendingEdits.set(toolUseId, modifiedPaths);
         break;
       }
       case "toolResult": {
-        const path = this.#pendingEdits.get(payload.value.toolUseId);
-        if (path === undefined) break;
+        const paths = this.#pendingEdits.get(payload.value.toolUseId);
+        if (paths === undefined) break;
         this.#pendingEdits.delete(payload.value.toolUseId);
-        if (!payload.value.isError && !this.#modified.has(path)) {
+        if (payload.value.isError) break;
+        for (const path of paths) {
+          if (this.#modified.has(path)) continue;
           this.#modified.add(path);
           stats.modifiedFiles.push(path);
         }
@@ -75,15 +68,5 @@ export class StatsAccumulator {
       default:
         break;
     }
-  }
-}
-
-function filePathFrom(inputJson: string, field: string): string | undefined {
-  try {
-    const input: unknown = JSON.parse(inputJson);
-    const value = input && typeof input === "object" ? (input as Record<string, unknown>)[field] : undefined;
-    return typeof value === "string" && value.length > 0 ? value : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -20,6 +20,7 @@ import {
   ExecuteRequestSchema,
   GetSessionStatsRequestSchema,
   GetSnapshotRequestSchema,
+  ListProvidersRequestSchema,
   ListSessionsRequestSchema,
   SessionService,
   StopSessionRequestSchema,
@@ -600,6 +601,8 @@ class Generator {
           schema: DeleteTenantSessionRequestSchema,
           message: create(DeleteTenantSessionRequestSchema, { tenant: rng.pick(["default", "", "other"]), sessionId: rng.pick(POOL), deleteTranscript: rng.chance(0.5) }),
         };
+      case "ListProviders":
+        return { schema: ListProvidersRequestSchema, message: create(ListProvidersRequestSchema) };
       case "GetServerInfo":
         return { schema: GetServerInfoRequestSchema, message: create(GetServerInfoRequestSchema) };
       case "Drain":

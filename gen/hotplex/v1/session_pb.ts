@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/session.proto.
  */
 export const file_hotplex_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("Chhob3RwbGV4L3YxL3Nlc3Npb24ucHJvdG8SCmhvdHBsZXgudjEizQEKDVNlc3Npb25Db25maWcSEAoId29ya19kaXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcGVybWlzc2lvbl9tb2RlGAMgASgJEhUKDWFsbG93ZWRfdG9vbHMYBCADKAkSGAoQZGlzYWxsb3dlZF90b29scxgFIAMoCRIVCg1zeXN0ZW1fcHJvbXB0GAYgASgJEhwKFGFwcGVuZF9zeXN0ZW1fcHJvbXB0GAcgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAggASgNIoQBCghUdXJuSW5mbxIPCgd0dXJuX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGcHJvbXB0GAMgASgJEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3N0YXJ0ZWRfc2VxGAUgASgEIrcDCgxTZXNzaW9uU3RhdHMSDQoFdHVybnMYASABKA0SFAoMZmFpbGVkX3R1cm5zGAIgASgNEhkKEXRvdGFsX2R1cmF0aW9uX21zGAMgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAQgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYBSABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgGIAEoBBIUCgxpbnB1dF90b2tlbnMYByABKAQSFQoNb3V0cHV0X3Rva2VucxgIIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgJIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYCiABKAQSEAoIY29zdF91c2QYCyABKAESEgoKdG9vbF9jYWxscxgMIAEoDRI7Cgp0b29sc191c2VkGA0gAygLMicuaG90cGxleC52MS5TZXNzaW9uU3RhdHMuVG9vbHNVc2VkRW50cnkSFgoObW9kaWZpZWRfZmlsZXMYDiADKAkaMAoOVG9vbHNVc2VkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASLTAwoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEAoIcHJvdmlkZXIYAyABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgEIAEoCRIQCgh3b3JrX2RpchgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoMY3VycmVudF90dXJuGAggASgLMhQuaG90cGxleC52MS5UdXJuSW5mbxIUCgxxdWV1ZWRfdHVybnMYCSABKA0SCwoDcGlkGAogASgFEikKBmNvbmZpZxgLIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkNvbmZpZxInCgVzdGF0cxgMIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzEhMKC2luY2FybmF0aW9uGA0gASgJEigKB3NhbmRib3gYDiABKAsyFy5ob3RwbGV4LnYxLlNhbmRib3hJbmZvIp0BCgtTYW5kYm94SW5mbxIPCgdlbmFibGVkGAEgASgIEgwKBG1vZGUYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB25ldHdvcmsYBCABKAkSFAoMbWVtb3J5X2J5dGVzGAUgASgEEhEKCXByb2Nlc3NlcxgGIAEoDRISCgpvcGVuX2ZpbGVzGAcgASgNEhEKCWxpbWl0c19ieRgIIAEoCSqYAQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF1NFU1NJT05fU1RBVFVTX1NUQVJUSU5HEAESGAoUU0VTU0lPTl9TVEFUVVNfUkVBRFkQAhIXChNTRVNTSU9OX1NUQVRVU19CVVNZEAMSFwoTU0VTU0lPTl9TVEFUVVNfREVBRBAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chhob3RwbGV4L3YxL3Nlc3Npb24ucHJvdG8SCmhvdHBsZXgudjEi3wEKDVNlc3Npb25Db25maWcSEAoId29ya19kaXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcGVybWlzc2lvbl9tb2RlGAMgASgJEhUKDWFsbG93ZWRfdG9vbHMYBCADKAkSGAoQZGlzYWxsb3dlZF90b29scxgFIAMoCRIVCg1zeXN0ZW1fcHJvbXB0GAYgASgJEhwKFGFwcGVuZF9zeXN0ZW1fcHJvbXB0GAcgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAggASgNEhAKCHByb3ZpZGVyGAkgASgJInwKFFByb3ZpZGVyQ2FwYWJpbGl0aWVzEhEKCWludGVycnVwdBgBIAEoCBIRCglhcHByb3ZhbHMYAiABKAgSDQoFc3RlZXIYAyABKAgSDAoEZm9yaxgEIAEoCBIOCgZyZXN1bWUYBSABKAgSEQoJc2V0X21vZGVsGAYgASgIIoQBCghUdXJuSW5mbxIPCgd0dXJuX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGcHJvbXB0GAMgASgJEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3N0YXJ0ZWRfc2VxGAUgASgEIrcDCgxTZXNzaW9uU3RhdHMSDQoFdHVybnMYASABKA0SFAoMZmFpbGVkX3R1cm5zGAIgASgNEhkKEXRvdGFsX2R1cmF0aW9uX21zGAMgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAQgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYBSABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgGIAEoBBIUCgxpbnB1dF90b2tlbnMYByABKAQSFQoNb3V0cHV0X3Rva2VucxgIIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgJIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYCiABKAQSEAoIY29zdF91c2QYCyABKAESEgoKdG9vbF9jYWxscxgMIAEoDRI7Cgp0b29sc191c2VkGA0gAygLMicuaG90cGxleC52MS5TZXNzaW9uU3RhdHMuVG9vbHNVc2VkRW50cnkSFgoObW9kaWZpZWRfZmlsZXMYDiADKAkaMAoOVG9vbHNVc2VkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASKLBAoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEAoIcHJvdmlkZXIYAyABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgEIAEoCRIQCgh3b3JrX2RpchgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoMY3VycmVudF90dXJuGAggASgLMhQuaG90cGxleC52MS5UdXJuSW5mbxIUCgxxdWV1ZWRfdHVybnMYCSABKA0SCwoDcGlkGAogASgFEikKBmNvbmZpZxgLIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkNvbmZpZxInCgVzdGF0cxgMIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzEhMKC2luY2FybmF0aW9uGA0gASgJEigKB3NhbmRib3gYDiABKAsyFy5ob3RwbGV4LnYxLlNhbmRib3hJbmZvEjYKDGNhcGFiaWxpdGllcxgPIAEoCzIgLmhvdHBsZXgudjEuUHJvdmlkZXJDYXBhYmlsaXRpZXMinQEKC1NhbmRib3hJbmZvEg8KB2VuYWJsZWQYASABKAgSDAoEbW9kZRgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbmV0d29yaxgEIAEoCRIUCgxtZW1vcnlfYnl0ZXMYBSABKAQSEQoJcHJvY2Vzc2VzGAYgASgNEhIKCm9wZW5fZmlsZXMYByABKA0SEQoJbGltaXRzX2J5GAggASgJKpgBCg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXU0VTU0lPTl9TVEFUVVNfU1RBUlRJTkcQARIYChRTRVNTSU9OX1NUQVRVU19SRUFEWRACEhcKE1NFU1NJT05fU1RBVFVTX0JVU1kQAxIXChNTRVNTSU9OX1NUQVRVU19ERUFEEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * SessionConfig sets how the agent runs. It is taken from the Execute call
@@ -49,17 +49,21 @@ export type SessionConfig = Message<"hotplex.v1.SessionConfig"> & {
   model: string;
 
   /**
-   * Permission mode: "default", "acceptEdits", "plan", "dontAsk", "auto" or
-   * "bypassPermissions". Empty for the agent's default. Unless the tenant's
-   * policy lists it, "bypassPermissions" is refused, as is "auto".
+   * Permission mode, in the provider's vocabulary. claude-code: "default",
+   * "acceptEdits", "plan", "dontAsk", "auto" or "bypassPermissions". Empty for
+   * the agent's default. Unless the tenant's policy lists it,
+   * "bypassPermissions" is refused, as is "auto". Providers without permission
+   * modes refuse a non-empty value (INVALID_ARGUMENT naming the provider).
    *
    * @generated from field: string permission_mode = 3;
    */
   permissionMode: string;
 
   /**
-   * Tools the agent may use without asking, one Claude Code rule per entry,
-   * e.g. "Bash(git log:*)", "Edit" (at most 256 entries of 512 characters).
+   * Tools the agent may use without asking, one rule per entry in the
+   * provider's syntax; claude-code: e.g. "Bash(git log:*)", "Edit" (at most
+   * 256 entries of 512 characters). Providers without tool rules refuse a
+   * non-empty list.
    *
    * @generated from field: repeated string allowed_tools = 4;
    */
@@ -98,6 +102,16 @@ export type SessionConfig = Message<"hotplex.v1.SessionConfig"> & {
    * @generated from field: uint32 idle_timeout_seconds = 8;
    */
   idleTimeoutSeconds: number;
+
+  /**
+   * The agent that runs the session: one of the providers the daemon enables
+   * (see ListProviders), e.g. "claude-code". Empty for the daemon's default
+   * provider. Fixed for the session's life: a later Execute naming another
+   * provider fails with FAILED_PRECONDITION.
+   *
+   * @generated from field: string provider = 9;
+   */
+  provider: string;
 };
 
 /**
@@ -106,6 +120,65 @@ export type SessionConfig = Message<"hotplex.v1.SessionConfig"> & {
  */
 export const SessionConfigSchema: GenMessage<SessionConfig> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_session, 0);
+
+/**
+ * ProviderCapabilities says what an agent supports besides running turns.
+ * A call that needs a capability the session's provider lacks fails with
+ * FAILED_PRECONDITION naming the provider.
+ *
+ * @generated from message hotplex.v1.ProviderCapabilities
+ */
+export type ProviderCapabilities = Message<"hotplex.v1.ProviderCapabilities"> & {
+  /**
+   * Stops a running turn and keeps the agent warm.
+   *
+   * @generated from field: bool interrupt = 1;
+   */
+  interrupt: boolean;
+
+  /**
+   * Asks the client before a tool runs.
+   *
+   * @generated from field: bool approvals = 2;
+   */
+  approvals: boolean;
+
+  /**
+   * Takes more input into a running turn.
+   *
+   * @generated from field: bool steer = 3;
+   */
+  steer: boolean;
+
+  /**
+   * Starts a new conversation from an existing one.
+   *
+   * @generated from field: bool fork = 4;
+   */
+  fork: boolean;
+
+  /**
+   * Continues the conversation in a new agent process after a crash, an idle
+   * end or a daemon restart.
+   *
+   * @generated from field: bool resume = 5;
+   */
+  resume: boolean;
+
+  /**
+   * Changes the model of a live agent.
+   *
+   * @generated from field: bool set_model = 6;
+   */
+  setModel: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.ProviderCapabilities.
+ * Use `create(ProviderCapabilitiesSchema)` to create a new message.
+ */
+export const ProviderCapabilitiesSchema: GenMessage<ProviderCapabilities> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session, 1);
 
 /**
  * TurnInfo describes the turn in progress.
@@ -154,7 +227,7 @@ export type TurnInfo = Message<"hotplex.v1.TurnInfo"> & {
  * Use `create(TurnInfoSchema)` to create a new message.
  */
 export const TurnInfoSchema: GenMessage<TurnInfo> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session, 1);
+  messageDesc(file_hotplex_v1_session, 2);
 
 /**
  * SessionStats are cumulative over every turn of the session.
@@ -268,7 +341,7 @@ export type SessionStats = Message<"hotplex.v1.SessionStats"> & {
  * Use `create(SessionStatsSchema)` to create a new message.
  */
 export const SessionStatsSchema: GenMessage<SessionStats> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session, 2);
+  messageDesc(file_hotplex_v1_session, 3);
 
 /**
  * SessionInfo is the state of one session.
@@ -374,6 +447,13 @@ export type SessionInfo = Message<"hotplex.v1.SessionInfo"> & {
    * @generated from field: hotplex.v1.SandboxInfo sandbox = 14;
    */
   sandbox?: SandboxInfo | undefined;
+
+  /**
+   * What the session's provider supports.
+   *
+   * @generated from field: hotplex.v1.ProviderCapabilities capabilities = 15;
+   */
+  capabilities?: ProviderCapabilities | undefined;
 };
 
 /**
@@ -381,7 +461,7 @@ export type SessionInfo = Message<"hotplex.v1.SessionInfo"> & {
  * Use `create(SessionInfoSchema)` to create a new message.
  */
 export const SessionInfoSchema: GenMessage<SessionInfo> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session, 3);
+  messageDesc(file_hotplex_v1_session, 4);
 
 /**
  * SandboxInfo says how agent processes are contained.
@@ -458,7 +538,7 @@ export type SandboxInfo = Message<"hotplex.v1.SandboxInfo"> & {
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session, 4);
+  messageDesc(file_hotplex_v1_session, 5);
 
 /**
  * Lifecycle state of a session's agent process.

@@ -8,7 +8,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Event } from "./event_pb.js";
 import { file_hotplex_v1_event } from "./event_pb.js";
-import type { SessionConfig, SessionInfo, SessionStats, SessionStatus } from "./session_pb.js";
+import type { ProviderCapabilities, SessionConfig, SessionInfo, SessionStats, SessionStatus } from "./session_pb.js";
 import { file_hotplex_v1_session } from "./session_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,84 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/session_service.proto.
  */
 export const file_hotplex_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSKCAQoORXhlY3V0ZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZwcm9tcHQYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIpCgZjb25maWcYBCABKAsyGS5ob3RwbGV4LnYxLlNlc3Npb25Db25maWcSDQoFcXVldWUYBSABKAgiNAoPRXhlY3V0ZVJlc3BvbnNlEiEKBmV2ZW50cxgBIAMoCzIRLmhvdHBsZXgudjEuRXZlbnQiXgoQU3Vic2NyaWJlUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBBIOCgZmb2xsb3cYAyABKAgSEwoLaW5jYXJuYXRpb24YBCABKAkidgoPU3Vic2NyaWJlSGVhZGVyEikKBnN0YXR1cxgBIAEoDjIZLmhvdHBsZXgudjEuU2Vzc2lvblN0YXR1cxIRCglmaXJzdF9zZXEYAiABKAQSEAoIbGFzdF9zZXEYAyABKAQSEwoLaW5jYXJuYXRpb24YBCABKAkiYwoRU3Vic2NyaWJlUmVzcG9uc2USKwoGaGVhZGVyGAEgASgLMhsuaG90cGxleC52MS5TdWJzY3JpYmVIZWFkZXISIQoGZXZlbnRzGAIgAygLMhEuaG90cGxleC52MS5FdmVudCJoChBPdXRPZlJhbmdlRGV0YWlsEhIKCnNlc3Npb25faWQYASABKAkSGwoTcmVxdWVzdGVkX2FmdGVyX3NlcRgCIAEoBBIRCglmaXJzdF9zZXEYAyABKAQSEAoIbGFzdF9zZXEYBCABKAQiKAoSR2V0U25hcHNob3RSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTR2V0U25hcHNob3RSZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCIoChJTdG9wU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJRChNTdG9wU2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5ob3RwbGV4LnYxLlNlc3Npb25JbmZvEhAKCGxhc3Rfc2VxGAIgASgEIiwKFkdldFNlc3Npb25TdGF0c1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJWChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEicKBXN0YXRzGAIgASgLMhguaG90cGxleC52MS5TZXNzaW9uU3RhdHMiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCLaAQoOU2Vzc2lvblN1bW1hcnkSEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF9hY3RpdmVfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGAUgASgEEhMKC2luY2FybmF0aW9uGAYgASgJIkQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiwKCHNlc3Npb25zGAEgAygLMhouaG90cGxleC52MS5TZXNzaW9uU3VtbWFyeSJFChREZWxldGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhkKEWRlbGV0ZV90cmFuc2NyaXB0GAIgASgIIikKFURlbGV0ZVNlc3Npb25SZXNwb25zZRIQCghsYXN0X3NlcRgBIAEoBDLHBAoOU2Vzc2lvblNlcnZpY2USRAoHRXhlY3V0ZRIaLmhvdHBsZXgudjEuRXhlY3V0ZVJlcXVlc3QaGy5ob3RwbGV4LnYxLkV4ZWN1dGVSZXNwb25zZTABEkoKCVN1YnNjcmliZRIcLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVxdWVzdBodLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJOCgtHZXRTbmFwc2hvdBIeLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXF1ZXN0Gh8uaG90cGxleC52MS5HZXRTbmFwc2hvdFJlc3BvbnNlEk4KC1N0b3BTZXNzaW9uEh4uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlcXVlc3QaHy5ob3RwbGV4LnYxLlN0b3BTZXNzaW9uUmVzcG9uc2USWgoPR2V0U2Vzc2lvblN0YXRzEiIuaG90cGxleC52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuaG90cGxleC52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZRJRCgxMaXN0U2Vzc2lvbnMSHy5ob3RwbGV4LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIC5ob3RwbGV4LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5ob3RwbGV4LnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuaG90cGxleC52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
+  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJEChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKwoJcHJvdmlkZXJzGAEgAygLMhguaG90cGxleC52MS5Qcm92aWRlckluZm8ieQoMUHJvdmlkZXJJbmZvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRI2CgxjYXBhYmlsaXRpZXMYAyABKAsyIC5ob3RwbGV4LnYxLlByb3ZpZGVyQ2FwYWJpbGl0aWVzEhIKCmlzX2RlZmF1bHQYBCABKAgiggEKDkV4ZWN1dGVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDgoGcHJvbXB0GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKQoGY29uZmlnGAQgASgLMhkuaG90cGxleC52MS5TZXNzaW9uQ29uZmlnEg0KBXF1ZXVlGAUgASgIIjQKD0V4ZWN1dGVSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5ob3RwbGV4LnYxLkV2ZW50Il4KEFN1YnNjcmliZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQSDgoGZm9sbG93GAMgASgIEhMKC2luY2FybmF0aW9uGAQgASgJInYKD1N1YnNjcmliZUhlYWRlchIpCgZzdGF0dXMYASABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEQoJZmlyc3Rfc2VxGAIgASgEEhAKCGxhc3Rfc2VxGAMgASgEEhMKC2luY2FybmF0aW9uGAQgASgJImMKEVN1YnNjcmliZVJlc3BvbnNlEisKBmhlYWRlchgBIAEoCzIbLmhvdHBsZXgudjEuU3Vic2NyaWJlSGVhZGVyEiEKBmV2ZW50cxgCIAMoCzIRLmhvdHBsZXgudjEuRXZlbnQiaAoQT3V0T2ZSYW5nZURldGFpbBISCgpzZXNzaW9uX2lkGAEgASgJEhsKE3JlcXVlc3RlZF9hZnRlcl9zZXEYAiABKAQSEQoJZmlyc3Rfc2VxGAMgASgEEhAKCGxhc3Rfc2VxGAQgASgEIigKEkdldFNuYXBzaG90UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE0dldFNuYXBzaG90UmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiKAoSU3RvcFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCIsChZHZXRTZXNzaW9uU3RhdHNSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiVgoXR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRInCgVzdGF0cxgCIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3Qi2gEKDlNlc3Npb25TdW1tYXJ5EhIKCnNlc3Npb25faWQYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgFIAEoBBITCgtpbmNhcm5hdGlvbhgGIAEoCSJEChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN1bW1hcnkiRQoURGVsZXRlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIZChFkZWxldGVfdHJhbnNjcmlwdBgCIAEoCCIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQynQUKDlNlc3Npb25TZXJ2aWNlEkQKB0V4ZWN1dGUSGi5ob3RwbGV4LnYxLkV4ZWN1dGVSZXF1ZXN0GhsuaG90cGxleC52MS5FeGVjdXRlUmVzcG9uc2UwARJKCglTdWJzY3JpYmUSHC5ob3RwbGV4LnYxLlN1YnNjcmliZVJlcXVlc3QaHS5ob3RwbGV4LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTgoLR2V0U25hcHNob3QSHi5ob3RwbGV4LnYxLkdldFNuYXBzaG90UmVxdWVzdBofLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXNwb25zZRJOCgtTdG9wU2Vzc2lvbhIeLmhvdHBsZXgudjEuU3RvcFNlc3Npb25SZXF1ZXN0Gh8uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlc3BvbnNlEloKD0dldFNlc3Npb25TdGF0cxIiLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USUQoMTGlzdFNlc3Npb25zEh8uaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuaG90cGxleC52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLmhvdHBsZXgudjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlElQKDUxpc3RQcm92aWRlcnMSIC5ob3RwbGV4LnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiEuaG90cGxleC52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
+
+/**
+ * ListProvidersRequest has no fields.
+ *
+ * @generated from message hotplex.v1.ListProvidersRequest
+ */
+export type ListProvidersRequest = Message<"hotplex.v1.ListProvidersRequest"> & {
+};
+
+/**
+ * Describes the message hotplex.v1.ListProvidersRequest.
+ * Use `create(ListProvidersRequestSchema)` to create a new message.
+ */
+export const ListProvidersRequestSchema: GenMessage<ListProvidersRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 0);
+
+/**
+ * ListProvidersResponse lists the enabled providers, the default first.
+ *
+ * @generated from message hotplex.v1.ListProvidersResponse
+ */
+export type ListProvidersResponse = Message<"hotplex.v1.ListProvidersResponse"> & {
+  /**
+   * @generated from field: repeated hotplex.v1.ProviderInfo providers = 1;
+   */
+  providers: ProviderInfo[];
+};
+
+/**
+ * Describes the message hotplex.v1.ListProvidersResponse.
+ * Use `create(ListProvidersResponseSchema)` to create a new message.
+ */
+export const ListProvidersResponseSchema: GenMessage<ListProvidersResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 1);
+
+/**
+ * ProviderInfo describes one enabled provider.
+ *
+ * @generated from message hotplex.v1.ProviderInfo
+ */
+export type ProviderInfo = Message<"hotplex.v1.ProviderInfo"> & {
+  /**
+   * The provider's name, e.g. "claude-code", "codex", "opencode".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * What the agent's `--version` prints (first line); empty when it could not
+   * be run (the executable is missing or broken: sessions will fail to start).
+   *
+   * @generated from field: string version = 2;
+   */
+  version: string;
+
+  /**
+   * What the provider supports.
+   *
+   * @generated from field: hotplex.v1.ProviderCapabilities capabilities = 3;
+   */
+  capabilities?: ProviderCapabilities | undefined;
+
+  /**
+   * Sessions whose config names no provider get this one.
+   *
+   * @generated from field: bool is_default = 4;
+   */
+  isDefault: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.ProviderInfo.
+ * Use `create(ProviderInfoSchema)` to create a new message.
+ */
+export const ProviderInfoSchema: GenMessage<ProviderInfo> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 2);
 
 /**
  * ExecuteRequest starts a turn.
@@ -71,7 +148,7 @@ export type ExecuteRequest = Message<"hotplex.v1.ExecuteRequest"> & {
  * Use `create(ExecuteRequestSchema)` to create a new message.
  */
 export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 0);
+  messageDesc(file_hotplex_v1_session_service, 3);
 
 /**
  * ExecuteResponse carries the turn's next events.
@@ -94,7 +171,7 @@ export type ExecuteResponse = Message<"hotplex.v1.ExecuteResponse"> & {
  * Use `create(ExecuteResponseSchema)` to create a new message.
  */
 export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 1);
+  messageDesc(file_hotplex_v1_session_service, 4);
 
 /**
  * SubscribeRequest asks for a session's events.
@@ -142,7 +219,7 @@ export type SubscribeRequest = Message<"hotplex.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 2);
+  messageDesc(file_hotplex_v1_session_service, 5);
 
 /**
  * SubscribeHeader is the first message of every Subscribe stream.
@@ -186,7 +263,7 @@ export type SubscribeHeader = Message<"hotplex.v1.SubscribeHeader"> & {
  * Use `create(SubscribeHeaderSchema)` to create a new message.
  */
 export const SubscribeHeaderSchema: GenMessage<SubscribeHeader> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 3);
+  messageDesc(file_hotplex_v1_session_service, 6);
 
 /**
  * SubscribeResponse is the header, then events.
@@ -215,7 +292,7 @@ export type SubscribeResponse = Message<"hotplex.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 4);
+  messageDesc(file_hotplex_v1_session_service, 7);
 
 /**
  * OutOfRangeDetail is attached to OUT_OF_RANGE errors from Subscribe.
@@ -259,7 +336,7 @@ export type OutOfRangeDetail = Message<"hotplex.v1.OutOfRangeDetail"> & {
  * Use `create(OutOfRangeDetailSchema)` to create a new message.
  */
 export const OutOfRangeDetailSchema: GenMessage<OutOfRangeDetail> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 5);
+  messageDesc(file_hotplex_v1_session_service, 8);
 
 /**
  * GetSnapshotRequest names a session.
@@ -280,7 +357,7 @@ export type GetSnapshotRequest = Message<"hotplex.v1.GetSnapshotRequest"> & {
  * Use `create(GetSnapshotRequestSchema)` to create a new message.
  */
 export const GetSnapshotRequestSchema: GenMessage<GetSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 6);
+  messageDesc(file_hotplex_v1_session_service, 9);
 
 /**
  * GetSnapshotResponse is a consistent view of a session.
@@ -308,7 +385,7 @@ export type GetSnapshotResponse = Message<"hotplex.v1.GetSnapshotResponse"> & {
  * Use `create(GetSnapshotResponseSchema)` to create a new message.
  */
 export const GetSnapshotResponseSchema: GenMessage<GetSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 7);
+  messageDesc(file_hotplex_v1_session_service, 10);
 
 /**
  * StopSessionRequest names a session.
@@ -329,7 +406,7 @@ export type StopSessionRequest = Message<"hotplex.v1.StopSessionRequest"> & {
  * Use `create(StopSessionRequestSchema)` to create a new message.
  */
 export const StopSessionRequestSchema: GenMessage<StopSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 8);
+  messageDesc(file_hotplex_v1_session_service, 11);
 
 /**
  * StopSessionResponse is the state after the stop.
@@ -357,7 +434,7 @@ export type StopSessionResponse = Message<"hotplex.v1.StopSessionResponse"> & {
  * Use `create(StopSessionResponseSchema)` to create a new message.
  */
 export const StopSessionResponseSchema: GenMessage<StopSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 9);
+  messageDesc(file_hotplex_v1_session_service, 12);
 
 /**
  * GetSessionStatsRequest names a session.
@@ -378,7 +455,7 @@ export type GetSessionStatsRequest = Message<"hotplex.v1.GetSessionStatsRequest"
  * Use `create(GetSessionStatsRequestSchema)` to create a new message.
  */
 export const GetSessionStatsRequestSchema: GenMessage<GetSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 10);
+  messageDesc(file_hotplex_v1_session_service, 13);
 
 /**
  * GetSessionStatsResponse carries the statistics.
@@ -406,7 +483,7 @@ export type GetSessionStatsResponse = Message<"hotplex.v1.GetSessionStatsRespons
  * Use `create(GetSessionStatsResponseSchema)` to create a new message.
  */
 export const GetSessionStatsResponseSchema: GenMessage<GetSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 11);
+  messageDesc(file_hotplex_v1_session_service, 14);
 
 /**
  * ListSessionsRequest lists the caller's sessions.
@@ -421,7 +498,7 @@ export type ListSessionsRequest = Message<"hotplex.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 12);
+  messageDesc(file_hotplex_v1_session_service, 15);
 
 /**
  * SessionSummary is one entry of ListSessions.
@@ -477,7 +554,7 @@ export type SessionSummary = Message<"hotplex.v1.SessionSummary"> & {
  * Use `create(SessionSummarySchema)` to create a new message.
  */
 export const SessionSummarySchema: GenMessage<SessionSummary> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 13);
+  messageDesc(file_hotplex_v1_session_service, 16);
 
 /**
  * ListSessionsResponse holds the sessions.
@@ -498,7 +575,7 @@ export type ListSessionsResponse = Message<"hotplex.v1.ListSessionsResponse"> & 
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 14);
+  messageDesc(file_hotplex_v1_session_service, 17);
 
 /**
  * DeleteSessionRequest names a session.
@@ -528,7 +605,7 @@ export type DeleteSessionRequest = Message<"hotplex.v1.DeleteSessionRequest"> & 
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 15);
+  messageDesc(file_hotplex_v1_session_service, 18);
 
 /**
  * DeleteSessionResponse confirms the deletion.
@@ -549,7 +626,7 @@ export type DeleteSessionResponse = Message<"hotplex.v1.DeleteSessionResponse"> 
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 16);
+  messageDesc(file_hotplex_v1_session_service, 19);
 
 /**
  * SessionService runs agent conversations ("sessions") and serves their
@@ -697,6 +774,18 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof DeleteSessionRequestSchema;
     output: typeof DeleteSessionResponseSchema;
+  },
+  /**
+   * ListProviders returns the agents this daemon runs: each enabled provider's
+   * name (the value of SessionConfig.provider that selects it), the version
+   * its agent reports, and its capabilities.
+   *
+   * @generated from rpc hotplex.v1.SessionService.ListProviders
+   */
+  listProviders: {
+    methodKind: "unary";
+    input: typeof ListProvidersRequestSchema;
+    output: typeof ListProvidersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hotplex_v1_session_service, 0);

@@ -186,7 +186,8 @@ export class ClaudeStreamParser implements OutputParser {
         }
         this.#toolStarts.set(id, nowMs);
         const inputJson = JSON.stringify(block.input ?? {});
-        const value = create(ToolUseSchema, { toolUseId: id, name, inputJson, parentToolUseId: parent });
+        const modifiedPaths = modifiedPathsOf(name, block.input);
+        const value = create(ToolUseSchema, { toolUseId: id, name, inputJson, parentToolUseId: parent, modifiedPaths });
         out.push(event({ case: "toolUse", value }));
       } else if (type !== "redacted_thinking") {
         // redacted_thinking is encrypted: nothing to show. Anything else is new to us.
@@ -277,4 +278,20 @@ export class ClaudeStreamParser implements OutputParser {
     this.#toolMs = 0;
     this.#generationMs = 0;
   }
+}
+
+// Tools whose successful call writes the file named in their input, and that input's field.
+const FILE_EDIT_TOOLS: Record<string, string> = {
+  Write: "file_path",
+  Edit: "file_path",
+  MultiEdit: "file_path",
+  NotebookEdit: "notebook_path",
+};
+
+/** The file a Claude Code tool call writes, from its input. */
+export function modifiedPathsOf(name: string, input: unknown): string[] {
+  const field = Object.hasOwn(FILE_EDIT_TOOLS, name) ? FILE_EDIT_TOOLS[name] : undefined;
+  if (!field || !input || typeof input !== "object") return [];
+  const value = (input as Record<string, unknown>)[field];
+  return typeof value === "string" && value.length > 0 ? [value] : [];
 }

@@ -7,7 +7,7 @@ import { ClaudeCodeProvider, PERMISSION_MODES } from "./provider.js";
 const provider = new ClaudeCodeProvider("/usr/bin/claude");
 const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "" };
 const launch = (config: Partial<LaunchConfig>) =>
-  provider.command({ providerSessionId: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a", resume: false, config: { ...NONE, ...config }, stateDir: "/state/s1" });
+  provider.command({ providerSessionId: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a", mode: "new", config: { ...NONE, ...config }, paths: { workDir: "/w", home: "/h", stateDir: "/state/s1" } });
 
 // A value the CLI reads from anywhere in its argv when it stands alone (see the provider).
 const INJECTION = '--settings={"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"touch /tmp/x"}]}]}}';
@@ -52,7 +52,7 @@ describe("ClaudeCodeProvider.command", () => {
   });
 
   it("resumes with --resume=<id>", () => {
-    const { args } = provider.command({ providerSessionId: "id-1", resume: true, config: NONE, stateDir: "/s" });
+    const { args } = provider.command({ providerSessionId: "id-1", mode: "resume", config: NONE, paths: { workDir: "/w", home: "/h", stateDir: "/s" } });
     expect(args).toContain("--resume=id-1");
     expect(args.some((arg) => arg.startsWith("--session-id"))).toBe(false);
   });

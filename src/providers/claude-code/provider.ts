@@ -1,6 +1,9 @@
 import path from "node:path";
 import { HotplexError } from "../../errors.js";
-import type { Command, LaunchConfig, LaunchSpec, OutputParser, Provider } from "../provider.js";
+import type { AgentConnection } from "../connection.js";
+import { type AgentStart, type Command, capabilities, type LaunchConfig, type Provider, type StartupFailure } from "../provider.js";
+import { StdioNdjsonConnection } from "../transport/stdio-ndjson.js";
+import { agentVersion } from "../version.js";
 import { ClaudeStreamParser } from "./parser.js";
 
 /** Flags every hotplex-run Claude Code process gets: headless, NDJSON both ways, live deltas. */
@@ -19,11 +22,25 @@ function invalid(message: string): HotplexError {
   return new HotplexError("invalid_argument", message);
 }
 
-/** Claude Code (`claude -p` in stream-json mode). */
+/** What Claude Code needs from the daemon's environment: its API settings and its own switches. */
+export const CLAUDE_CODE_ENV: readonly string[] = ["ANTHROPIC_*", "CLAUDE_*", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "IS_SANDBOX"];
+
+/** Claude Code (`claude -p` in stream-json mode): one process per session, NDJSON both ways. */
 export class ClaudeCodeProvider implements Provider {
   readonly name = "claude-code";
+  readonly capabilities = capabilities({ interrupt: true, approvals: true, setModel: true });
+  readonly envAllowList = CLAUDE_CODE_ENV;
 
   constructor(private readonly executable: string) {}
+
+  connect(start: AgentStart): Promise<AgentConnection> {
+    const command = this.command(start);
+    return StdioNdjsonConnection.open(start, command, new ClaudeStreamParser(), this, this.capabilities);
+  }
+
+  version(): Promise<string> {
+    return agentVersion(this.executable);
+  }
 
   validateConfig(config: LaunchConfig): void {
     if (config.permissionMode && !PERMISSION_MODES.includes(config.permissionMode)) {
@@ -52,32 +69,35 @@ export class ClaudeCodeProvider implements Provider {
    * flag), and the system prompts go through files, which also keeps them out of
    * /proc/<pid>/cmdline and clear of the kernel's 128 KiB limit per argument.
    */
-  command(spec: LaunchSpec): Command {
+  command(spec: Pick<AgentStart, "providerSessionId" | "mode" | "config" | "paths">): Command {
     const { config } = spec;
+    const resume = spec.mode === "resume";
+    const stateDir = spec.paths.stateDir;
     const args: string[] = [...BASE_ARGS];
     const files: Record<string, string> = {};
     // A new conversation gets the deterministic id; a restart resumes it, so the agent
     // keeps its history across crashes, idle reaping and daemon restarts.
-    args.push(`${spec.resume ? "--resume" : "--session-id"}=${spec.providerSessionId}`);
+    args.push(`${resume ? "--resume" : "--session-id"}=${spec.providerSessionId}`);
     if (config.model) args.push(`--model=${config.model}`);
     if (config.permissionMode) args.push(`--permission-mode=${config.permissionMode}`);
     // One rule per flag (the CLI accepts the flag repeatedly).
     for (const tool of config.allowedTools) args.push(`--allowedTools=${tool}`);
     for (const tool of config.disallowedTools) args.push(`--disallowedTools=${tool}`);
     if (config.systemPrompt) {
-      const file = path.join(spec.stateDir, "system-prompt.txt");
+      const file = path.join(stateDir, "system-prompt.txt");
       files[file] = config.systemPrompt;
       args.push(`--system-prompt-file=${file}`);
     }
     if (config.appendSystemPrompt) {
-      const file = path.join(spec.stateDir, "append-system-prompt.txt");
+      const file = path.join(stateDir, "append-system-prompt.txt");
       files[file] = config.appendSystemPrompt;
       args.push(`--append-system-prompt-file=${file}`);
     }
     return { file: this.executable, args, files };
   }
 
-  encodePrompt(prompt: string): string {
+  // The stdin lines (NdjsonEncoder).
+  prompt(prompt: string): string {
     // The SDK's form. JSON.stringify escapes newlines, so the prompt stays one line.
     return JSON.stringify({
       type: "user",
@@ -87,19 +107,15 @@ export class ClaudeCodeProvider implements Provider {
     });
   }
 
-  encodeInterrupt(requestId: string): string {
+  interrupt(requestId: string): string {
     return JSON.stringify({ type: "control_request", request_id: requestId, request: { subtype: "interrupt" } });
   }
 
-  encodeControlError(requestId: string, message: string): string {
+  refuse(requestId: string, message: string): string {
     return JSON.stringify({
       type: "control_response",
       response: { subtype: "error", request_id: requestId, error: message },
     });
-  }
-
-  createParser(): OutputParser {
-    return new ClaudeStreamParser();
   }
 
   transcriptFiles(providerSessionId: string, workDir: string, home: string): string[] {
@@ -108,7 +124,7 @@ export class ClaudeCodeProvider implements Provider {
     return [path.join(home, ".claude", "projects", workDir.replace(/[^a-zA-Z0-9]/g, "-"), `${providerSessionId}.jsonl`)];
   }
 
-  classifyStartupFailure(stderr: string, fatalMessage: string | undefined): "resume_missing" | "id_in_use" | undefined {
+  classifyStartupFailure(stderr: string, fatalMessage: string | undefined): StartupFailure | undefined {
     if (fatalMessage?.includes("No conversation found")) return "resume_missing";
     if (/Session ID .* is already in use/.test(stderr)) return "id_in_use";
     return undefined;

@@ -62,7 +62,7 @@ export function adminServiceRoutes(engine: Engine, facts: ServerFacts): (router:
         const config = engine.config;
         return {
           version: facts.version,
-          providers: engine.providers,
+          providers: engine.providers.names,
           startedAt: timestampFromMs(engine.startedAtMs),
           uptimeSeconds: BigInt(Math.floor((Date.now() - engine.startedAtMs) / 1000)),
           limits: {

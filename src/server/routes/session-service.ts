@@ -62,6 +62,10 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         return { sessions: engine.list(callerOf(ctx)) };
       },
 
+      async listProviders() {
+        return { providers: await engine.listProviders() };
+      },
+
       async deleteSession(req, ctx) {
         const { lastSeq } = await engine.delete(callerOf(ctx), req.sessionId, req.deleteTranscript);
         return { lastSeq: BigInt(lastSeq) };

@@ -1,0 +1,106 @@
+import { randomUUID } from "node:crypto";
+import { chown, mkdir, writeFile } from "node:fs/promises";
+import { AgentProcess, type ProcessExit, processStartTime } from "./agent-process.js";
+import type { Command } from "./command.js";
+import { identityString } from "./orphans.js";
+import type { Sandbox, SessionPaths } from "./sandbox.js";
+
+/** What to start and how to read it. */
+export interface LaunchRequest {
+  command: Command;
+  paths: SessionPaths;
+  /** The session's environment (allow-listed); the command's and the sandbox's own variables go on top. */
+  env: Record<string, string>;
+  /** The longest stdout line read; a longer one is dropped and reported through onOverlongLine. */
+  maxLineBytes: number;
+  onLine: (line: string) => void;
+  onOverlongLine: (bytes: number) => void;
+  /** stdout reached its end while the agent still runs. */
+  onOutputClosed: () => void;
+}
+
+/** A started agent process, in the sandbox and under the limits. */
+export interface LaunchedAgent {
+  readonly process: AgentProcess;
+  /** How a restarted daemon recognizes it (see orphans.ts). */
+  readonly identity: string;
+  /**
+   * Resolves when the process has exited, after everything it left behind (its process
+   * group, its cgroup) has been ended too.
+   */
+  readonly exited: Promise<ProcessExit>;
+}
+
+/** Thrown when an agent cannot be started; the message says why, for the turn's error. */
+export class LaunchError extends Error {}
+
+/**
+ * Starts agent processes for every provider the same way: launch files written with
+ * owner-only modes, the command wrapped by the sandbox, a process group of its own, and
+ * nothing left running once it ends. The one place where an agent process is started.
+ */
+export class AgentLauncher {
+  constructor(readonly sandbox: Sandbox) {}
+
+  /** Creates a directory the agent must write (in its HOME), owned by the agent's user. */
+  async ensureAgentDir(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const { uid, gid } = this.sandbox.settings;
+    if (uid !== undefined) await chown(dir, uid, gid ?? uid);
+  }
+
+  async launch(request: LaunchRequest): Promise<LaunchedAgent> {
+    const { sandbox } = this;
+    const refusal = sandbox.refusal;
+    if (refusal) throw new LaunchError(refusal);
+    const { command, paths } = request;
+    const { uid, gid } = sandbox.settings;
+    try {
+      const files = { ...command.files, ...sandbox.launchFiles(paths.stateDir) };
+      await writeLaunchFiles(paths.stateDir, files, uid === undefined ? undefined : { uid, gid: gid ?? uid });
+    } catch (error) {
+      throw new LaunchError(`cannot prepare the agent's files: ${String(error)}`);
+    }
+    const launchId = randomUUID();
+    let plan;
+    try {
+      plan = sandbox.prepare(command, paths, launchId);
+    } catch (error) {
+      throw new LaunchError(`cannot prepare the agent's sandbox: ${String(error)}`);
+    }
+    const process = new AgentProcess({
+      command: { file: plan.file, args: plan.args },
+      cwd: paths.workDir,
+      env: { ...request.env, ...command.env, ...plan.env },
+      uid: plan.uid,
+      gid: plan.gid,
+      agentDepth: plan.agentDepth,
+      onLine: request.onLine,
+      maxLineBytes: request.maxLineBytes,
+      onOverlongLine: request.onOverlongLine,
+      onOutputClosed: request.onOutputClosed,
+    });
+    const identity = identityString({ pid: process.pid, start: processStartTime(process.pid), launch: launchId });
+    const exited = process.exited.then((exit) => {
+      // Background jobs the agent left behind die with it.
+      process.signalGroup("SIGKILL");
+      plan.cgroup?.remove();
+      return exit;
+    });
+    return { process, identity, exited };
+  }
+}
+
+// The files a command refers to, in the session's private state dir: owner-only modes,
+// since they may hold a system prompt the client considers confidential.
+async function writeLaunchFiles(stateDir: string, files: Record<string, string>, owner?: { uid: number; gid: number }): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  // An agent running as its own user reads them (and no other user can).
+  if (owner) await chown(stateDir, owner.uid, owner.gid);
+  await Promise.all(
+    Object.entries(files).map(async ([file, content]) => {
+      await writeFile(file, content, { mode: 0o600 });
+      if (owner) await chown(file, owner.uid, owner.gid);
+    }),
+  );
+}
