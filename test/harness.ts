@@ -12,6 +12,7 @@ import { Engine } from "../src/engine/engine.js";
 import { type CredentialSpec, CredentialTable, hashToken } from "../src/security/credentials.js";
 import { agentEnvironment } from "../src/security/env.js";
 import { type ProviderSettings, providerSettings } from "../src/providers/registry.js";
+import type { Provider } from "../src/providers/provider.js";
 import type { ConnectionLimits, TlsFiles } from "../src/server/listener.js";
 import { createServer, type HotplexServer, type RequestLimits } from "../src/server/server.js";
 
@@ -54,6 +55,8 @@ export interface TestDaemonOptions {
   claudePath?: string;
   /** The providers to enable (instead of the fake Claude Code at `claudePath`). */
   providers?: ProviderSettings;
+  /** Provider objects to run instead of those the settings name (the first is the default). */
+  providerInstances?: Provider[];
   /** A bearer token: the one credential, for the tenant "default" with the client role. */
   token?: string;
   /** The credentials (instead of `token`); the table can be swapped with `setCredentials`. */
@@ -108,7 +111,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
   const logger = records
     ? pino({ level: "info" }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) })
     : pino({ level: process.env.HOTPLEX_TEST_LOG ?? "silent" });
-  const engine = await Engine.open(config, logger);
+  const engine = await Engine.open(config, logger, options.providerInstances);
   const specs =
     options.credentials ?? (options.token ? [{ name: "token", tenant: "default", roles: ["client" as const], tokenSha256: hashToken(options.token) }] : []);
   let credentials = new CredentialTable(specs);

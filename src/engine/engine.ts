@@ -539,6 +539,7 @@ export class Engine {
       workDir,
       workRoot: this.#config.workRoot,
       stateDir: this.#stateDir(key),
+      stateRoot: this.#config.stateRoot,
       home: path.join(this.#stateDir(key), "home"),
       homeTemplate: this.#config.agentHomeTemplate,
       legacyHome: this.#config.agentEnv.HOME,

@@ -46,6 +46,11 @@ export interface AgentStart {
   config: LaunchConfig;
   /** The session's work dir, HOME and private state dir (for launch files). */
   paths: SessionPaths;
+  /**
+   * The daemon's directories, for what a provider shares between sessions (a server):
+   * every session's work dir lies in `workRoot`; `stateRoot` is private to the daemon.
+   */
+  daemonPaths: { workRoot: string; stateRoot: string };
   /** The session's environment (the daemon's allow-listed variables, its HOME). */
   env: Record<string, string>;
   /** The longest line of agent output accepted. */

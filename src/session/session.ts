@@ -52,6 +52,8 @@ export interface SessionOptions {
   workRoot: string;
   /** A directory of the daemon's, private to this session, for the agent's launch files. */
   stateDir: string;
+  /** The daemon's private directory (every session's state dir lies in it). */
+  stateRoot: string;
   /** The session's own HOME: only its agent's settings and transcripts are there. */
   home: string;
   /** Copied into the HOME when it is created (the operator's agent settings and credentials). */
@@ -411,6 +413,7 @@ export class Session {
         mode: this.#startKind === StartKind.RESUMED ? "resume" : "new",
         config: launch,
         paths: { workDir: this.view.workDir, home: this.#options.home, stateDir: this.#options.stateDir },
+        daemonPaths: { workRoot: this.#options.workRoot, stateRoot: this.#options.stateRoot },
         env: this.#options.env,
         maxLineBytes: this.#options.limits.maxLineBytes,
         launcher: this.#options.launcher,
