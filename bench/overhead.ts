@@ -9,7 +9,7 @@
 //     first stdout line (raw);
 //   - turn end: Execute sent → TurnEnded received (hotplex); prompt written → `result` line.
 // Done once with the in-memory store and once with the durable default (sqlite, normal).
-import { providerSettings } from "../src/providers/registry.js";
+import { type ProviderSettings, providerSettings } from "../src/providers/registry.js";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -64,6 +64,10 @@ export async function startInProcessDaemon(options: {
   turnTimeoutMs?: number;
   /** The agents' sandbox (default: the daemon's, "auto"). */
   sandbox?: SandboxSettings;
+  /** The providers to enable (default: Claude Code at claudePath). */
+  providers?: ProviderSettings;
+  /** Copied into every new session HOME (agent settings). */
+  agentHomeTemplate?: string;
 }): Promise<InProcessDaemon> {
   const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-"));
   const workRoot = path.join(scratch, "work");
@@ -80,7 +84,8 @@ export async function startInProcessDaemon(options: {
       agentEnv: options.agentEnv?.(home) ?? { ...agentEnvironment(process.env), HOME: home },
     },
     {
-      providers: providerSettings({ "claude-code": options.claudePath }),
+      providers: options.providers ?? providerSettings({ "claude-code": options.claudePath }),
+      ...(options.agentHomeTemplate ? { agentHomeTemplate: options.agentHomeTemplate } : {}),
       maxLiveSessions: options.maxLiveSessions ?? 64,
       limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
       logBounds: DEFAULT_TAIL_BOUNDS,
@@ -155,13 +160,13 @@ export interface TurnTiming {
 }
 
 /** One Execute, timed; the stream is read to its end. */
-export async function timedExecute(client: SessionClient, sessionId: string, prompt: string): Promise<TurnTiming> {
+export async function timedExecute(client: SessionClient, sessionId: string, prompt: string, provider = ""): Promise<TurnTiming> {
   const t0 = performance.now();
   let firstMs = NaN;
   let endMs = NaN;
   let events = 0;
   let outcome = -1;
-  for await (const response of client.execute({ sessionId, prompt })) {
+  for await (const response of client.execute({ sessionId, prompt, ...(provider ? { config: { provider } } : {}) })) {
     const now = performance.now();
     if (Number.isNaN(firstMs)) firstMs = now - t0;
     for (const event of eventsOfExecute(response)) {

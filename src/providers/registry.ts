@@ -1,5 +1,6 @@
 import { HotplexError } from "../errors.js";
 import { CLAUDE_CODE_ENV, ClaudeCodeProvider } from "./claude-code/provider.js";
+import { CODEX_ENV, CodexProvider } from "./codex/provider.js";
 import { LaunchError } from "../process/launcher.js";
 import { capabilities, type Provider } from "./provider.js";
 
@@ -24,6 +25,7 @@ interface ProviderFactory {
 
 const FACTORIES: Record<string, ProviderFactory> = {
   "claude-code": { defaultExecutable: "claude", envAllowList: CLAUDE_CODE_ENV, create: (executable) => new ClaudeCodeProvider(executable) },
+  codex: { defaultExecutable: "codex", envAllowList: CODEX_ENV, create: (executable) => new CodexProvider(executable) },
 };
 
 /** The provider a config without `provider` gets. */

@@ -452,6 +452,12 @@ export class Session {
       this.#fatalStartupMessage = item.message;
       return;
     }
+    // An agent that names its conversation on each turn (its own id, not the one hotplex
+    // chose) gets it recorded before SessionStarted, which carries it.
+    if (item.type === "turn_start" && item.providerSessionId && item.providerSessionId !== this.view.providerSessionId) {
+      this.view.providerSessionId = item.providerSessionId;
+      this.log.touch();
+    }
     if (!this.#processStarted) this.#markStarted(agent);
     if (this.#warmDelivery?.agent === agent) this.#warmDelivery.answered = true;
     const turn = this.#current;
@@ -460,10 +466,6 @@ export class Session {
         this.#record(turn?.id ?? "", item.payload);
         break;
       case "turn_start":
-        if (item.providerSessionId && item.providerSessionId !== this.view.providerSessionId) {
-          this.view.providerSessionId = item.providerSessionId;
-          this.log.touch();
-        }
         break;
       case "turn_end":
         if (turn) {

@@ -34,6 +34,7 @@ describe("provider contract: claude-code (fake CLI, real processes)", () => {
     plain: (word) => `say ${word}`,
     recall: () => "[[history]]",
     hang: () => "[[hang]]",
+    talkThenHang: () => "[[chunks:2:60000]]",
     crash: async (sessionId) => {
       const { session } = await daemon.client.getSnapshot({ sessionId });
       if (session?.pid) process.kill(-session.pid, "SIGKILL");

@@ -19,6 +19,8 @@ export interface ContractTarget {
   recall(): string;
   /** A prompt the agent works on until interrupted or stopped. */
   hang(): string;
+  /** A prompt the agent answers with some text, then works on until stopped (default: hang). */
+  talkThenHang?(): string;
   /** Makes the agent of session `sessionId` die in the middle of its running turn. */
   crash?(sessionId: string): Promise<void> | void;
   /** The agent's process(es) for a session are gone (after a stop). */
@@ -126,9 +128,18 @@ export function providerContract(target: () => ContractTarget, options: { timeou
     if (!t.crash) return;
     const id = sessionId("crash");
     await execute(id, t.plain("before-crash"));
-    const running = await begin(id, t.hang());
+    // Killed once it is visibly working on the turn: an agent that dies before it took
+    // the turn at all is started again for it (the turn is not lost), which is no crash.
+    const iterator = t.client().execute({ sessionId: id, prompt: t.talkThenHang?.() ?? t.hang() })[Symbol.asyncIterator]();
+    const seen: Event[] = [];
+    while (!seen.some((e) => e.payload.case === "textDelta")) {
+      const next = await iterator.next();
+      if (next.done) break;
+      seen.push(...next.value.events);
+    }
     await t.crash(id);
-    expect(turnEnd(await running.rest).outcome).toBe(TurnOutcome.FAILED);
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) seen.push(...next.value.events);
+    expect(turnEnd(seen).outcome).toBe(TurnOutcome.FAILED);
     const after = await execute(id, t.recall());
     expect(turnEnd(after).outcome).toBe(TurnOutcome.COMPLETED);
     expect(text(after)).toContain("before-crash");
