@@ -13,6 +13,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult
   "store-append": () => import("./store-append.js"),
   security: () => import("./security.js"),
   sandbox: () => import("./sandbox.js"),
+  providers: () => import("./providers.js"),
 };
 
 async function main(): Promise<void> {
