@@ -19,7 +19,7 @@ import { StatsAccumulator } from "./stats.js";
  * and the log's lastSeq together sees exactly the state as of that seq.
  */
 export class SessionView {
-  status: SessionStatus = SessionStatus.DEAD;
+  #status: SessionStatus = SessionStatus.DEAD;
   pid = 0;
   providerSessionId: string;
   workDir: string;
@@ -41,9 +41,32 @@ export class SessionView {
     this.lastActiveMs = nowMs;
   }
 
+  /**
+   * The session's lifecycle state: from its events (started, turn started and ended,
+   * ended), and, before the first event of a start, from the session starting an agent
+   * or giving up on it. Every change goes through #set.
+   */
+  get status(): SessionStatus {
+    return this.#status;
+  }
+
+  /** An agent is being started (counts against the live-session cap from now on). */
+  starting(): void {
+    this.#set(SessionStatus.STARTING);
+  }
+
+  /** A start was given up before the agent said anything (nothing runs). */
+  notStarted(): void {
+    if (this.#status === SessionStatus.STARTING) this.#set(SessionStatus.DEAD);
+  }
+
+  #set(status: SessionStatus): void {
+    this.#status = status;
+  }
+
   /** Takes the state a session had when the daemon last stored it. */
   restore(record: SessionRecord): void {
-    this.status = record.status;
+    this.#set(record.status);
     this.providerSessionId = record.providerSessionId;
     this.workDir = record.workDir;
     this.createdAt = timestampFromMs(record.createdAtMs);
@@ -60,13 +83,13 @@ export class SessionView {
     this.lastActiveMs = nowMs;
     switch (payload.case) {
       case "sessionStarted":
-        this.status = SessionStatus.READY;
+        this.#set(SessionStatus.READY);
         this.pid = payload.value.pid;
         this.providerSessionId = payload.value.providerSessionId;
         this.workDir = payload.value.workDir;
         break;
       case "turnStarted":
-        this.status = SessionStatus.BUSY;
+        this.#set(SessionStatus.BUSY);
         this.currentTurn = create(TurnInfoSchema, {
           turnId: event.turnId,
           requestId: payload.value.requestId,
@@ -78,11 +101,11 @@ export class SessionView {
       case "turnEnded":
         if (this.currentTurn?.turnId === event.turnId) {
           this.currentTurn = undefined;
-          if (this.status === SessionStatus.BUSY) this.status = SessionStatus.READY;
+          if (this.#status === SessionStatus.BUSY) this.#set(SessionStatus.READY);
         }
         break;
       case "sessionEnded":
-        this.status = SessionStatus.DEAD;
+        this.#set(SessionStatus.DEAD);
         this.pid = 0;
         this.currentTurn = undefined;
         break;

@@ -24,9 +24,12 @@ import type { SessionRecord } from "../store/store.js";
 import { workDirChanged } from "../security/work-dir.js";
 import { type AgentLauncher, LaunchError } from "../process/launcher.js";
 import type { Sandbox } from "../process/sandbox.js";
+import { AgentRun, AgentRunState, startKindFor } from "./agent-run.js";
 import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
+import { PendingRequests } from "./pending-requests.js";
 import { SessionView } from "./session-view.js";
-import { Turn } from "./turn.js";
+import type { Turn } from "./turn.js";
+import { TurnQueue } from "./turn-queue.js";
 
 /** Timing and size limits of one session. */
 export interface SessionLimits {
@@ -90,11 +93,11 @@ export interface SessionOptions {
 // How long after a turn ends its session's registry entry is stored.
 const CHECKPOINT_DELAY_MS = 100;
 
-// Request ids remembered per session for safe retries of Execute.
-const REMEMBERED_REQUEST_IDS = 256;
-
 /**
- * One conversation: an agent process (when one runs), its turn queue and its state.
+ * One conversation: its turns (TurnQueue), the run of its agent when one runs (AgentRun),
+ * the requests open between them (PendingRequests) and its state (SessionView, the fold
+ * of its events). This class wires them together: a turn starts a run when none takes
+ * prompts, the agent's outputs become events, the run's exit ends what it leaves open.
  *
  * Exactly one turn runs at a time: a prompt is written to the agent only when the
  * previous turn has ended, because an agent may fold a message sent mid-turn into the
@@ -105,34 +108,24 @@ export class Session {
   readonly sessionId: string;
   readonly log: EventLog;
   readonly view: SessionView;
+  readonly incarnation: string;
   config: SessionConfig;
-  /** The launch settings of the running (or last) process. */
+  /** The launch settings of the running (or last) run. */
   #launch: LaunchConfig | undefined;
   readonly #options: SessionOptions;
   readonly #logger: Logger;
   #hasConversation: boolean;
 
-  /** The running agent, once its provider has connected to it. */
-  #agent: AgentConnection | undefined;
-  #processExited: Promise<void> | undefined;
-  // A turn handed to a warm agent, until the agent says anything: an agent that died
-  // while idle (killed, OOM) may not have been reaped yet when the next turn arrives.
-  #warmDelivery: { turn: Turn; agent: AgentConnection; answered: boolean } | undefined;
-  /** The process has answered its first turn (SessionStarted logged). */
-  #processStarted = false;
-  #startKind = StartKind.COLD;
-  #startRetried = false;
-  #fatalStartupMessage: string | undefined;
-  #endReason: string | undefined;
+  readonly #turns: TurnQueue;
+  /** The agent's current (or last) run. */
+  #run: AgentRun | undefined;
+  readonly #requests = new PendingRequests();
 
-  #current: Turn | undefined;
-  #queue: Turn[] = [];
   #pumping = false;
   #turnTimer: LongTimeout | undefined;
   #killTimer: NodeJS.Timeout | undefined;
   #idleTimer: LongTimeout | undefined;
   #checkpointTimer: NodeJS.Timeout | undefined;
-  #byRequestId = new Map<string, Turn>();
   #idleWaiters: (() => void)[] = [];
   #closed = false;
 
@@ -145,6 +138,7 @@ export class Session {
     this.#hasConversation = options.hasConversation;
     this.#logger = options.logger.child({ session: options.sessionId, tenant: options.tenant });
     this.incarnation = options.incarnation;
+    this.#turns = new TurnQueue(options.sessionId, options.limits.queueLimit);
     this.view = new SessionView(options.sessionId, options.provider.name, options.providerSessionId, options.workDir);
     if (options.restored) this.view.restore(options.restored);
     // The view follows the log: it takes each event as it is committed, so it always
@@ -154,8 +148,6 @@ export class Session {
     };
   }
 
-  readonly incarnation: string;
-
   get provider(): Provider {
     return this.#options.provider;
   }
@@ -164,14 +156,26 @@ export class Session {
     return this.#options.provider.name;
   }
 
+  /** The agent's connection while a run has one and has not ended. */
+  get #agent(): AgentConnection | undefined {
+    const run = this.#run;
+    return run && run.state !== AgentRunState.ENDED ? run.connection : undefined;
+  }
+
   /** True while an agent process runs or is being started. */
   get live(): boolean {
     return this.#agent !== undefined || this.view.status === SessionStatus.STARTING;
   }
 
+  /** The requests the agent has open (answered at once today; see PendingRequests). */
+  get pendingRequests(): PendingRequests {
+    return this.#requests;
+  }
+
   /** The session's registry entry, as of the events applied so far. */
   record(): SessionRecord {
     const view = this.view;
+    const agent = this.#agent;
     return {
       key: `${this.tenant}/${this.sessionId}`,
       tenant: this.tenant,
@@ -185,8 +189,8 @@ export class Session {
       createdAtMs: timestampMs(view.createdAt),
       lastActiveMs: view.lastActiveMs,
       stats: view.stats.stats,
-      pgid: this.#agent?.alive ? this.#agent.pid : 0,
-      agentCommand: this.#agent?.alive ? this.#agent.identity : "",
+      pgid: agent?.alive ? agent.pid : 0,
+      agentCommand: agent?.alive ? agent.identity : "",
       hasConversation: this.#hasConversation,
       currentTurnId: view.currentTurn?.turnId ?? "",
       lastSeq: this.log.assignedSeq,
@@ -210,12 +214,12 @@ export class Session {
   }
 
   get queuedTurns(): number {
-    return this.#queue.length;
+    return this.#turns.waiting;
   }
 
   /** A turn runs or waits. */
   get busy(): boolean {
-    return this.#current !== undefined || this.#queue.length > 0;
+    return this.#turns.busy;
   }
 
   /** Resolves once no turn runs or waits (at once if none does). */
@@ -226,7 +230,7 @@ export class Session {
 
   /** The turn an earlier Execute with this request id started, if remembered. */
   turnForRequest(requestId: string): Turn | undefined {
-    return requestId ? this.#byRequestId.get(requestId) : undefined;
+    return this.#turns.forRequest(requestId);
   }
 
   /** Throws FAILED_PRECONDITION while a process runs: its config cannot change under it. */
@@ -253,30 +257,15 @@ export class Session {
    */
   submit(prompt: string, requestId: string, queue: boolean): Turn {
     if (this.#closed) throw new HotplexError("unavailable", "the daemon is shutting down");
-    const busy = this.#current !== undefined || this.#queue.length > 0;
-    if (busy && !queue) {
-      throw new HotplexError(
-        "failed_precondition",
-        `session "${this.sessionId}" is busy with turn ${this.#current?.id ?? this.#queue[0]?.id}; set queue to wait for it`,
-      );
-    }
-    if (busy && this.#queue.length >= this.#options.limits.queueLimit) {
-      throw new HotplexError(
-        "resource_exhausted",
-        `session "${this.sessionId}" already has ${this.#queue.length} queued turns (the limit)`,
-      );
-    }
-    if (!this.live) {
+    const needsStart = !this.live;
+    if (needsStart) {
       const refused = this.#options.whyNoProcess();
-      if (refused) throw new HotplexError("resource_exhausted", refused);
-      // Counts against the live-session cap from now on, before the process exists.
-      this.view.status = SessionStatus.STARTING;
+      if (refused && !this.#turns.busy) throw new HotplexError("resource_exhausted", refused);
     }
+    const turn = this.#turns.accept(prompt, requestId, queue, this.log.lastSeq);
+    // Counts against the live-session cap from now on, before the process exists.
+    if (needsStart) this.view.starting();
     clearTimeout(this.#checkpointTimer);
-    const turn = new Turn(prompt, requestId, this.log.lastSeq);
-    turn.wasQueued = busy;
-    if (requestId) this.#rememberRequest(requestId, turn);
-    this.#queue.push(turn);
     this.#clearIdleTimer();
     void this.#pump();
     return turn;
@@ -288,27 +277,28 @@ export class Session {
    */
   async stop(reason = "stopped"): Promise<void> {
     this.#clearIdleTimer();
-    for (const turn of this.#queue.splice(0)) {
+    for (const turn of this.#turns.takeWaiting()) {
       this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.STOPPED, `session ${reason} before the turn started`));
     }
-    const current = this.#current;
+    const current = this.#turns.current;
     if (current && !current.ended) {
       current.endedBy = "stop";
       current.stopReason = reason;
     }
+    const run = this.#run;
     const agent = this.#agent;
-    if (!agent) {
-      // Stopped while the process was still being set up: nothing runs yet.
+    if (!run || !agent) {
+      // Stopped while the agent was still being set up: nothing runs yet.
       if (current && !current.ended) {
         this.#announce(current);
         this.#finishTurn(current, this.#daemonTurnEnd(TurnOutcome.STOPPED, ""));
       }
-      if (this.view.status === SessionStatus.STARTING) this.view.status = SessionStatus.DEAD;
+      this.view.notStarted();
       return;
     }
-    this.#endReason = reason;
+    run.stopping(reason);
     await agent.close(this.#options.limits.stopGraceMs);
-    await this.#processExited;
+    await run.exitHandled;
   }
 
   /** Stops the session and refuses new turns (daemon shutdown). */
@@ -327,8 +317,9 @@ export class Session {
         // An agent that exited while idle may still have its exit handled (its pipes drain
         // for a moment): finish that first, or its end would be taken for the next turn's.
         // The turn waits in the queue meanwhile, where a stop still finds it.
-        if (this.#agent && !this.#agent.alive) await this.#processExited;
-        const turn = this.#queue.shift();
+        const run = this.#run;
+        if (run && run.state !== AgentRunState.ENDED && run.connection && !run.connection.alive) await run.exitHandled;
+        const turn = this.#turns.startNext();
         if (!turn) break;
         await this.#runTurn(turn);
       }
@@ -345,38 +336,35 @@ export class Session {
   }
 
   async #runTurn(turn: Turn): Promise<void> {
-    this.#current = turn;
     turn.startedAtMs = Date.now();
     this.#armTurnTimer(turn);
-    const agent = this.#agent;
-    if (agent?.alive) {
+    const run = this.#run;
+    if (run?.takesPrompts && run.connection) {
       this.#announce(turn);
-      this.#warmDelivery = { turn, agent, answered: false };
-      agent.prompt(turn.prompt);
+      run.warmTurn = { turn, answered: false };
+      run.connection.prompt(turn.prompt);
     } else {
       const refused = this.view.status === SessionStatus.STARTING ? undefined : this.#options.whyNoProcess();
       if (refused) {
         this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, refused));
         return;
       }
-      this.#startKind = this.#hasConversation ? StartKind.RESUMED : StartKind.COLD;
-      this.#startRetried = false;
-      await this.#spawn(turn);
+      await this.#startRun(turn, startKindFor(this.#hasConversation), false);
     }
     await turn.done;
   }
 
-  async #spawn(turn: Turn): Promise<void> {
+  // Starts a run of the agent for `turn`: work dir, HOME, the provider's connection.
+  async #startRun(turn: Turn, kind: StartKind, retried: boolean): Promise<void> {
     const { provider } = this.#options;
-    this.view.status = SessionStatus.STARTING;
-    this.#processStarted = false;
-    this.#fatalStartupMessage = undefined;
-    this.#endReason = undefined;
+    const run = new AgentRun(kind, retried, turn);
+    this.#run = run;
+    this.view.starting();
     let launch: LaunchConfig;
     try {
       launch = this.#options.prepareLaunch(this.config);
     } catch (error) {
-      this.#failStart(turn, `the session's config is no longer allowed: ${(error as Error).message}`);
+      this.#failStart(run, `the session's config is no longer allowed: ${(error as Error).message}`);
       return;
     }
     try {
@@ -385,71 +373,72 @@ export class Session {
       // An agent running as its own user must be able to write its work dir.
       if (uid !== undefined) await chown(this.view.workDir, uid, gid ?? uid);
     } catch (error) {
-      this.#failStart(turn, `cannot create work dir: ${String(error)}`);
+      this.#failStart(run, `cannot create work dir: ${String(error)}`);
       return;
     }
     // Stopped while the work dir was being created.
-    if (turn.ended) return this.#failStart(turn, "");
+    if (turn.ended) return this.#failStart(run, "");
     // The dir was checked when the session got it; it may have been replaced since (by a
     // symlink to elsewhere, say, while no agent ran). Checked again right before each start.
     const changed = workDirChanged(this.#options.workRoot, this.view.workDir);
     if (changed) {
       this.#logger.warn({ workDir: this.view.workDir, reason: changed }, "work dir changed; agent not started");
-      this.#failStart(turn, `refusing to start the agent: ${changed}`);
+      this.#failStart(run, `refusing to start the agent: ${changed}`);
       return;
     }
     try {
       await this.#prepareHome();
     } catch (error) {
-      this.#failStart(turn, `cannot prepare the agent's files: ${String(error)}`);
+      this.#failStart(run, `cannot prepare the agent's files: ${String(error)}`);
       return;
     }
-    if (turn.ended) return this.#failStart(turn, "");
+    if (turn.ended) return this.#failStart(run, "");
     this.#launch = launch;
-    let connection: AgentConnection | undefined;
+    let connection: AgentConnection;
     try {
       connection = await provider.connect({
         providerSessionId: this.view.providerSessionId,
-        mode: this.#startKind === StartKind.RESUMED ? "resume" : "new",
+        mode: kind === StartKind.RESUMED ? "resume" : "new",
         config: launch,
         paths: { workDir: this.view.workDir, home: this.#options.home, stateDir: this.#options.stateDir },
         daemonPaths: { workRoot: this.#options.workRoot, stateRoot: this.#options.stateRoot },
         env: this.#options.env,
         maxLineBytes: this.#options.limits.maxLineBytes,
         launcher: this.#options.launcher,
-        // A connection reports only once it is this session's agent (never an earlier run's).
+        // A connection reports only while its run is this session's current one.
         handlers: {
           onOutput: (item) => {
-            if (connection && connection === this.#agent) this.#onOutput(connection, item);
+            if (this.#run === run && run.state !== AgentRunState.ENDED && run.connection) this.#onOutput(run, run.connection, item);
           },
           onFault: (code, message) => {
-            if (connection && connection === this.#agent) this.#agentFault(connection, code, message);
+            if (this.#run === run && run.state !== AgentRunState.ENDED && run.connection) this.#agentFault(run, run.connection, code, message);
           },
         },
       });
     } catch (error) {
-      this.#failStart(turn, error instanceof LaunchError ? error.message : `cannot start the agent: ${String(error)}`);
+      this.#failStart(run, error instanceof LaunchError ? error.message : `cannot start the agent: ${String(error)}`);
       return;
     }
-    if (turn.ended) {
+    if (turn.ended || this.#run !== run) {
       // Stopped while the agent was being started: it never gets the turn.
+      run.ended();
       await connection.close(0);
-      return this.#failStart(turn, "");
+      if (this.#run === run) this.view.notStarted();
+      return;
     }
-    const started = connection;
-    this.#agent = started;
-    this.#processExited = started.exited.then((exit) => this.#onExit(started, exit, turn));
-    this.#logger.info({ pid: started.pid, kind: StartKind[this.#startKind] }, "agent process spawned");
+    run.connected(connection);
+    run.exitHandled = connection.exited.then((exit) => this.#onExit(run, connection, exit));
+    this.#logger.info({ pid: connection.pid, kind: StartKind[kind] }, "agent process spawned");
     // Persist the process group now, so a daemon that dies can find it at its next start.
     this.log.touch();
     // Some agents print nothing until their first input: readiness comes from the answer
     // to this prompt, not from the process merely being alive.
-    started.prompt(turn.prompt);
+    connection.prompt(turn.prompt);
   }
 
-  #onOutput(agent: AgentConnection, item: ParsedOutput): void {
+  #onOutput(run: AgentRun, agent: AgentConnection, item: ParsedOutput): void {
     if (item.type === "fatal_startup") {
-      this.#fatalStartupMessage = item.message;
+      run.fatalStartupMessage = item.message;
       return;
     }
     // An agent that names its conversation on each turn (its own id, not the one hotplex
@@ -458,9 +447,9 @@ export class Session {
       this.view.providerSessionId = item.providerSessionId;
       this.log.touch();
     }
-    if (!this.#processStarted) this.#markStarted(agent);
-    if (this.#warmDelivery?.agent === agent) this.#warmDelivery.answered = true;
-    const turn = this.#current;
+    if (run.markAnswered()) this.#markStarted(run, agent);
+    if (run.warmTurn) run.warmTurn.answered = true;
+    const turn = this.#turns.current;
     switch (item.type) {
       case "event":
         this.#record(turn?.id ?? "", item.payload);
@@ -481,7 +470,10 @@ export class Session {
         }
         break;
       case "control_request":
-        // No interactive approvals yet: answer so the agent never waits forever.
+        // No interactive approvals yet: answer at once, exactly once, so the agent never
+        // waits for ever (a repeated or excess request is refused as well).
+        this.#requests.received(item.requestId, item.subtype);
+        this.#requests.take(item.requestId);
         agent.refuse(item.requestId, `hotplex does not handle ${item.subtype} requests`);
         break;
       case "control_response":
@@ -517,10 +509,13 @@ export class Session {
     if (uid !== undefined) await chownTree(home, uid, gid ?? uid);
   }
 
-  // No process could be started for the turn: it fails with `message` (or has already
+  // No agent could be started for the run's turn: it fails with `message` (or has already
   // ended, when `message` is empty: stopped while the start was prepared).
-  #failStart(turn: Turn, message: string): void {
-    this.view.status = SessionStatus.DEAD;
+  #failStart(run: AgentRun, message: string): void {
+    run.ended();
+    if (this.#run !== run) return;
+    this.view.notStarted();
+    const turn = run.firstTurn;
     if (turn.ended || !message) return;
     this.#announce(turn);
     this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, message));
@@ -529,28 +524,26 @@ export class Session {
   // The agent broke the protocol in a way the session cannot recover from: tell the
   // client, fail the running turn with the reason and end the process (the next turn
   // starts it again and resumes the conversation).
-  #agentFault(agent: AgentConnection, code: string, message: string): void {
-    if (agent !== this.#agent) return;
+  #agentFault(run: AgentRun, agent: AgentConnection, code: string, message: string): void {
     this.#logger.warn({ code, pid: agent.pid }, message);
-    const turn = this.#current;
+    const turn = this.#turns.current;
     this.#record(turn?.id ?? "", { case: "error", value: create(ErrorEventSchema, { code, message }) });
     if (turn && !turn.ended && !turn.endedBy) {
       turn.endedBy = "agent_fault";
       turn.fault = message;
     }
-    this.#endReason ??= "crashed";
+    if (run.state !== AgentRunState.STOPPING) run.stopping("crashed");
     void agent.close(this.#options.limits.stopGraceMs);
   }
 
   // The agent answered: the process is up and the conversation exists.
-  #markStarted(agent: AgentConnection): void {
-    this.#processStarted = true;
+  #markStarted(run: AgentRun, agent: AgentConnection): void {
     this.#hasConversation = true;
-    const turn = this.#current;
+    const turn = this.#turns.current;
     this.#record(turn?.id ?? "", {
       case: "sessionStarted",
       value: create(SessionStartedSchema, {
-        kind: this.#startKind,
+        kind: run.kind,
         provider: this.#options.provider.name,
         providerSessionId: this.view.providerSessionId,
         pid: agent.pid,
@@ -558,35 +551,36 @@ export class Session {
         model: this.#launch?.model ?? "",
       }),
     });
-    this.#logger.info({ pid: agent.pid, kind: StartKind[this.#startKind] }, "session started");
+    this.#logger.info({ pid: agent.pid, kind: StartKind[run.kind] }, "session started");
     this.log.touch();
     if (turn) this.#announce(turn);
   }
 
-  #onExit(agent: AgentConnection, exit: AgentExit, startTurn: Turn): void {
-    if (agent !== this.#agent) return;
-    this.#agent = undefined;
+  #onExit(run: AgentRun, agent: AgentConnection, exit: AgentExit): void {
+    if (this.#run !== run) return;
+    const stoppedByUs = run.state === AgentRunState.STOPPING;
+    const answered = run.answered;
+    const warmTurn = run.warmTurn;
+    run.ended();
     this.#clearTurnTimers();
-    const turn = this.#current;
+    // Whatever the agent asked is moot now.
+    this.#requests.clear();
+    const turn = this.#turns.current;
 
-    if (!this.#processStarted && turn === startTurn && !turn.endedBy && !this.#startRetried && this.#endReason === undefined) {
-      const failure = this.#options.provider.classifyStartupFailure(exit.stderrTail, this.#fatalStartupMessage);
+    if (!answered && turn === run.firstTurn && !turn.endedBy && !run.retried && !stoppedByUs) {
+      const failure = this.#options.provider.classifyStartupFailure(exit.stderrTail, run.fatalStartupMessage);
       if (failure) {
         // The registry and the agent disagree on whether the conversation exists (e.g.
         // the daemon restarted with an in-memory registry): start the other way once.
-        this.#startRetried = true;
-        this.#startKind = failure === "resume_missing" ? StartKind.COLD : StartKind.RESUMED;
         this.#logger.info({ failure }, "agent refused the start; retrying the other way");
         this.#armTurnTimer(turn);
-        void this.#spawn(turn);
+        void this.#startRun(turn, failure === "resume_missing" ? StartKind.COLD : StartKind.RESUMED, true);
         return;
       }
     }
 
-    const reason = this.#endReason ?? (exit.exitCode === 0 && !exit.signal ? "exited" : "crashed");
-    const delivery = this.#warmDelivery;
-    this.#warmDelivery = undefined;
-    if (turn && delivery?.turn === turn && delivery.agent === agent && !delivery.answered && !turn.endedBy && this.#endReason === undefined && !this.#options.whyNoProcess()) {
+    const reason = run.endReason ?? (exit.exitCode === 0 && !exit.signal ? "exited" : "crashed");
+    if (turn && warmTurn?.turn === turn && !warmTurn.answered && !turn.endedBy && !stoppedByUs && !this.#options.whyNoProcess()) {
       // The agent ended without a word about this turn: it was already dying when the
       // turn reached it. Start it again (resuming the conversation) instead of failing.
       this.#record(turn.id, {
@@ -594,16 +588,14 @@ export class Session {
         value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? "" }),
       });
       this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal }, "agent ended before it took the turn; starting it again");
-      this.#startKind = this.#hasConversation ? StartKind.RESUMED : StartKind.COLD;
-      this.#startRetried = false;
       this.#armTurnTimer(turn);
-      void this.#spawn(turn);
+      void this.#startRun(turn, startKindFor(this.#hasConversation), false);
       return;
     }
     if (turn) {
       const detail = exit.spawnError
         ? `cannot start the agent: ${exit.spawnError}`
-        : `the agent exited in the middle of the turn (${describeExit(exit)})${this.#fatalStartupMessage ? `: ${this.#fatalStartupMessage}` : ""}`;
+        : `the agent exited in the middle of the turn (${describeExit(exit)})${run.fatalStartupMessage ? `: ${run.fatalStartupMessage}` : ""}`;
       const outcome =
         turn.endedBy === "stop" ? TurnOutcome.STOPPED : turn.endedBy === "timeout" ? TurnOutcome.TIMED_OUT : TurnOutcome.FAILED;
       const ended = this.#daemonTurnEnd(outcome, outcome === TurnOutcome.FAILED ? detail : "");
@@ -614,17 +606,17 @@ export class Session {
       this.#announce(turn);
       this.#finishTurn(turn, ended);
     }
-    if (this.#processStarted) {
+    if (answered) {
       this.#record("", {
         case: "sessionEnded",
         value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? "" }),
       });
     } else {
-      this.view.status = SessionStatus.DEAD;
+      this.view.notStarted();
     }
     // The process group is gone from the registry entry.
     this.log.touch();
-    this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal }, "session ended");
+    this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal, pid: agent.pid }, "session ended");
   }
 
   // Logs TurnStarted once per turn.
@@ -651,9 +643,10 @@ export class Session {
     }
     if (turn.startedAtMs > 0) ended.durationMs = BigInt(Math.max(0, Date.now() - turn.startedAtMs));
     this.#record(turn.id, { case: "turnEnded", value: ended });
-    if (this.#current === turn) {
-      this.#current = undefined;
+    if (this.#turns.current === turn) {
+      this.#turns.finished(turn);
       this.#clearTurnTimers();
+      this.#requests.interruptsSent = 0;
     }
     turn.markEnded();
   }
@@ -671,14 +664,17 @@ export class Session {
     const { turnTimeoutMs, stopGraceMs } = this.#options.limits;
     if (turnTimeoutMs <= 0) return;
     this.#turnTimer = setLongTimeout(() => {
-      if (this.#current !== turn || turn.ended) return;
+      if (this.#turns.current !== turn || turn.ended) return;
       turn.endedBy = "timeout";
       this.#logger.warn({ turn: turn.id, turnTimeoutMs }, "turn timed out; interrupting");
       const agent = this.#agent;
-      agent?.interrupt();
+      if (agent) {
+        this.#requests.interruptsSent += 1;
+        agent.interrupt();
+      }
       // An agent that ignores the interrupt is ended; the exit ends the turn.
       this.#killTimer = setTimeout(() => {
-        if (this.#current === turn && !turn.ended) void agent?.close(stopGraceMs);
+        if (this.#turns.current === turn && !turn.ended) void agent?.close(stopGraceMs);
       }, stopGraceMs);
     }, turnTimeoutMs);
   }
@@ -696,7 +692,7 @@ export class Session {
   #armCheckpoint(): void {
     clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = setTimeout(() => {
-      if (!this.#current && this.#queue.length === 0) this.log.touch();
+      if (!this.#turns.busy) this.log.touch();
     }, CHECKPOINT_DELAY_MS);
     this.#checkpointTimer.unref();
   }
@@ -706,7 +702,7 @@ export class Session {
     const idleMs = this.config.idleTimeoutSeconds > 0 ? this.config.idleTimeoutSeconds * 1000 : this.#options.limits.idleTimeoutMs;
     if (idleMs <= 0 || !this.#agent?.alive) return;
     this.#idleTimer = setLongTimeout(() => {
-      if (this.#current || this.#queue.length > 0) return;
+      if (this.#turns.busy) return;
       this.#logger.info({ idleMs }, "reaping idle session");
       void this.stop("idle");
     }, idleMs);
@@ -715,14 +711,6 @@ export class Session {
   #clearIdleTimer(): void {
     this.#idleTimer?.clear();
     this.#idleTimer = undefined;
-  }
-
-  #rememberRequest(requestId: string, turn: Turn): void {
-    this.#byRequestId.set(requestId, turn);
-    if (this.#byRequestId.size > REMEMBERED_REQUEST_IDS) {
-      const oldest = this.#byRequestId.keys().next().value;
-      if (oldest !== undefined) this.#byRequestId.delete(oldest);
-    }
   }
 }
 
