@@ -174,16 +174,19 @@ export type SessionStarted = Message<"hotplex.v1.SessionStarted"> & {
   provider: string;
 
   /**
-   * The agent's own conversation id. For Claude Code it is the UUID v5 of the
-   * daemon's namespace and "<tenant>/<session id>", so it is stable across
-   * restarts of the process and of the daemon.
+   * The agent's own conversation id. claude-code: the UUID v5 of the daemon's
+   * namespace and "<tenant>/<session id>", stable across restarts of the
+   * process and of the daemon. codex: the agent's thread id; opencode: its
+   * session id; ACP agents: the ACP session id (each assigned by the agent at
+   * the first start and resumed by it afterwards).
    *
    * @generated from field: string provider_session_id = 3;
    */
   providerSessionId: string;
 
   /**
-   * Operating-system process id of the agent (also its process group id).
+   * Operating-system process id of the agent (also its process group id); 0
+   * when the agent is a server shared by many sessions (opencode).
    *
    * @generated from field: int32 pid = 4;
    */
@@ -470,14 +473,16 @@ export type TurnEnded = Message<"hotplex.v1.TurnEnded"> & {
   result: string;
 
   /**
-   * Tokens used by this turn.
+   * Tokens used by this turn (claude-code, codex and opencode report them;
+   * cache_write_tokens only where the agent counts them).
    *
    * @generated from field: hotplex.v1.Usage usage = 3;
    */
   usage?: Usage | undefined;
 
   /**
-   * Cost of this turn in US dollars, as estimated by the agent.
+   * Cost of this turn in US dollars, as estimated by the agent (claude-code
+   * and opencode; 0 where the agent reports none).
    *
    * @generated from field: double cost_usd = 4;
    */
@@ -491,21 +496,24 @@ export type TurnEnded = Message<"hotplex.v1.TurnEnded"> & {
   durationMs: bigint;
 
   /**
-   * Of duration_ms: time the model spent streaming thinking blocks.
+   * Of duration_ms: time the model spent streaming thinking blocks
+   * (claude-code; 0 for the others).
    *
    * @generated from field: uint64 thinking_duration_ms = 6;
    */
   thinkingDurationMs: bigint;
 
   /**
-   * Of duration_ms: time tools ran (from each ToolUse to its ToolResult).
+   * Of duration_ms: time tools ran (from each ToolUse to its ToolResult;
+   * claude-code; 0 for the others).
    *
    * @generated from field: uint64 tool_duration_ms = 7;
    */
   toolDurationMs: bigint;
 
   /**
-   * Of duration_ms: time the model spent streaming text and tool-call blocks.
+   * Of duration_ms: time the model spent streaming text and tool-call blocks
+   * (claude-code; 0 for the others).
    *
    * @generated from field: uint64 generation_duration_ms = 8;
    */
@@ -526,9 +534,11 @@ export type TurnEnded = Message<"hotplex.v1.TurnEnded"> & {
   errorMessage: string;
 
   /**
-   * The agent's own end-of-turn kind, e.g. "success", "error_max_turns",
-   * "error_during_execution". Empty when the agent gave none (process exit,
-   * timeout without an answer).
+   * The agent's own end-of-turn kind: claude-code "success",
+   * "error_max_turns", "error_during_execution"…; codex the turn status
+   * ("completed", "interrupted", "failed"); ACP agents the stop reason
+   * ("end_turn", "cancelled", "max_tokens"…). Empty when the agent gave none
+   * (process exit, timeout without an answer).
    *
    * @generated from field: string provider_subtype = 11;
    */
@@ -632,20 +642,25 @@ export const SessionEndedSchema: GenMessage<SessionEnded> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_event, 10);
 
 /**
- * RawOutput is an agent output line the parser did not recognize.
+ * RawOutput is something the agent said that the event model cannot hold:
+ * kept whole, never dropped.
  *
  * @generated from message hotplex.v1.RawOutput
  */
 export type RawOutput = Message<"hotplex.v1.RawOutput"> & {
   /**
-   * The line as printed by the agent (without its newline).
+   * The line as printed by the agent (without its newline); for agents whose
+   * messages are not lines of their own (JSON-RPC notifications, server
+   * events), the message as JSON.
    *
    * @generated from field: string line = 1;
    */
   line: string;
 
   /**
-   * Why it was not parsed: "not_json" or "unknown_type".
+   * Why it was not mapped: "not_json", "unknown_type", "parser_error", and
+   * per provider e.g. "unknown_item", "agent_warning", "other_thread"
+   * (codex), "malformed" (a message whose fields have the wrong types).
    *
    * @generated from field: string reason = 2;
    */
