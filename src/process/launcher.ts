@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { chown, mkdir, writeFile } from "node:fs/promises";
+import { chown, lchown, lstat, mkdir, writeFile } from "node:fs/promises";
 import { AgentProcess, type ProcessExit, processStartTime } from "./agent-process.js";
 import type { Command } from "./command.js";
 import { identityString } from "./orphans.js";
@@ -42,11 +42,19 @@ export class LaunchError extends Error {}
 export class AgentLauncher {
   constructor(readonly sandbox: Sandbox) {}
 
-  /** Creates a directory the agent must write (in its HOME), owned by the agent's user. */
+  /**
+   * Creates a directory the agent must write (in its HOME), owned by the agent's user.
+   * The agent could have planted a symlink there (its HOME is its own): a link, or
+   * anything but a directory, is refused, so nothing outside is created or chowned.
+   */
   async ensureAgentDir(dir: string): Promise<void> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    const found = await lstat(dir);
+    if (found.isSymbolicLink() || !found.isDirectory()) {
+      throw new LaunchError(`refusing to start the agent: ${dir} is not a directory of its own (a link or a file is there)`);
+    }
     const { uid, gid } = this.sandbox.settings;
-    if (uid !== undefined) await chown(dir, uid, gid ?? uid);
+    if (uid !== undefined) await lchown(dir, uid, gid ?? uid);
   }
 
   async launch(request: LaunchRequest): Promise<LaunchedAgent> {

@@ -1,5 +1,6 @@
 import { HotplexError } from "../errors.js";
 import { CLAUDE_CODE_ENV, ClaudeCodeProvider } from "./claude-code/provider.js";
+import { AcpProvider, GEMINI_ENV } from "./acp/provider.js";
 import { CODEX_ENV, CodexProvider } from "./codex/provider.js";
 import { LaunchError } from "../process/launcher.js";
 import { capabilities, type Provider } from "./provider.js";
@@ -26,6 +27,11 @@ interface ProviderFactory {
 const FACTORIES: Record<string, ProviderFactory> = {
   "claude-code": { defaultExecutable: "claude", envAllowList: CLAUDE_CODE_ENV, create: (executable) => new ClaudeCodeProvider(executable) },
   codex: { defaultExecutable: "codex", envAllowList: CODEX_ENV, create: (executable) => new CodexProvider(executable) },
+  gemini: {
+    defaultExecutable: "gemini",
+    envAllowList: GEMINI_ENV,
+    create: (executable) => new AcpProvider({ name: "gemini", command: [executable, "--acp"], quirks: "gemini" }),
+  },
 };
 
 /** The provider a config without `provider` gets. */

@@ -6,6 +6,8 @@ export class JsonRpcError extends Error {
   constructor(
     readonly code: number,
     message: string,
+    /** The error's `data`, as the agent sent it (untrusted: check before use). */
+    readonly data?: unknown,
   ) {
     super(message);
   }
@@ -125,7 +127,7 @@ export class JsonRpcPeer {
       const error = isObject(message.error) ? message.error : {};
       const code = typeof error.code === "number" ? error.code : -32603;
       const text = typeof error.message === "string" ? error.message.slice(0, 4096) : "error without a message";
-      pending.reject(new JsonRpcError(code, text));
+      pending.reject(new JsonRpcError(code, text, error.data));
     } else {
       pending.resolve(message.result);
     }
