@@ -5,6 +5,7 @@
 //   driven directly with its own protocol (same mock, same run, interleaved).
 // Sides are measured alternately in random order; ratios and differences of medians are
 // reported, never single timings alone (the machines are shared and noisy).
+import { PROTOCOL_VERSION } from "@agentclientprotocol/sdk";
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -14,6 +15,7 @@ import { DEFAULT_SANDBOX } from "../src/engine/config.js";
 import { nativeCodex } from "../src/providers/codex/executable.js";
 import { providerSettings } from "../src/providers/registry.js";
 import { claudeEnv, startMockAnthropic } from "../test/fixtures/mock-anthropic.js";
+import { geminiEnv, geminiSettings, startMockGemini } from "../test/fixtures/mock-gemini.js";
 import { codexConfigToml, startMockOpenAI } from "../test/fixtures/mock-openai-responses.js";
 import { type BenchResult, isMain, repoRoot, report, type Row, summarize } from "./lib.js";
 import { AGENT_ARGS, connectClient, loadNote, RawAgent, revision, shuffle, startInProcessDaemon, timedExecute } from "./overhead.js";
@@ -161,6 +163,97 @@ function codexBench(mockUrl: string): ProviderBench {
   };
 }
 
+// ---- Gemini CLI: ACP (JSON-RPC 2.0) on stdio ----
+class AcpDirect implements DirectAgent {
+  readonly #child: ChildProcess;
+  #pending = "";
+  #nextId = 1;
+  readonly #waiting = new Map<number, (message: Record<string, unknown>) => void>();
+  sessionId = "";
+
+  constructor(file: string, args: string[], cwd: string, env: Record<string, string>) {
+    this.#child = spawn(file, args, { cwd, env, stdio: ["pipe", "pipe", "ignore"] });
+    this.#child.stdout!.setEncoding("utf8");
+    this.#child.stdout!.on("data", (chunk: string) => {
+      const lines = (this.#pending + chunk).split("\n");
+      this.#pending = lines.pop() ?? "";
+      for (const line of lines) {
+        if (!line.startsWith("{")) continue;
+        const message = JSON.parse(line) as Record<string, unknown>;
+        if (typeof message.id === "number" && message.method === undefined) this.#waiting.get(message.id)?.(message);
+        // The agent's own requests (permissions) are answered with "cancelled": the bench runs no tools.
+        else if (message.id !== undefined && typeof message.method === "string") this.#send({ id: message.id, result: { outcome: { outcome: "cancelled" } } });
+      }
+    });
+  }
+
+  #send(message: Record<string, unknown>): void {
+    this.#child.stdin!.write(JSON.stringify({ jsonrpc: "2.0", ...message }) + "\n");
+  }
+
+  async request(method: string, params: unknown): Promise<Record<string, unknown>> {
+    const id = this.#nextId++;
+    const answer = await new Promise<Record<string, unknown>>((resolve) => {
+      this.#waiting.set(id, resolve);
+      this.#send({ id, method, params });
+    });
+    if (answer.error) throw new Error(`${method}: ${JSON.stringify(answer.error)}`);
+    return (answer.result ?? {}) as Record<string, unknown>;
+  }
+
+  async begin(cwd: string): Promise<void> {
+    await this.request("initialize", { protocolVersion: PROTOCOL_VERSION, clientCapabilities: {} });
+    const session = await this.request("session/new", { cwd, mcpServers: [] });
+    this.sessionId = String(session.sessionId ?? "");
+  }
+
+  async turn(prompt: string): Promise<number> {
+    const t0 = performance.now();
+    await this.request("session/prompt", { sessionId: this.sessionId, prompt: [{ type: "text", text: prompt }] });
+    return performance.now() - t0;
+  }
+
+  async close(): Promise<void> {
+    const exited = new Promise((resolve) => this.#child.once("exit", resolve));
+    this.#child.stdin!.end();
+    await exited;
+  }
+}
+
+function geminiBench(mockUrl: string): ProviderBench {
+  const executable = path.join(repoRoot, "node_modules", ".bin", "gemini");
+  const settings = JSON.stringify(geminiSettings({ maxAttempts: 1 }));
+  const envFor = (home: string) => {
+    mkdirSync(path.join(home, ".gemini"), { recursive: true });
+    mkdirSync(path.join(home, ".tmp"), { recursive: true });
+    writeFileSync(path.join(home, ".gemini", "settings.json"), settings);
+    return { ...geminiEnv({ home, tmpdir: path.join(home, ".tmp"), baseUrl: mockUrl }), GEMINI_CLI_NO_RELAUNCH: "true" };
+  };
+  return {
+    provider: "gemini",
+    executable,
+    env: (home) => geminiEnv({ home, tmpdir: path.join(home, ".tmp"), baseUrl: mockUrl }),
+    template: { ".gemini/settings.json": settings },
+    async direct(cwd, home, prompt) {
+      const agent = new AcpDirect(executable, ["--acp"], cwd, envFor(home));
+      await agent.begin(cwd);
+      await agent.turn(prompt);
+      return agent;
+    },
+    // A new process per message cannot resume in the same minute without the provider's
+    // guard (see providers/acp): the per-message side starts a new conversation each time.
+    async spawnPerMessage(cwd, home, prompt) {
+      const t0 = performance.now();
+      const agent = new AcpDirect(executable, ["--acp"], cwd, envFor(`${home}-per-message`));
+      await agent.begin(cwd);
+      await agent.turn(prompt);
+      const ms = performance.now() - t0;
+      await agent.close();
+      return ms;
+    },
+  };
+}
+
 export async function main(): Promise<BenchResult> {
   const codeAtStart = revision();
   const startLoad = os.loadavg()[0] ?? NaN;
@@ -168,7 +261,8 @@ export async function main(): Promise<BenchResult> {
   const coldTurns = Number(process.env.PROVIDER_BENCH_COLD ?? 8);
   const anthropic = await startMockAnthropic();
   const openai = await startMockOpenAI();
-  const benches = [claudeBench(anthropic.url), codexBench(openai.url)];
+  const gemini = await startMockGemini();
+  const benches = [claudeBench(anthropic.url), codexBench(openai.url), geminiBench(gemini.url)];
   const rows: Row[] = [];
   const notes: string[] = [];
   const added: Record<string, number> = {};
@@ -243,6 +337,7 @@ export async function main(): Promise<BenchResult> {
   } finally {
     await anthropic.close();
     await openai.close();
+    await gemini.close();
     rmSync(scratch, { recursive: true, force: true });
   }
   const claude = added["claude-code"] ?? NaN;
@@ -251,7 +346,7 @@ export async function main(): Promise<BenchResult> {
     notes.push(`${provider}: added p50 ${ms.toFixed(2)} ms vs Claude Code's ${claude.toFixed(2)} ms in the same run (target: within 0.5 ms: ${ms - claude <= 0.5 ? "met" : "MISSED"}).`);
   }
   notes.push(
-    `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)} Real CLIs against local mocks (Claude Code: mock Messages API; Codex: mock Responses API); hotplexd in-process, sqlite store, sandbox off on both sides.`,
+    `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)} Real CLIs against local mocks (Claude Code: mock Messages API; Codex: mock Responses API; Gemini CLI: mock Gemini API); hotplexd in-process, sqlite store, sandbox off on both sides.`,
     `${turns} warm turns per side (one untimed warm-up each), alternating in random order; cold sides ${coldTurns} samples each, interleaved with them. A cold hotplex turn is a new session's first turn (work dir, HOME, spawn, handshake); spawn per message resumes the conversation each time.`,
   );
   const result: BenchResult = {
