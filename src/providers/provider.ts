@@ -35,14 +35,21 @@ export interface ProviderCapabilities {
   setModel: boolean;
 }
 
-/** How an agent run begins: a new conversation, or one the agent already holds. */
-export type StartMode = "new" | "resume";
+/**
+ * How an agent run begins: a new conversation, one the agent already holds, or a new
+ * conversation that starts as a copy of another (`AgentStart.forkFrom`, which the agent
+ * must hold in this session's storage). A provider without the fork capability refuses
+ * "fork" with a LaunchError.
+ */
+export type StartMode = "new" | "resume" | "fork";
 
 /** What a provider gets to open one agent run of a session. */
 export interface AgentStart {
   /** The agent's conversation id as the session knows it (deterministic per session, or the agent's own). */
   providerSessionId: string;
   mode: StartMode;
+  /** With mode "fork": the conversation the new one copies. */
+  forkFrom?: string;
   config: LaunchConfig;
   /** The session's work dir, HOME and private state dir (for launch files). */
   paths: SessionPaths;

@@ -72,6 +72,7 @@ export class AcpProvider implements Provider {
 
   async connect(start: AgentStart): Promise<AgentConnection> {
     const { config, paths, launcher } = start;
+    if (start.mode === "fork") throw new LaunchError(`provider ${this.name} cannot fork a conversation`);
     if (config.disallowedTools.length > 0) {
       // The tenant's policy forbids tools; the agent cannot be told to, so it does not run.
       throw new LaunchError(`the tenant's policy disallows tools (${config.disallowedTools.join(", ")}), which provider ${this.name} cannot enforce`);

@@ -84,3 +84,18 @@ describe("ClaudeCodeProvider.validateConfig", () => {
     },
   );
 });
+
+describe("ClaudeCodeProvider fork", () => {
+  const paths = { workDir: "/w", home: "/h", stateDir: "/s" };
+  it("starts a fork as a copy of the source conversation, under the session's own id", () => {
+    const { args } = provider.command({ providerSessionId: "new-id", mode: "fork", forkFrom: "source-id", config: NONE, paths });
+    expect(args).toContain("--resume=source-id");
+    expect(args).toContain("--fork-session");
+    expect(args).toContain("--session-id=new-id");
+    expect(args.filter((arg) => arg.startsWith("--resume") || arg.startsWith("--session-id"))).toHaveLength(2);
+  });
+
+  it("refuses a fork without a source", () => {
+    expect(() => provider.command({ providerSessionId: "new-id", mode: "fork", config: NONE, paths })).toThrow("a fork needs the conversation to fork from");
+  });
+});

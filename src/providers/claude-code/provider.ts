@@ -2,6 +2,7 @@ import path from "node:path";
 import { HotplexError } from "../../errors.js";
 import type { AgentConnection } from "../connection.js";
 import { type AgentStart, type Command, capabilities, type LaunchConfig, type Provider, type StartupFailure } from "../provider.js";
+import { LaunchError } from "../../process/launcher.js";
 import { StdioNdjsonConnection } from "../transport/stdio-ndjson.js";
 import { agentVersion } from "../version.js";
 import { ClaudeStreamParser } from "./parser.js";
@@ -28,7 +29,7 @@ export const CLAUDE_CODE_ENV: readonly string[] = ["ANTHROPIC_*", "CLAUDE_*", "D
 /** Claude Code (`claude -p` in stream-json mode): one process per session, NDJSON both ways. */
 export class ClaudeCodeProvider implements Provider {
   readonly name = "claude-code";
-  readonly capabilities = capabilities({ interrupt: true, approvals: true, setModel: true });
+  readonly capabilities = capabilities({ interrupt: true, approvals: true, fork: true, setModel: true });
   readonly envAllowList = CLAUDE_CODE_ENV;
 
   constructor(private readonly executable: string) {}
@@ -69,15 +70,21 @@ export class ClaudeCodeProvider implements Provider {
    * flag), and the system prompts go through files, which also keeps them out of
    * /proc/<pid>/cmdline and clear of the kernel's 128 KiB limit per argument.
    */
-  command(spec: Pick<AgentStart, "providerSessionId" | "mode" | "config" | "paths">): Command {
+  command(spec: Pick<AgentStart, "providerSessionId" | "mode" | "forkFrom" | "config" | "paths">): Command {
     const { config } = spec;
     const resume = spec.mode === "resume";
     const stateDir = spec.paths.stateDir;
+    if (spec.mode === "fork" && !spec.forkFrom) throw new LaunchError("a fork needs the conversation to fork from");
     const args: string[] = [...BASE_ARGS];
     const files: Record<string, string> = {};
     // A new conversation gets the deterministic id; a restart resumes it, so the agent
     // keeps its history across crashes, idle reaping and daemon restarts.
-    args.push(`${resume ? "--resume" : "--session-id"}=${spec.providerSessionId}`);
+    if (spec.mode === "fork") {
+      // The fork gets the session's own id; the original stays resumable.
+      args.push(`--resume=${spec.forkFrom}`, "--fork-session", `--session-id=${spec.providerSessionId}`);
+    } else {
+      args.push(`${resume ? "--resume" : "--session-id"}=${spec.providerSessionId}`);
+    }
     if (config.model) args.push(`--model=${config.model}`);
     if (config.permissionMode) args.push(`--permission-mode=${config.permissionMode}`);
     // One rule per flag (the CLI accepts the flag repeatedly).

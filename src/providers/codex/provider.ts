@@ -190,7 +190,7 @@ class CodexConnection implements AgentConnection {
 
   // initialize, then the thread: a new one, or the conversation to continue.
   async #handshake(): Promise<void> {
-    const { config, mode, providerSessionId, paths } = this.#start;
+    const { config, mode, providerSessionId, forkFrom, paths } = this.#start;
     try {
       await this.#peer.request("initialize", { clientInfo: { name: "hotplex", title: "hotplex", version: "1" }, capabilities: null });
       this.#peer.notify("initialized");
@@ -205,7 +205,9 @@ class CodexConnection implements AgentConnection {
       const result =
         mode === "resume"
           ? await this.#peer.request("thread/resume", { threadId: providerSessionId, excludeTurns: true, ...settings })
-          : await this.#peer.request("thread/start", settings);
+          : mode === "fork"
+            ? await this.#peer.request("thread/fork", { threadId: forkFrom, excludeTurns: true, ...settings })
+            : await this.#peer.request("thread/start", settings);
       const thread = isObject(result) && isObject(result.thread) ? result.thread : {};
       const threadId = typeof thread.id === "string" ? thread.id : "";
       if (!THREAD_ID.test(threadId)) throw new JsonRpcError(-32603, `the agent named no usable thread id (${JSON.stringify(threadId.slice(0, 80))})`);
