@@ -25,7 +25,7 @@ import {
   SessionSummarySchema,
 } from "../../gen/hotplex/v1/session_service_pb.js";
 import { HotplexError, OutOfRangeError } from "../errors.js";
-import type { Event } from "../events/event.js";
+import type { Event, TurnOutcome } from "../events/event.js";
 import { EventLog } from "../events/event-log.js";
 import { readEventBatches } from "../events/follow.js";
 import { GroupCommitter } from "../events/group-committer.js";
@@ -397,6 +397,23 @@ export class Engine {
     // The SessionEnded event is in the answer's last_seq: commit it first.
     this.#committer.flush();
     return this.snapshot(caller, sessionId);
+  }
+
+  /**
+   * Interrupts the session's running turn (optionally only if it is `turnId`) and returns
+   * once it has ended. FAILED_PRECONDITION when the provider cannot, or no such turn runs.
+   */
+  async interrupt(caller: Caller, sessionId: string, turnId: string): Promise<{ turnId: string; outcome: TurnOutcome; lastSeq: number }> {
+    const session = this.#session(caller.tenant, sessionId);
+    if (turnId) validateRequestId(turnId, "turn_id");
+    if (!session.provider.capabilities.interrupt) {
+      throw new HotplexError("failed_precondition", `provider ${session.providerName} cannot interrupt a turn; use StopSession to end the agent`);
+    }
+    const turn = session.interrupt(turnId);
+    await turn.done;
+    // The TurnEnded event is in the answer's last_seq: commit it first.
+    this.#committer.flush();
+    return { turnId: turn.id, outcome: turn.outcome, lastSeq: session.log.lastSeq };
   }
 
   /** Stops and removes a session, its events and (optionally) the agent's transcript. */

@@ -29,9 +29,9 @@ export function validatePrompt(prompt: string, maxBytes = MAX_PROMPT_BYTES): voi
   if (Buffer.byteLength(prompt, "utf8") > maxBytes) throw invalid(`prompt is larger than ${maxBytes} bytes`);
 }
 
-export function validateRequestId(requestId: string): void {
+export function validateRequestId(requestId: string, field = "request_id"): void {
   if (requestId.length > MAX_REQUEST_ID_CHARS) {
-    throw invalid(`request_id is longer than ${MAX_REQUEST_ID_CHARS} characters`);
+    throw invalid(`${field} is longer than ${MAX_REQUEST_ID_CHARS} characters`);
   }
 }
 

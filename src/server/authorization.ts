@@ -12,6 +12,7 @@ const SESSION_SERVICE: Record<keyof typeof SessionService.method, Permission> = 
   subscribe: "session.read",
   getSnapshot: "session.read",
   stopSession: "session.write",
+  interrupt: "session.write",
   getSessionStats: "session.read",
   listSessions: "session.read",
   deleteSession: "session.write",

@@ -301,6 +301,21 @@ export class Session {
     await run.exitHandled;
   }
 
+  /**
+   * Asks the agent to end the running turn (optionally only if it is `turnId`); the turn
+   * ends INTERRUPTED and the agent stays warm. An agent that does not end it within the
+   * stop grace is ended, and the next turn resumes the conversation.
+   */
+  interrupt(turnId: string): Turn {
+    const turn = this.#turns.current;
+    if (!turn || turn.ended) throw new HotplexError("failed_precondition", `session "${this.sessionId}" has no running turn to interrupt`);
+    if (turnId && turn.id !== turnId) {
+      throw new HotplexError("failed_precondition", `turn ${JSON.stringify(turnId.slice(0, 128))} is not running in session "${this.sessionId}" (turn ${turn.id} is)`);
+    }
+    if (!turn.endedBy) this.#interruptTurn(turn, "interrupt");
+    return turn;
+  }
+
   /** Stops the session and refuses new turns (daemon shutdown). */
   async close(): Promise<void> {
     this.#closed = true;
@@ -597,7 +612,7 @@ export class Session {
         ? `cannot start the agent: ${exit.spawnError}`
         : `the agent exited in the middle of the turn (${describeExit(exit)})${run.fatalStartupMessage ? `: ${run.fatalStartupMessage}` : ""}`;
       const outcome =
-        turn.endedBy === "stop" ? TurnOutcome.STOPPED : turn.endedBy === "timeout" ? TurnOutcome.TIMED_OUT : TurnOutcome.FAILED;
+        turn.endedBy === "stop" ? TurnOutcome.STOPPED : turn.endedBy === "timeout" ? TurnOutcome.TIMED_OUT : turn.endedBy === "interrupt" ? TurnOutcome.INTERRUPTED : TurnOutcome.FAILED;
       const ended = this.#daemonTurnEnd(outcome, outcome === TurnOutcome.FAILED ? detail : "");
       if (outcome === TurnOutcome.FAILED) {
         if (exit.exitCode !== undefined) ended.exitCode = exit.exitCode;
@@ -634,6 +649,9 @@ export class Session {
     if (turn.endedBy === "timeout") {
       ended.outcome = TurnOutcome.TIMED_OUT;
       ended.errorMessage = `the turn ran longer than the turn timeout (${this.#options.limits.turnTimeoutMs} ms)`;
+    } else if (turn.endedBy === "interrupt") {
+      ended.outcome = TurnOutcome.INTERRUPTED;
+      ended.errorMessage = "interrupted by the client";
     } else if (turn.endedBy === "stop") {
       ended.outcome = TurnOutcome.STOPPED;
       ended.errorMessage = `session ${turn.stopReason || "stopped"} during the turn`;
@@ -648,7 +666,7 @@ export class Session {
       this.#clearTurnTimers();
       this.#requests.interruptsSent = 0;
     }
-    turn.markEnded();
+    turn.markEnded(ended.outcome);
   }
 
   #daemonTurnEnd(outcome: TurnOutcome, errorMessage: string): TurnEnded {
@@ -665,18 +683,35 @@ export class Session {
     if (turnTimeoutMs <= 0) return;
     this.#turnTimer = setLongTimeout(() => {
       if (this.#turns.current !== turn || turn.ended) return;
-      turn.endedBy = "timeout";
       this.#logger.warn({ turn: turn.id, turnTimeoutMs }, "turn timed out; interrupting");
-      const agent = this.#agent;
-      if (agent) {
-        this.#requests.interruptsSent += 1;
-        agent.interrupt();
-      }
-      // An agent that ignores the interrupt is ended; the exit ends the turn.
-      this.#killTimer = setTimeout(() => {
-        if (this.#turns.current === turn && !turn.ended) void agent?.close(stopGraceMs);
-      }, stopGraceMs);
+      this.#interruptTurn(turn, "timeout");
     }, turnTimeoutMs);
+  }
+
+  // The one way a running turn is stopped while the agent is kept: an interrupt through
+  // the agent's protocol, then, if the turn has not ended after the stop grace, the agent
+  // is ended (its exit ends the turn, and the next turn resumes the conversation). The
+  // turn ends with the daemon's outcome: INTERRUPTED, or TIMED_OUT for the turn timeout.
+  #interruptTurn(turn: Turn, why: "interrupt" | "timeout"): void {
+    const { stopGraceMs } = this.#options.limits;
+    turn.endedBy = why;
+    this.#turnTimer?.clear();
+    this.#turnTimer = undefined;
+    const agent = this.#agent;
+    if (!agent) {
+      // Still being started: no agent has the turn yet, so it ends now.
+      this.#announce(turn);
+      this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.INTERRUPTED, ""));
+      return;
+    }
+    this.#requests.interruptsSent += 1;
+    agent.interrupt();
+    clearTimeout(this.#killTimer);
+    this.#killTimer = setTimeout(() => {
+      if (this.#turns.current !== turn || turn.ended) return;
+      this.#logger.warn({ turn: turn.id, stopGraceMs }, "the agent did not end the interrupted turn; ending the agent");
+      void agent.close(stopGraceMs);
+    }, stopGraceMs);
   }
 
   #clearTurnTimers(): void {

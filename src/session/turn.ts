@@ -13,7 +13,9 @@ export class Turn {
   /** TurnStarted has been logged. */
   announced = false;
   /** Set when the daemon ends the turn: the outcome it reports wins over the agent's. */
-  endedBy: "timeout" | "stop" | "agent_fault" | undefined;
+  endedBy: "timeout" | "interrupt" | "stop" | "agent_fault" | undefined;
+  /** How the turn ended (once it has). */
+  outcome = 0;
   stopReason = "";
   /** With endedBy "agent_fault": what the agent did wrong (the turn ends FAILED with it). */
   fault = "";
@@ -32,7 +34,8 @@ export class Turn {
     return this.#ended;
   }
 
-  markEnded(): void {
+  markEnded(outcome = 0): void {
+    this.outcome = outcome;
     this.#ended = true;
     this.#resolve();
   }

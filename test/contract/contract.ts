@@ -123,6 +123,30 @@ export function providerContract(target: () => ContractTarget, options: { timeou
     expect(text(after)).toContain("remember-me");
   }, timeout);
 
+  it("interrupts a running turn: INTERRUPTED, the agent stays warm and the next turn continues the conversation", async () => {
+    const t = target();
+    const id = sessionId("interrupt");
+    await execute(id, t.plain("before-interrupt"));
+    const pid = (await t.client().getSnapshot({ sessionId: id })).session?.pid;
+    const running = await begin(id, t.hang());
+    const answer = await t.client().interrupt({ sessionId: id });
+    const events = await running.rest;
+    expect(turnEnd(events).outcome).toBe(TurnOutcome.INTERRUPTED);
+    expect(answer.outcome).toBe(TurnOutcome.INTERRUPTED);
+    expect(answer.turnId).toBe(events.at(-1)?.turnId);
+    expect(Number(answer.lastSeq)).toBeGreaterThanOrEqual(Number(events.at(-1)?.seq));
+    expect((await t.client().getSnapshot({ sessionId: id })).session?.pid).toBe(pid);
+    const after = await execute(id, t.recall());
+    expect(after.some((e) => e.payload.case === "sessionStarted")).toBe(false);
+    expect(turnEnd(after).outcome).toBe(TurnOutcome.COMPLETED);
+    expect(text(after)).toContain("before-interrupt");
+    // Nothing runs now, and a turn id that is not the running turn's is refused.
+    const idle = await t.client().interrupt({ sessionId: id }).catch((e: unknown) => ConnectError.from(e));
+    expect((idle as ConnectError).code).toBe(Code.FailedPrecondition);
+    const missing = await t.client().interrupt({ sessionId: `${id}-none` }).catch((e: unknown) => ConnectError.from(e));
+    expect((missing as ConnectError).code).toBe(Code.NotFound);
+  }, timeout);
+
   it("ends a turn FAILED when the agent dies in it, and resumes on the next turn", async () => {
     const t = target();
     if (!t.crash) return;

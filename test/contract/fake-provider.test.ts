@@ -113,6 +113,15 @@ describe("providers through the API", () => {
     expect((changed as ConnectError).rawMessage).toMatch(/runs provider fake-two; a session's provider cannot change/);
   });
 
+  it("refuses to interrupt on a provider that cannot, naming it; and a hostile turn id", async () => {
+    await collect(client.execute({ sessionId: "no-interrupt", prompt: "hi", config: { provider: "fake-two" } }));
+    const error = await client.interrupt({ sessionId: "no-interrupt" }).catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.FailedPrecondition);
+    expect((error as ConnectError).rawMessage).toMatch(/provider fake-two cannot interrupt a turn/);
+    const long = await client.interrupt({ sessionId: "no-interrupt", turnId: "t".repeat(10_000) }).catch((e: unknown) => ConnectError.from(e));
+    expect((long as ConnectError).code).toBe(Code.InvalidArgument);
+  });
+
   it("hands an agent its own provider's variables and none of another's", async () => {
     await collect(client.execute({ sessionId: "env", prompt: "hi" }));
     const env = fake.runs.at(-1)?.env;

@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Event, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
@@ -207,5 +208,45 @@ describe("an agent that died while idle", () => {
     } finally {
       if (isAlive(stray)) process.kill(stray, "SIGKILL");
     }
+  });
+});
+
+describe("interrupting a turn", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startTestDaemon({ engine: { limits: { stopGraceMs: 500 } } });
+  });
+  afterAll(async () => {
+    await daemon.close();
+  });
+
+  it("ends the agent when it ignores the interrupt, and the next turn resumes the conversation", async () => {
+    await executeEvents(daemon.client.execute({ sessionId: "deaf", prompt: "remember FIG" }));
+    const pid = (await daemon.client.getSnapshot({ sessionId: "deaf" })).session?.pid ?? 0;
+    const stream = daemon.client.execute({ sessionId: "deaf", prompt: "[[hang-hard]]" })[Symbol.asyncIterator]();
+    await stream.next();
+    const answer = await daemon.client.interrupt({ sessionId: "deaf" });
+    expect(answer.outcome).toBe(TurnOutcome.INTERRUPTED);
+    await waitUntil(() => !isAlive(pid), 10_000, "the deaf agent to be ended");
+    const next = await executeEvents(daemon.client.execute({ sessionId: "deaf", prompt: "[[history]]" }));
+    expect(textOf(next)).toContain("remember FIG");
+    expect(turnEndOf(next).outcome).toBe(TurnOutcome.COMPLETED);
+  });
+
+  it("keeps queued turns: they run after the interrupted one on the same agent", async () => {
+    await executeEvents(daemon.client.execute({ sessionId: "queue", prompt: "warm" }));
+    const stream = daemon.client.execute({ sessionId: "queue", prompt: "[[hang]]" })[Symbol.asyncIterator]();
+    const first = await stream.next();
+    const turnId = first.done ? "" : (first.value.events[0]?.turnId ?? "");
+    const queued = executeEvents(daemon.client.execute({ sessionId: "queue", prompt: "after", queue: true }));
+    await waitUntil(() => daemon.engine.pool.get({ tenant: "default", sessionId: "queue" })?.queuedTurns === 1, 5_000, "the queued turn");
+    // A turn id that is not the running turn's is refused, the right one taken.
+    const wrong = await daemon.client.interrupt({ sessionId: "queue", turnId: "another" }).catch((e: unknown) => ConnectError.from(e));
+    expect(wrong).toBeInstanceOf(ConnectError);
+    expect((wrong as ConnectError).code).toBe(Code.FailedPrecondition);
+    expect((await daemon.client.interrupt({ sessionId: "queue", turnId })).turnId).toBe(turnId);
+    const after = await queued;
+    expect(after.some((e) => e.payload.case === "sessionStarted")).toBe(false);
+    expect(turnEndOf(after).outcome).toBe(TurnOutcome.COMPLETED);
   });
 });

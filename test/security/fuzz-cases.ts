@@ -20,6 +20,7 @@ import {
   ExecuteRequestSchema,
   GetSessionStatsRequestSchema,
   GetSnapshotRequestSchema,
+  InterruptRequestSchema,
   ListProvidersRequestSchema,
   ListSessionsRequestSchema,
   SessionService,
@@ -601,6 +602,8 @@ class Generator {
           schema: DeleteTenantSessionRequestSchema,
           message: create(DeleteTenantSessionRequestSchema, { tenant: rng.pick(["default", "", "other"]), sessionId: rng.pick(POOL), deleteTranscript: rng.chance(0.5) }),
         };
+      case "Interrupt":
+        return { schema: InterruptRequestSchema, message: create(InterruptRequestSchema, { sessionId: rng.pick(POOL), turnId: rng.pick(["", "x", "\u0000", "t".repeat(200)]) }) };
       case "ListProviders":
         return { schema: ListProvidersRequestSchema, message: create(ListProvidersRequestSchema) };
       case "GetServerInfo":

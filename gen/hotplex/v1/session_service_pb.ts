@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Event } from "./event_pb.js";
+import type { Event, TurnOutcome } from "./event_pb.js";
 import { file_hotplex_v1_event } from "./event_pb.js";
 import type { ProviderCapabilities, SessionConfig, SessionInfo, SessionStats, SessionStatus } from "./session_pb.js";
 import { file_hotplex_v1_session } from "./session_pb.js";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/session_service.proto.
  */
 export const file_hotplex_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJEChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKwoJcHJvdmlkZXJzGAEgAygLMhguaG90cGxleC52MS5Qcm92aWRlckluZm8ieQoMUHJvdmlkZXJJbmZvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRI2CgxjYXBhYmlsaXRpZXMYAyABKAsyIC5ob3RwbGV4LnYxLlByb3ZpZGVyQ2FwYWJpbGl0aWVzEhIKCmlzX2RlZmF1bHQYBCABKAgiggEKDkV4ZWN1dGVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDgoGcHJvbXB0GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKQoGY29uZmlnGAQgASgLMhkuaG90cGxleC52MS5TZXNzaW9uQ29uZmlnEg0KBXF1ZXVlGAUgASgIIjQKD0V4ZWN1dGVSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5ob3RwbGV4LnYxLkV2ZW50Il4KEFN1YnNjcmliZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQSDgoGZm9sbG93GAMgASgIEhMKC2luY2FybmF0aW9uGAQgASgJInYKD1N1YnNjcmliZUhlYWRlchIpCgZzdGF0dXMYASABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEQoJZmlyc3Rfc2VxGAIgASgEEhAKCGxhc3Rfc2VxGAMgASgEEhMKC2luY2FybmF0aW9uGAQgASgJImMKEVN1YnNjcmliZVJlc3BvbnNlEisKBmhlYWRlchgBIAEoCzIbLmhvdHBsZXgudjEuU3Vic2NyaWJlSGVhZGVyEiEKBmV2ZW50cxgCIAMoCzIRLmhvdHBsZXgudjEuRXZlbnQiaAoQT3V0T2ZSYW5nZURldGFpbBISCgpzZXNzaW9uX2lkGAEgASgJEhsKE3JlcXVlc3RlZF9hZnRlcl9zZXEYAiABKAQSEQoJZmlyc3Rfc2VxGAMgASgEEhAKCGxhc3Rfc2VxGAQgASgEIigKEkdldFNuYXBzaG90UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE0dldFNuYXBzaG90UmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiKAoSU3RvcFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCIsChZHZXRTZXNzaW9uU3RhdHNSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiVgoXR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRInCgVzdGF0cxgCIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3Qi2gEKDlNlc3Npb25TdW1tYXJ5EhIKCnNlc3Npb25faWQYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgFIAEoBBITCgtpbmNhcm5hdGlvbhgGIAEoCSJEChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN1bW1hcnkiRQoURGVsZXRlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIZChFkZWxldGVfdHJhbnNjcmlwdBgCIAEoCCIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQynQUKDlNlc3Npb25TZXJ2aWNlEkQKB0V4ZWN1dGUSGi5ob3RwbGV4LnYxLkV4ZWN1dGVSZXF1ZXN0GhsuaG90cGxleC52MS5FeGVjdXRlUmVzcG9uc2UwARJKCglTdWJzY3JpYmUSHC5ob3RwbGV4LnYxLlN1YnNjcmliZVJlcXVlc3QaHS5ob3RwbGV4LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTgoLR2V0U25hcHNob3QSHi5ob3RwbGV4LnYxLkdldFNuYXBzaG90UmVxdWVzdBofLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXNwb25zZRJOCgtTdG9wU2Vzc2lvbhIeLmhvdHBsZXgudjEuU3RvcFNlc3Npb25SZXF1ZXN0Gh8uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlc3BvbnNlEloKD0dldFNlc3Npb25TdGF0cxIiLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLmhvdHBsZXgudjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USUQoMTGlzdFNlc3Npb25zEh8uaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuaG90cGxleC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuaG90cGxleC52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLmhvdHBsZXgudjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlElQKDUxpc3RQcm92aWRlcnMSIC5ob3RwbGV4LnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiEuaG90cGxleC52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
+  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJEChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKwoJcHJvdmlkZXJzGAEgAygLMhguaG90cGxleC52MS5Qcm92aWRlckluZm8ieQoMUHJvdmlkZXJJbmZvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRI2CgxjYXBhYmlsaXRpZXMYAyABKAsyIC5ob3RwbGV4LnYxLlByb3ZpZGVyQ2FwYWJpbGl0aWVzEhIKCmlzX2RlZmF1bHQYBCABKAgiggEKDkV4ZWN1dGVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDgoGcHJvbXB0GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKQoGY29uZmlnGAQgASgLMhkuaG90cGxleC52MS5TZXNzaW9uQ29uZmlnEg0KBXF1ZXVlGAUgASgIIjQKD0V4ZWN1dGVSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5ob3RwbGV4LnYxLkV2ZW50Il4KEFN1YnNjcmliZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQSDgoGZm9sbG93GAMgASgIEhMKC2luY2FybmF0aW9uGAQgASgJInYKD1N1YnNjcmliZUhlYWRlchIpCgZzdGF0dXMYASABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEQoJZmlyc3Rfc2VxGAIgASgEEhAKCGxhc3Rfc2VxGAMgASgEEhMKC2luY2FybmF0aW9uGAQgASgJImMKEVN1YnNjcmliZVJlc3BvbnNlEisKBmhlYWRlchgBIAEoCzIbLmhvdHBsZXgudjEuU3Vic2NyaWJlSGVhZGVyEiEKBmV2ZW50cxgCIAMoCzIRLmhvdHBsZXgudjEuRXZlbnQiaAoQT3V0T2ZSYW5nZURldGFpbBISCgpzZXNzaW9uX2lkGAEgASgJEhsKE3JlcXVlc3RlZF9hZnRlcl9zZXEYAiABKAQSEQoJZmlyc3Rfc2VxGAMgASgEEhAKCGxhc3Rfc2VxGAQgASgEIigKEkdldFNuYXBzaG90UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE0dldFNuYXBzaG90UmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiKAoSU3RvcFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCI3ChBJbnRlcnJ1cHRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDwoHdHVybl9pZBgCIAEoCSJgChFJbnRlcnJ1cHRSZXNwb25zZRIPCgd0dXJuX2lkGAEgASgJEigKB291dGNvbWUYAiABKA4yFy5ob3RwbGV4LnYxLlR1cm5PdXRjb21lEhAKCGxhc3Rfc2VxGAMgASgEIiwKFkdldFNlc3Npb25TdGF0c1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJWChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEicKBXN0YXRzGAIgASgLMhguaG90cGxleC52MS5TZXNzaW9uU3RhdHMiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCLaAQoOU2Vzc2lvblN1bW1hcnkSEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF9hY3RpdmVfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGAUgASgEEhMKC2luY2FybmF0aW9uGAYgASgJIkQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiwKCHNlc3Npb25zGAEgAygLMhouaG90cGxleC52MS5TZXNzaW9uU3VtbWFyeSJFChREZWxldGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhkKEWRlbGV0ZV90cmFuc2NyaXB0GAIgASgIIikKFURlbGV0ZVNlc3Npb25SZXNwb25zZRIQCghsYXN0X3NlcRgBIAEoBDLnBQoOU2Vzc2lvblNlcnZpY2USRAoHRXhlY3V0ZRIaLmhvdHBsZXgudjEuRXhlY3V0ZVJlcXVlc3QaGy5ob3RwbGV4LnYxLkV4ZWN1dGVSZXNwb25zZTABEkoKCVN1YnNjcmliZRIcLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVxdWVzdBodLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJOCgtHZXRTbmFwc2hvdBIeLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXF1ZXN0Gh8uaG90cGxleC52MS5HZXRTbmFwc2hvdFJlc3BvbnNlEk4KC1N0b3BTZXNzaW9uEh4uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlcXVlc3QaHy5ob3RwbGV4LnYxLlN0b3BTZXNzaW9uUmVzcG9uc2USSAoJSW50ZXJydXB0EhwuaG90cGxleC52MS5JbnRlcnJ1cHRSZXF1ZXN0Gh0uaG90cGxleC52MS5JbnRlcnJ1cHRSZXNwb25zZRJaCg9HZXRTZXNzaW9uU3RhdHMSIi5ob3RwbGV4LnYxLkdldFNlc3Npb25TdGF0c1JlcXVlc3QaIy5ob3RwbGV4LnYxLkdldFNlc3Npb25TdGF0c1Jlc3BvbnNlElEKDExpc3RTZXNzaW9ucxIfLmhvdHBsZXgudjEuTGlzdFNlc3Npb25zUmVxdWVzdBogLmhvdHBsZXgudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USVAoNRGVsZXRlU2Vzc2lvbhIgLmhvdHBsZXgudjEuRGVsZXRlU2Vzc2lvblJlcXVlc3QaIS5ob3RwbGV4LnYxLkRlbGV0ZVNlc3Npb25SZXNwb25zZRJUCg1MaXN0UHJvdmlkZXJzEiAuaG90cGxleC52MS5MaXN0UHJvdmlkZXJzUmVxdWVzdBohLmhvdHBsZXgudjEuTGlzdFByb3ZpZGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
 
 /**
  * ListProvidersRequest has no fields.
@@ -437,6 +437,72 @@ export const StopSessionResponseSchema: GenMessage<StopSessionResponse> = /*@__P
   messageDesc(file_hotplex_v1_session_service, 12);
 
 /**
+ * InterruptRequest names the session, and optionally the turn, to interrupt.
+ *
+ * @generated from message hotplex.v1.InterruptRequest
+ */
+export type InterruptRequest = Message<"hotplex.v1.InterruptRequest"> & {
+  /**
+   * The session whose running turn to stop.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * When set, only this turn is interrupted: if another one runs (the named
+   * turn ended and the next started), the call fails with
+   * FAILED_PRECONDITION instead of stopping the wrong turn.
+   *
+   * @generated from field: string turn_id = 2;
+   */
+  turnId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.InterruptRequest.
+ * Use `create(InterruptRequestSchema)` to create a new message.
+ */
+export const InterruptRequestSchema: GenMessage<InterruptRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 13);
+
+/**
+ * InterruptResponse says which turn was interrupted and how it ended.
+ *
+ * @generated from message hotplex.v1.InterruptResponse
+ */
+export type InterruptResponse = Message<"hotplex.v1.InterruptResponse"> & {
+  /**
+   * The turn that was running.
+   *
+   * @generated from field: string turn_id = 1;
+   */
+  turnId: string;
+
+  /**
+   * Its outcome: INTERRUPTED, or what it ended with on its own first (e.g.
+   * COMPLETED when the agent finished before the interrupt reached it).
+   *
+   * @generated from field: hotplex.v1.TurnOutcome outcome = 2;
+   */
+  outcome: TurnOutcome;
+
+  /**
+   * The last logged sequence number, including the turn's TurnEnded event.
+   *
+   * @generated from field: uint64 last_seq = 3;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.InterruptResponse.
+ * Use `create(InterruptResponseSchema)` to create a new message.
+ */
+export const InterruptResponseSchema: GenMessage<InterruptResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 14);
+
+/**
  * GetSessionStatsRequest names a session.
  *
  * @generated from message hotplex.v1.GetSessionStatsRequest
@@ -455,7 +521,7 @@ export type GetSessionStatsRequest = Message<"hotplex.v1.GetSessionStatsRequest"
  * Use `create(GetSessionStatsRequestSchema)` to create a new message.
  */
 export const GetSessionStatsRequestSchema: GenMessage<GetSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 13);
+  messageDesc(file_hotplex_v1_session_service, 15);
 
 /**
  * GetSessionStatsResponse carries the statistics.
@@ -483,7 +549,7 @@ export type GetSessionStatsResponse = Message<"hotplex.v1.GetSessionStatsRespons
  * Use `create(GetSessionStatsResponseSchema)` to create a new message.
  */
 export const GetSessionStatsResponseSchema: GenMessage<GetSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 14);
+  messageDesc(file_hotplex_v1_session_service, 16);
 
 /**
  * ListSessionsRequest lists the caller's sessions.
@@ -498,7 +564,7 @@ export type ListSessionsRequest = Message<"hotplex.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 15);
+  messageDesc(file_hotplex_v1_session_service, 17);
 
 /**
  * SessionSummary is one entry of ListSessions.
@@ -554,7 +620,7 @@ export type SessionSummary = Message<"hotplex.v1.SessionSummary"> & {
  * Use `create(SessionSummarySchema)` to create a new message.
  */
 export const SessionSummarySchema: GenMessage<SessionSummary> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 16);
+  messageDesc(file_hotplex_v1_session_service, 18);
 
 /**
  * ListSessionsResponse holds the sessions.
@@ -575,7 +641,7 @@ export type ListSessionsResponse = Message<"hotplex.v1.ListSessionsResponse"> & 
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 17);
+  messageDesc(file_hotplex_v1_session_service, 19);
 
 /**
  * DeleteSessionRequest names a session.
@@ -605,7 +671,7 @@ export type DeleteSessionRequest = Message<"hotplex.v1.DeleteSessionRequest"> & 
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 18);
+  messageDesc(file_hotplex_v1_session_service, 20);
 
 /**
  * DeleteSessionResponse confirms the deletion.
@@ -626,7 +692,7 @@ export type DeleteSessionResponse = Message<"hotplex.v1.DeleteSessionResponse"> 
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 19);
+  messageDesc(file_hotplex_v1_session_service, 21);
 
 /**
  * SessionService runs agent conversations ("sessions") and serves their
@@ -740,6 +806,27 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof StopSessionRequestSchema;
     output: typeof StopSessionResponseSchema;
+  },
+  /**
+   * Interrupt stops the running turn and keeps the agent warm: the agent is
+   * asked to end the turn through its own protocol, the turn ends
+   * INTERRUPTED, queued turns then run, and the next Execute continues the
+   * conversation on the same process. An agent that does not end the turn
+   * within the daemon's stop grace period is ended (its process group), and
+   * the next turn resumes the conversation in a new process. The call returns
+   * once the turn has ended. (The per-turn timeout takes the same path and
+   * ends the turn TIMED_OUT.)
+   *
+   * Errors: NOT_FOUND for an unknown session; FAILED_PRECONDITION when no turn
+   * runs, when turn_id names a turn that is not the running one, or when the
+   * session's provider cannot interrupt (the message names the provider).
+   *
+   * @generated from rpc hotplex.v1.SessionService.Interrupt
+   */
+  interrupt: {
+    methodKind: "unary";
+    input: typeof InterruptRequestSchema;
+    output: typeof InterruptResponseSchema;
   },
   /**
    * GetSessionStats returns the session's cumulative statistics.

@@ -54,6 +54,11 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         return { session, lastSeq: BigInt(lastSeq) };
       },
 
+      async interrupt(req, ctx) {
+        const { turnId, outcome, lastSeq } = await engine.interrupt(callerOf(ctx), req.sessionId, req.turnId);
+        return { turnId, outcome, lastSeq: BigInt(lastSeq) };
+      },
+
       getSessionStats(req, ctx) {
         return { sessionId: req.sessionId, stats: engine.stats(callerOf(ctx), req.sessionId) };
       },
