@@ -45,6 +45,8 @@ export type StartMode = "new" | "resume" | "fork";
 
 /** What a provider gets to open one agent run of a session. */
 export interface AgentStart {
+  /** The session's tenant (a tenant name: [a-z0-9_-]), for what a provider shares per tenant. */
+  tenant: string;
   /** The agent's conversation id as the session knows it (deterministic per session, or the agent's own). */
   providerSessionId: string;
   mode: StartMode;

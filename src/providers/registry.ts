@@ -2,6 +2,7 @@ import { HotplexError } from "../errors.js";
 import { CLAUDE_CODE_ENV, ClaudeCodeProvider } from "./claude-code/provider.js";
 import { AcpProvider, GEMINI_ENV } from "./acp/provider.js";
 import { CODEX_ENV, CodexProvider } from "./codex/provider.js";
+import { OPENCODE_ENV, OpenCodeProvider } from "./opencode/provider.js";
 import { LaunchError } from "../process/launcher.js";
 import { capabilities, type Provider } from "./provider.js";
 
@@ -27,6 +28,11 @@ interface ProviderFactory {
 const FACTORIES: Record<string, ProviderFactory> = {
   "claude-code": { defaultExecutable: "claude", envAllowList: CLAUDE_CODE_ENV, create: (executable) => new ClaudeCodeProvider(executable) },
   codex: { defaultExecutable: "codex", envAllowList: CODEX_ENV, create: (executable) => new CodexProvider(executable) },
+  opencode: {
+    defaultExecutable: "opencode",
+    envAllowList: OPENCODE_ENV,
+    create: (executable) => new OpenCodeProvider({ executable }),
+  },
   gemini: {
     defaultExecutable: "gemini",
     envAllowList: GEMINI_ENV,

@@ -412,6 +412,7 @@ export class Session {
     let connection: AgentConnection;
     try {
       connection = await provider.connect({
+        tenant: this.tenant,
         providerSessionId: this.view.providerSessionId,
         mode: kind === StartKind.RESUMED ? "resume" : "new",
         config: launch,

@@ -52,7 +52,8 @@ describe("AcpProvider with a scripted ACP agent", () => {
   const provider = (quirks: AcpQuirks = QUIRKS) => new AcpProvider({ name: "fake", command: [process.execPath, FAKE], quirks });
   const connect = async (options: { mode?: StartMode; providerSessionId?: string; config?: Partial<LaunchConfig>; env?: Record<string, string>; quirks?: AcpQuirks } = {}) => {
     const start: AgentStart = {
-      providerSessionId: options.providerSessionId ?? "hotplex-chosen-id",
+      tenant: "default",
+    providerSessionId: options.providerSessionId ?? "hotplex-chosen-id",
       mode: options.mode ?? "new",
       config: { ...NONE, ...options.config },
       paths: { workDir: path.join(scratch, "work"), home: path.join(scratch, "home"), stateDir: path.join(scratch, "state") },
