@@ -12,7 +12,13 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
 import { DEFAULT_SANDBOX } from "../src/engine/config.js";
+import { pino } from "pino";
+import { AgentLauncher } from "../src/process/launcher.js";
+import { Sandbox } from "../src/process/sandbox.js";
 import { nativeCodex } from "../src/providers/codex/executable.js";
+import { configContent } from "../src/providers/opencode/config.js";
+import { nativeOpenCode } from "../src/providers/opencode/executable.js";
+import { type OpenCodeServer, OpenCodeSupervisor } from "../src/providers/opencode/server.js";
 import { providerSettings } from "../src/providers/registry.js";
 import { claudeEnv, startMockAnthropic } from "../test/fixtures/mock-anthropic.js";
 import { geminiEnv, geminiSettings, startMockGemini } from "../test/fixtures/mock-gemini.js";
@@ -254,6 +260,61 @@ function geminiBench(mockUrl: string): ProviderBench {
   };
 }
 
+// ---- OpenCode: HTTP to `opencode serve` ----
+// The direct side's server is started the way hotplex starts one (the same supervisor,
+// without a sandbox, in dirs of its own); its turns then go straight to OpenCode's
+// blocking message route, with no hotplex in between.
+class OpenCodeDirect implements DirectAgent {
+  constructor(
+    readonly supervisor: OpenCodeSupervisor,
+    readonly server: OpenCodeServer,
+    readonly sessionId: string,
+    readonly cwd: string,
+  ) {}
+
+  async turn(prompt: string): Promise<number> {
+    const t0 = performance.now();
+    const reply = await this.server.client.request("POST", `/session/${this.sessionId}/message`, {
+      query: { directory: this.cwd },
+      body: { parts: [{ type: "text", text: prompt }] },
+      timeoutMs: 60_000,
+      maxBytes: 16 * 1024 * 1024,
+    });
+    if (reply.status !== 200) throw new Error(`opencode direct turn: HTTP ${reply.status}`);
+    return performance.now() - t0;
+  }
+
+  async close(): Promise<void> {
+    await this.supervisor.close();
+  }
+}
+
+function opencodeBench(mockUrl: string): ProviderBench {
+  const executable = nativeOpenCode();
+  const env = (home: string) => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, ANTHROPIC_BASE_URL: mockUrl, ANTHROPIC_API_KEY: "mock-key" });
+  return {
+    provider: "opencode",
+    executable,
+    env,
+    async direct(cwd, home, prompt) {
+      const supervisor = new OpenCodeSupervisor(executable);
+      const launcher = new AgentLauncher(Sandbox.open({ ...DEFAULT_SANDBOX, mode: "off", memoryBytes: 0, processes: 0, openFiles: 0 }, pino({ level: "silent" })));
+      const server = await supervisor.acquire({
+        launcher,
+        daemonPaths: { workRoot: cwd, stateRoot: home },
+        env: env(home),
+        maxLineBytes: 1 << 20,
+        config: configContent(env(home), {}),
+      });
+      const created = await server.client.request("POST", "/session", { query: { directory: cwd }, body: { title: "bench" } });
+      const sessionId = String((JSON.parse(created.body) as { id?: string }).id ?? "");
+      const agent = new OpenCodeDirect(supervisor, server, sessionId, cwd);
+      await agent.turn(prompt);
+      return agent;
+    },
+  };
+}
+
 export async function main(): Promise<BenchResult> {
   const codeAtStart = revision();
   const startLoad = os.loadavg()[0] ?? NaN;
@@ -262,7 +323,10 @@ export async function main(): Promise<BenchResult> {
   const anthropic = await startMockAnthropic();
   const openai = await startMockOpenAI();
   const gemini = await startMockGemini();
-  const benches = [claudeBench(anthropic.url), codexBench(openai.url), geminiBench(gemini.url)];
+  const only = process.env.PROVIDER_BENCH_ONLY?.split(",");
+  const benches = [claudeBench(anthropic.url), codexBench(openai.url), geminiBench(gemini.url), opencodeBench(anthropic.url)].filter(
+    (bench) => !only || only.includes(bench.provider),
+  );
   const rows: Row[] = [];
   const notes: string[] = [];
   const added: Record<string, number> = {};
@@ -346,7 +410,7 @@ export async function main(): Promise<BenchResult> {
     notes.push(`${provider}: added p50 ${ms.toFixed(2)} ms vs Claude Code's ${claude.toFixed(2)} ms in the same run (target: within 0.5 ms: ${ms - claude <= 0.5 ? "met" : "MISSED"}).`);
   }
   notes.push(
-    `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)} Real CLIs against local mocks (Claude Code: mock Messages API; Codex: mock Responses API; Gemini CLI: mock Gemini API); hotplexd in-process, sqlite store, sandbox off on both sides.`,
+    `Code: ${codeAtStart}${revision() === codeAtStart ? "" : ` at start, ${revision()} at end`}. ${loadNote(startLoad)} Real CLIs against local mocks (Claude Code: mock Messages API; Codex: mock Responses API; Gemini CLI: mock Gemini API; OpenCode: its anthropic provider on the mock Messages API, one server per side, the direct side's turns on its blocking message route); hotplexd in-process, sqlite store, sandbox off on both sides.`,
     `${turns} warm turns per side (one untimed warm-up each), alternating in random order; cold sides ${coldTurns} samples each, interleaved with them. A cold hotplex turn is a new session's first turn (work dir, HOME, spawn, handshake); spawn per message resumes the conversation each time.`,
   );
   const result: BenchResult = {
