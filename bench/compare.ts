@@ -27,10 +27,14 @@ function median(values: number[]): number {
   return sorted.length % 2 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 }
 
-// A row's identity: its text columns (store, side, protocol…); the numbers are what is compared.
+// Numeric columns that say which row it is (the setup), not what was measured.
+const IDENTITY_COLUMNS = new Set(["subscribers", "clients", "events/turn", "sessions", "turns"]);
+
+// A row's identity: its text columns (store, side, protocol…) and setup numbers; the
+// other numbers are what is compared.
 function keyOf(row: Row): string {
   return Object.entries(row)
-    .filter(([, value]) => typeof value === "string")
+    .filter(([column, value]) => (typeof value === "string" && value !== "—") || IDENTITY_COLUMNS.has(column))
     .map(([column, value]) => `${column}=${value}`)
     .join(" · ");
 }
@@ -63,7 +67,9 @@ export async function compare(other: string, names: string[], rounds: number): P
         const of = (side: "this" | "other") => runs.filter((r) => r.side === side).flatMap((r) => r.rows.filter((row) => keyOf(row) === key));
         const mine = of("this");
         const theirs = of("other");
-        const columns = [...new Set([...mine, ...theirs].flatMap((row) => Object.keys(row).filter((c) => typeof row[c] === "number" && c !== "n")))];
+        const columns = [
+          ...new Set([...mine, ...theirs].flatMap((row) => Object.keys(row).filter((c) => typeof row[c] === "number" && c !== "n" && !IDENTITY_COLUMNS.has(c)))),
+        ];
         for (const column of columns) {
           const a = median(theirs.map((row) => row[column]).filter((v): v is number => typeof v === "number"));
           const b = median(mine.map((row) => row[column]).filter((v): v is number => typeof v === "number"));

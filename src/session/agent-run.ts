@@ -82,8 +82,9 @@ export class AgentRun {
 
   /** The agent said something. Returns true the first time (the run is RUNNING then, unless stopping). */
   markAnswered(): boolean {
-    this.#expect("answered", AgentRunState.CONNECTED, AgentRunState.RUNNING, AgentRunState.STOPPING);
+    // Called for every output the agent prints: after the first, nothing to check.
     if (this.#answered) return false;
+    this.#expect("answered", AgentRunState.CONNECTED, AgentRunState.RUNNING, AgentRunState.STOPPING);
     this.#answered = true;
     if (this.#state === AgentRunState.CONNECTED) this.#state = AgentRunState.RUNNING;
     return true;
