@@ -9,7 +9,8 @@
 //     first stdout line (raw);
 //   - turn end: Execute sent → TurnEnded received (hotplex); prompt written → `result` line.
 // Done once with the in-memory store and once with the durable default (sqlite, normal).
-import { type ProviderSettings, providerSettings } from "../src/providers/registry.js";
+import type { Provider } from "../src/providers/provider.js";
+import { ProviderRegistry, type ProviderSettings, providerSettings } from "../src/providers/registry.js";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -68,6 +69,8 @@ export async function startInProcessDaemon(options: {
   providers?: ProviderSettings;
   /** Copied into every new session HOME (agent settings). */
   agentHomeTemplate?: string;
+  /** Wraps each provider the settings create (instrumentation). */
+  wrapProvider?: (provider: Provider) => Provider;
 }): Promise<InProcessDaemon> {
   const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-"));
   const workRoot = path.join(scratch, "work");
@@ -93,7 +96,11 @@ export async function startInProcessDaemon(options: {
     },
   );
   const logger = pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: true }));
-  const engine = await Engine.open(config, logger);
+  const engine = await Engine.open(
+    config,
+    logger,
+    options.wrapProvider ? ProviderRegistry.fromSettings(config.providers).all.map(options.wrapProvider) : undefined,
+  );
   const server = await serveEngine(engine, logger);
   return {
     url: server.url,
