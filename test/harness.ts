@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -264,4 +264,20 @@ export async function awaitHostPid(text: string, label: "grandchild" | "setsid",
   let pid = 0;
   await waitUntil(() => (pid = hostPidOf(text, label)) > 0, timeoutMs, `the ${label} process`).catch(() => undefined);
   return pid;
+}
+
+/** Host processes whose working directory lies in `dir` (an agent of that work dir, sandboxed or not). */
+export function processesIn(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cwd = readlinkSync(`/proc/${entry}/cwd`);
+      const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))?.[1];
+      if ((cwd === dir || cwd.startsWith(`${dir}/`)) && state !== "Z") pids.push(Number(entry));
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return pids;
 }

@@ -6,7 +6,7 @@ import { StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { CodexProvider } from "../../src/providers/codex/provider.js";
 import { providerContract } from "../contract/contract.js";
 import { codexConfigToml, conversationOf, type MockOpenAI, startMockOpenAI } from "../fixtures/mock-openai-responses.js";
-import { executeEvents, isAlive, repoRoot, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
+import { executeEvents, isAlive, processesIn, repoRoot, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
 
 const codexPath = path.join(repoRoot, "node_modules", ".bin", "codex");
 
@@ -147,6 +147,10 @@ describe("hotplex with the real Codex CLI", () => {
         recall: () => "[[recall]]",
         hang: () => "[[delay:60000]]",
         talkThenHang: () => "[[chunks:2:60000]]",
+        noProcessLeft: async (sessionId) => {
+          const { session } = await daemon.client.getSnapshot({ sessionId });
+          expect(processesIn(session?.workDir ?? "/nonexistent")).toEqual([]);
+        },
         crash: async (sessionId) => {
           const { session } = await daemon.client.getSnapshot({ sessionId });
           if (session?.pid) process.kill(-session.pid, "SIGKILL");

@@ -10,7 +10,7 @@ import { minuteStamp } from "../../src/providers/acp/gemini-chats.js";
 import { AcpProvider } from "../../src/providers/acp/provider.js";
 import { providerContract } from "../contract/contract.js";
 import { conversationOf, geminiEnv, geminiSettings, type MockGemini, startMockGemini } from "../fixtures/mock-gemini.js";
-import { executeEvents, isAlive, repoRoot, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
+import { executeEvents, isAlive, processesIn, repoRoot, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
 
 const geminiPath = path.join(repoRoot, "node_modules", ".bin", "gemini");
 const gemini = () => new AcpProvider({ name: "gemini", command: [geminiPath, "--acp"], quirks: "gemini" });
@@ -21,21 +21,6 @@ function bwrapWorks(): boolean {
   return probe.status === 0;
 }
 
-/** Host processes whose working directory lies in `dir` (an agent of that work dir, sandboxed or not). */
-function processesIn(dir: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cwd = readlinkSync(`/proc/${entry}/cwd`);
-      const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))?.[1];
-      if ((cwd === dir || cwd.startsWith(`${dir}/`)) && state !== "Z") pids.push(Number(entry));
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return pids;
-}
 
 // The real Gemini CLI (`gemini --acp`), driven through hotplex by the generic ACP provider,
 // against a local mock of the Gemini API: nothing leaves the machine. The sandbox is the
