@@ -276,6 +276,7 @@ describe("the config file", () => {
       "claude-path": "/opt/claude",
       providers: "claude-code",
       "provider-paths": "claude-code=/opt/claude-code",
+      "acp-agents": "my-agent=/opt/my-agent --acp",
       "state-dir": path.join(tmp, "state"),
       namespace: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a",
       "max-sessions": "7",
@@ -336,10 +337,21 @@ describe("the config file", () => {
 
   it("enables the providers named, the first the default, with their executables", () => {
     const config = load(["--providers=claude-code", "--provider-paths=claude-code=/opt/cc"]);
-    expect(config.engine.providers).toEqual({ enabled: ["claude-code"], executables: { "claude-code": "/opt/cc" }, defaultProvider: "claude-code" });
+    expect(config.engine.providers).toEqual({ enabled: ["claude-code"], executables: { "claude-code": "/opt/cc" }, defaultProvider: "claude-code", acpAgents: {} });
     // --provider-paths wins over the older --claude-path.
     expect(load(["--claude-path=/old", "--provider-paths=claude-code=/new"]).engine.providers.executables["claude-code"]).toBe("/new");
     expect(load(["--claude-path=/old"]).engine.providers.executables["claude-code"]).toBe("/old");
+  });
+
+  it("runs the operator's ACP agents by the names given, and may make one the default", () => {
+    const config = load(["--providers=my-agent,claude-code", "--acp-agents=my-agent=/opt/agent --acp  --quiet, other=/opt/other"]);
+    expect(config.engine.providers.acpAgents).toEqual({ "my-agent": ["/opt/agent", "--acp", "--quiet"], other: ["/opt/other"] });
+    expect(config.engine.providers.defaultProvider).toBe("my-agent");
+    expect(config.engine.providers.executables).not.toHaveProperty("my-agent");
+    expect(configError(() => load(["--acp-agents=codex=/opt/x"])).message).toMatch(/"codex" cannot name an ACP agent/);
+    expect(configError(() => load(["--acp-agents=Bad_Name=/opt/x"])).message).toMatch(/"Bad_Name" cannot name an ACP agent/);
+    expect(configError(() => load(["--acp-agents=a=/x,a=/y"])).message).toMatch(/names "a" twice/);
+    expect(configError(() => load(["--acp-agents=a="])).message).toMatch(/"a=" is not NAME=COMMAND/);
   });
 
   it("refuses unknown providers and malformed executable entries, naming the option", () => {

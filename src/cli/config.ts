@@ -7,7 +7,14 @@ import { validate as isUuid } from "uuid";
 import { DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
 import { parseEgressRule } from "../process/egress-proxy.js";
 import { PERMISSION_MODES } from "../providers/claude-code/provider.js";
-import { DEFAULT_PROVIDER, defaultExecutable, knownProviders, type ProviderSettings, providersEnvAllowList } from "../providers/registry.js";
+import {
+  ACP_AGENT_NAME,
+  DEFAULT_PROVIDER,
+  defaultExecutable,
+  knownProviders,
+  type ProviderSettings,
+  providersEnvAllowList,
+} from "../providers/registry.js";
 import { type CredentialSpec, hashToken, MIN_TOKEN_LENGTH } from "../security/credentials.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
 import { DEFAULT_TENANT } from "../security/principal.js";
@@ -118,7 +125,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
       maxStreamsPerConnection: num("max-streams-per-connection", 1),
     },
     engine: {
-      providers: resolveProviders(list(str("providers")), list(str("provider-paths")), str("claude-path"), get("providers").where, get("provider-paths").where),
+      providers: resolveProviders(
+        list(str("providers")),
+        list(str("provider-paths")),
+        str("claude-path"),
+        resolveAcpAgents(list(str("acp-agents")), get("acp-agents").where),
+        get("providers").where,
+        get("provider-paths").where,
+      ),
       namespace,
       workRoot,
       stateRoot,
@@ -366,9 +380,16 @@ function expandHome(value: string): string {
 
 // The enabled providers and their executables: an explicit path, else the CLI installed
 // with hotplex's own dependencies, else the command on PATH.
-function resolveProviders(enabled: string[], paths: string[], claudePath: string, where: string, pathsWhere: string): ProviderSettings {
+function resolveProviders(
+  enabled: string[],
+  paths: string[],
+  claudePath: string,
+  acpAgents: Record<string, [string, ...string[]]>,
+  where: string,
+  pathsWhere: string,
+): ProviderSettings {
   if (enabled.length === 0) throw new ConfigError(`${where} names no provider`);
-  const known = knownProviders();
+  const known = [...knownProviders(), ...Object.keys(acpAgents)];
   for (const name of enabled) {
     if (!known.includes(name)) throw new ConfigError(`${where} "${name}" is not a provider hotplex knows (${known.join(", ")})`);
   }
@@ -381,8 +402,25 @@ function resolveProviders(enabled: string[], paths: string[], claudePath: string
     executables[name] = entry.slice(eq + 1);
   }
   if (claudePath) executables["claude-code"] ??= claudePath;
-  for (const name of enabled) executables[name] ??= bundledExecutable(defaultExecutable(name));
-  return { enabled: [...new Set(enabled)], executables, defaultProvider: enabled[0] ?? DEFAULT_PROVIDER };
+  for (const name of enabled) if (!Object.hasOwn(acpAgents, name)) executables[name] ??= bundledExecutable(defaultExecutable(name));
+  return { enabled: [...new Set(enabled)], executables, defaultProvider: enabled[0] ?? DEFAULT_PROVIDER, acpAgents };
+}
+
+// NAME=COMMAND [ARG ...] entries: the operator's ACP agents (arguments split at spaces).
+function resolveAcpAgents(entries: string[], where: string): Record<string, [string, ...string[]]> {
+  const agents: Record<string, [string, ...string[]]> = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf("=");
+    const name = entry.slice(0, eq).trim();
+    const [command, ...args] = entry.slice(eq + 1).trim().split(/\s+/).filter(Boolean);
+    if (eq <= 0 || !command) throw new ConfigError(`${where} "${entry}" is not NAME=COMMAND [ARG ...]`);
+    if (!ACP_AGENT_NAME.test(name) || knownProviders().includes(name)) {
+      throw new ConfigError(`${where} "${name}" cannot name an ACP agent: use [a-z][a-z0-9-]{0,39}, not a built-in provider's name (${knownProviders().join(", ")})`);
+    }
+    if (Object.hasOwn(agents, name)) throw new ConfigError(`${where} names "${name}" twice`);
+    agents[name] = [command, ...args];
+  }
+  return agents;
 }
 
 // An agent CLI installed with hotplex's own dependencies, if any, else its name (found on PATH).

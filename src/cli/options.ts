@@ -38,6 +38,11 @@ export const OPTIONS = {
     default: "",
     help: "agent executables, NAME=PATH comma-separated (default: the CLI installed with hotplex, else its name on PATH)",
   },
+  "acp-agents": {
+    env: "HOTPLEX_ACP_AGENTS",
+    default: "",
+    help: "agents that speak ACP, run by the generic provider and enabled: NAME=COMMAND [ARG ...], comma-separated",
+  },
   "claude-path": { env: "HOTPLEX_CLAUDE_PATH", default: "", help: "Claude Code executable (the same as --provider-paths claude-code=PATH)" },
   "work-root": { env: "HOTPLEX_WORK_ROOT", default: "~/.hotplex/work", help: "directory every session work dir lies in (one directory per tenant)" },
   "state-dir": { env: "HOTPLEX_STATE_DIR", default: "~/.hotplex/sessions", help: "the daemon's private per-session files" },

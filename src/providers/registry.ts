@@ -14,7 +14,16 @@ export interface ProviderSettings {
   executables: Readonly<Record<string, string>>;
   /** The provider of a session whose config names none. */
   defaultProvider: string;
+  /**
+   * Agents that speak ACP, by the provider name they get: the command and its fixed
+   * arguments (from the server config, never from a client). Each is run by the generic
+   * ACP provider and is enabled by being named here.
+   */
+  acpAgents?: Readonly<Record<string, readonly [string, ...string[]]>>;
 }
+
+/** A name an operator may give an ACP agent: lower-case letters, digits and dashes, not a built-in provider's. */
+export const ACP_AGENT_NAME = /^[a-z][a-z0-9-]{0,39}$/;
 
 /** A provider hotplex knows how to run: its default executable and how to create it. */
 interface ProviderFactory {
@@ -84,7 +93,14 @@ export class ProviderRegistry {
   }
 
   static fromSettings(settings: ProviderSettings): ProviderRegistry {
-    const providers = settings.enabled.map((name) => {
+    const acp = settings.acpAgents ?? {};
+    const names = [...new Set([...settings.enabled, ...Object.keys(acp)])];
+    const providers = names.map((name) => {
+      const command = Object.hasOwn(acp, name) ? acp[name] : undefined;
+      if (command) {
+        if (!ACP_AGENT_NAME.test(name) || FACTORIES[name]) throw new Error(`"${name}" cannot name an ACP agent (a built-in provider's name, or not [a-z][a-z0-9-]{0,39})`);
+        return new AcpProvider({ name, command, quirks: "generic" });
+      }
       const factory = FACTORIES[name];
       if (!factory) throw new Error(`unknown provider "${name}" (known: ${knownProviders().join(", ")})`);
       return factory.create(settings.executables[name] || factory.defaultExecutable);
