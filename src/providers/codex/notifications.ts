@@ -41,6 +41,8 @@ const num = (value: unknown): number => (typeof value === "number" && Number.isF
 export class CodexNotifications {
   /** The running turn's id (for turn/interrupt), "" between turns. */
   turnId = "";
+  /** The agent announced the running turn (turn/started): only then does it take turn/interrupt. */
+  turnActive = false;
   #usage: ReturnType<typeof usageOf> | undefined;
   #lastMessage = "";
 
@@ -54,6 +56,7 @@ export class CodexNotifications {
       case "turn/started": {
         const turn = isObject(params.turn) ? params.turn : {};
         this.turnId = str(turn.id) || this.turnId;
+        this.turnActive = true;
         this.#usage = undefined;
         this.#lastMessage = "";
         return [{ type: "turn_start", providerSessionId: this.threadId, model: "" }];
@@ -153,6 +156,7 @@ export class CodexNotifications {
       providerSubtype: status.slice(0, 50),
     });
     this.turnId = "";
+    this.turnActive = false;
     return { type: "turn_end", turnEnded };
   }
 }

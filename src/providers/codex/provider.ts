@@ -156,7 +156,6 @@ class CodexConnection implements AgentConnection {
         const result = await this.#peer.request("turn/start", { threadId: notes.threadId, input: [{ type: "text", text, text_elements: [] }] });
         const turn = isObject(result) && isObject(result.turn) ? result.turn : {};
         if (typeof turn.id === "string" && !notes.turnId) notes.turnId = turn.id;
-        if (this.#interruptWanted) this.interrupt();
       } catch (error) {
         if (!this.alive) return;
         const message = error instanceof JsonRpcError ? error.message : String(error);
@@ -167,8 +166,9 @@ class CodexConnection implements AgentConnection {
 
   interrupt(): void {
     const notes = this.#notes;
-    if (!notes?.turnId) {
-      // The turn has not started yet: interrupt it as soon as it has an id.
+    if (!notes?.turnActive || !notes.turnId) {
+      // The turn has not started yet (Codex answers "no active turn" until it announced
+      // it): interrupt it as soon as turn/started arrives.
       this.#interruptWanted = true;
       return;
     }
@@ -231,6 +231,9 @@ class CodexConnection implements AgentConnection {
       return;
     }
     for (const item of notes.map(method, params)) this.emit(item);
+    if (method === "turn/started" && this.#interruptWanted) this.interrupt();
+    // A wish to interrupt is for the turn it was made in, never the next one.
+    if (method === "turn/completed") this.#interruptWanted = false;
   }
 
   /** From the peer: the agent asks something (answered through the session, by refuse()). */
