@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { OutOfRangeError } from "../errors.js";
 import type { Event } from "./event.js";
 import { EventLog } from "./event-log.js";
-import { readEvents } from "./follow.js";
+import { readEventBatches, readEvents } from "./follow.js";
 import { range, text, tick } from "./test-support.js";
 
 function appendMany(log: EventLog, count: number): void {
@@ -32,6 +32,21 @@ async function followUntil(
   }
   return out;
 }
+
+describe("readEventBatches and the event loop", () => {
+  it("gives way to other work while it catches up on a long log, batch after batch", async () => {
+    const log = new EventLog("s1");
+    appendMany(log, 64 * 20);
+    let otherWorkRanAt = -1;
+    let batches = 0;
+    setImmediate(() => (otherWorkRanAt = batches));
+    for await (const _ of readEventBatches(log, 0, { follow: false, batch: 64 })) batches += 1;
+    expect(batches).toBe(20);
+    // Before the catch-up ended: a reader that never waited would have held the loop to the end.
+    expect(otherWorkRanAt).toBeGreaterThan(0);
+    expect(otherWorkRanAt).toBeLessThan(20);
+  });
+});
 
 describe("readEvents without follow", () => {
   it("replays every event after the given seq and then ends", async () => {

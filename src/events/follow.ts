@@ -28,6 +28,7 @@ export interface FollowOptions {
 export async function* readEventBatches(log: EventLog, afterSeq: number, options: FollowOptions): AsyncGenerator<Event[]> {
   const { signal, closing, cut, batch = 256 } = options;
   let cursor = afterSeq;
+  let backToBack = 0;
   for (;;) {
     if (cut?.aborted) throw shuttingDown(cursor);
     if (signal?.aborted) return;
@@ -35,13 +36,25 @@ export async function* readEventBatches(log: EventLog, afterSeq: number, options
     if (events.length > 0) {
       cursor = Number(events[events.length - 1]?.seq);
       yield events;
+      // A reader far behind reads batch after batch without waiting for anything (a
+      // socket that takes every write at once): every few batches it lets the event loop
+      // serve the other connections, or one catch-up holds the whole daemon for seconds.
+      backToBack += 1;
+      if (backToBack >= BATCHES_BEFORE_YIELD) {
+        backToBack = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
       continue;
     }
+    backToBack = 0;
     if (!options.follow) return;
     if (closing?.aborted) throw shuttingDown(cursor);
     await log.waitBeyond(cursor, signal, closing, cut);
   }
 }
+
+// Batches read back to back before the reader gives way to the event loop.
+const BATCHES_BEFORE_YIELD = 16;
 
 function shuttingDown(cursor: number): HotplexError {
   return new HotplexError("unavailable", `the daemon is shutting down; every event up to seq ${cursor} was sent: resume after it`);
