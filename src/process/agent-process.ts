@@ -11,6 +11,11 @@ export interface ProcessExit {
   spawnError: string | undefined;
   /** The last part of what the process wrote to stderr. */
   stderrTail: string;
+  /**
+   * The last signal the daemon sent to end it (SIGTERM, then SIGKILL after the grace),
+   * when it did: a sandboxed agent's wrapper reports the agent's death as an exit code.
+   */
+  signalSent?: string;
 }
 
 export interface AgentProcessOptions {
@@ -128,11 +133,13 @@ export class AgentProcess {
         signal: result.signal,
         spawnError: failedToSpawn ? (result.cause instanceof Error ? result.cause.message : result.shortMessage) : undefined,
         stderrTail: this.#stderr.toString(),
+        ...(this.#signalSent ? { signalSent: this.#signalSent } : {}),
       };
       return this.#exit;
     });
   }
 
+  #signalSent: string | undefined;
   #agentOutput: string | undefined;
   #agentPid: number | undefined;
   #outputClosedReported = false;
@@ -190,9 +197,13 @@ export class AgentProcess {
   async terminate(graceMs: number): Promise<ProcessExit> {
     if (this.alive) {
       const agent = descendantAt(this.pid, this.#agentDepth);
+      this.#signalSent = "SIGTERM";
       if (agent > 0 && agent !== this.pid) signalProcess(agent, "SIGTERM");
       else this.signalGroup("SIGTERM");
-      const timer = setTimeout(() => this.signalGroup("SIGKILL"), graceMs);
+      const timer = setTimeout(() => {
+        this.#signalSent = "SIGKILL";
+        this.signalGroup("SIGKILL");
+      }, graceMs);
       try {
         await this.exited;
       } finally {

@@ -351,7 +351,6 @@ export class Session {
   }
 
   async #runTurn(turn: Turn): Promise<void> {
-    turn.startedAtMs = Date.now();
     this.#armTurnTimer(turn);
     const run = this.#run;
     if (run?.takesPrompts && run.connection) {
@@ -601,7 +600,7 @@ export class Session {
       // turn reached it. Start it again (resuming the conversation) instead of failing.
       this.#record(turn.id, {
         case: "sessionEnded",
-        value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? "" }),
+        value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? exit.signalSent ?? "" }),
       });
       this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal }, "agent ended before it took the turn; starting it again");
       this.#armTurnTimer(turn);
@@ -625,7 +624,7 @@ export class Session {
     if (answered) {
       this.#record("", {
         case: "sessionEnded",
-        value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? "" }),
+        value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? exit.signalSent ?? "" }),
       });
     } else {
       this.view.notStarted();
@@ -639,6 +638,9 @@ export class Session {
   #announce(turn: Turn): void {
     if (turn.announced) return;
     turn.announced = true;
+    // TurnEnded.duration_ms counts from here: from TurnStarted (on a cold turn, once the
+    // agent answered), whatever the agent's start cost before it.
+    turn.startedAtMs = Date.now();
     this.#record(turn.id, {
       case: "turnStarted",
       value: create(TurnStartedSchema, { prompt: turn.prompt, requestId: turn.requestId, wasQueued: turn.wasQueued }),

@@ -250,3 +250,30 @@ describe("interrupting a turn", () => {
     expect(turnEndOf(after).outcome).toBe(TurnOutcome.COMPLETED);
   });
 });
+
+describe("what a turn's and a session's end report", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startTestDaemon();
+  });
+  afterAll(async () => {
+    await daemon.close();
+  });
+
+  it("measures a cold turn's duration from its TurnStarted, as the event timestamps do", async () => {
+    const events = await executeEvents(daemon.client.execute({ sessionId: "cold-duration", prompt: "[[delay:200]]" }));
+    const started = events.find((e) => e.payload.case === "turnStarted");
+    const ended = events.find((e) => e.payload.case === "turnEnded");
+    const ms = (e: Event | undefined) => Number(e?.time?.seconds ?? 0n) * 1000 + (e?.time?.nanos ?? 0) / 1e6;
+    const gap = ms(ended) - ms(started);
+    expect(gap).toBeGreaterThanOrEqual(190);
+    expect(Math.abs(Number(turnEndOf(events).durationMs) - gap)).toBeLessThan(25);
+  });
+
+  it("reports the signal a stop sent in SessionEnded, also for a sandboxed agent", async () => {
+    await executeEvents(daemon.client.execute({ sessionId: "stop-signal", prompt: "hi" }));
+    await daemon.client.stopSession({ sessionId: "stop-signal" });
+    const ended = (await subscribedEvents(daemon, "stop-signal")).find((e) => e.payload.case === "sessionEnded");
+    expect(ended?.payload.case === "sessionEnded" && ended.payload.value).toMatchObject({ reason: "stopped", signal: "SIGTERM" });
+  });
+});

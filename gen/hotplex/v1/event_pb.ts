@@ -489,7 +489,8 @@ export type TurnEnded = Message<"hotplex.v1.TurnEnded"> & {
   costUsd: number;
 
   /**
-   * Wall time from TurnStarted to this event, in milliseconds.
+   * Wall time from TurnStarted to this event, in milliseconds (the event
+   * timestamps agree: on a cold turn the agent starts before TurnStarted).
    *
    * @generated from field: uint64 duration_ms = 5;
    */
@@ -627,7 +628,10 @@ export type SessionEnded = Message<"hotplex.v1.SessionEnded"> & {
   exitCode?: number | undefined;
 
   /**
-   * Name of the signal that ended the process, e.g. "SIGTERM", if any.
+   * Name of the signal that ended the process, e.g. "SIGTERM", or, when the
+   * daemon ended it (stop, idle, shutdown, a fault), the last signal it sent
+   * (SIGTERM, then SIGKILL after the stop grace): a sandboxed agent's wrapper
+   * reports the agent's death by a signal as exit code 128 + its number.
    *
    * @generated from field: string signal = 3;
    */
