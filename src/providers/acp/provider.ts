@@ -10,7 +10,7 @@ import { LaunchError } from "../../process/launcher.js";
 import type { AgentConnection } from "../connection.js";
 import { type AgentStart, type Command, capabilities, type LaunchConfig, type ParsedOutput, type Provider, type ProviderCapabilities, type StartupFailure } from "../provider.js";
 import { isObject, JsonRpcError, type JsonRpcId, JsonRpcPeer } from "../transport/jsonrpc.js";
-import { launchStdio, type StdioLines } from "../transport/stdio-ndjson.js";
+import { launchStdio, StdioAgentConnection, type StdioLines } from "../transport/stdio-ndjson.js";
 import { agentVersion } from "../version.js";
 import type { LoadGuard } from "./gemini-chats.js";
 import { type AcpQuirks, acpQuirks } from "./quirks.js";
@@ -120,10 +120,9 @@ export class AcpProvider implements Provider {
 }
 
 /** One ACP agent process and its session. */
-class AcpConnection implements AgentConnection {
+class AcpConnection extends StdioAgentConnection implements AgentConnection {
   readonly capabilities: ProviderCapabilities;
   readonly exited: Promise<ProcessExit>;
-  readonly #lines: StdioLines;
   readonly #start: AgentStart;
   readonly #peer: JsonRpcPeer;
   readonly #provider: AcpProvider;
@@ -144,8 +143,8 @@ class AcpConnection implements AgentConnection {
   readonly #agentRequests = new Map<string, { id: JsonRpcId; method: string; params: unknown }>();
 
   private constructor(start: AgentStart, lines: StdioLines, peer: JsonRpcPeer, provider: AcpProvider) {
+    super(lines);
     this.#start = start;
-    this.#lines = lines;
     this.#peer = peer;
     this.#provider = provider;
     this.capabilities = provider.capabilities;
@@ -173,17 +172,6 @@ class AcpConnection implements AgentConnection {
     return connection;
   }
 
-  get pid(): number {
-    return this.#lines.agent.process.pid;
-  }
-
-  get identity(): string {
-    return this.#lines.agent.identity;
-  }
-
-  get alive(): boolean {
-    return this.#lines.agent.process.alive;
-  }
 
   prompt(text: string): void {
     this.#promptPending = true;
@@ -257,7 +245,7 @@ class AcpConnection implements AgentConnection {
   }
 
   async close(graceMs: number): Promise<ProcessExit> {
-    await this.#lines.agent.process.terminate(graceMs);
+    await this.lines.agent.process.terminate(graceMs);
     return this.exited;
   }
 

@@ -7,7 +7,7 @@ import { LaunchError } from "../../process/launcher.js";
 import type { AgentConnection } from "../connection.js";
 import { type AgentStart, type Command, capabilities, type LaunchConfig, type ParsedOutput, type Provider, type ProviderCapabilities, type StartupFailure } from "../provider.js";
 import { isObject, JsonRpcError, type JsonRpcId, JsonRpcPeer } from "../transport/jsonrpc.js";
-import { launchStdio, type StdioLines } from "../transport/stdio-ndjson.js";
+import { launchStdio, StdioAgentConnection, type StdioLines } from "../transport/stdio-ndjson.js";
 import { agentVersion } from "../version.js";
 import { nativeCodex } from "./executable.js";
 import { CodexNotifications } from "./notifications.js";
@@ -92,10 +92,9 @@ export class CodexProvider implements Provider {
 }
 
 /** One Codex app-server process and its thread. */
-class CodexConnection implements AgentConnection {
+class CodexConnection extends StdioAgentConnection implements AgentConnection {
   readonly capabilities: ProviderCapabilities;
   readonly exited: Promise<ProcessExit>;
-  readonly #lines: StdioLines;
   readonly #start: AgentStart;
   readonly #peer: JsonRpcPeer;
   #notes: CodexNotifications | undefined;
@@ -106,8 +105,8 @@ class CodexConnection implements AgentConnection {
   readonly #agentRequests = new Map<string, JsonRpcId>();
 
   private constructor(start: AgentStart, lines: StdioLines, peer: JsonRpcPeer, capabilities: ProviderCapabilities) {
+    super(lines);
     this.#start = start;
-    this.#lines = lines;
     this.#peer = peer;
     this.capabilities = capabilities;
     this.exited = lines.agent.exited.then((exit) => {
@@ -136,17 +135,6 @@ class CodexConnection implements AgentConnection {
     return connection;
   }
 
-  get pid(): number {
-    return this.#lines.agent.process.pid;
-  }
-
-  get identity(): string {
-    return this.#lines.agent.identity;
-  }
-
-  get alive(): boolean {
-    return this.#lines.agent.process.alive;
-  }
 
   prompt(text: string): void {
     void this.#ready.then(async () => {
@@ -184,7 +172,7 @@ class CodexConnection implements AgentConnection {
   }
 
   async close(graceMs: number): Promise<ProcessExit> {
-    await this.#lines.agent.process.terminate(graceMs);
+    await this.lines.agent.process.terminate(graceMs);
     return this.exited;
   }
 

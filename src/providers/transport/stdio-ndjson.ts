@@ -42,6 +42,30 @@ export async function launchStdio(start: AgentStart, command: Command, onLine: (
   return { agent, write: (line) => agent.process.writeLine(line) };
 }
 
+/**
+ * What every connection to an agent process of its own shares: the process (its group,
+ * its identity for orphan sweeps, whether it runs) and ending it.
+ */
+export abstract class StdioAgentConnection {
+  protected readonly lines: StdioLines;
+
+  protected constructor(lines: StdioLines) {
+    this.lines = lines;
+  }
+
+  get pid(): number {
+    return this.lines.agent.process.pid;
+  }
+
+  get identity(): string {
+    return this.lines.agent.identity;
+  }
+
+  get alive(): boolean {
+    return this.lines.agent.process.alive;
+  }
+}
+
 /** Parses a line, keeping it as a raw event when the parser fails (a parser bug must not end the session). */
 export function parseSafely(parser: OutputParser, line: string): ParsedOutput[] {
   try {
@@ -55,14 +79,13 @@ export function parseSafely(parser: OutputParser, line: string): ParsedOutput[] 
  * An agent process that reads NDJSON commands on stdin and prints NDJSON on stdout, one
  * conversation per process (Claude Code's stream-json mode).
  */
-export class StdioNdjsonConnection implements AgentConnection {
+export class StdioNdjsonConnection extends StdioAgentConnection implements AgentConnection {
   readonly capabilities: ProviderCapabilities;
-  readonly #lines: StdioLines;
   readonly #encoder: NdjsonEncoder;
   #interrupts = 0;
 
   private constructor(lines: StdioLines, encoder: NdjsonEncoder, capabilities: ProviderCapabilities) {
-    this.#lines = lines;
+    super(lines);
     this.#encoder = encoder;
     this.capabilities = capabilities;
   }
@@ -80,37 +103,26 @@ export class StdioNdjsonConnection implements AgentConnection {
     return new StdioNdjsonConnection(lines, encoder, capabilities);
   }
 
-  get pid(): number {
-    return this.#lines.agent.process.pid;
-  }
-
-  get identity(): string {
-    return this.#lines.agent.identity;
-  }
-
-  get alive(): boolean {
-    return this.#lines.agent.process.alive;
-  }
 
   get exited(): Promise<ProcessExit> {
-    return this.#lines.agent.exited;
+    return this.lines.agent.exited;
   }
 
   prompt(text: string): void {
-    this.#lines.write(this.#encoder.prompt(text));
+    this.lines.write(this.#encoder.prompt(text));
   }
 
   interrupt(): void {
     this.#interrupts += 1;
-    this.#lines.write(this.#encoder.interrupt(`hotplex-interrupt-${this.#interrupts}`));
+    this.lines.write(this.#encoder.interrupt(`hotplex-interrupt-${this.#interrupts}`));
   }
 
   refuse(requestId: string, message: string): void {
-    this.#lines.write(this.#encoder.refuse(requestId, message));
+    this.lines.write(this.#encoder.refuse(requestId, message));
   }
 
   async close(graceMs: number): Promise<ProcessExit> {
-    await this.#lines.agent.process.terminate(graceMs);
-    return this.#lines.agent.exited;
+    await this.lines.agent.process.terminate(graceMs);
+    return this.lines.agent.exited;
   }
 }
