@@ -3,9 +3,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect } from "vitest";
-import { processesIn, startTestDaemon as startDaemon, type TestDaemon } from "../harness.js";
-import { providerContract } from "./contract.js";
+import { afterAll, beforeAll, describe } from "vitest";
+import { startTestDaemon as startDaemon, type TestDaemon } from "../harness.js";
+import { processAgentHooks, providerContract } from "./contract.js";
 
 let daemon: TestDaemon;
 let scratch: string;
@@ -35,13 +35,6 @@ describe("provider contract: claude-code (fake CLI, real processes)", () => {
     recall: () => "[[history]]",
     hang: () => "[[hang]]",
     talkThenHang: () => "[[chunks:2:60000]]",
-    noProcessLeft: async (sessionId) => {
-      const { session } = await daemon.client.getSnapshot({ sessionId });
-      expect(processesIn(session?.workDir ?? "/nonexistent")).toEqual([]);
-    },
-    crash: async (sessionId) => {
-      const { session } = await daemon.client.getSnapshot({ sessionId });
-      if (session?.pid) process.kill(-session.pid, "SIGKILL");
-    },
+    ...processAgentHooks(() => daemon.client),
   }));
 });

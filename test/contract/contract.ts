@@ -6,6 +6,7 @@ import type { Event } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import type { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { StartKind, TurnOutcome } from "../../src/events/event.js";
+import { processesIn } from "../harness.js";
 
 export interface ContractTarget {
   /** The provider's name, as SessionConfig.provider. */
@@ -25,6 +26,23 @@ export interface ContractTarget {
   crash?(sessionId: string): Promise<void> | void;
   /** The agent's process(es) for a session are gone (after a stop). */
   noProcessLeft?(sessionId: string): Promise<void> | void;
+}
+
+/**
+ * The crash and no-process-left hooks of a provider whose agent is a process of its own
+ * per session: the snapshot's pid is its process group, its work dir holds nothing after.
+ */
+export function processAgentHooks(client: () => Client<typeof SessionService>): Pick<ContractTarget, "crash" | "noProcessLeft"> {
+  return {
+    crash: async (sessionId) => {
+      const { session } = await client().getSnapshot({ sessionId });
+      if (session?.pid) process.kill(-session.pid, "SIGKILL");
+    },
+    noProcessLeft: async (sessionId) => {
+      const { session } = await client().getSnapshot({ sessionId });
+      expect(processesIn(session?.workDir ?? "/nonexistent")).toEqual([]);
+    },
+  };
 }
 
 export async function collect(stream: AsyncIterable<{ events: Event[] }>): Promise<Event[]> {

@@ -122,6 +122,19 @@ describe("providers through the API", () => {
     expect((long as ConnectError).code).toBe(Code.InvalidArgument);
   });
 
+  it("answers hostile values of the new fields with INVALID_ARGUMENT or NOT_FOUND, never a crash", async () => {
+    const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: unknown) => Code[ConnectError.from(e).code]);
+    // A flag-like or control-character provider name is just an unknown name; the message quotes it safely.
+    for (const provider of ["--settings={}", "-x", "fake\u0000", " fake", "FAKE"]) {
+      expect(await codeOf(collect(client.execute({ sessionId: "hostile-provider", prompt: "x", config: { provider } })))).toBe("InvalidArgument");
+    }
+    expect(await codeOf(client.interrupt({ sessionId: "" }))).toBe("InvalidArgument");
+    expect(await codeOf(client.interrupt({ sessionId: "--x=1" }))).toBe("InvalidArgument");
+    expect(await codeOf(client.interrupt({ sessionId: "never-created" }))).toBe("NotFound");
+    // The session the refused calls named was never created.
+    expect(await codeOf(client.getSnapshot({ sessionId: "hostile-provider" }))).toBe("NotFound");
+  });
+
   it("hands an agent its own provider's variables and none of another's", async () => {
     await collect(client.execute({ sessionId: "env", prompt: "hi" }));
     const env = fake.runs.at(-1)?.env;

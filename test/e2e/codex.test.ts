@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { CodexProvider } from "../../src/providers/codex/provider.js";
-import { providerContract } from "../contract/contract.js";
+import { processAgentHooks, providerContract } from "../contract/contract.js";
 import { codexConfigToml, conversationOf, type MockOpenAI, startMockOpenAI } from "../fixtures/mock-openai-responses.js";
 import { executeEvents, isAlive, processesIn, repoRoot, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
 
@@ -147,14 +147,7 @@ describe("hotplex with the real Codex CLI", () => {
         recall: () => "[[recall]]",
         hang: () => "[[delay:60000]]",
         talkThenHang: () => "[[chunks:2:60000]]",
-        noProcessLeft: async (sessionId) => {
-          const { session } = await daemon.client.getSnapshot({ sessionId });
-          expect(processesIn(session?.workDir ?? "/nonexistent")).toEqual([]);
-        },
-        crash: async (sessionId) => {
-          const { session } = await daemon.client.getSnapshot({ sessionId });
-          if (session?.pid) process.kill(-session.pid, "SIGKILL");
-        },
+        ...processAgentHooks(() => daemon.client),
       }),
       { timeoutMs: 120_000 },
     );

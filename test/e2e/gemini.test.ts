@@ -8,7 +8,7 @@ import type { Event } from "../../gen/hotplex/v1/event_pb.js";
 import { StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { minuteStamp } from "../../src/providers/acp/gemini-chats.js";
 import { AcpProvider } from "../../src/providers/acp/provider.js";
-import { providerContract } from "../contract/contract.js";
+import { processAgentHooks, providerContract } from "../contract/contract.js";
 import { conversationOf, geminiEnv, geminiSettings, type MockGemini, startMockGemini } from "../fixtures/mock-gemini.js";
 import { executeEvents, isAlive, processesIn, repoRoot, startTestDaemon, type TestDaemon, textOf, turnEndOf, waitUntil } from "../harness.js";
 
@@ -205,14 +205,7 @@ describe("hotplex with the real Gemini CLI over ACP", () => {
         recall: () => "[[recall]]",
         hang: () => "[[delay:60000]]",
         talkThenHang: () => "[[chunks:2:60000]]",
-        crash: async (sessionId) => {
-          const { session } = await daemon.client.getSnapshot({ sessionId });
-          if (session?.pid) process.kill(-session.pid, "SIGKILL");
-        },
-        noProcessLeft: async (sessionId) => {
-          const { session } = await daemon.client.getSnapshot({ sessionId });
-          expect(processesIn(session?.workDir ?? "/nonexistent")).toEqual([]);
-        },
+        ...processAgentHooks(() => daemon.client),
       }),
       { timeoutMs: 120_000 },
     );
