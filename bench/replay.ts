@@ -88,6 +88,7 @@ function seed(dataDir: string): { seconds: number; events: number; dbBytes: numb
       hasConversation: true,
       currentTurnId: "",
       lastSeq: 0,
+      extras: "",
     };
     for (let from = 1; from <= events; from += SEED_BATCH) {
       const batch: StoredEvent[] = [];

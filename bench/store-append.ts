@@ -102,6 +102,7 @@ function recordFor(key: string, sessionId: string, log: () => EventLog): () => S
     hasConversation: true,
     currentTurnId: "turn-1",
     lastSeq: log().assignedSeq,
+    extras: "",
   });
 }
 

@@ -6,6 +6,7 @@
 export type HotplexErrorCode =
   | "invalid_argument"
   | "not_found"
+  | "already_exists"
   | "failed_precondition"
   | "permission_denied"
   | "resource_exhausted"

@@ -73,8 +73,9 @@ describe("benchmarks (smoke)", () => {
       ["gRPC (HTTP/2)", 3],
     ]);
     for (const row of result.rows) {
-      // The flood plus TurnStarted and TurnEnded; the subscribers checked every seq.
-      expect(row["events/turn"]).toBe(3002);
+      // The flood plus TurnStarted, TurnEnded and a StatusChanged after each; the
+      // subscribers checked every seq.
+      expect(row["events/turn"]).toBe(3004);
       expect(Number(row["aggregate events/s"])).toBeGreaterThan(0);
     }
   }, 240_000);

@@ -285,6 +285,8 @@ describe("the config file", () => {
       "turn-timeout": "2m",
       "idle-timeout": "40s",
       "stop-grace": "2s",
+      approvals: "client",
+      "approval-timeout": "3m",
       "max-prompt-bytes": "1000",
       "max-line-bytes": "2048",
       "max-request-bytes": "65536",

@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { validate as isUuid } from "uuid";
-import { DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
+import { type ApprovalDefault, DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
 import { parseEgressRule } from "../process/egress-proxy.js";
 import { PERMISSION_MODES } from "../providers/claude-code/provider.js";
 import {
@@ -146,6 +146,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
         stopGraceMs: ms("stop-grace"),
         maxLineBytes: num("max-line-bytes", 1024),
       },
+      approvals: { defaultMode: approvalMode(get("approvals")), timeoutMs: ms("approval-timeout") },
       tenants: resolveTenants(file, idleTimeoutMs),
       logBounds: DEFAULT_TAIL_BOUNDS,
       store: storeConfig(get("store"), str("data-dir"), get("durability")),
@@ -363,6 +364,11 @@ function tlsFiles(file: ConfigFile | undefined, cert: string, key: string, clien
     key: read("key", paths.key),
     ...(paths.clientCa ? { clientCa: read("client CA", paths.clientCa) } : {}),
   };
+}
+
+function approvalMode(mode: { value: string; where: string }): ApprovalDefault {
+  if (mode.value !== "agent" && mode.value !== "client") throw new ConfigError(`${mode.where} "${mode.value}" must be agent or client`);
+  return mode.value;
 }
 
 function storeConfig(kind: { value: string; where: string }, dataDir: string, durability: { value: string; where: string }): StoreConfig {

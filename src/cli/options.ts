@@ -53,6 +53,12 @@ export const OPTIONS = {
   "turn-timeout": { env: "HOTPLEX_TURN_TIMEOUT", default: "10m", help: "longest a turn may run (0 = no limit)" },
   "idle-timeout": { env: "HOTPLEX_IDLE_TIMEOUT", default: "30m", help: "idle agent processes are ended after this (0 = never)" },
   "stop-grace": { env: "HOTPLEX_STOP_GRACE", default: "5s", help: "time between SIGTERM and SIGKILL" },
+  approvals: {
+    env: "HOTPLEX_APPROVALS",
+    default: "agent",
+    help: "default approval mode of sessions: agent (the agent's settings decide) or client (tool calls needing approval ask the client)",
+  },
+  "approval-timeout": { env: "HOTPLEX_APPROVAL_TIMEOUT", default: "10m", help: "a permission request with no answer after this is denied (0 = wait for ever)" },
   "max-prompt-bytes": { env: "HOTPLEX_MAX_PROMPT_BYTES", default: "1048576", help: "largest prompt accepted (at most 1 MiB)" },
   "max-line-bytes": { env: "HOTPLEX_MAX_LINE_BYTES", default: "67108864", help: "longest line of agent output; a longer one fails the turn" },
   "max-request-bytes": { env: "HOTPLEX_MAX_REQUEST_BYTES", default: "4194304", help: "largest request message, compressed or inflated" },

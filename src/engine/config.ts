@@ -3,6 +3,19 @@ import type { SandboxSettings } from "../process/sandbox.js";
 import { DEFAULT_PROVIDER_SETTINGS, type ProviderSettings } from "../providers/registry.js";
 import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../security/tenant-policy.js";
 import type { SessionLimits } from "../session/session.js";
+
+/** Who answers agents' permission requests in sessions whose config does not say. */
+export type ApprovalDefault = "agent" | "client";
+
+/** Remote approvals: the default mode and how long a request waits for an answer. */
+export interface ApprovalSettings {
+  defaultMode: ApprovalDefault;
+  /** A request with no answer after this long is denied (0 = no timeout). */
+  timeoutMs: number;
+}
+
+/** The limits of every session but the approval timeout (which `approvals` holds). */
+export type EngineLimits = Omit<SessionLimits, "approvalTimeoutMs">;
 import type { Durability } from "../store/sqlite-store.js";
 import type { RetentionPolicy } from "../store/store.js";
 
@@ -25,7 +38,9 @@ export interface EngineConfig {
   maxStoredSessions: number;
   /** The largest prompt accepted, in bytes. */
   maxPromptBytes: number;
-  limits: SessionLimits;
+  limits: EngineLimits;
+  /** Remote approvals of tool calls. */
+  approvals: ApprovalSettings;
   /** Each tenant's session policy and limits (swapped by a config reload). */
   tenants: TenantDirectory;
   /** How much of each session's log is kept in memory for fast reads. */
@@ -75,13 +90,16 @@ export const MAX_PROMPT_BYTES = 1024 * 1024;
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 
 /** The session limits hotplexd uses unless configured otherwise. */
-export const DEFAULT_SESSION_LIMITS: SessionLimits = {
+export const DEFAULT_SESSION_LIMITS: EngineLimits = {
   queueLimit: 16,
   turnTimeoutMs: 10 * 60_000,
   idleTimeoutMs: 30 * 60_000,
   stopGraceMs: 5_000,
   maxLineBytes: DEFAULT_MAX_LINE_BYTES,
 };
+
+/** Sessions ask the client only when their config says so; a request waits 10 minutes at most. */
+export const DEFAULT_APPROVALS: ApprovalSettings = { defaultMode: "agent", timeoutMs: 10 * 60_000 };
 
 /** What an engine cannot do without; everything else has a default in `engineConfig`. */
 export type EngineEssentials = Pick<EngineConfig, "workRoot" | "stateRoot" | "store" | "agentEnv">;
@@ -92,7 +110,7 @@ export type EngineEssentials = Pick<EngineConfig, "workRoot" | "stateRoot" | "st
  */
 export function engineConfig(
   essentials: EngineEssentials,
-  overrides: Partial<Omit<EngineConfig, "limits">> & { limits?: Partial<SessionLimits> } = {},
+  overrides: Partial<Omit<EngineConfig, "limits">> & { limits?: Partial<EngineLimits> } = {},
 ): EngineConfig {
   const { limits, ...rest } = overrides;
   const sessionLimits = { ...DEFAULT_SESSION_LIMITS, ...limits };
@@ -107,6 +125,7 @@ export function engineConfig(
     compactIntervalMs: 60_000,
     sandbox: DEFAULT_SANDBOX,
     providers: DEFAULT_PROVIDER_SETTINGS,
+    approvals: DEFAULT_APPROVALS,
     ...essentials,
     ...rest,
     limits: sessionLimits,

@@ -3,10 +3,11 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { randomUUID } from "node:crypto";
 import { chmodSync, chownSync, mkdirSync } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { v5 as uuidv5 } from "uuid";
 import {
+  ApprovalMode,
   type ProviderCapabilities as ProviderCapabilitiesInfo,
   ProviderCapabilitiesSchema,
   type SandboxInfo,
@@ -25,11 +26,12 @@ import {
   SessionSummarySchema,
 } from "../../gen/hotplex/v1/session_service_pb.js";
 import { HotplexError, OutOfRangeError } from "../errors.js";
+import { SessionForkedSchema, TitleChangedSchema } from "../../gen/hotplex/v1/event_pb.js";
 import type { Event, TurnOutcome } from "../events/event.js";
 import { EventLog } from "../events/event-log.js";
 import { readEventBatches } from "../events/follow.js";
 import { GroupCommitter } from "../events/group-committer.js";
-import type { LaunchConfig, Provider, ProviderCapabilities } from "../providers/provider.js";
+import type { AgentDecision, AgentModel, LaunchConfig, LiveSettings, Provider, ProviderCapabilities } from "../providers/provider.js";
 import { ProviderRegistry, unavailableProvider } from "../providers/registry.js";
 import { environmentFor } from "../security/env.js";
 import { AgentLauncher } from "../process/launcher.js";
@@ -43,14 +45,15 @@ import { EgressProxy, parseEgressRule } from "../process/egress-proxy.js";
 import { Sandbox, type SandboxState } from "../process/sandbox.js";
 import { keyString, Pool, type SessionKey } from "../session/pool.js";
 import { Session } from "../session/session.js";
-import type { Turn } from "../session/turn.js";
+import type { RequestedTurn } from "../session/interaction-state.js";
+import { MAX_INPUT_JSON_BYTES } from "../session/permission-request.js";
 import { MemoryStore } from "../store/memory-store.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import type { SessionRecord, Store } from "../store/store.js";
 import { Admission } from "./admission.js";
 import { type AuditEntry, AuditLog } from "./audit-log.js";
-import type { EngineConfig } from "./config.js";
-import { validateConfig, validatePrompt, validateRequestId, validateSessionId } from "./validate.js";
+import type { ApprovalDefault, EngineConfig } from "./config.js";
+import { validateConfig, validateJsonObject, validatePrompt, validateRequestId, validateSessionId, validateTitle } from "./validate.js";
 
 export interface ExecuteInput {
   sessionId: string;
@@ -59,6 +62,12 @@ export interface ExecuteInput {
   config: SessionConfig | undefined;
   queue: boolean;
 }
+
+/** A client's answer to a permission request or question (RespondPermission). */
+export type ClientDecision =
+  | { behavior: "allow"; updatedInputJson: string; forSession: boolean }
+  | { behavior: "deny"; message: string; interrupt: boolean }
+  | { behavior: "answer"; answers: Record<string, string> };
 
 /** Who makes a call: the tenant it acts for and the credential's name (for the audit log). */
 export interface Caller {
@@ -86,6 +95,9 @@ export interface DrainResult {
   turnsFinished: number;
   sessionsStopped: number;
 }
+
+// The longest deny message or answer a client may send.
+const MAX_DECISION_TEXT = 4096;
 
 // How long shutdown waits for open streams to send their last events before cutting them.
 const STREAM_DRAIN_MS = 2_000;
@@ -256,7 +268,8 @@ export class Engine {
       const provider = this.providers.get(config.provider);
       // One spelling per provider, so that naming the default equals naming none.
       config.provider = provider.name;
-      provider.validateConfig(launchConfig(config));
+      provider.validateConfig(launchConfig(config, this.#config.approvals.defaultMode));
+      this.#checkApprovals(provider, config);
     }
     const key = { tenant, sessionId: input.sessionId };
     const existing = this.pool.get(key);
@@ -289,9 +302,10 @@ export class Engine {
       session.reconfigure(config, workDir);
       this.#claims.claim(keyString(key), tenant, key.sessionId, workDir);
     }
-    let turn: Turn;
+    let turn: RequestedTurn;
     try {
-      turn = session.submit(input.prompt, input.requestId, input.queue);
+      const submitted = session.submit(input.prompt, input.requestId, input.queue);
+      turn = { turnId: submitted.id, fromSeq: submitted.fromSeq };
     } catch (error) {
       // A session this call created and could not use is not kept.
       if (!existing) this.#forget(key, session);
@@ -302,7 +316,7 @@ export class Engine {
   }
 
   // The tenant's policy; a refusal is audited.
-  #checkPolicy(caller: Caller, sessionId: string, config: SessionConfig, policy: SessionPolicy): void {
+  #checkPolicy(caller: Caller, sessionId: string, config: SessionConfig, policy: SessionPolicy, method = "hotplex.v1.SessionService/Execute"): void {
     try {
       checkSessionPolicy(config, policy);
     } catch (error) {
@@ -312,7 +326,7 @@ export class Engine {
           principal: caller.name,
           tenant: caller.tenant,
           sessionId,
-          method: "hotplex.v1.SessionService/Execute",
+          method,
           detail: error.message,
         });
       }
@@ -371,7 +385,7 @@ export class Engine {
   /** The session's state and the seq it reflects, read in one synchronous step. */
   snapshot(caller: Caller, sessionId: string): { session: SessionInfo; lastSeq: number } {
     const session = this.#session(caller.tenant, sessionId);
-    const info = session.view.toInfo(session.config, session.queuedTurns, session.incarnation);
+    const info = session.view.toInfo(session.config, session.incarnation);
     info.sandbox = sandboxInfo(this.sandbox.state);
     info.capabilities = capabilitiesInfo(session.provider.capabilities);
     return { session: info, lastSeq: session.log.lastSeq };
@@ -414,6 +428,189 @@ export class Engine {
     // The TurnEnded event is in the answer's last_seq: commit it first.
     this.#committer.flush();
     return { turnId: turn.id, outcome: turn.outcome, lastSeq: session.log.lastSeq };
+  }
+
+  // A session that asks the client needs a provider that can.
+  #checkApprovals(provider: Provider, config: SessionConfig): void {
+    if (config.approvalMode === ApprovalMode.CLIENT && !provider.capabilities.approvals) {
+      throw new HotplexError("failed_precondition", `provider ${provider.name} cannot ask the client for approvals: use approval_mode AGENT`);
+    }
+  }
+
+  /** Answers a pending permission request or question; returns the last seq, PermissionResolved included. */
+  respondPermission(caller: Caller, sessionId: string, requestId: string, decision: ClientDecision | undefined): number {
+    const session = this.#session(caller.tenant, sessionId);
+    if (!requestId) throw new HotplexError("invalid_argument", "request_id is empty: send PermissionRequested.request_id");
+    validateRequestId(requestId);
+    if (!decision) throw new HotplexError("invalid_argument", "decision is not set: send allow, deny or answer");
+    let agentDecision: AgentDecision & { interrupt?: boolean };
+    switch (decision.behavior) {
+      case "allow":
+        if (decision.updatedInputJson) validateJsonObject(decision.updatedInputJson, "decision.allow.updated_input_json", MAX_INPUT_JSON_BYTES);
+        agentDecision = { behavior: "allow", forSession: decision.forSession, ...(decision.updatedInputJson ? { updatedInputJson: decision.updatedInputJson } : {}) };
+        break;
+      case "deny":
+        if (decision.message.length > MAX_DECISION_TEXT) throw new HotplexError("invalid_argument", `decision.deny.message is longer than ${MAX_DECISION_TEXT} characters`);
+        agentDecision = { behavior: "deny", message: decision.message || "denied by the client", interrupt: decision.interrupt };
+        break;
+      case "answer": {
+        const entries = Object.entries(decision.answers);
+        if (entries.length === 0) throw new HotplexError("invalid_argument", "decision.answer.answers is empty: answer every question");
+        for (const [id, text] of entries) {
+          if (text.length > MAX_DECISION_TEXT) throw new HotplexError("invalid_argument", `decision.answer.answers[${JSON.stringify(id.slice(0, 64))}] is longer than ${MAX_DECISION_TEXT} characters`);
+        }
+        agentDecision = { behavior: "answer", answers: decision.answers };
+        break;
+      }
+    }
+    session.respond(requestId, agentDecision, caller.name);
+    // The PermissionResolved event is in the answer's last_seq: commit it first.
+    this.#committer.flush();
+    return session.log.lastSeq;
+  }
+
+  /** Delivers a message into the running turn. */
+  async steer(caller: Caller, sessionId: string, prompt: string, turnId: string): Promise<{ turnId: string; seq: number }> {
+    const session = this.#session(caller.tenant, sessionId);
+    validatePrompt(prompt, this.#config.maxPromptBytes);
+    if (turnId) validateRequestId(turnId, "turn_id");
+    if (!session.provider.capabilities.steer) {
+      throw new HotplexError("failed_precondition", `provider ${session.providerName} cannot take a message into a running turn; queue it with Execute instead`);
+    }
+    const steered = await session.steer(prompt, turnId);
+    this.#committer.flush();
+    return steered;
+  }
+
+  /** Cancels a queued turn. */
+  cancelTurn(caller: Caller, sessionId: string, turnId: string): number {
+    const session = this.#session(caller.tenant, sessionId);
+    if (!turnId) throw new HotplexError("invalid_argument", "turn_id is empty: name the queued turn (SessionInfo.queued)");
+    validateRequestId(turnId, "turn_id");
+    session.cancelQueued(turnId);
+    this.#committer.flush();
+    return session.log.lastSeq;
+  }
+
+  /** Changes the model and/or permission mode between turns. */
+  async changeSettings(caller: Caller, sessionId: string, settings: LiveSettings): Promise<{ session: SessionInfo; lastSeq: number }> {
+    const session = this.#session(caller.tenant, sessionId);
+    if (settings.model === undefined && settings.permissionMode === undefined) {
+      throw new HotplexError("invalid_argument", "nothing to change: set model and/or permission_mode");
+    }
+    const config = clone(SessionConfigSchema, session.config);
+    if (settings.model !== undefined) config.model = settings.model;
+    if (settings.permissionMode !== undefined) config.permissionMode = settings.permissionMode;
+    validateConfig(config);
+    session.provider.validateConfig(launchConfig(config, this.#config.approvals.defaultMode));
+    const { policy } = this.#tenants.settingsOf(caller.tenant);
+    this.#checkPolicy(caller, sessionId, config, policy, "hotplex.v1.SessionService/ChangeSettings");
+    await session.changeSettings(settings, config);
+    this.#committer.flush();
+    return this.snapshot(caller, sessionId);
+  }
+
+  /** The models the session's running agent offers. */
+  async listModels(caller: Caller, sessionId: string): Promise<AgentModel[]> {
+    const session = this.#session(caller.tenant, sessionId);
+    if (!session.provider.capabilities.listModels) throw new HotplexError("failed_precondition", `provider ${session.providerName} cannot list its models`);
+    return session.listModels();
+  }
+
+  /** The session's next turn starts a new conversation. */
+  async resetSession(caller: Caller, sessionId: string): Promise<{ providerSessionId: string; lastSeq: number }> {
+    const session = this.#session(caller.tenant, sessionId);
+    const providerSessionId = await session.reset();
+    this.#committer.flush();
+    return { providerSessionId, lastSeq: session.log.lastSeq };
+  }
+
+  /** Sets a session's title. */
+  setTitle(caller: Caller, sessionId: string, title: string): number {
+    const session = this.#session(caller.tenant, sessionId);
+    validateTitle(title);
+    session.setTitle(title);
+    this.#committer.flush();
+    return session.log.lastSeq;
+  }
+
+  /**
+   * A new session whose conversation starts as a copy of `sessionId`'s (up to the end of
+   * `upToTurnId` where the provider can): the parent's transcript is copied into the
+   * fork's own HOME, and its first start forks it there.
+   */
+  async forkSession(
+    caller: Caller,
+    sessionId: string,
+    newSessionId: string,
+    upToTurnId: string,
+    title: string,
+  ): Promise<{ session: SessionInfo; lastSeq: number }> {
+    const { tenant } = caller;
+    const parent = this.#session(tenant, sessionId);
+    validateSessionId(newSessionId);
+    validateTitle(title);
+    if (upToTurnId) validateRequestId(upToTurnId, "up_to_turn_id");
+    const { provider } = parent;
+    if (!provider.capabilities.fork) throw new HotplexError("failed_precondition", `provider ${provider.name} cannot fork a conversation`);
+    if (upToTurnId && !provider.capabilities.forkAtTurn) {
+      throw new HotplexError("failed_precondition", `provider ${provider.name} cannot fork up to a turn: fork the whole history (no up_to_turn_id)`);
+    }
+    const key = { tenant, sessionId: newSessionId };
+    if (this.pool.get(key)) throw new HotplexError("already_exists", `session "${newSessionId}" exists: choose another id for the fork`);
+    if (this.#draining) throw new HotplexError("unavailable", "the daemon is draining: it creates no more sessions");
+    if (parent.busy) throw new HotplexError("failed_precondition", `session "${sessionId}" has a turn running or queued: fork it between turns`);
+    if (!parent.hasConversation) throw new HotplexError("failed_precondition", `session "${sessionId}" has no conversation yet: run a turn first`);
+    const { at, last } = this.#forkRefs(parent, upToTurnId);
+    this.#admission.admitTurn(tenant, undefined, 0, false);
+    const config = clone(SessionConfigSchema, parent.config);
+    // The fork's own work dir (the parent's files stay the parent's).
+    config.workDir = "";
+    const { policy } = this.#tenants.settingsOf(tenant);
+    const workDir = this.#workDirFor(key, config, policy);
+    const parentConversation = parent.view.providerSessionId;
+    const child = this.pool.getOrCreate(key, () => this.#createSession(key, config, workDir));
+    this.#claims.claim(keyString(key), tenant, newSessionId, workDir);
+    const transcripts = parent.provider.transcriptFiles(parentConversation, parent.view.workDir, path.join(this.#stateDir({ tenant, sessionId }), "home"));
+    try {
+      // An agent may write its transcript a moment after it ends a turn (tens of ms, more
+      // than a turn behind on hot turns, seen): copy it once it holds the turns copied.
+      await transcriptHolding(transcripts, at || last, FORK_TRANSCRIPT_WAIT_MS);
+      await child.prepareFork(transcripts, { providerSessionId: parentConversation, at });
+    } catch (error) {
+      this.#forget(key, child);
+      this.store.deleteSession(keyString(key));
+      throw new HotplexError("internal", `cannot copy the parent's conversation: ${(error as Error).message}`);
+    }
+    child.log.append("", {
+      case: "sessionForked",
+      value: create(SessionForkedSchema, { parentSessionId: sessionId, parentTurnId: upToTurnId, parentProviderSessionId: parentConversation }),
+    });
+    if (title) child.log.append("", { case: "titleChanged", value: create(TitleChangedSchema, { title }) });
+    child.log.touch();
+    this.#committer.flush();
+    this.#logger.info({ session: newSessionId, parent: sessionId, tenant, upToTurnId }, "session forked");
+    return this.snapshot(caller, newSessionId);
+  }
+
+  // The provider's reference to the end of turn `upToTurnId` of the session (its
+  // TurnEnded's; "" for none asked), and to the end of its last turn that has one.
+  #forkRefs(session: Session, upToTurnId: string): { at: string; last: string } {
+    let at: string | undefined;
+    let last = "";
+    for (const event of this.#storedAfter(keyString({ tenant: session.tenant, sessionId: session.sessionId }), 0)) {
+      if (event.payload.case !== "turnEnded") continue;
+      const ref = event.payload.value.providerTurnRef;
+      if (ref) last = ref;
+      if (upToTurnId && event.turnId === upToTurnId) {
+        if (!ref) throw new HotplexError("failed_precondition", `turn ${upToTurnId} has no reference to fork at (it ended before the agent answered)`);
+        at = ref;
+      }
+    }
+    if (upToTurnId && at === undefined) {
+      throw new HotplexError("not_found", `session "${session.sessionId}" has no ended turn ${JSON.stringify(upToTurnId.slice(0, 128))} (retained in its log)`);
+    }
+    return { at: at ?? "", last };
   }
 
   /** Stops and removes a session, its events and (optionally) the agent's transcript. */
@@ -566,7 +763,7 @@ export class Engine {
         // The policy in force now: a reload may have narrowed it since the config was accepted.
         const { policy } = this.#tenants.settingsOf(key.tenant);
         checkSessionPolicy(current, policy);
-        return launchConfig(current, policy);
+        return launchConfig(current, this.#config.approvals.defaultMode, policy);
       },
       launcher: this.#launcher,
       env: environmentFor(
@@ -575,7 +772,7 @@ export class Engine {
         this.providers.all.filter((other) => other !== provider).flatMap((other) => other.envAllowList),
       ),
       log,
-      limits: this.#config.limits,
+      limits: { ...this.#config.limits, approvalTimeoutMs: this.#config.approvals.timeoutMs },
       logger: this.#logger,
       hasConversation: restored?.hasConversation ?? false,
       incarnation: restored?.incarnation ?? randomUUID(),
@@ -590,13 +787,13 @@ export class Engine {
   // One turn's events: read from the log (never from the process), so a client that
   // disconnects loses nothing and the turn runs on without it. A shutdown does not end
   // it early: the shutdown ends the turn, and the stream carries that end.
-  async *#turnEvents(session: Session, turn: Turn, signal?: AbortSignal): AsyncGenerator<Event[]> {
+  async *#turnEvents(session: Session, turn: RequestedTurn, signal?: AbortSignal): AsyncGenerator<Event[]> {
     const batches = this.#tracked(readEventBatches(session.log, turn.fromSeq, { follow: true, signal, cut: this.#cut.signal }));
     for await (const batch of batches) {
       const mine: Event[] = [];
       let ended = false;
       for (const event of batch) {
-        if (event.turnId !== turn.id) continue;
+        if (event.turnId !== turn.turnId) continue;
         mine.push(event);
         if (event.payload.case === "turnEnded") {
           ended = true;
@@ -631,9 +828,36 @@ export class Engine {
   }
 }
 
+/** Whether a session asks the client before tool calls: its config, else the daemon's default. */
+function asksClient(config: SessionConfig, defaultMode: ApprovalDefault): boolean {
+  return config.approvalMode === ApprovalMode.CLIENT || (config.approvalMode === ApprovalMode.UNSPECIFIED && defaultMode === "client");
+}
+
+// How long a fork waits for the parent's transcript to hold the turns it copies.
+const FORK_TRANSCRIPT_WAIT_MS = 5_000;
+
+/**
+ * Waits until one of `files` contains `ref` (the agent has written the turn), at most
+ * `timeoutMs`; at once when there is nothing to wait for (no ref, no files). A timeout is
+ * not an error: the fork copies what there is, and a fork at a missing turn fails to start.
+ */
+async function transcriptHolding(files: readonly string[], ref: string, timeoutMs: number): Promise<void> {
+  if (!ref || files.length === 0) return;
+  // Only for an agent that keeps a conversation in one file (a directory holds no one turn).
+  const kinds = await Promise.all(files.map((file) => stat(file).catch(() => undefined)));
+  if (kinds.some((kind) => kind?.isDirectory())) return;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const contents = await Promise.all(files.map((file) => readFile(file, "utf8").catch(() => "")));
+    if (contents.some((text) => text.includes(ref)) || Date.now() > deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** What the provider launches with: the session's config under its tenant's policy. */
-function launchConfig(config: SessionConfig, policy?: SessionPolicy): LaunchConfig {
+function launchConfig(config: SessionConfig, defaultMode: ApprovalDefault, policy?: SessionPolicy): LaunchConfig {
   return {
+    approvals: asksClient(config, defaultMode),
     model: config.model,
     permissionMode: config.permissionMode,
     allowedTools: config.allowedTools,
@@ -669,6 +893,7 @@ function summaryOf(session: Session): SessionSummary {
     lastActiveAt: timestampFromMs(session.view.lastActiveMs),
     lastSeq: BigInt(session.log.lastSeq),
     incarnation: session.incarnation,
+    title: session.view.interaction.title,
   });
 }
 

@@ -1,4 +1,4 @@
-import type { SessionConfig } from "../../gen/hotplex/v1/session_pb.js";
+import { ApprovalMode, type SessionConfig } from "../../gen/hotplex/v1/session_pb.js";
 import { HotplexError } from "../errors.js";
 import { MAX_PROMPT_BYTES } from "./config.js";
 
@@ -62,4 +62,27 @@ export function validateConfig(config: SessionConfig): void {
     if (Buffer.byteLength(text, "utf8") > MAX_PROMPT_BYTES) throw invalid(`config.${field} is larger than ${MAX_PROMPT_BYTES} bytes`);
     if (text.includes("\u0000")) throw invalid(`config.${field} contains a NUL character`);
   }
+  if (!(config.approvalMode in ApprovalMode)) throw invalid(`config.approval_mode ${config.approvalMode} is not an ApprovalMode (0, 1 or 2)`);
+}
+
+const MAX_TITLE_CHARS = 256;
+// Control characters (C0, DEL, C1) and line/paragraph separators: a title is one line.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** A session title: at most 256 characters, one line of printable text. */
+export function validateTitle(title: string): void {
+  if ([...title].length > MAX_TITLE_CHARS) throw invalid(`title is longer than ${MAX_TITLE_CHARS} characters`);
+  if (CONTROL.test(title)) throw invalid("title contains a control character");
+}
+
+/** A JSON object of at most `maxBytes` (a changed tool input), else INVALID_ARGUMENT naming `field`. */
+export function validateJsonObject(json: string, field: string, maxBytes: number): void {
+  if (Buffer.byteLength(json, "utf8") > maxBytes) throw invalid(`${field} is larger than ${maxBytes} bytes`);
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    throw invalid(`${field} is not JSON: ${(error as Error).message.slice(0, 200)}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw invalid(`${field} must be a JSON object`);
 }

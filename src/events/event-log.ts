@@ -204,6 +204,14 @@ export class EventLog {
   }
 
   /** The store key and current record, for the committer. */
+  /**
+   * Commits what is pending now instead of on the next turn of the event loop: for an
+   * event someone waits on (a permission request the agent is blocked on).
+   */
+  commitNow(): void {
+    if (this.#pending.length > 0) this.#backing?.committer.flush();
+  }
+
   get backing(): LogBacking | undefined {
     return this.#backing;
   }

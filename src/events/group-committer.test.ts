@@ -122,6 +122,7 @@ function backedLog(store: Store, committer: GroupCommitter, sessionId = "s1", la
       hasConversation: false,
       currentTurnId: "",
       lastSeq: log.assignedSeq,
+      extras: "",
     }),
   });
   log.onCommit = (events) => {

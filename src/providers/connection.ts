@@ -1,5 +1,5 @@
 import type { ProcessExit } from "../process/agent-process.js";
-import type { ParsedOutput, ProviderCapabilities } from "./provider.js";
+import type { AgentDecision, AgentModel, LiveSettings, ParsedOutput, ProviderCapabilities } from "./provider.js";
 
 export type { ProcessExit as AgentExit } from "../process/agent-process.js";
 
@@ -33,8 +33,19 @@ export interface AgentConnection {
   prompt(text: string): void;
   /** Asks the agent to stop the running turn (it ends the turn itself). */
   interrupt(): void;
-  /** Answers an agent's request with a refusal. */
+  /** Answers an agent's request (a control_request) with a refusal. */
   refuse(requestId: string, message: string): void;
+  /** Answers an agent_request, exactly once (AgentRequest.requestId). */
+  answer(requestId: string, decision: AgentDecision): void;
+  /** With the capability steer: delivers a message into the running turn. Rejects when the agent refused it. */
+  steer?(text: string): Promise<void>;
+  /**
+   * With setModel / setPermissionMode: changes settings of the live agent between turns,
+   * resolving once the agent took them (rejects with the agent's refusal).
+   */
+  applySettings?(settings: LiveSettings): Promise<void>;
+  /** With listModels: the models the agent offers. */
+  listModels?(): Promise<AgentModel[]>;
   /** Ends the run: politely, then by force after `graceMs`. */
   close(graceMs: number): Promise<ProcessExit>;
 }

@@ -14,6 +14,13 @@ export interface LaunchConfig {
   disallowedTools: readonly string[];
   systemPrompt: string;
   appendSystemPrompt: string;
+  /**
+   * Ask the host (AgentRequest) before each tool call the agent's settings do not allow,
+   * and let the agent ask the user questions. False: the agent's settings decide alone and
+   * a call they do not allow is refused (a request that comes anyway is refused by the
+   * session).
+   */
+  approvals: boolean;
 }
 
 /**
@@ -31,8 +38,79 @@ export interface ProviderCapabilities {
   fork: boolean;
   /** Continues a conversation in a new process (after a crash, idle end or restart). */
   resume: boolean;
-  /** Changes the model of a live agent. */
+  /** Changes the model of a live agent (AgentConnection.applySettings). */
   setModel: boolean;
+  /** Asks the user questions (AgentRequest kind "question"). */
+  questions: boolean;
+  /** Changes the permission mode of a live agent (AgentConnection.applySettings). */
+  setPermissionMode: boolean;
+  /** Lists the models it offers (AgentConnection.listModels). */
+  listModels: boolean;
+  /** Forks a conversation up to a given turn (AgentStart.forkAt). */
+  forkAtTurn: boolean;
+  /** An allowed tool call may run with an input the client changed. */
+  editApprovedInput: boolean;
+}
+
+/** One question of an AgentRequest of kind "question". */
+export interface AgentQuestion {
+  /** The key its answer has in AgentDecision "answer" (Claude: the question text; Codex: its id). */
+  id: string;
+  question: string;
+  header: string;
+  options: { label: string; description: string }[];
+  multiSelect: boolean;
+}
+
+/**
+ * The agent asks the host before a tool call, or asks the user a question, and waits for
+ * exactly one AgentDecision (AgentConnection.answer).
+ */
+export interface AgentRequest {
+  /** The agent's own id of the request, as the connection needs it to answer (a string). */
+  requestId: string;
+  kind: "permission" | "question";
+  toolName: string;
+  /** The tool call's id, when the agent gives one. */
+  toolUseId: string;
+  /** The tool's input as a JSON object ("{}" when none). */
+  inputJson: string;
+  description: string;
+  /** The file or directory at stake, when the agent names one. */
+  path: string;
+  /** The shell command at stake, for command tools. */
+  command: string;
+  /** The agent's suggestions, each as its JSON. */
+  suggestionsJson: string[];
+  /** With kind "question". */
+  questions: AgentQuestion[];
+}
+
+/**
+ * The host's answer to an AgentRequest.
+ * - allow: run the call (with `updatedInputJson`, a JSON object, instead of the agent's
+ *   input when set; only where the capability editApprovedInput is). `forSession`: the
+ *   client allows identical calls for the session (the session remembers it and answers
+ *   them itself; a provider may also tell its agent).
+ * - deny: refuse it with `message` (the session interrupts the turn itself when asked to).
+ * - answer: the answers to a question, by AgentQuestion.id.
+ */
+export type AgentDecision =
+  | { behavior: "allow"; updatedInputJson?: string; forSession: boolean }
+  | { behavior: "deny"; message: string }
+  | { behavior: "answer"; answers: Record<string, string> };
+
+/** A model an agent offers (ListModels). */
+export interface AgentModel {
+  id: string;
+  displayName: string;
+  description: string;
+}
+
+/** Settings a live agent can take between turns; unset ones stay. */
+export interface LiveSettings {
+  model?: string;
+  permissionMode?: string;
 }
 
 /**
@@ -52,6 +130,11 @@ export interface AgentStart {
   mode: StartMode;
   /** With mode "fork": the conversation the new one copies. */
   forkFrom?: string;
+  /**
+   * With mode "fork" and the capability forkAtTurn: copy only up to the end of the turn
+   * whose TurnEnded carried this provider_turn_ref.
+   */
+  forkAt?: string;
   config: LaunchConfig;
   /** The session's work dir, HOME and private state dir (for launch files). */
   paths: SessionPaths;
@@ -78,8 +161,11 @@ export interface AgentStart {
  * - `turn_end`: the agent ended the turn; the session adds the wall-clock duration and
  *   logs it as the turn's TurnEnded event.
  * - `control_response`: the answer to a control request the host sent.
- * - `control_request`: the agent asks the host something (e.g. a tool permission); the
- *   host must answer every one with exactly one response.
+ * - `control_request`: the agent asks the host something hotplex does not handle; the
+ *   session refuses it at once (AgentConnection.refuse).
+ * - `agent_request`: the agent asks for a tool permission or asks a question; the session
+ *   answers it exactly once (AgentConnection.answer), after the client or a rule decided.
+ * - `agent_request_cancelled`: the agent withdrew an agent_request (no answer is sent).
  * - `fatal_startup`: the agent refused to start the conversation (e.g. an unknown
  *   conversation to resume); the process is about to exit.
  */
@@ -89,6 +175,8 @@ export type ParsedOutput =
   | { type: "turn_end"; turnEnded: TurnEnded }
   | { type: "control_response"; requestId: string; error?: string }
   | { type: "control_request"; requestId: string; subtype: string }
+  | { type: "agent_request"; request: AgentRequest }
+  | { type: "agent_request_cancelled"; requestId: string }
   | { type: "fatal_startup"; message: string };
 
 /** Parses one process's line output. Stateful: create one per process. */
@@ -141,5 +229,18 @@ export interface Provider {
 
 /** A provider's capabilities with nothing but resume (what every provider offers at least). */
 export function capabilities(overrides: Partial<ProviderCapabilities>): ProviderCapabilities {
-  return { interrupt: false, approvals: false, steer: false, fork: false, resume: true, setModel: false, ...overrides };
+  return {
+    interrupt: false,
+    approvals: false,
+    steer: false,
+    fork: false,
+    resume: true,
+    setModel: false,
+    questions: false,
+    setPermissionMode: false,
+    listModels: false,
+    forkAtTurn: false,
+    editApprovedInput: false,
+    ...overrides,
+  };
 }

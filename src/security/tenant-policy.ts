@@ -46,10 +46,11 @@ export interface TenantSettings {
 }
 
 /**
- * Permission bypass is never in the default ceiling: a tenant gets it only when the
- * server config lists it.
+ * Permission bypass is never in the default ceiling (claude-code's bypassPermissions and
+ * auto, Gemini's yolo): a tenant gets it only when the server config lists it. Gemini's
+ * autoEdit is its acceptEdits.
  */
-export const DEFAULT_PERMISSION_MODES: readonly string[] = ["default", "acceptEdits", "plan", "dontAsk"];
+export const DEFAULT_PERMISSION_MODES: readonly string[] = ["default", "acceptEdits", "plan", "dontAsk", "autoEdit"];
 
 export function defaultPolicy(maxIdleTimeoutMs: number): SessionPolicy {
   return {

@@ -17,6 +17,14 @@ const SESSION_SERVICE: Record<keyof typeof SessionService.method, Permission> = 
   listSessions: "session.read",
   deleteSession: "session.write",
   listProviders: "session.read",
+  respondPermission: "session.write",
+  steer: "session.write",
+  cancelTurn: "session.write",
+  changeSettings: "session.write",
+  listModels: "session.read",
+  resetSession: "session.write",
+  forkSession: "session.write",
+  setTitle: "session.write",
 };
 
 const ADMIN_SERVICE: Record<keyof typeof AdminService.method, Permission> = {

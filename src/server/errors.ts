@@ -5,6 +5,7 @@ import { HotplexError, type HotplexErrorCode, OutOfRangeError } from "../errors.
 
 const CODES: Record<HotplexErrorCode, Code> = {
   invalid_argument: Code.InvalidArgument,
+  already_exists: Code.AlreadyExists,
   not_found: Code.NotFound,
   failed_precondition: Code.FailedPrecondition,
   permission_denied: Code.PermissionDenied,

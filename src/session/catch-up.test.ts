@@ -14,6 +14,7 @@ import {
   TurnStartedSchema,
   UsageSchema,
 } from "../events/event.js";
+import { StatusChangedSchema } from "../../gen/hotplex/v1/event_pb.js";
 import type { SessionRecord } from "../store/store.js";
 import { catchUpRecord } from "./catch-up.js";
 
@@ -38,6 +39,7 @@ function checkpoint(overrides: Partial<SessionRecord> = {}): SessionRecord {
     hasConversation: true,
     currentTurnId: "",
     lastSeq: 3,
+    extras: "",
     ...overrides,
   };
 }
@@ -47,6 +49,9 @@ function event(turnId: string, payload: EventPayload, seq = nextSeq++): Event {
   return create(EventSchema, { seq: BigInt(seq), sessionId: "s", turnId, time: timestampFromMs(T0 + seq * 1_000), payload });
 }
 
+// The session logs a StatusChanged on every transition; the fold takes the status from it.
+const status = (turnId: string, value: SessionStatus) =>
+  event(turnId, { case: "statusChanged", value: create(StatusChangedSchema, { status: value }) });
 const started = (turnId: string) => event(turnId, { case: "turnStarted", value: create(TurnStartedSchema, { prompt: "go" }) });
 const delta = (turnId: string, seq?: number) => event(turnId, { case: "textDelta", value: create(TextDeltaSchema, { text: "hi" }) }, seq);
 const ended = (turnId: string) =>
@@ -58,24 +63,31 @@ const ended = (turnId: string) =>
 describe("catchUpRecord", () => {
   it("folds the turns stored after the checkpoint into its state, statistics and last seq", () => {
     nextSeq = 4;
-    const events = [started("t2"), delta("t2"), ended("t2"), started("t3"), delta("t3")];
+    const events = [started("t2"), delta("t2"), ended("t2"), started("t3"), status("t3", SessionStatus.BUSY), delta("t3")];
     const record = catchUpRecord(checkpoint(), events);
-    expect(record).toMatchObject({ lastSeq: 8, status: SessionStatus.BUSY, currentTurnId: "t3", lastActiveMs: T0 + 8_000, pgid: 4242 });
+    expect(record).toMatchObject({ lastSeq: 9, status: SessionStatus.BUSY, currentTurnId: "t3", lastActiveMs: T0 + 9_000, pgid: 4242 });
     expect(record.stats.turns).toBe(2);
     expect(record.stats.inputTokens).toBe(15n);
   });
 
   it("closes the turn the checkpoint was taken in when its end was stored after it", () => {
     nextSeq = 4;
-    const record = catchUpRecord(checkpoint({ status: SessionStatus.BUSY, currentTurnId: "t2" }), [delta("t2"), ended("t2")]);
-    expect(record).toMatchObject({ lastSeq: 5, status: SessionStatus.READY, currentTurnId: "" });
+    const record = catchUpRecord(checkpoint({ status: SessionStatus.BUSY, currentTurnId: "t2" }), [
+      delta("t2"),
+      ended("t2"),
+      status("", SessionStatus.READY),
+    ]);
+    expect(record).toMatchObject({ lastSeq: 6, status: SessionStatus.READY, currentTurnId: "" });
     expect(record.stats.turns).toBe(2);
   });
 
   it("forgets the process group once the stored events say the process ended", () => {
     nextSeq = 4;
-    const record = catchUpRecord(checkpoint(), [event("", { case: "sessionEnded", value: create(SessionEndedSchema, { reason: "idle" }) })]);
-    expect(record).toMatchObject({ status: SessionStatus.DEAD, pgid: 0, agentCommand: "", lastSeq: 4 });
+    const record = catchUpRecord(checkpoint(), [
+      event("", { case: "sessionEnded", value: create(SessionEndedSchema, { reason: "idle" }) }),
+      status("", SessionStatus.DEAD),
+    ]);
+    expect(record).toMatchObject({ status: SessionStatus.DEAD, pgid: 0, agentCommand: "", lastSeq: 5 });
   });
 
   it("takes a start's conversation and provider session id", () => {
@@ -84,7 +96,7 @@ describe("catchUpRecord", () => {
       case: "sessionStarted",
       value: create(SessionStartedSchema, { providerSessionId: "p-2", workDir: "/srv/work/s", pid: 77 }),
     });
-    const record = catchUpRecord(checkpoint({ hasConversation: false, status: SessionStatus.STARTING }), [start]);
+    const record = catchUpRecord(checkpoint({ hasConversation: false, status: SessionStatus.STARTING }), [start, status("t2", SessionStatus.READY)]);
     expect(record).toMatchObject({ hasConversation: true, providerSessionId: "p-2", status: SessionStatus.READY });
   });
 

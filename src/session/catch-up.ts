@@ -1,6 +1,6 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { TurnInfoSchema } from "../../gen/hotplex/v1/session_pb.js";
+import { SessionConfigSchema, TurnInfoSchema } from "../../gen/hotplex/v1/session_pb.js";
 import type { Event } from "../events/event.js";
 import type { SessionRecord } from "../store/store.js";
 import { SessionView } from "./session-view.js";
@@ -28,6 +28,14 @@ export function catchUpRecord(record: SessionRecord, events: Iterable<Event>): S
     caughtUp.lastSeq = Number(event.seq);
     const { payload } = event;
     if (payload.case === "sessionStarted") caughtUp.hasConversation = true;
+    if (payload.case === "conversationReset") {
+      caughtUp.hasConversation = false;
+    }
+    if (payload.case === "configChanged") {
+      caughtUp.config = clone(SessionConfigSchema, caughtUp.config);
+      caughtUp.config.model = payload.value.model;
+      caughtUp.config.permissionMode = payload.value.permissionMode;
+    }
     if (payload.case === "sessionEnded") {
       // The process the checkpoint recorded is gone.
       caughtUp.pgid = 0;
@@ -43,5 +51,6 @@ export function catchUpRecord(record: SessionRecord, events: Iterable<Event>): S
     lastActiveMs: view.lastActiveMs,
     stats: view.stats.stats,
     currentTurnId: view.currentTurn?.turnId ?? "",
+    extras: view.interaction.toJson(),
   };
 }

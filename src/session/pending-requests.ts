@@ -48,3 +48,65 @@ export class PendingRequests {
     return open;
   }
 }
+
+/** An agent_request put to the client, until it is decided. */
+export interface OpenPermission {
+  /** The daemon's id (PermissionRequested.request_id). */
+  id: string;
+  /** The agent's own id, to answer it. */
+  agentRequestId: string;
+  kind: "permission" | "question";
+  toolName: string;
+  inputJson: string;
+  inputEditable: boolean;
+  /** The question ids as logged, to the agent's own (a logged id may be clipped). */
+  questionIds: Map<string, string>;
+  /** The turn it belongs to (its id). */
+  turnId: string;
+  /** Denies it when no answer came in time. */
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * The agent's permission requests and questions waiting for a client, by the daemon's id
+ * and by the agent's. Bounded like every other request an agent can open.
+ */
+export class OpenPermissions {
+  readonly #byId = new Map<string, OpenPermission>();
+  readonly #byAgentId = new Map<string, OpenPermission>();
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /** False when it cannot be taken: its agent id is open already, or too many are. */
+  add(open: OpenPermission): boolean {
+    if (this.#byAgentId.has(open.agentRequestId) || this.#byId.size >= MAX_PENDING_AGENT_REQUESTS) return false;
+    this.#byId.set(open.id, open);
+    this.#byAgentId.set(open.agentRequestId, open);
+    return true;
+  }
+
+  get(id: string): OpenPermission | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Takes one out to decide it (undefined when it was decided already: decide once). */
+  take(id: string): OpenPermission | undefined {
+    const open = this.#byId.get(id);
+    if (!open) return undefined;
+    this.#byId.delete(id);
+    this.#byAgentId.delete(open.agentRequestId);
+    clearTimeout(open.timer);
+    return open;
+  }
+
+  takeByAgentId(agentRequestId: string): OpenPermission | undefined {
+    const open = this.#byAgentId.get(agentRequestId);
+    return open ? this.take(open.id) : undefined;
+  }
+
+  all(): OpenPermission[] {
+    return [...this.#byId.values()];
+  }
+}

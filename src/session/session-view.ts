@@ -11,6 +11,7 @@ import {
 } from "../../gen/hotplex/v1/session_pb.js";
 import type { Event } from "../events/event.js";
 import type { SessionRecord } from "../store/store.js";
+import { InteractionState } from "./interaction-state.js";
 import { StatsAccumulator } from "./stats.js";
 
 /**
@@ -27,6 +28,7 @@ export class SessionView {
   lastActiveMs: number;
   currentTurn: TurnInfo | undefined;
   readonly stats = new StatsAccumulator();
+  readonly interaction = new InteractionState();
 
   constructor(
     readonly sessionId: string,
@@ -42,31 +44,17 @@ export class SessionView {
   }
 
   /**
-   * The session's lifecycle state: from its events (started, turn started and ended,
-   * ended), and, before the first event of a start, from the session starting an agent
-   * or giving up on it. Every change goes through #set.
+   * The session's lifecycle state as its StatusChanged events say (the session logs one
+   * on every transition), so a snapshot's status is exactly the one as of its seq.
    */
   get status(): SessionStatus {
     return this.#status;
   }
 
-  /** An agent is being started (counts against the live-session cap from now on). */
-  starting(): void {
-    this.#set(SessionStatus.STARTING);
-  }
-
-  /** A start was given up before the agent said anything (nothing runs). */
-  notStarted(): void {
-    if (this.#status === SessionStatus.STARTING) this.#set(SessionStatus.DEAD);
-  }
-
-  #set(status: SessionStatus): void {
-    this.#status = status;
-  }
-
   /** Takes the state a session had when the daemon last stored it. */
   restore(record: SessionRecord): void {
-    this.#set(record.status);
+    this.#status = record.status;
+    this.interaction.restore(record.extras);
     this.providerSessionId = record.providerSessionId;
     this.workDir = record.workDir;
     this.createdAt = timestampFromMs(record.createdAtMs);
@@ -82,14 +70,18 @@ export class SessionView {
     const { payload } = event;
     this.lastActiveMs = nowMs;
     switch (payload.case) {
+      case "statusChanged":
+        this.#status = payload.value.status;
+        break;
+      case "conversationReset":
+        this.providerSessionId = payload.value.providerSessionId;
+        break;
       case "sessionStarted":
-        this.#set(SessionStatus.READY);
         this.pid = payload.value.pid;
         this.providerSessionId = payload.value.providerSessionId;
         this.workDir = payload.value.workDir;
         break;
       case "turnStarted":
-        this.#set(SessionStatus.BUSY);
         this.currentTurn = create(TurnInfoSchema, {
           turnId: event.turnId,
           requestId: payload.value.requestId,
@@ -101,11 +93,9 @@ export class SessionView {
       case "turnEnded":
         if (this.currentTurn?.turnId === event.turnId) {
           this.currentTurn = undefined;
-          if (this.#status === SessionStatus.BUSY) this.#set(SessionStatus.READY);
         }
         break;
       case "sessionEnded":
-        this.#set(SessionStatus.DEAD);
         this.pid = 0;
         this.currentTurn = undefined;
         break;
@@ -113,9 +103,11 @@ export class SessionView {
         break;
     }
     this.stats.apply(event);
+    this.interaction.apply(event);
   }
 
-  toInfo(config: SessionConfig, queuedTurns: number, incarnation: string): SessionInfo {
+  toInfo(config: SessionConfig, incarnation: string): SessionInfo {
+    const { interaction } = this;
     return create(SessionInfoSchema, {
       sessionId: this.sessionId,
       status: this.status,
@@ -125,7 +117,11 @@ export class SessionView {
       createdAt: this.createdAt,
       lastActiveAt: timestampFromMs(this.lastActiveMs),
       currentTurn: this.currentTurn,
-      queuedTurns,
+      queuedTurns: interaction.queued.size,
+      queued: [...interaction.queued.values()],
+      pendingRequests: [...interaction.pending.values()],
+      title: interaction.title,
+      forkedFrom: interaction.forkedFrom,
       pid: this.pid,
       config,
       incarnation,

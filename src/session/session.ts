@@ -1,10 +1,20 @@
+import { randomUUID } from "node:crypto";
 import { chown, copyFile, cp, mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
+import { Decider, PermissionDecision, type PermissionResolved, PermissionResolvedSchema } from "../../gen/hotplex/v1/interaction_pb.js";
 import { type SessionConfig, SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { HotplexError } from "../errors.js";
+import {
+  ConfigChangedSchema,
+  ConversationResetSchema,
+  StatusChangedSchema,
+  TitleChangedSchema,
+  TurnQueuedSchema,
+  TurnSteeredSchema,
+} from "../../gen/hotplex/v1/event_pb.js";
 import {
   ErrorEventSchema,
   type EventPayload,
@@ -19,14 +29,16 @@ import {
 } from "../events/event.js";
 import type { EventLog } from "../events/event-log.js";
 import type { AgentConnection, AgentExit } from "../providers/connection.js";
-import type { LaunchConfig, ParsedOutput, Provider } from "../providers/provider.js";
+import type { AgentDecision, AgentModel, AgentRequest, LaunchConfig, LiveSettings, ParsedOutput, Provider } from "../providers/provider.js";
 import type { SessionRecord } from "../store/store.js";
 import { workDirChanged } from "../security/work-dir.js";
 import { type AgentLauncher, LaunchError } from "../process/launcher.js";
 import type { Sandbox } from "../process/sandbox.js";
 import { AgentRun, AgentRunState, startKindFor } from "./agent-run.js";
 import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
-import { PendingRequests } from "./pending-requests.js";
+import { type PendingFork, REMEMBERED_REQUEST_IDS, type RequestedTurn } from "./interaction-state.js";
+import { type OpenPermission, OpenPermissions, PendingRequests } from "./pending-requests.js";
+import { permissionRequested, unaskable } from "./permission-request.js";
 import { SessionView } from "./session-view.js";
 import type { Turn } from "./turn.js";
 import { TurnQueue } from "./turn-queue.js";
@@ -43,6 +55,8 @@ export interface SessionLimits {
   stopGraceMs: number;
   /** The longest line of agent output; a longer one fails the turn and ends the agent. */
   maxLineBytes: number;
+  /** A permission request or question with no answer after this long is denied. 0 disables. */
+  approvalTimeoutMs: number;
 }
 
 export interface SessionOptions {
@@ -120,6 +134,14 @@ export class Session {
   /** The agent's current (or last) run. */
   #run: AgentRun | undefined;
   readonly #requests = new PendingRequests();
+  /** The agent's requests waiting for a client (PermissionRequested logged, not yet resolved). */
+  readonly #permissions = new OpenPermissions();
+  /** The status as last logged (a StatusChanged event); the view follows it at commit. */
+  #status: SessionStatus;
+  /** While above 0, transitions are logged later, at once (see #onExit). */
+  #statusHeld = 0;
+  /** Request ids of recent turns, for retried Executes (seeded from the log after a restart). */
+  readonly #requestTurns = new Map<string, RequestedTurn>();
 
   #pumping = false;
   #turnTimer: LongTimeout | undefined;
@@ -141,6 +163,7 @@ export class Session {
     this.#turns = new TurnQueue(options.sessionId, options.limits.queueLimit);
     this.view = new SessionView(options.sessionId, options.provider.name, options.providerSessionId, options.workDir);
     if (options.restored) this.view.restore(options.restored);
+    this.#status = this.view.status;
     // The view follows the log: it takes each event as it is committed, so it always
     // reflects exactly the events up to the log's lastSeq.
     this.log.onCommit = (events) => {
@@ -164,7 +187,7 @@ export class Session {
 
   /** True while an agent process runs or is being started. */
   get live(): boolean {
-    return this.#agent !== undefined || this.view.status === SessionStatus.STARTING;
+    return this.#agent !== undefined || this.#status === SessionStatus.STARTING;
   }
 
   /** The requests the agent has open (answered at once today; see PendingRequests). */
@@ -194,6 +217,7 @@ export class Session {
       hasConversation: this.#hasConversation,
       currentTurnId: view.currentTurn?.turnId ?? "",
       lastSeq: this.log.assignedSeq,
+      extras: view.interaction.toJson(),
     };
   }
 
@@ -202,15 +226,30 @@ export class Session {
    * running ends INTERRUPTED and, if a process was running, the session ends "restart".
    */
   recoverFromRestart(record: SessionRecord): void {
+    for (const request of this.view.interaction.pendingIn()) {
+      this.#appendResolved(this.view.interaction.pending.get(request.requestId)?.turnId ?? "", {
+        requestId: request.requestId,
+        decision: PermissionDecision.DENY,
+        decidedBy: Decider.DAEMON_RESTART,
+        message: "the daemon restarted while the request waited",
+      });
+    }
+    for (const queued of this.view.interaction.queued.values()) {
+      this.log.append(queued.turnId, {
+        case: "turnEnded",
+        value: create(TurnEndedSchema, { outcome: TurnOutcome.INTERRUPTED, errorMessage: "interrupted by daemon restart before it started" }),
+      });
+    }
     if (record.currentTurnId) {
-      this.#record(record.currentTurnId, {
+      this.log.append(record.currentTurnId, {
         case: "turnEnded",
         value: create(TurnEndedSchema, { outcome: TurnOutcome.INTERRUPTED, errorMessage: "interrupted by daemon restart" }),
       });
     }
     if (record.status !== SessionStatus.DEAD) {
-      this.#record("", { case: "sessionEnded", value: create(SessionEndedSchema, { reason: "restart" }) });
+      this.log.append("", { case: "sessionEnded", value: create(SessionEndedSchema, { reason: "restart" }) });
     }
+    this.#syncStatus("");
   }
 
   get queuedTurns(): number {
@@ -229,8 +268,10 @@ export class Session {
   }
 
   /** The turn an earlier Execute with this request id started, if remembered. */
-  turnForRequest(requestId: string): Turn | undefined {
-    return this.#turns.forRequest(requestId);
+  turnForRequest(requestId: string): RequestedTurn | undefined {
+    if (!requestId) return undefined;
+    const live = this.#turns.forRequest(requestId);
+    return live ? { turnId: live.id, fromSeq: live.fromSeq } : (this.#requestTurns.get(requestId) ?? this.view.interaction.turnForRequest(requestId));
   }
 
   /** Throws FAILED_PRECONDITION while a process runs: its config cannot change under it. */
@@ -262,9 +303,14 @@ export class Session {
       const refused = this.#options.whyNoProcess();
       if (refused && !this.#turns.busy) throw new HotplexError("resource_exhausted", refused);
     }
+    const ahead = (this.#turns.current ? 1 : 0) + this.#turns.waiting;
     const turn = this.#turns.accept(prompt, requestId, queue, this.log.lastSeq);
-    // Counts against the live-session cap from now on, before the process exists.
-    if (needsStart) this.view.starting();
+    if (requestId) this.#rememberRequest(requestId, turn);
+    if (turn.wasQueued) {
+      this.#record(turn.id, { case: "turnQueued", value: create(TurnQueuedSchema, { prompt, requestId, position: ahead }) });
+    }
+    // STARTING counts against the live-session cap from now on, before the process exists.
+    this.#syncStatus(turn.id);
     clearTimeout(this.#checkpointTimer);
     this.#clearIdleTimer();
     void this.#pump();
@@ -277,6 +323,9 @@ export class Session {
    */
   async stop(reason = "stopped"): Promise<void> {
     this.#clearIdleTimer();
+    for (const open of this.#permissions.all()) {
+      this.#decide(open, { behavior: "deny", message: `the session was ${reason}` }, Decider.STOP, "");
+    }
     for (const turn of this.#turns.takeWaiting()) {
       this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.STOPPED, `session ${reason} before the turn started`));
     }
@@ -293,10 +342,11 @@ export class Session {
         this.#announce(current);
         this.#finishTurn(current, this.#daemonTurnEnd(TurnOutcome.STOPPED, ""));
       }
-      this.view.notStarted();
+      this.#syncStatus("");
       return;
     }
     run.stopping(reason);
+    this.#syncStatus(current?.id ?? "");
     await agent.close(this.#options.limits.stopGraceMs);
     await run.exitHandled;
   }
@@ -314,6 +364,272 @@ export class Session {
     }
     if (!turn.endedBy) this.#interruptTurn(turn, "interrupt");
     return turn;
+  }
+
+  /**
+   * Answers a request the agent put to the client (PermissionRequested.request_id). The
+   * decision was checked by the caller for its shape; here against the request: NOT_FOUND
+   * for an unknown id, FAILED_PRECONDITION once decided, INVALID_ARGUMENT for an answer
+   * that does not fit the request.
+   */
+  respond(requestId: string, decision: AgentDecision & { interrupt?: boolean }, principal: string): number {
+    const open = this.#permissions.get(requestId);
+    if (!open) {
+      if (this.view.interaction.decided(requestId) || this.#decidedHere.has(requestId)) {
+        throw new HotplexError("failed_precondition", `request ${JSON.stringify(requestId)} was already decided (see its PermissionResolved event)`);
+      }
+      throw new HotplexError("not_found", `session "${this.sessionId}" has no request ${JSON.stringify(requestId.slice(0, 128))}`);
+    }
+    let toAgent: AgentDecision = decision;
+    if (decision.behavior === "answer") {
+      if (open.kind !== "question") throw new HotplexError("invalid_argument", "decision.answer answers questions only: allow or deny a permission request");
+      const answers: Record<string, string> = {};
+      for (const [id, answer] of Object.entries(decision.answers)) {
+        const agentId = open.questionIds.get(id);
+        if (agentId === undefined) throw new HotplexError("invalid_argument", `decision.answer.answers: the request has no question ${JSON.stringify(id.slice(0, 128))}`);
+        answers[agentId] = answer;
+      }
+      const missing = [...open.questionIds.keys()].filter((id) => !Object.hasOwn(decision.answers, id));
+      if (missing.length > 0) throw new HotplexError("invalid_argument", `decision.answer.answers: no answer to ${missing.map((id) => JSON.stringify(id.slice(0, 128))).join(", ")}`);
+      toAgent = { behavior: "answer", answers };
+    } else if (decision.behavior === "allow") {
+      if (open.kind === "question") throw new HotplexError("invalid_argument", "decision.allow: answer a question with decision.answer (or decline it with deny)");
+      if (decision.updatedInputJson && !open.inputEditable) {
+        throw new HotplexError(
+          "failed_precondition",
+          `provider ${this.providerName} cannot run a changed tool input: allow without updated_input_json, or deny`,
+        );
+      }
+    }
+    const seq = this.#decide(open, toAgent, Decider.CLIENT, principal, decision.behavior === "deny" && decision.interrupt === true);
+    if (decision.behavior === "deny" && decision.interrupt) {
+      const turn = this.#turns.current;
+      if (turn && turn.id === open.turnId && !turn.ended && !turn.endedBy) this.#interruptTurn(turn, "interrupt");
+    }
+    return seq;
+  }
+
+  /** Cancels a turn waiting in the queue: it ends CANCELLED without starting. */
+  cancelQueued(turnId: string): void {
+    const turn = this.#turns.takeWaitingTurn(turnId);
+    if (!turn) {
+      if (this.#turns.current?.id === turnId) {
+        throw new HotplexError("failed_precondition", `turn ${turnId} is running, not queued: use Interrupt to stop it`);
+      }
+      throw new HotplexError("not_found", `session "${this.sessionId}" has no queued turn ${JSON.stringify(turnId.slice(0, 128))}`);
+    }
+    this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.CANCELLED, "cancelled by the client before it started"));
+  }
+
+  /** Delivers a message into the running turn; returns the TurnSteered event's seq. */
+  async steer(text: string, turnId: string): Promise<{ turnId: string; seq: number }> {
+    const turn = this.#runningTurn(turnId, "steer");
+    const agent = this.#agent;
+    if (!agent?.steer || !agent.capabilities.steer) {
+      throw new HotplexError("failed_precondition", `provider ${this.providerName} cannot take a message into a running turn; queue it with Execute instead`);
+    }
+    await agent.steer(text).catch((error: unknown) => {
+      throw new HotplexError("failed_precondition", `the agent refused the message: ${(error as Error).message}`);
+    });
+    if (turn.ended) throw new HotplexError("failed_precondition", `turn ${turn.id} ended before the message reached it`);
+    return { turnId: turn.id, seq: this.#record(turn.id, { case: "turnSteered", value: create(TurnSteeredSchema, { prompt: text }) }) };
+  }
+
+  /**
+   * Changes model and/or permission mode between turns (`config` is the whole new config,
+   * checked by the caller). A live agent takes them through its protocol.
+   */
+  async changeSettings(settings: LiveSettings, config: SessionConfig): Promise<void> {
+    if (this.busy) throw new HotplexError("failed_precondition", `session "${this.sessionId}" has a turn running or queued: change settings between turns`);
+    const agent = this.#agent;
+    const live = agent !== undefined && agent.alive;
+    if (live) {
+      const missing = [
+        settings.model !== undefined && !agent.capabilities.setModel ? "the model" : "",
+        settings.permissionMode !== undefined && !agent.capabilities.setPermissionMode ? "the permission mode" : "",
+      ].filter(Boolean);
+      if (missing.length > 0 || !agent.applySettings) {
+        throw new HotplexError(
+          "failed_precondition",
+          `provider ${this.providerName} cannot change ${missing.join(" and ") || "settings"} of a running agent: StopSession first, then change it`,
+        );
+      }
+      await agent.applySettings(settings).catch((error: unknown) => {
+        throw new HotplexError("failed_precondition", `the agent refused the change: ${(error as Error).message}`);
+      });
+    }
+    this.config = config;
+    if (this.#launch) {
+      if (settings.model !== undefined) this.#launch.model = settings.model;
+      if (settings.permissionMode !== undefined) this.#launch.permissionMode = settings.permissionMode;
+    }
+    this.#record("", {
+      case: "configChanged",
+      value: create(ConfigChangedSchema, { model: config.model, permissionMode: config.permissionMode, appliedLive: live }),
+    });
+    this.log.touch();
+  }
+
+  /** The models the running agent offers. */
+  async listModels(): Promise<AgentModel[]> {
+    const agent = this.#agent;
+    if (!agent?.alive) throw new HotplexError("failed_precondition", `no agent runs in session "${this.sessionId}": run a turn first, then list its models`);
+    if (!agent.listModels || !agent.capabilities.listModels) throw new HotplexError("failed_precondition", `provider ${this.providerName} cannot list its models`);
+    return agent.listModels();
+  }
+
+  /**
+   * The next turn starts a new conversation: the agent (if any) is ended, and the session
+   * gets a new conversation id (an agent that names its own replaces it at its start).
+   */
+  async reset(): Promise<string> {
+    if (this.busy) throw new HotplexError("failed_precondition", `session "${this.sessionId}" has a turn running or queued: reset between turns`);
+    if (this.live) await this.stop("reset");
+    const previous = this.view.providerSessionId;
+    const next = randomUUID();
+    this.#hasConversation = false;
+    this.view.interaction.pendingFork = undefined;
+    this.#record("", { case: "conversationReset", value: create(ConversationResetSchema, { previousProviderSessionId: previous, providerSessionId: next }) });
+    this.log.touch();
+    return next;
+  }
+
+  /** Sets the title (checked by the caller); returns the TitleChanged event's seq. */
+  setTitle(title: string): number {
+    const seq = this.#record("", { case: "titleChanged", value: create(TitleChangedSchema, { title }) });
+    this.log.touch();
+    return seq;
+  }
+
+  /**
+   * Makes this (new) session a fork: its HOME gets the parent's transcript files (`from`,
+   * in the provider's transcriptFiles order), and its first start forks `fork`.
+   */
+  async prepareFork(from: string[], fork: PendingFork): Promise<void> {
+    await this.#prepareHome();
+    const { provider, home, sandbox } = this.#options;
+    const to = provider.transcriptFiles(fork.providerSessionId, this.view.workDir, home);
+    await Promise.all(
+      from.map(async (file, i) => {
+        const target = to[i];
+        if (!target) return;
+        await mkdir(path.dirname(target), { recursive: true });
+        await cp(file, target, { recursive: true });
+      }),
+    );
+    const { uid, gid } = sandbox.settings;
+    if (uid !== undefined) await chownTree(home, uid, gid ?? uid);
+    this.view.interaction.pendingFork = fork;
+  }
+
+  /** The agent holds a conversation (a fork needs one to copy). */
+  get hasConversation(): boolean {
+    return this.#hasConversation;
+  }
+
+  // The running turn (optionally only if it is `turnId`), for a call that acts on it.
+  #runningTurn(turnId: string, what: string): Turn {
+    const turn = this.#turns.current;
+    if (!turn || turn.ended || !turn.announced || turn.endedBy) throw new HotplexError("failed_precondition", `session "${this.sessionId}" has no running turn to ${what}`);
+    if (turnId && turn.id !== turnId) {
+      throw new HotplexError("failed_precondition", `turn ${JSON.stringify(turnId.slice(0, 128))} is not running in session "${this.sessionId}" (turn ${turn.id} is)`);
+    }
+    return turn;
+  }
+
+  // An agent's permission request or question: decided by a session rule, refused when no
+  // client is asked, or put to the client (PermissionRequested) until an answer, the
+  // timeout, the agent or the run's end decides it.
+  #onAgentRequest(agent: AgentConnection, request: AgentRequest): void {
+    const turn = this.#turns.current;
+    const id = randomUUID();
+    const { approvalTimeoutMs } = this.#options.limits;
+    const deadline = approvalTimeoutMs > 0 ? Date.now() + approvalTimeoutMs : undefined;
+    const logged = permissionRequested(request, id, deadline, agent.capabilities.editApprovedInput);
+    const open: OpenPermission = {
+      id,
+      agentRequestId: request.requestId,
+      kind: request.kind,
+      toolName: logged.toolName,
+      inputJson: logged.inputJson,
+      inputEditable: logged.inputEditable,
+      questionIds: new Map(logged.questions.map((q, i) => [q.id, request.questions[i]?.id ?? q.id])),
+      turnId: turn?.id ?? "",
+      timer: undefined,
+    };
+    const refuse = (why: string) => agent.answer(request.requestId, { behavior: "deny", message: why });
+    if (!turn || turn.ended || !turn.announced) return refuse("no turn is running");
+    const why = unaskable(request);
+    if (why) return refuse(why);
+    if (!this.#permissions.add(open)) {
+      this.#record(turn.id, {
+        case: "error",
+        value: create(ErrorEventSchema, { code: "request_refused", message: "the agent sent a request with an id still open, or too many requests at once" }),
+      });
+      if (!this.#permissions.get(id)) return;
+    }
+    this.#record(turn.id, { case: "permissionRequested", value: logged });
+    if (request.kind === "permission" && this.view.interaction.allowedForSession(logged.toolName, logged.inputJson)) {
+      this.#decide(open, { behavior: "allow", forSession: false }, Decider.SESSION_RULE, "");
+      return;
+    }
+    if (!this.#launch?.approvals) {
+      this.#decide(open, { behavior: "deny", message: "no client approves tool calls in this session (its approval mode is agent)" }, Decider.APPROVAL_MODE, "");
+      return;
+    }
+    // The agent is blocked until a client answers: publish the request now.
+    this.log.commitNow();
+    if (deadline !== undefined) {
+      open.timer = setTimeout(() => {
+        if (this.#permissions.get(id) !== open) return;
+        this.#decide(open, { behavior: "deny", message: `no answer within the approval timeout (${approvalTimeoutMs} ms)` }, Decider.TIMEOUT, "");
+      }, approvalTimeoutMs);
+      open.timer.unref?.();
+    }
+  }
+
+  // Decides an open request once: answers the agent, logs PermissionResolved.
+  #decide(open: OpenPermission, decision: AgentDecision, decidedBy: Decider, principal: string, interrupt = false): number {
+    this.#permissions.take(open.id);
+    this.#rememberDecided(open.id);
+    this.#agent?.answer(open.agentRequestId, decision);
+    return this.#recordResolved(open.turnId, {
+      requestId: open.id,
+      decision: decision.behavior === "allow" ? PermissionDecision.ALLOW : decision.behavior === "answer" ? PermissionDecision.ANSWERED : PermissionDecision.DENY,
+      decidedBy,
+      principal,
+      forSession: decision.behavior === "allow" && decision.forSession,
+      message: decision.behavior === "deny" ? decision.message : "",
+      updatedInputJson: decision.behavior === "allow" ? (decision.updatedInputJson ?? "") : "",
+      answers: decision.behavior === "answer" ? this.#loggedAnswers(open, decision.answers) : {},
+      interrupt,
+    });
+  }
+
+  // The answers by the question ids the client saw.
+  #loggedAnswers(open: OpenPermission, byAgentId: Record<string, string>): Record<string, string> {
+    const logged: Record<string, string> = {};
+    for (const [loggedId, agentId] of open.questionIds) if (Object.hasOwn(byAgentId, agentId)) logged[loggedId] = byAgentId[agentId] ?? "";
+    return logged;
+  }
+
+  // Without a status update: recovery logs what a restart ended, then the status once.
+  #appendResolved(turnId: string, fields: Partial<Omit<PermissionResolved, "$typeName">>): void {
+    this.log.append(turnId, { case: "permissionResolved", value: create(PermissionResolvedSchema, fields) });
+  }
+
+  #recordResolved(turnId: string, fields: Partial<Omit<PermissionResolved, "$typeName">>): number {
+    return this.#record(turnId, { case: "permissionResolved", value: create(PermissionResolvedSchema, fields) });
+  }
+
+  // Decided here, until the view (at commit) remembers it too.
+  readonly #decidedHere = new Set<string>();
+  #rememberDecided(id: string): void {
+    this.#decidedHere.add(id);
+    if (this.#decidedHere.size > 64) {
+      const oldest = this.#decidedHere.values().next().value;
+      if (oldest !== undefined) this.#decidedHere.delete(oldest);
+    }
   }
 
   /** Stops the session and refuses new turns (daemon shutdown). */
@@ -358,7 +674,7 @@ export class Session {
       run.warmTurn = { turn, answered: false };
       run.connection.prompt(turn.prompt);
     } else {
-      const refused = this.view.status === SessionStatus.STARTING ? undefined : this.#options.whyNoProcess();
+      const refused = this.#status === SessionStatus.STARTING ? undefined : this.#options.whyNoProcess();
       if (refused) {
         this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, refused));
         return;
@@ -373,7 +689,7 @@ export class Session {
     const { provider } = this.#options;
     const run = new AgentRun(kind, retried, turn);
     this.#run = run;
-    this.view.starting();
+    this.#syncStatus(turn.id);
     let launch: LaunchConfig;
     try {
       launch = this.#options.prepareLaunch(this.config);
@@ -408,12 +724,15 @@ export class Session {
     }
     if (turn.ended) return this.#failStart(run, "");
     this.#launch = launch;
+    // A fork's first start copies its parent's conversation; every later one resumes its own.
+    const fork = kind === StartKind.COLD ? this.view.interaction.pendingFork : undefined;
     let connection: AgentConnection;
     try {
       connection = await provider.connect({
         tenant: this.tenant,
         providerSessionId: this.view.providerSessionId,
-        mode: kind === StartKind.RESUMED ? "resume" : "new",
+        mode: fork ? "fork" : kind === StartKind.RESUMED ? "resume" : "new",
+        ...(fork ? { forkFrom: fork.providerSessionId, ...(fork.at ? { forkAt: fork.at } : {}) } : {}),
         config: launch,
         paths: { workDir: this.view.workDir, home: this.#options.home, stateDir: this.#options.stateDir },
         daemonPaths: { workRoot: this.#options.workRoot, stateRoot: this.#options.stateRoot },
@@ -438,7 +757,7 @@ export class Session {
       // Stopped while the agent was being started: it never gets the turn.
       run.ended();
       await connection.close(0);
-      if (this.#run === run) this.view.notStarted();
+      if (this.#run === run) this.#syncStatus("");
       return;
     }
     run.connected(connection);
@@ -484,9 +803,24 @@ export class Session {
           });
         }
         break;
+      case "agent_request":
+        this.#onAgentRequest(agent, item.request);
+        break;
+      case "agent_request_cancelled": {
+        const open = this.#permissions.takeByAgentId(item.requestId);
+        if (open) {
+          this.#recordResolved(open.turnId, {
+            requestId: open.id,
+            decision: PermissionDecision.DENY,
+            decidedBy: Decider.AGENT_CANCELLED,
+            message: "the agent withdrew the request",
+          });
+        }
+        break;
+      }
       case "control_request":
-        // No interactive approvals yet: answer at once, exactly once, so the agent never
-        // waits for ever (a repeated or excess request is refused as well).
+        // A request hotplex does not handle: answered at once, exactly once, so the agent
+        // never waits for ever (a repeated or excess request is refused as well).
         this.#requests.received(item.requestId, item.subtype);
         this.#requests.take(item.requestId);
         agent.refuse(item.requestId, `hotplex does not handle ${item.subtype} requests`);
@@ -529,8 +863,8 @@ export class Session {
   #failStart(run: AgentRun, message: string): void {
     run.ended();
     if (this.#run !== run) return;
-    this.view.notStarted();
     const turn = run.firstTurn;
+    this.#syncStatus(turn.id);
     if (turn.ended || !message) return;
     this.#announce(turn);
     this.#finishTurn(turn, this.#daemonTurnEnd(TurnOutcome.FAILED, message));
@@ -573,6 +907,17 @@ export class Session {
 
   #onExit(run: AgentRun, agent: AgentConnection, exit: AgentExit): void {
     if (this.#run !== run) return;
+    // What the exit ends is logged first (the turn, the session's end), the new status once after.
+    this.#statusHeld += 1;
+    try {
+      this.#handleExit(run, agent, exit);
+    } finally {
+      this.#statusHeld -= 1;
+      this.#syncStatus("");
+    }
+  }
+
+  #handleExit(run: AgentRun, agent: AgentConnection, exit: AgentExit): void {
     const stoppedByUs = run.state === AgentRunState.STOPPING;
     const answered = run.answered;
     const warmTurn = run.warmTurn;
@@ -580,6 +925,15 @@ export class Session {
     this.#clearTurnTimers();
     // Whatever the agent asked is moot now.
     this.#requests.clear();
+    for (const open of this.#permissions.all()) {
+      this.#permissions.take(open.id);
+      this.#recordResolved(open.turnId, {
+        requestId: open.id,
+        decision: PermissionDecision.DENY,
+        decidedBy: Decider.AGENT_EXIT,
+        message: "the agent exited while the request waited",
+      });
+    }
     const turn = this.#turns.current;
 
     if (!answered && turn === run.firstTurn && !turn.endedBy && !run.retried && !stoppedByUs) {
@@ -627,7 +981,7 @@ export class Session {
         value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? exit.signalSent ?? "" }),
       });
     } else {
-      this.view.notStarted();
+      this.#syncStatus("");
     }
     // The process group is gone from the registry entry.
     this.log.touch();
@@ -663,6 +1017,10 @@ export class Session {
       ended.errorMessage = turn.fault;
     }
     if (turn.startedAtMs > 0) ended.durationMs = BigInt(Math.max(0, Date.now() - turn.startedAtMs));
+    // A request of the turn still open is moot (the agent ended the turn without waiting).
+    for (const open of this.#permissions.all()) {
+      if (open.turnId === turn.id) this.#decide(open, { behavior: "deny", message: "the turn ended" }, Decider.AGENT_CANCELLED, "");
+    }
     this.#record(turn.id, { case: "turnEnded", value: ended });
     if (this.#turns.current === turn) {
       this.#turns.finished(turn);
@@ -670,14 +1028,51 @@ export class Session {
       this.#requests.interruptsSent = 0;
     }
     turn.markEnded(ended.outcome);
+    // After the turn's TurnEnded (always its last event): outside the turn.
+    this.#syncStatus("");
   }
 
   #daemonTurnEnd(outcome: TurnOutcome, errorMessage: string): TurnEnded {
     return create(TurnEndedSchema, { outcome, errorMessage });
   }
 
-  #record(turnId: string, payload: EventPayload): void {
-    this.log.append(turnId, payload);
+  #record(turnId: string, payload: EventPayload): number {
+    const seq = Number(this.log.append(turnId, payload).seq);
+    this.#syncStatus(turnId);
+    return seq;
+  }
+
+  // The status the session is in now, from its turns, its run and the open requests;
+  // undefined for a moment that is no state of its own (the agent answered, its turn is
+  // about to be announced).
+  #currentStatus(): SessionStatus | undefined {
+    const run = this.#run;
+    if (run?.state === AgentRunState.STOPPING) return SessionStatus.STOPPING;
+    const turn = this.#turns.current;
+    if (turn?.announced && !turn.ended) return this.#permissions.size > 0 ? SessionStatus.WAITING : SessionStatus.BUSY;
+    const runLive = run !== undefined && run.state !== AgentRunState.ENDED;
+    if (runLive && !run.answered) return SessionStatus.STARTING;
+    if (this.#turns.busy) return runLive && run.takesPrompts ? undefined : SessionStatus.STARTING;
+    return runLive && run.connection?.alive ? SessionStatus.READY : SessionStatus.DEAD;
+  }
+
+  // Logs a StatusChanged event when the status moved: every transition is in the log.
+  #syncStatus(turnId: string): void {
+    if (this.#statusHeld > 0) return;
+    const status = this.#currentStatus();
+    if (status === undefined || status === this.#status) return;
+    const previous = this.#status;
+    this.#status = status;
+    this.log.append(turnId, { case: "statusChanged", value: create(StatusChangedSchema, { status, previous }) });
+  }
+
+  #rememberRequest(requestId: string, turn: Turn): void {
+    this.#requestTurns.delete(requestId);
+    this.#requestTurns.set(requestId, { turnId: turn.id, fromSeq: turn.fromSeq });
+    if (this.#requestTurns.size > REMEMBERED_REQUEST_IDS) {
+      const oldest = this.#requestTurns.keys().next().value;
+      if (oldest !== undefined) this.#requestTurns.delete(oldest);
+    }
   }
 
   #armTurnTimer(turn: Turn): void {

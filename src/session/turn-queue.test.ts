@@ -24,20 +24,26 @@ describe("TurnQueue", () => {
     expect(turns.waiting).toBe(2);
     turns.finished(first);
     expect(turns.startNext()).toBe(second);
-    expect(turns.takeWaiting()).toHaveLength(1);
-    expect(turns.forRequest("r1")).toBe(first);
+    // Request ids find the running and the waiting turns (the log remembers ended ones).
+    expect(turns.forRequest("r2")).toBe(second);
+    expect(turns.forRequest("r1")).toBeUndefined();
     expect(turns.forRequest("")).toBeUndefined();
+    expect(turns.takeWaiting()).toHaveLength(1);
   });
 
-  it("remembers a bounded number of request ids, forgetting the oldest", () => {
-    const turns = new TurnQueue("s1", 1000);
-    for (let i = 0; i < 300; i += 1) {
-      const turn = turns.accept("p", `r${i}`, true, 0);
-      turns.startNext();
-      turns.finished(turn);
-    }
-    expect(turns.forRequest("r0")).toBeUndefined();
-    expect(turns.forRequest("r299")).toBeDefined();
+  it("takes one waiting turn out by id (a cancel), never the running one", () => {
+    const turns = new TurnQueue("s1", 4);
+    const running = turns.accept("a", "", false, 0);
+    turns.startNext();
+    const b = turns.accept("b", "rb", true, 0);
+    const c = turns.accept("c", "", true, 0);
+    expect(turns.takeWaitingTurn(running.id)).toBeUndefined();
+    expect(turns.takeWaitingTurn(b.id)).toBe(b);
+    expect(turns.takeWaitingTurn(b.id)).toBeUndefined();
+    expect(turns.forRequest("rb")).toBeUndefined();
+    expect(turns.waiting).toBe(1);
+    turns.finished(running);
+    expect(turns.startNext()).toBe(c);
   });
 });
 

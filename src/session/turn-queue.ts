@@ -1,19 +1,15 @@
 import { HotplexError } from "../errors.js";
 import { Turn } from "./turn.js";
 
-// Request ids remembered per session for safe retries of Execute.
-const REMEMBERED_REQUEST_IDS = 256;
-
 /**
- * A session's turns: the one running, those waiting behind it in order, and the turns
- * recent request ids started (so a retried Execute finds its turn instead of running a
- * second one). Exactly one turn runs at a time.
+ * A session's turns: the one running and those waiting behind it in order. Exactly one
+ * turn runs at a time. (Request ids of earlier turns are remembered by the session, from
+ * its log: see InteractionState.)
  */
 export class TurnQueue {
   /** The turn handed to the agent, until it ends. */
   current: Turn | undefined;
   readonly #waiting: Turn[] = [];
-  readonly #byRequestId = new Map<string, Turn>();
 
   constructor(
     private readonly sessionId: string,
@@ -46,7 +42,6 @@ export class TurnQueue {
     }
     const turn = new Turn(prompt, requestId, fromSeq);
     turn.wasQueued = busy;
-    if (requestId) this.#remember(requestId, turn);
     this.#waiting.push(turn);
     return turn;
   }
@@ -56,6 +51,12 @@ export class TurnQueue {
     const turn = this.#waiting.shift();
     if (turn) this.current = turn;
     return turn;
+  }
+
+  /** Takes one waiting turn out of the queue (it is cancelled); undefined when it does not wait. */
+  takeWaitingTurn(turnId: string): Turn | undefined {
+    const index = this.#waiting.findIndex((turn) => turn.id === turnId);
+    return index < 0 ? undefined : this.#waiting.splice(index, 1)[0];
   }
 
   /** Takes every waiting turn out of the queue (a stop ends them). */
@@ -68,16 +69,10 @@ export class TurnQueue {
     if (this.current === turn) this.current = undefined;
   }
 
-  /** The turn an earlier Execute with this request id started, if remembered. */
+  /** The running or a waiting turn with this request id. */
   forRequest(requestId: string): Turn | undefined {
-    return requestId ? this.#byRequestId.get(requestId) : undefined;
-  }
-
-  #remember(requestId: string, turn: Turn): void {
-    this.#byRequestId.set(requestId, turn);
-    if (this.#byRequestId.size > REMEMBERED_REQUEST_IDS) {
-      const oldest = this.#byRequestId.keys().next().value;
-      if (oldest !== undefined) this.#byRequestId.delete(oldest);
-    }
+    if (!requestId) return undefined;
+    if (this.current?.requestId === requestId) return this.current;
+    return this.#waiting.find((turn) => turn.requestId === requestId);
   }
 }

@@ -47,6 +47,8 @@ const MIGRATIONS: readonly string[] = [
      method TEXT NOT NULL,
      detail TEXT NOT NULL
    );`,
+  // The session's folded interactive state (SessionRecord.extras).
+  `ALTER TABLE sessions ADD COLUMN extras TEXT NOT NULL DEFAULT '';`,
 ];
 
 /** The schema version this build writes. */

@@ -43,6 +43,7 @@ interface SessionRow {
   has_conversation: number;
   current_turn_id: string;
   last_seq: number;
+  extras: string;
 }
 
 /** SQLite in WAL mode: the embedded default store. */
@@ -88,14 +89,14 @@ export class SqliteStore implements Store {
     );
     this.#upsertSession = this.#db.prepare(`
       INSERT INTO sessions (key, tenant, session_id, incarnation, provider, provider_session_id, work_dir, config,
-        status, created_ms, last_active_ms, stats, pgid, agent_command, has_conversation, current_turn_id, last_seq)
+        status, created_ms, last_active_ms, stats, pgid, agent_command, has_conversation, current_turn_id, last_seq, extras)
       VALUES (@key, @tenant, @session_id, @incarnation, @provider, @provider_session_id, @work_dir, @config,
-        @status, @created_ms, @last_active_ms, @stats, @pgid, @agent_command, @has_conversation, @current_turn_id, @last_seq)
+        @status, @created_ms, @last_active_ms, @stats, @pgid, @agent_command, @has_conversation, @current_turn_id, @last_seq, @extras)
       ON CONFLICT (key) DO UPDATE SET incarnation = excluded.incarnation, provider = excluded.provider,
         provider_session_id = excluded.provider_session_id, work_dir = excluded.work_dir, config = excluded.config,
         status = excluded.status, last_active_ms = excluded.last_active_ms, stats = excluded.stats, pgid = excluded.pgid,
         agent_command = excluded.agent_command, has_conversation = excluded.has_conversation,
-        current_turn_id = excluded.current_turn_id, last_seq = excluded.last_seq`);
+        current_turn_id = excluded.current_turn_id, last_seq = excluded.last_seq, extras = excluded.extras`);
     this.#readEvents = this.#db.prepare(
       "SELECT payload FROM events WHERE session_key = ? AND seq > ? ORDER BY seq LIMIT ?",
     );
@@ -309,6 +310,7 @@ function rowOf(record: SessionRecord): SessionRow {
     has_conversation: record.hasConversation ? 1 : 0,
     current_turn_id: record.currentTurnId,
     last_seq: record.lastSeq,
+    extras: record.extras,
   };
 }
 
@@ -331,5 +333,6 @@ function recordOf(row: SessionRow): SessionRecord {
     hasConversation: row.has_conversation === 1,
     currentTurnId: row.current_turn_id,
     lastSeq: row.last_seq,
+    extras: row.extras,
   };
 }

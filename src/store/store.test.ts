@@ -79,6 +79,7 @@ function record(key: string, overrides: Partial<SessionRecord> = {}): SessionRec
     hasConversation: true,
     currentTurnId: "turn-1",
     lastSeq: 0,
+    extras: "",
     ...overrides,
   };
 }
@@ -557,6 +558,7 @@ describe("SqliteStore", () => {
     const v1 = new Database(file);
     v1.exec("CREATE INDEX events_by_time ON events (time_ms)");
     v1.exec("DROP TABLE audit");
+    v1.exec("ALTER TABLE sessions DROP COLUMN extras");
     v1.pragma("user_version = 1");
     v1.close();
 

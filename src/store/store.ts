@@ -28,6 +28,11 @@ export interface SessionRecord {
   currentTurnId: string;
   /** The last assigned sequence number; sequence numbers continue from it. */
   lastSeq: number;
+  /**
+   * The rest of the session's folded state (title, pending requests, queued turns, recent
+   * request ids, rules, fork origin) as the session's JSON; opaque to the store ("" for none).
+   */
+  extras: string;
 }
 
 /** An event on its way to the store. */

@@ -15,6 +15,7 @@ import { createPrincipal } from "../../src/security/principal.js";
 import { principalKey } from "../../src/server/context.js";
 import { createErrorInterceptor } from "../../src/server/interceptors.js";
 import { routes } from "../../src/server/routes/index.js";
+import { capabilities } from "../../src/providers/provider.js";
 import { type FakeConversations, FakeProvider } from "../fixtures/fake-provider.js";
 import { collect, providerContract, text } from "./contract.js";
 
@@ -27,7 +28,7 @@ const conversations: FakeConversations = new Map();
 async function open(): Promise<void> {
   fake = new FakeProvider("fake", conversations);
   const second = new FakeProvider("fake-two", new Map(), ["OTHER_AGENT_*"]);
-  second.capabilities.interrupt = false;
+  Object.assign(second.capabilities, capabilities({}));
   engine = await Engine.open(
     engineConfig(
       {
@@ -87,7 +88,7 @@ describe("providers through the API", () => {
       ["fake", "1.0.0 (fake)", true],
       ["fake-two", "1.0.0 (fake)", false],
     ]);
-    expect(providers[0]?.capabilities).toMatchObject({ interrupt: true, resume: true, approvals: false });
+    expect(providers[0]?.capabilities).toMatchObject({ interrupt: true, resume: true, approvals: true, fork: true });
     expect(providers[1]?.capabilities?.interrupt).toBe(false);
   });
 

@@ -130,7 +130,7 @@ describe("hotplex with the real Gemini CLI over ACP", () => {
     const events = await execute("system", "hello", { systemPrompt: "You are MOCKBOT-7." });
     expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
     expect(JSON.stringify(mock.requests.at(-1)?.systemInstruction)).toContain("You are MOCKBOT-7.");
-    for (const config of [{ permissionMode: "default" }, { allowedTools: ["run_shell_command"] }, { appendSystemPrompt: "more" }]) {
+    for (const config of [{ permissionMode: "acceptEdits" }, { allowedTools: ["run_shell_command"] }, { appendSystemPrompt: "more" }]) {
       const refused = await execute("refused", "x", config).catch((error: unknown) => ConnectError.from(error));
       expect((refused as ConnectError).code).toBe(Code.InvalidArgument);
       expect((refused as ConnectError).rawMessage).toContain("provider gemini");

@@ -73,11 +73,12 @@ describe("hotplexd", () => {
     const events = await executeEvents(viaConnect.execute({ sessionId: "both", prompt: "one" }));
     expect(events.at(-1)?.payload.case).toBe("turnEnded");
     const snapshot = await viaGrpc.getSnapshot({ sessionId: "both" });
-    expect(snapshot.lastSeq).toBe(events.at(-1)?.seq);
+    // The log's last event is the StatusChanged (READY) right after the turn's end.
+    expect(snapshot.lastSeq).toBe((events.at(-1)?.seq ?? 0n) + 1n);
     const streamed = await executeEvents(viaGrpcWeb.execute({ sessionId: "both", prompt: "two" }));
     expect(streamed.at(-1)?.payload.case).toBe("turnEnded");
     const listed = await viaConnectH2.listSessions({});
-    expect(listed.sessions.map((s) => s.lastSeq)).toEqual([streamed.at(-1)?.seq]);
+    expect(listed.sessions.map((s) => s.lastSeq)).toEqual([(streamed.at(-1)?.seq ?? 0n) + 1n]);
     daemon.child.kill("SIGINT");
     expect(await daemon.exit).toBe(0);
   });

@@ -116,7 +116,8 @@ describe("a daemon killed with SIGKILL", () => {
     const two = await executeEvents(client.execute({ sessionId: "quick", prompt: "two" }));
     // Killed as soon as the turn's end arrives: its commit stored the events, not the entry.
     await kill9(daemon);
-    const lastSeen = Number(two.at(-1)?.seq);
+    // The turn's end, and the StatusChanged (READY) logged with it.
+    const lastSeen = Number(two.at(-1)?.seq) + 1;
     const db = new Database(path.join(dir, "data", "hotplex.db"), { readonly: true });
     try {
       const stored = db.prepare("SELECT last_seq AS lastSeq FROM sessions WHERE session_id = 'quick'").get() as { lastSeq: number };
@@ -137,8 +138,9 @@ describe("a daemon killed with SIGKILL", () => {
       TurnOutcome.COMPLETED,
       TurnOutcome.COMPLETED,
     ]);
-    expect(log.at(-1)?.payload).toMatchObject({ case: "sessionEnded", value: { reason: "restart" } });
-    expect(Number(lastSeq)).toBe(lastSeen + 1);
+    expect(log.at(-2)?.payload).toMatchObject({ case: "sessionEnded", value: { reason: "restart" } });
+    expect(log.at(-1)?.payload).toMatchObject({ case: "statusChanged", value: { status: SessionStatus.DEAD } });
+    expect(Number(lastSeq)).toBe(lastSeen + 2);
   });
 
   it("leaves agents behind, and the next start ends them and resumes their conversations", async () => {
@@ -163,11 +165,12 @@ describe("a daemon killed with SIGKILL", () => {
     await waitUntil(() => !isAlive(agent) && !isAlive(grandchild), 10_000, "the orphaned agent group to end");
     const nextClient = clientOf(next);
     const log = await collectEvents(nextClient, 0, "orphan");
-    expect(log.at(-2)?.payload).toMatchObject({
+    expect(log.at(-3)?.payload).toMatchObject({
       case: "turnEnded",
       value: { outcome: TurnOutcome.INTERRUPTED, errorMessage: "interrupted by daemon restart" },
     });
-    expect(log.at(-1)?.payload).toMatchObject({ case: "sessionEnded", value: { reason: "restart" } });
+    expect(log.at(-2)?.payload).toMatchObject({ case: "sessionEnded", value: { reason: "restart" } });
+    expect(log.at(-1)?.payload).toMatchObject({ case: "statusChanged", value: { status: SessionStatus.DEAD } });
     expect((await nextClient.getSnapshot({ sessionId: "orphan" })).session?.status).toBe(SessionStatus.DEAD);
 
     const resumed = await executeEvents(nextClient.execute({ sessionId: "orphan", prompt: "[[history]]" }));
@@ -201,8 +204,9 @@ describe("a restarted daemon", () => {
       expect(session?.status).toBe(SessionStatus.DEAD);
       expect(session?.incarnation).toBe(old?.incarnation);
       expect(session?.stats?.turns).toBe(1);
-      // The graceful shutdown logged the session's end; nothing was interrupted.
-      expect(Number(lastSeq)).toBe(Number(before.at(-1)?.seq) + 1);
+      // The graceful shutdown logged the session's end; nothing was interrupted. After the
+      // turn's end: StatusChanged READY, then STOPPING, SessionEnded and StatusChanged DEAD.
+      expect(Number(lastSeq)).toBe(Number(before.at(-1)?.seq) + 4);
       const after = await executeEvents(second.client.execute({ sessionId: "keep", prompt: "[[history]]" }));
       expect(Number(after[0]?.seq)).toBe(Number(lastSeq) + 1);
       expect(after.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: StartKind.RESUMED });
@@ -251,7 +255,8 @@ describe.each(["memory", "sqlite"] as const)("retention and incarnations with th
       // Short turns: each Execute stream reads only its own few events, well within the limit.
       let events: Event[] = [];
       for (let i = 0; i < 12; i += 1) events = await executeEvents(daemon.client.execute({ sessionId: "short", prompt: `t${i}` }));
-      const last = Number(events.at(-1)?.seq);
+      // The turn's end, then the StatusChanged (READY) after it.
+      const last = Number(events.at(-1)?.seq) + 1;
       expect(last).toBeGreaterThan(40);
       daemon.engine.compact();
       const error = await collect(daemon.client.subscribe({ sessionId: "short", afterSeq: 0n })).catch((e: unknown) => e);

@@ -26,8 +26,8 @@ describe("sequence numbers at their limits", () => {
   let lastSeq: bigint;
   beforeAll(async () => {
     daemon = await startTestDaemon();
-    const events = await executeEvents(daemon.client.execute({ sessionId: "seq", prompt: "hi" }));
-    lastSeq = events.at(-1)!.seq;
+    await executeEvents(daemon.client.execute({ sessionId: "seq", prompt: "hi" }));
+    lastSeq = (await daemon.client.getSnapshot({ sessionId: "seq" })).lastSeq;
   });
   afterAll(async () => {
     await daemon.close();

@@ -20,8 +20,16 @@ import {
   ExecuteRequestSchema,
   GetSessionStatsRequestSchema,
   GetSnapshotRequestSchema,
+  CancelTurnRequestSchema,
+  ChangeSettingsRequestSchema,
+  ForkSessionRequestSchema,
   InterruptRequestSchema,
+  ListModelsRequestSchema,
   ListProvidersRequestSchema,
+  ResetSessionRequestSchema,
+  RespondPermissionRequestSchema,
+  SetTitleRequestSchema,
+  SteerRequestSchema,
   ListSessionsRequestSchema,
   SessionService,
   StopSessionRequestSchema,
@@ -363,7 +371,7 @@ interface Target {
 
 const SESSION_METHODS = SessionService.methods;
 const ADMIN_METHODS = AdminService.methods;
-const READ_ONLY = new Set(["Subscribe", "GetSnapshot", "GetSessionStats", "ListSessions", "ListAllSessions", "GetServerInfo", "ListAuditEvents"]);
+const READ_ONLY = new Set(["Subscribe", "GetSnapshot", "GetSessionStats", "ListSessions", "ListAllSessions", "GetServerInfo", "ListAuditEvents", "ListModels"]);
 
 function target(service: DescService, name: string): Target {
   const method = service.methods.find((m) => m.name === name);
@@ -606,6 +614,47 @@ class Generator {
         return { schema: InterruptRequestSchema, message: create(InterruptRequestSchema, { sessionId: rng.pick(POOL), turnId: rng.pick(["", "x", "\u0000", "t".repeat(200)]) }) };
       case "ListProviders":
         return { schema: ListProvidersRequestSchema, message: create(ListProvidersRequestSchema) };
+      case "RespondPermission": {
+        const decision = rng.pick([
+          { case: undefined },
+          { case: "allow" as const, value: { updatedInputJson: rng.pick(["", "{}", "[", "null", this.#weird()]), forSession: rng.chance(0.5) } },
+          { case: "deny" as const, value: { message: rng.pick(["", this.#weird(), "m".repeat(5000)]), interrupt: rng.chance(0.5) } },
+          { case: "answer" as const, value: { answers: { [this.#weird()]: this.#weird(), __proto__: "x", constructor: "y" } } },
+        ]);
+        return {
+          schema: RespondPermissionRequestSchema,
+          message: create(RespondPermissionRequestSchema, { sessionId: rng.pick(POOL), requestId: rng.pick(["", "r", this.#weird(), "r".repeat(200)]), decision }),
+        };
+      }
+      case "Steer":
+        return { schema: SteerRequestSchema, message: create(SteerRequestSchema, { sessionId: rng.pick(POOL), prompt: this.#prompt(what), turnId: rng.pick(["", "\u0000", "t".repeat(200)]) }) };
+      case "CancelTurn":
+        return { schema: CancelTurnRequestSchema, message: create(CancelTurnRequestSchema, { sessionId: rng.pick(POOL), turnId: rng.pick(["", "x", "\u0000", "t".repeat(200)]) }) };
+      case "ChangeSettings":
+        return {
+          schema: ChangeSettingsRequestSchema,
+          message: create(ChangeSettingsRequestSchema, {
+            sessionId: rng.pick(POOL),
+            ...(rng.chance(0.7) ? { model: rng.pick(["", "-x", "sonnet", this.#weird()]) } : {}),
+            ...(rng.chance(0.5) ? { permissionMode: rng.pick(["", "plan", "bypassPermissions", this.#weird()]) } : {}),
+          }),
+        };
+      case "ListModels":
+        return { schema: ListModelsRequestSchema, message: create(ListModelsRequestSchema, { sessionId: rng.pick(POOL) }) };
+      case "ResetSession":
+        return { schema: ResetSessionRequestSchema, message: create(ResetSessionRequestSchema, { sessionId: this.#sessionId(false, what, false) }) };
+      case "ForkSession":
+        return {
+          schema: ForkSessionRequestSchema,
+          message: create(ForkSessionRequestSchema, {
+            sessionId: rng.pick(POOL),
+            newSessionId: this.#sessionId(false, what, true),
+            upToTurnId: rng.pick(["", "t", this.#weird()]),
+            title: rng.pick(["", this.#weird(), "t".repeat(300)]),
+          }),
+        };
+      case "SetTitle":
+        return { schema: SetTitleRequestSchema, message: create(SetTitleRequestSchema, { sessionId: rng.pick(POOL), title: rng.pick(["", "ok", this.#weird(), "t".repeat(300)]) }) };
       case "GetServerInfo":
         return { schema: GetServerInfoRequestSchema, message: create(GetServerInfoRequestSchema) };
       case "Drain":

@@ -4,6 +4,7 @@ import path from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Event, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
 import { executeEvents, type Protocol, transportFor } from "../harness.js";
@@ -25,8 +26,11 @@ describe.each(["connect", "grpc"] as Protocol[])("a graceful shutdown (SIGTERM) 
 
     const executed: Event[] = [];
     const stream = client.execute({ sessionId: "busy", prompt: "[[hang]] working" })[Symbol.asyncIterator]();
-    const first = await stream.next();
-    executed.push(...(first.value?.events ?? []));
+    // Until the turn runs (the agent answered): a cold turn's first events are its start.
+    while (!executed.some((e) => e.payload.case === "turnStarted")) {
+      const next = await stream.next();
+      executed.push(...(next.value?.events ?? []));
+    }
     const executeDone = (async () => {
       for (let r = await stream.next(); !r.done; r = await stream.next()) executed.push(...r.value.events);
     })();
@@ -56,7 +60,8 @@ describe.each(["connect", "grpc"] as Protocol[])("a graceful shutdown (SIGTERM) 
     // Every event up to the session's end was delivered before the error.
     expect(followed.map((e) => e.seq)).toEqual(Array.from({ length: followed.length }, (_, i) => BigInt(i + 1)));
     expect(followed.map((e) => e.payload.case)).toContain("turnEnded");
-    expect(followed.at(-1)?.payload.case).toBe("sessionEnded");
+    expect(followed.at(-2)?.payload.case).toBe("sessionEnded");
+    expect(followed.at(-1)?.payload).toMatchObject({ case: "statusChanged", value: { status: SessionStatus.DEAD } });
 
     expect(await daemon.exit).toBe(0);
     // The stop grace (1 s) and a little, not a force-close timer on top.

@@ -203,7 +203,8 @@ describe("TLS with bearer tokens", () => {
     expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
     const snapshot = await client.getSnapshot({ sessionId });
     expect(snapshot.session?.sessionId).toBe(sessionId);
-    expect(snapshot.lastSeq).toBe(events.at(-1)?.seq);
+    // The turn's end, then the StatusChanged (READY) logged right after it.
+    expect(snapshot.lastSeq).toBe((events.at(-1)?.seq ?? 0n) + 1n);
     const listed = await client.listSessions({});
     expect(listed.sessions.map((s) => s.sessionId)).toContain(sessionId);
   });

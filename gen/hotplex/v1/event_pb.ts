@@ -6,13 +6,17 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { PermissionRequested, PermissionResolved } from "./interaction_pb.js";
+import { file_hotplex_v1_interaction } from "./interaction_pb.js";
+import type { SessionStatus } from "./session_pb.js";
+import { file_hotplex_v1_session } from "./session_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hotplex/v1/event.proto.
  */
 export const file_hotplex_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChZob3RwbGV4L3YxL2V2ZW50LnByb3RvEgpob3RwbGV4LnYxIr8ECgVFdmVudBILCgNzZXEYASABKAQSEgoKc2Vzc2lvbl9pZBgCIAEoCRIPCgd0dXJuX2lkGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKD3Nlc3Npb25fc3RhcnRlZBgKIAEoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN0YXJ0ZWRIABIvCgx0dXJuX3N0YXJ0ZWQYCyABKAsyFy5ob3RwbGV4LnYxLlR1cm5TdGFydGVkSAASKwoKdGV4dF9kZWx0YRgMIAEoCzIVLmhvdHBsZXgudjEuVGV4dERlbHRhSAASMwoOdGhpbmtpbmdfZGVsdGEYDSABKAsyGS5ob3RwbGV4LnYxLlRoaW5raW5nRGVsdGFIABInCgh0b29sX3VzZRgOIAEoCzITLmhvdHBsZXgudjEuVG9vbFVzZUgAEi0KC3Rvb2xfcmVzdWx0GA8gASgLMhYuaG90cGxleC52MS5Ub29sUmVzdWx0SAASKwoKdHVybl9lbmRlZBgQIAEoCzIVLmhvdHBsZXgudjEuVHVybkVuZGVkSAASJwoFZXJyb3IYESABKAsyFi5ob3RwbGV4LnYxLkVycm9yRXZlbnRIABIxCg1zZXNzaW9uX2VuZGVkGBIgASgLMhguaG90cGxleC52MS5TZXNzaW9uRW5kZWRIABIkCgNyYXcYEyABKAsyFS5ob3RwbGV4LnYxLlJhd091dHB1dEgAQgkKB3BheWxvYWQikgEKDlNlc3Npb25TdGFydGVkEiMKBGtpbmQYASABKA4yFS5ob3RwbGV4LnYxLlN0YXJ0S2luZBIQCghwcm92aWRlchgCIAEoCRIbChNwcm92aWRlcl9zZXNzaW9uX2lkGAMgASgJEgsKA3BpZBgEIAEoBRIQCgh3b3JrX2RpchgFIAEoCRINCgVtb2RlbBgGIAEoCSJFCgtUdXJuU3RhcnRlZBIOCgZwcm9tcHQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRISCgp3YXNfcXVldWVkGAMgASgIIjUKCVRleHREZWx0YRIMCgR0ZXh0GAEgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgCIAEoCSI5Cg1UaGlua2luZ0RlbHRhEgwKBHRleHQYASABKAkSGgoScGFyZW50X3Rvb2xfdXNlX2lkGAIgASgJInQKB1Rvb2xVc2USEwoLdG9vbF91c2VfaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgppbnB1dF9qc29uGAMgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgEIAEoCRIWCg5tb2RpZmllZF9wYXRocxgFIAMoCSJ5CgpUb29sUmVzdWx0EhMKC3Rvb2xfdXNlX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEAoIaXNfZXJyb3IYAyABKAgSFwoPc3RydWN0dXJlZF9qc29uGAQgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgFIAEoCSJrCgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAQSFQoNb3V0cHV0X3Rva2VucxgCIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgDIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYBCABKAQi5QIKCVR1cm5FbmRlZBIoCgdvdXRjb21lGAEgASgOMhcuaG90cGxleC52MS5UdXJuT3V0Y29tZRIOCgZyZXN1bHQYAiABKAkSIAoFdXNhZ2UYAyABKAsyES5ob3RwbGV4LnYxLlVzYWdlEhAKCGNvc3RfdXNkGAQgASgBEhMKC2R1cmF0aW9uX21zGAUgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAYgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYByABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgIIAEoBBIRCgludW1fdHVybnMYCSABKA0SFQoNZXJyb3JfbWVzc2FnZRgKIAEoCRIYChBwcm92aWRlcl9zdWJ0eXBlGAsgASgJEhYKCWV4aXRfY29kZRgMIAEoBUgAiAEBEhMKC3N0ZGVycl90YWlsGA0gASgJQgwKCl9leGl0X2NvZGUiKwoKRXJyb3JFdmVudBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiVAoMU2Vzc2lvbkVuZGVkEg4KBnJlYXNvbhgBIAEoCRIWCglleGl0X2NvZGUYAiABKAVIAIgBARIOCgZzaWduYWwYAyABKAlCDAoKX2V4aXRfY29kZSIpCglSYXdPdXRwdXQSDAoEbGluZRgBIAEoCRIOCgZyZWFzb24YAiABKAkqVAoJU3RhcnRLaW5kEhoKFlNUQVJUX0tJTkRfVU5TUEVDSUZJRUQQABITCg9TVEFSVF9LSU5EX0NPTEQQARIWChJTVEFSVF9LSU5EX1JFU1VNRUQQAiq0AQoLVHVybk91dGNvbWUSHAoYVFVSTl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGgoWVFVSTl9PVVRDT01FX0NPTVBMRVRFRBABEhcKE1RVUk5fT1VUQ09NRV9GQUlMRUQQAhIcChhUVVJOX09VVENPTUVfSU5URVJSVVBURUQQAxIYChRUVVJOX09VVENPTUVfU1RPUFBFRBAEEhoKFlRVUk5fT1VUQ09NRV9USU1FRF9PVVQQBWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZob3RwbGV4L3YxL2V2ZW50LnByb3RvEgpob3RwbGV4LnYxIq4ICgVFdmVudBILCgNzZXEYASABKAQSEgoKc2Vzc2lvbl9pZBgCIAEoCRIPCgd0dXJuX2lkGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKD3Nlc3Npb25fc3RhcnRlZBgKIAEoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN0YXJ0ZWRIABIvCgx0dXJuX3N0YXJ0ZWQYCyABKAsyFy5ob3RwbGV4LnYxLlR1cm5TdGFydGVkSAASKwoKdGV4dF9kZWx0YRgMIAEoCzIVLmhvdHBsZXgudjEuVGV4dERlbHRhSAASMwoOdGhpbmtpbmdfZGVsdGEYDSABKAsyGS5ob3RwbGV4LnYxLlRoaW5raW5nRGVsdGFIABInCgh0b29sX3VzZRgOIAEoCzITLmhvdHBsZXgudjEuVG9vbFVzZUgAEi0KC3Rvb2xfcmVzdWx0GA8gASgLMhYuaG90cGxleC52MS5Ub29sUmVzdWx0SAASKwoKdHVybl9lbmRlZBgQIAEoCzIVLmhvdHBsZXgudjEuVHVybkVuZGVkSAASJwoFZXJyb3IYESABKAsyFi5ob3RwbGV4LnYxLkVycm9yRXZlbnRIABIxCg1zZXNzaW9uX2VuZGVkGBIgASgLMhguaG90cGxleC52MS5TZXNzaW9uRW5kZWRIABIkCgNyYXcYEyABKAsyFS5ob3RwbGV4LnYxLlJhd091dHB1dEgAEj8KFHBlcm1pc3Npb25fcmVxdWVzdGVkGBQgASgLMh8uaG90cGxleC52MS5QZXJtaXNzaW9uUmVxdWVzdGVkSAASPQoTcGVybWlzc2lvbl9yZXNvbHZlZBgVIAEoCzIeLmhvdHBsZXgudjEuUGVybWlzc2lvblJlc29sdmVkSAASMwoOc3RhdHVzX2NoYW5nZWQYFiABKAsyGS5ob3RwbGV4LnYxLlN0YXR1c0NoYW5nZWRIABIzCg5jb25maWdfY2hhbmdlZBgXIAEoCzIZLmhvdHBsZXgudjEuQ29uZmlnQ2hhbmdlZEgAEi0KC3R1cm5fcXVldWVkGBggASgLMhYuaG90cGxleC52MS5UdXJuUXVldWVkSAASLwoMdHVybl9zdGVlcmVkGBkgASgLMhcuaG90cGxleC52MS5UdXJuU3RlZXJlZEgAEjsKEmNvbnZlcnNhdGlvbl9yZXNldBgaIAEoCzIdLmhvdHBsZXgudjEuQ29udmVyc2F0aW9uUmVzZXRIABIxCg10aXRsZV9jaGFuZ2VkGBsgASgLMhguaG90cGxleC52MS5UaXRsZUNoYW5nZWRIABIzCg5zZXNzaW9uX2ZvcmtlZBgcIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkZvcmtlZEgAQgkKB3BheWxvYWQikgEKDlNlc3Npb25TdGFydGVkEiMKBGtpbmQYASABKA4yFS5ob3RwbGV4LnYxLlN0YXJ0S2luZBIQCghwcm92aWRlchgCIAEoCRIbChNwcm92aWRlcl9zZXNzaW9uX2lkGAMgASgJEgsKA3BpZBgEIAEoBRIQCgh3b3JrX2RpchgFIAEoCRINCgVtb2RlbBgGIAEoCSJFCgtUdXJuU3RhcnRlZBIOCgZwcm9tcHQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRISCgp3YXNfcXVldWVkGAMgASgIIjUKCVRleHREZWx0YRIMCgR0ZXh0GAEgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgCIAEoCSI5Cg1UaGlua2luZ0RlbHRhEgwKBHRleHQYASABKAkSGgoScGFyZW50X3Rvb2xfdXNlX2lkGAIgASgJInQKB1Rvb2xVc2USEwoLdG9vbF91c2VfaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgppbnB1dF9qc29uGAMgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgEIAEoCRIWCg5tb2RpZmllZF9wYXRocxgFIAMoCSJ5CgpUb29sUmVzdWx0EhMKC3Rvb2xfdXNlX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEAoIaXNfZXJyb3IYAyABKAgSFwoPc3RydWN0dXJlZF9qc29uGAQgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgFIAEoCSJrCgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAQSFQoNb3V0cHV0X3Rva2VucxgCIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgDIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYBCABKAQigAMKCVR1cm5FbmRlZBIoCgdvdXRjb21lGAEgASgOMhcuaG90cGxleC52MS5UdXJuT3V0Y29tZRIOCgZyZXN1bHQYAiABKAkSIAoFdXNhZ2UYAyABKAsyES5ob3RwbGV4LnYxLlVzYWdlEhAKCGNvc3RfdXNkGAQgASgBEhMKC2R1cmF0aW9uX21zGAUgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAYgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYByABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgIIAEoBBIRCgludW1fdHVybnMYCSABKA0SFQoNZXJyb3JfbWVzc2FnZRgKIAEoCRIYChBwcm92aWRlcl9zdWJ0eXBlGAsgASgJEhYKCWV4aXRfY29kZRgMIAEoBUgAiAEBEhMKC3N0ZGVycl90YWlsGA0gASgJEhkKEXByb3ZpZGVyX3R1cm5fcmVmGA4gASgJQgwKCl9leGl0X2NvZGUiKwoKRXJyb3JFdmVudBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiVAoMU2Vzc2lvbkVuZGVkEg4KBnJlYXNvbhgBIAEoCRIWCglleGl0X2NvZGUYAiABKAVIAIgBARIOCgZzaWduYWwYAyABKAlCDAoKX2V4aXRfY29kZSIpCglSYXdPdXRwdXQSDAoEbGluZRgBIAEoCRIOCgZyZWFzb24YAiABKAkiZwoNU3RhdHVzQ2hhbmdlZBIpCgZzdGF0dXMYASABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSKwoIcHJldmlvdXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMiTQoNQ29uZmlnQ2hhbmdlZBINCgVtb2RlbBgBIAEoCRIXCg9wZXJtaXNzaW9uX21vZGUYAiABKAkSFAoMYXBwbGllZF9saXZlGAMgASgIIkIKClR1cm5RdWV1ZWQSDgoGcHJvbXB0GAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSEAoIcG9zaXRpb24YAyABKA0iHQoLVHVyblN0ZWVyZWQSDgoGcHJvbXB0GAEgASgJIlYKEUNvbnZlcnNhdGlvblJlc2V0EiQKHHByZXZpb3VzX3Byb3ZpZGVyX3Nlc3Npb25faWQYASABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgCIAEoCSIdCgxUaXRsZUNoYW5nZWQSDQoFdGl0bGUYASABKAkiZgoNU2Vzc2lvbkZvcmtlZBIZChFwYXJlbnRfc2Vzc2lvbl9pZBgBIAEoCRIWCg5wYXJlbnRfdHVybl9pZBgCIAEoCRIiChpwYXJlbnRfcHJvdmlkZXJfc2Vzc2lvbl9pZBgDIAEoCSpUCglTdGFydEtpbmQSGgoWU1RBUlRfS0lORF9VTlNQRUNJRklFRBAAEhMKD1NUQVJUX0tJTkRfQ09MRBABEhYKElNUQVJUX0tJTkRfUkVTVU1FRBACKtABCgtUdXJuT3V0Y29tZRIcChhUVVJOX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZUVVJOX09VVENPTUVfQ09NUExFVEVEEAESFwoTVFVSTl9PVVRDT01FX0ZBSUxFRBACEhwKGFRVUk5fT1VUQ09NRV9JTlRFUlJVUFRFRBADEhgKFFRVUk5fT1VUQ09NRV9TVE9QUEVEEAQSGgoWVFVSTl9PVVRDT01FX1RJTUVEX09VVBAFEhoKFlRVUk5fT1VUQ09NRV9DQU5DRUxMRUQQBmIGcHJvdG8z", [file_google_protobuf_timestamp, file_hotplex_v1_interaction, file_hotplex_v1_session]);
 
 /**
  * Event is one entry of a session's event log. Every Execute and Subscribe
@@ -143,6 +147,79 @@ export type Event = Message<"hotplex.v1.Event"> & {
      */
     value: RawOutput;
     case: "raw";
+  } | {
+    /**
+     * The agent asks the client before a tool call, or asks a question.
+     *
+     * @generated from field: hotplex.v1.PermissionRequested permission_requested = 20;
+     */
+    value: PermissionRequested;
+    case: "permissionRequested";
+  } | {
+    /**
+     * A permission request or question was decided.
+     *
+     * @generated from field: hotplex.v1.PermissionResolved permission_resolved = 21;
+     */
+    value: PermissionResolved;
+    case: "permissionResolved";
+  } | {
+    /**
+     * The session's status changed (every transition is logged).
+     *
+     * @generated from field: hotplex.v1.StatusChanged status_changed = 22;
+     */
+    value: StatusChanged;
+    case: "statusChanged";
+  } | {
+    /**
+     * The model or permission mode changed (ChangeSettings).
+     *
+     * @generated from field: hotplex.v1.ConfigChanged config_changed = 23;
+     */
+    value: ConfigChanged;
+    case: "configChanged";
+  } | {
+    /**
+     * A turn was accepted behind a running one and waits in the queue.
+     *
+     * @generated from field: hotplex.v1.TurnQueued turn_queued = 24;
+     */
+    value: TurnQueued;
+    case: "turnQueued";
+  } | {
+    /**
+     * A message was delivered into the running turn (Steer).
+     *
+     * @generated from field: hotplex.v1.TurnSteered turn_steered = 25;
+     */
+    value: TurnSteered;
+    case: "turnSteered";
+  } | {
+    /**
+     * The next turn starts a new agent conversation (ResetSession).
+     *
+     * @generated from field: hotplex.v1.ConversationReset conversation_reset = 26;
+     */
+    value: ConversationReset;
+    case: "conversationReset";
+  } | {
+    /**
+     * The session's title was set (SetTitle).
+     *
+     * @generated from field: hotplex.v1.TitleChanged title_changed = 27;
+     */
+    value: TitleChanged;
+    case: "titleChanged";
+  } | {
+    /**
+     * This session was created as a fork of another (ForkSession): its first
+     * event.
+     *
+     * @generated from field: hotplex.v1.SessionForked session_forked = 28;
+     */
+    value: SessionForked;
+    case: "sessionForked";
   } | { case: undefined; value?: undefined };
 };
 
@@ -558,6 +635,15 @@ export type TurnEnded = Message<"hotplex.v1.TurnEnded"> & {
    * @generated from field: string stderr_tail = 13;
    */
   stderrTail: string;
+
+  /**
+   * The agent's own reference to the end of this turn (claude-code: the uuid
+   * of the turn's last assistant message; opencode: its message id), which
+   * ForkSession.up_to_turn_id uses. Empty where the provider has none.
+   *
+   * @generated from field: string provider_turn_ref = 14;
+   */
+  providerTurnRef: string;
 };
 
 /**
@@ -608,7 +694,7 @@ export const ErrorEventSchema: GenMessage<ErrorEvent> = /*@__PURE__*/
 export type SessionEnded = Message<"hotplex.v1.SessionEnded"> & {
   /**
    * Why the process ended: "stopped" (StopSession), "deleted"
-   * (DeleteSession), "idle" (idle timeout), "shutdown" (daemon shutdown),
+   * (DeleteSession), "reset" (ResetSession), "idle" (idle timeout), "shutdown" (daemon shutdown),
    * "drained" (AdminService.Drain), "exited" (the agent exited by itself),
    * "crashed" (the agent exited with an error or was killed by a signal, or
    * the daemon ended it for breaking its protocol: a line of output over the
@@ -677,6 +763,218 @@ export type RawOutput = Message<"hotplex.v1.RawOutput"> & {
  */
 export const RawOutputSchema: GenMessage<RawOutput> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_event, 11);
+
+/**
+ * StatusChanged is logged on every transition of the session's status, right
+ * after the event that caused it, so a subscriber can show the state without
+ * polling: the last StatusChanged at or before a seq is GetSnapshot's status
+ * at that seq.
+ *
+ * @generated from message hotplex.v1.StatusChanged
+ */
+export type StatusChanged = Message<"hotplex.v1.StatusChanged"> & {
+  /**
+   * The new status.
+   *
+   * @generated from field: hotplex.v1.SessionStatus status = 1;
+   */
+  status: SessionStatus;
+
+  /**
+   * The status before.
+   *
+   * @generated from field: hotplex.v1.SessionStatus previous = 2;
+   */
+  previous: SessionStatus;
+};
+
+/**
+ * Describes the message hotplex.v1.StatusChanged.
+ * Use `create(StatusChangedSchema)` to create a new message.
+ */
+export const StatusChangedSchema: GenMessage<StatusChanged> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 12);
+
+/**
+ * ConfigChanged is logged when ChangeSettings changes the session's model or
+ * permission mode. Both values are the session's after the change.
+ *
+ * @generated from message hotplex.v1.ConfigChanged
+ */
+export type ConfigChanged = Message<"hotplex.v1.ConfigChanged"> & {
+  /**
+   * The model now in force (empty for the agent's default).
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * The permission mode now in force (empty for the agent's default).
+   *
+   * @generated from field: string permission_mode = 2;
+   */
+  permissionMode: string;
+
+  /**
+   * True when a running agent took the change at once; false when it applies
+   * from the agent's next start.
+   *
+   * @generated from field: bool applied_live = 3;
+   */
+  appliedLive: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.ConfigChanged.
+ * Use `create(ConfigChangedSchema)` to create a new message.
+ */
+export const ConfigChangedSchema: GenMessage<ConfigChanged> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 13);
+
+/**
+ * TurnQueued is the first event of a turn that waits behind another.
+ *
+ * @generated from message hotplex.v1.TurnQueued
+ */
+export type TurnQueued = Message<"hotplex.v1.TurnQueued"> & {
+  /**
+   * The prompt.
+   *
+   * @generated from field: string prompt = 1;
+   */
+  prompt: string;
+
+  /**
+   * The client's request id, if any.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * Turns ahead of it when it was queued (the running one included).
+   *
+   * @generated from field: uint32 position = 3;
+   */
+  position: number;
+};
+
+/**
+ * Describes the message hotplex.v1.TurnQueued.
+ * Use `create(TurnQueuedSchema)` to create a new message.
+ */
+export const TurnQueuedSchema: GenMessage<TurnQueued> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 14);
+
+/**
+ * TurnSteered is logged in the running turn when Steer delivered a message
+ * into it.
+ *
+ * @generated from message hotplex.v1.TurnSteered
+ */
+export type TurnSteered = Message<"hotplex.v1.TurnSteered"> & {
+  /**
+   * The message as delivered.
+   *
+   * @generated from field: string prompt = 1;
+   */
+  prompt: string;
+};
+
+/**
+ * Describes the message hotplex.v1.TurnSteered.
+ * Use `create(TurnSteeredSchema)` to create a new message.
+ */
+export const TurnSteeredSchema: GenMessage<TurnSteered> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 15);
+
+/**
+ * ConversationReset is logged by ResetSession: the agent's next start begins
+ * a new conversation with no history.
+ *
+ * @generated from message hotplex.v1.ConversationReset
+ */
+export type ConversationReset = Message<"hotplex.v1.ConversationReset"> & {
+  /**
+   * The conversation that ended.
+   *
+   * @generated from field: string previous_provider_session_id = 1;
+   */
+  previousProviderSessionId: string;
+
+  /**
+   * The conversation id the next start uses; an agent that names its own
+   * conversations (codex, opencode, ACP agents) replaces it at that start
+   * (SessionStarted carries the one in force).
+   *
+   * @generated from field: string provider_session_id = 2;
+   */
+  providerSessionId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.ConversationReset.
+ * Use `create(ConversationResetSchema)` to create a new message.
+ */
+export const ConversationResetSchema: GenMessage<ConversationReset> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 16);
+
+/**
+ * TitleChanged is logged by SetTitle.
+ *
+ * @generated from message hotplex.v1.TitleChanged
+ */
+export type TitleChanged = Message<"hotplex.v1.TitleChanged"> & {
+  /**
+   * The new title (empty clears it).
+   *
+   * @generated from field: string title = 1;
+   */
+  title: string;
+};
+
+/**
+ * Describes the message hotplex.v1.TitleChanged.
+ * Use `create(TitleChangedSchema)` to create a new message.
+ */
+export const TitleChangedSchema: GenMessage<TitleChanged> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 17);
+
+/**
+ * SessionForked is a forked session's first event.
+ *
+ * @generated from message hotplex.v1.SessionForked
+ */
+export type SessionForked = Message<"hotplex.v1.SessionForked"> & {
+  /**
+   * The parent session.
+   *
+   * @generated from field: string parent_session_id = 1;
+   */
+  parentSessionId: string;
+
+  /**
+   * The parent's last turn the fork includes; empty for its whole history.
+   *
+   * @generated from field: string parent_turn_id = 2;
+   */
+  parentTurnId: string;
+
+  /**
+   * The parent's conversation id the fork copies.
+   *
+   * @generated from field: string parent_provider_session_id = 3;
+   */
+  parentProviderSessionId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.SessionForked.
+ * Use `create(SessionForkedSchema)` to create a new message.
+ */
+export const SessionForkedSchema: GenMessage<SessionForked> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 18);
 
 /**
  * How an agent process came to run.
@@ -765,6 +1063,14 @@ export enum TurnOutcome {
    * @generated from enum value: TURN_OUTCOME_TIMED_OUT = 5;
    */
   TIMED_OUT = 5,
+
+  /**
+   * The turn was cancelled while it waited in the queue (CancelTurn); it
+   * never started, so it has no TurnStarted.
+   *
+   * @generated from enum value: TURN_OUTCOME_CANCELLED = 6;
+   */
+  CANCELLED = 6,
 }
 
 /**

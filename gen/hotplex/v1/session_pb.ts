@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { PermissionRequested } from "./interaction_pb.js";
+import { file_hotplex_v1_interaction } from "./interaction_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file hotplex/v1/session.proto.
  */
 export const file_hotplex_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("Chhob3RwbGV4L3YxL3Nlc3Npb24ucHJvdG8SCmhvdHBsZXgudjEi3wEKDVNlc3Npb25Db25maWcSEAoId29ya19kaXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcGVybWlzc2lvbl9tb2RlGAMgASgJEhUKDWFsbG93ZWRfdG9vbHMYBCADKAkSGAoQZGlzYWxsb3dlZF90b29scxgFIAMoCRIVCg1zeXN0ZW1fcHJvbXB0GAYgASgJEhwKFGFwcGVuZF9zeXN0ZW1fcHJvbXB0GAcgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAggASgNEhAKCHByb3ZpZGVyGAkgASgJInwKFFByb3ZpZGVyQ2FwYWJpbGl0aWVzEhEKCWludGVycnVwdBgBIAEoCBIRCglhcHByb3ZhbHMYAiABKAgSDQoFc3RlZXIYAyABKAgSDAoEZm9yaxgEIAEoCBIOCgZyZXN1bWUYBSABKAgSEQoJc2V0X21vZGVsGAYgASgIIoQBCghUdXJuSW5mbxIPCgd0dXJuX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoGcHJvbXB0GAMgASgJEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3N0YXJ0ZWRfc2VxGAUgASgEIrcDCgxTZXNzaW9uU3RhdHMSDQoFdHVybnMYASABKA0SFAoMZmFpbGVkX3R1cm5zGAIgASgNEhkKEXRvdGFsX2R1cmF0aW9uX21zGAMgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAQgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYBSABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgGIAEoBBIUCgxpbnB1dF90b2tlbnMYByABKAQSFQoNb3V0cHV0X3Rva2VucxgIIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgJIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYCiABKAQSEAoIY29zdF91c2QYCyABKAESEgoKdG9vbF9jYWxscxgMIAEoDRI7Cgp0b29sc191c2VkGA0gAygLMicuaG90cGxleC52MS5TZXNzaW9uU3RhdHMuVG9vbHNVc2VkRW50cnkSFgoObW9kaWZpZWRfZmlsZXMYDiADKAkaMAoOVG9vbHNVc2VkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASKLBAoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEAoIcHJvdmlkZXIYAyABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgEIAEoCRIQCgh3b3JrX2RpchgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2FjdGl2ZV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoMY3VycmVudF90dXJuGAggASgLMhQuaG90cGxleC52MS5UdXJuSW5mbxIUCgxxdWV1ZWRfdHVybnMYCSABKA0SCwoDcGlkGAogASgFEikKBmNvbmZpZxgLIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkNvbmZpZxInCgVzdGF0cxgMIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzEhMKC2luY2FybmF0aW9uGA0gASgJEigKB3NhbmRib3gYDiABKAsyFy5ob3RwbGV4LnYxLlNhbmRib3hJbmZvEjYKDGNhcGFiaWxpdGllcxgPIAEoCzIgLmhvdHBsZXgudjEuUHJvdmlkZXJDYXBhYmlsaXRpZXMinQEKC1NhbmRib3hJbmZvEg8KB2VuYWJsZWQYASABKAgSDAoEbW9kZRgCIAEoCRIOCgZyZWFzb24YAyABKAkSDwoHbmV0d29yaxgEIAEoCRIUCgxtZW1vcnlfYnl0ZXMYBSABKAQSEQoJcHJvY2Vzc2VzGAYgASgNEhIKCm9wZW5fZmlsZXMYByABKA0SEQoJbGltaXRzX2J5GAggASgJKpgBCg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXU0VTU0lPTl9TVEFUVVNfU1RBUlRJTkcQARIYChRTRVNTSU9OX1NUQVRVU19SRUFEWRACEhcKE1NFU1NJT05fU1RBVFVTX0JVU1kQAxIXChNTRVNTSU9OX1NUQVRVU19ERUFEEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Chhob3RwbGV4L3YxL3Nlc3Npb24ucHJvdG8SCmhvdHBsZXgudjEikAIKDVNlc3Npb25Db25maWcSEAoId29ya19kaXIYASABKAkSDQoFbW9kZWwYAiABKAkSFwoPcGVybWlzc2lvbl9tb2RlGAMgASgJEhUKDWFsbG93ZWRfdG9vbHMYBCADKAkSGAoQZGlzYWxsb3dlZF90b29scxgFIAMoCRIVCg1zeXN0ZW1fcHJvbXB0GAYgASgJEhwKFGFwcGVuZF9zeXN0ZW1fcHJvbXB0GAcgASgJEhwKFGlkbGVfdGltZW91dF9zZWNvbmRzGAggASgNEhAKCHByb3ZpZGVyGAkgASgJEi8KDWFwcHJvdmFsX21vZGUYCiABKA4yGC5ob3RwbGV4LnYxLkFwcHJvdmFsTW9kZSL0AQoUUHJvdmlkZXJDYXBhYmlsaXRpZXMSEQoJaW50ZXJydXB0GAEgASgIEhEKCWFwcHJvdmFscxgCIAEoCBINCgVzdGVlchgDIAEoCBIMCgRmb3JrGAQgASgIEg4KBnJlc3VtZRgFIAEoCBIRCglzZXRfbW9kZWwYBiABKAgSEQoJcXVlc3Rpb25zGAcgASgIEhsKE3NldF9wZXJtaXNzaW9uX21vZGUYCCABKAgSEwoLbGlzdF9tb2RlbHMYCSABKAgSFAoMZm9ya19hdF90dXJuGAogASgIEhsKE2VkaXRfYXBwcm92ZWRfaW5wdXQYCyABKAgihAEKCFR1cm5JbmZvEg8KB3R1cm5faWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIOCgZwcm9tcHQYAyABKAkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLc3RhcnRlZF9zZXEYBSABKAQitwMKDFNlc3Npb25TdGF0cxINCgV0dXJucxgBIAEoDRIUCgxmYWlsZWRfdHVybnMYAiABKA0SGQoRdG90YWxfZHVyYXRpb25fbXMYAyABKAQSHAoUdGhpbmtpbmdfZHVyYXRpb25fbXMYBCABKAQSGAoQdG9vbF9kdXJhdGlvbl9tcxgFIAEoBBIeChZnZW5lcmF0aW9uX2R1cmF0aW9uX21zGAYgASgEEhQKDGlucHV0X3Rva2VucxgHIAEoBBIVCg1vdXRwdXRfdG9rZW5zGAggASgEEhkKEWNhY2hlX3JlYWRfdG9rZW5zGAkgASgEEhoKEmNhY2hlX3dyaXRlX3Rva2VucxgKIAEoBBIQCghjb3N0X3VzZBgLIAEoARISCgp0b29sX2NhbGxzGAwgASgNEjsKCnRvb2xzX3VzZWQYDSADKAsyJy5ob3RwbGV4LnYxLlNlc3Npb25TdGF0cy5Ub29sc1VzZWRFbnRyeRIWCg5tb2RpZmllZF9maWxlcxgOIAMoCRowCg5Ub29sc1VzZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIqUFCgtTZXNzaW9uSW5mbxISCgpzZXNzaW9uX2lkGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLmhvdHBsZXgudjEuU2Vzc2lvblN0YXR1cxIQCghwcm92aWRlchgDIAEoCRIbChNwcm92aWRlcl9zZXNzaW9uX2lkGAQgASgJEhAKCHdvcmtfZGlyGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgxjdXJyZW50X3R1cm4YCCABKAsyFC5ob3RwbGV4LnYxLlR1cm5JbmZvEhQKDHF1ZXVlZF90dXJucxgJIAEoDRILCgNwaWQYCiABKAUSKQoGY29uZmlnGAsgASgLMhkuaG90cGxleC52MS5TZXNzaW9uQ29uZmlnEicKBXN0YXRzGAwgASgLMhguaG90cGxleC52MS5TZXNzaW9uU3RhdHMSEwoLaW5jYXJuYXRpb24YDSABKAkSKAoHc2FuZGJveBgOIAEoCzIXLmhvdHBsZXgudjEuU2FuZGJveEluZm8SNgoMY2FwYWJpbGl0aWVzGA8gASgLMiAuaG90cGxleC52MS5Qcm92aWRlckNhcGFiaWxpdGllcxINCgV0aXRsZRgQIAEoCRI0ChBwZW5kaW5nX3JlcXVlc3RzGBEgAygLMhouaG90cGxleC52MS5QZW5kaW5nUmVxdWVzdBImCgZxdWV1ZWQYEiADKAsyFi5ob3RwbGV4LnYxLlF1ZXVlZFR1cm4SKwoLZm9ya2VkX2Zyb20YEyABKAsyFi5ob3RwbGV4LnYxLkZvcmtPcmlnaW4ikgEKDlBlbmRpbmdSZXF1ZXN0EjAKB3JlcXVlc3QYASABKAsyHy5ob3RwbGV4LnYxLlBlcm1pc3Npb25SZXF1ZXN0ZWQSDwoHdHVybl9pZBgCIAEoCRILCgNzZXEYAyABKAQSMAoMcmVxdWVzdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJwCgpRdWV1ZWRUdXJuEg8KB3R1cm5faWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIOCgZwcm9tcHQYAyABKAkSLQoJcXVldWVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJOCgpGb3JrT3JpZ2luEhIKCnNlc3Npb25faWQYASABKAkSDwoHdHVybl9pZBgCIAEoCRIbChNwcm92aWRlcl9zZXNzaW9uX2lkGAMgASgJIp0BCgtTYW5kYm94SW5mbxIPCgdlbmFibGVkGAEgASgIEgwKBG1vZGUYAiABKAkSDgoGcmVhc29uGAMgASgJEg8KB25ldHdvcmsYBCABKAkSFAoMbWVtb3J5X2J5dGVzGAUgASgEEhEKCXByb2Nlc3NlcxgGIAEoDRISCgpvcGVuX2ZpbGVzGAcgASgNEhEKCWxpbWl0c19ieRgIIAEoCSrRAQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF1NFU1NJT05fU1RBVFVTX1NUQVJUSU5HEAESGAoUU0VTU0lPTl9TVEFUVVNfUkVBRFkQAhIXChNTRVNTSU9OX1NUQVRVU19CVVNZEAMSFwoTU0VTU0lPTl9TVEFUVVNfREVBRBAEEhoKFlNFU1NJT05fU1RBVFVTX1dBSVRJTkcQBRIbChdTRVNTSU9OX1NUQVRVU19TVE9QUElORxAGKmAKDEFwcHJvdmFsTW9kZRIdChlBUFBST1ZBTF9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQVBQUk9WQUxfTU9ERV9BR0VOVBABEhgKFEFQUFJPVkFMX01PREVfQ0xJRU5UEAJiBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_interaction]);
 
 /**
  * SessionConfig sets how the agent runs. It is taken from the Execute call
@@ -112,6 +114,13 @@ export type SessionConfig = Message<"hotplex.v1.SessionConfig"> & {
    * @generated from field: string provider = 9;
    */
   provider: string;
+
+  /**
+   * Who answers the agent's permission requests and questions.
+   *
+   * @generated from field: hotplex.v1.ApprovalMode approval_mode = 10;
+   */
+  approvalMode: ApprovalMode;
 };
 
 /**
@@ -166,11 +175,47 @@ export type ProviderCapabilities = Message<"hotplex.v1.ProviderCapabilities"> & 
   resume: boolean;
 
   /**
-   * Changes the model of a live agent.
+   * Changes the model of a live agent (ChangeSettings).
    *
    * @generated from field: bool set_model = 6;
    */
   setModel: boolean;
+
+  /**
+   * Asks the client questions (PermissionRequested with kind QUESTION).
+   *
+   * @generated from field: bool questions = 7;
+   */
+  questions: boolean;
+
+  /**
+   * Changes the permission mode of a live agent (ChangeSettings).
+   *
+   * @generated from field: bool set_permission_mode = 8;
+   */
+  setPermissionMode: boolean;
+
+  /**
+   * Lists the models the agent offers (ListModels).
+   *
+   * @generated from field: bool list_models = 9;
+   */
+  listModels: boolean;
+
+  /**
+   * Forks a conversation up to a given turn (ForkSessionRequest.up_to_turn_id).
+   *
+   * @generated from field: bool fork_at_turn = 10;
+   */
+  forkAtTurn: boolean;
+
+  /**
+   * The client may change a tool call's input when it allows it
+   * (PermissionAllow.updated_input_json).
+   *
+   * @generated from field: bool edit_approved_input = 11;
+   */
+  editApprovedInput: boolean;
 };
 
 /**
@@ -454,6 +499,35 @@ export type SessionInfo = Message<"hotplex.v1.SessionInfo"> & {
    * @generated from field: hotplex.v1.ProviderCapabilities capabilities = 15;
    */
   capabilities?: ProviderCapabilities | undefined;
+
+  /**
+   * The session's title (SetTitle); empty when none was set.
+   *
+   * @generated from field: string title = 16;
+   */
+  title: string;
+
+  /**
+   * The agent's requests waiting for the client's answer, oldest first.
+   *
+   * @generated from field: repeated hotplex.v1.PendingRequest pending_requests = 17;
+   */
+  pendingRequests: PendingRequest[];
+
+  /**
+   * Turns waiting behind the current one, in the order they will run
+   * (queued_turns is their number).
+   *
+   * @generated from field: repeated hotplex.v1.QueuedTurn queued = 18;
+   */
+  queued: QueuedTurn[];
+
+  /**
+   * Set when the session was created by ForkSession.
+   *
+   * @generated from field: hotplex.v1.ForkOrigin forked_from = 19;
+   */
+  forkedFrom?: ForkOrigin | undefined;
 };
 
 /**
@@ -462,6 +536,126 @@ export type SessionInfo = Message<"hotplex.v1.SessionInfo"> & {
  */
 export const SessionInfoSchema: GenMessage<SessionInfo> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_session, 4);
+
+/**
+ * PendingRequest is a permission request or question that waits for an
+ * answer.
+ *
+ * @generated from message hotplex.v1.PendingRequest
+ */
+export type PendingRequest = Message<"hotplex.v1.PendingRequest"> & {
+  /**
+   * The request as its PermissionRequested event logged it.
+   *
+   * @generated from field: hotplex.v1.PermissionRequested request = 1;
+   */
+  request?: PermissionRequested | undefined;
+
+  /**
+   * The turn it belongs to.
+   *
+   * @generated from field: string turn_id = 2;
+   */
+  turnId: string;
+
+  /**
+   * Sequence number of the PermissionRequested event.
+   *
+   * @generated from field: uint64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * When it was asked.
+   *
+   * @generated from field: google.protobuf.Timestamp requested_at = 4;
+   */
+  requestedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message hotplex.v1.PendingRequest.
+ * Use `create(PendingRequestSchema)` to create a new message.
+ */
+export const PendingRequestSchema: GenMessage<PendingRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session, 5);
+
+/**
+ * QueuedTurn is a turn that waits behind the running one.
+ *
+ * @generated from message hotplex.v1.QueuedTurn
+ */
+export type QueuedTurn = Message<"hotplex.v1.QueuedTurn"> & {
+  /**
+   * The daemon-assigned turn id (the turn_id of its events).
+   *
+   * @generated from field: string turn_id = 1;
+   */
+  turnId: string;
+
+  /**
+   * The client's request id, if the Execute call gave one.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * The turn's prompt.
+   *
+   * @generated from field: string prompt = 3;
+   */
+  prompt: string;
+
+  /**
+   * When it was queued.
+   *
+   * @generated from field: google.protobuf.Timestamp queued_at = 4;
+   */
+  queuedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message hotplex.v1.QueuedTurn.
+ * Use `create(QueuedTurnSchema)` to create a new message.
+ */
+export const QueuedTurnSchema: GenMessage<QueuedTurn> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session, 6);
+
+/**
+ * ForkOrigin names the session a fork was made from.
+ *
+ * @generated from message hotplex.v1.ForkOrigin
+ */
+export type ForkOrigin = Message<"hotplex.v1.ForkOrigin"> & {
+  /**
+   * The parent session's id.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The parent's last turn the fork includes; empty for its whole history.
+   *
+   * @generated from field: string turn_id = 2;
+   */
+  turnId: string;
+
+  /**
+   * The parent's conversation id the fork copied.
+   *
+   * @generated from field: string provider_session_id = 3;
+   */
+  providerSessionId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.ForkOrigin.
+ * Use `create(ForkOriginSchema)` to create a new message.
+ */
+export const ForkOriginSchema: GenMessage<ForkOrigin> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session, 7);
 
 /**
  * SandboxInfo says how agent processes are contained.
@@ -538,7 +732,7 @@ export type SandboxInfo = Message<"hotplex.v1.SandboxInfo"> & {
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session, 5);
+  messageDesc(file_hotplex_v1_session, 8);
 
 /**
  * Lifecycle state of a session's agent process.
@@ -561,16 +755,16 @@ export enum SessionStatus {
   STARTING = 1,
 
   /**
-   * The agent process runs and no turn is in progress: the next Execute runs
-   * at once ("hot").
+   * Idle: the agent process runs and no turn is in progress, so the next
+   * Execute runs at once ("hot").
    *
    * @generated from enum value: SESSION_STATUS_READY = 2;
    */
   READY = 2,
 
   /**
-   * A turn is in progress. Execute fails with FAILED_PRECONDITION unless it
-   * asks to queue.
+   * Running: a turn is in progress. Execute fails with FAILED_PRECONDITION
+   * unless it asks to queue.
    *
    * @generated from enum value: SESSION_STATUS_BUSY = 3;
    */
@@ -584,6 +778,23 @@ export enum SessionStatus {
    * @generated from enum value: SESSION_STATUS_DEAD = 4;
    */
   DEAD = 4,
+
+  /**
+   * Waiting for input: the running turn waits for the client's answer to a
+   * permission request or a question (see SessionInfo.pending_requests and
+   * RespondPermission).
+   *
+   * @generated from enum value: SESSION_STATUS_WAITING = 5;
+   */
+  WAITING = 5,
+
+  /**
+   * The agent process is being ended (StopSession, DeleteSession, idle,
+   * shutdown, a fault); DEAD follows.
+   *
+   * @generated from enum value: SESSION_STATUS_STOPPING = 6;
+   */
+  STOPPING = 6,
 }
 
 /**
@@ -591,4 +802,42 @@ export enum SessionStatus {
  */
 export const SessionStatusSchema: GenEnum<SessionStatus> = /*@__PURE__*/
   enumDesc(file_hotplex_v1_session, 0);
+
+/**
+ * Who answers the agent when a tool call needs approval.
+ *
+ * @generated from enum hotplex.v1.ApprovalMode
+ */
+export enum ApprovalMode {
+  /**
+   * The daemon's default (its --approvals setting; "agent" unless set).
+   *
+   * @generated from enum value: APPROVAL_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The agent's own settings decide (permission mode, allowed tools): a call
+   * they do not allow is refused at once, and the turn goes on.
+   *
+   * @generated from enum value: APPROVAL_MODE_AGENT = 1;
+   */
+  AGENT = 1,
+
+  /**
+   * Each call that needs approval, and each question the agent asks, becomes
+   * a PermissionRequested event and waits for RespondPermission (or the
+   * daemon's approval timeout, which denies it). Needs the approvals
+   * capability.
+   *
+   * @generated from enum value: APPROVAL_MODE_CLIENT = 2;
+   */
+  CLIENT = 2,
+}
+
+/**
+ * Describes the enum hotplex.v1.ApprovalMode.
+ */
+export const ApprovalModeSchema: GenEnum<ApprovalMode> = /*@__PURE__*/
+  enumDesc(file_hotplex_v1_session, 1);
 

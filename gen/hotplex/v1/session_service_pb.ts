@@ -16,7 +16,593 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/session_service.proto.
  */
 export const file_hotplex_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSIWChRMaXN0UHJvdmlkZXJzUmVxdWVzdCJEChVMaXN0UHJvdmlkZXJzUmVzcG9uc2USKwoJcHJvdmlkZXJzGAEgAygLMhguaG90cGxleC52MS5Qcm92aWRlckluZm8ieQoMUHJvdmlkZXJJbmZvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRI2CgxjYXBhYmlsaXRpZXMYAyABKAsyIC5ob3RwbGV4LnYxLlByb3ZpZGVyQ2FwYWJpbGl0aWVzEhIKCmlzX2RlZmF1bHQYBCABKAgiggEKDkV4ZWN1dGVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDgoGcHJvbXB0GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKQoGY29uZmlnGAQgASgLMhkuaG90cGxleC52MS5TZXNzaW9uQ29uZmlnEg0KBXF1ZXVlGAUgASgIIjQKD0V4ZWN1dGVSZXNwb25zZRIhCgZldmVudHMYASADKAsyES5ob3RwbGV4LnYxLkV2ZW50Il4KEFN1YnNjcmliZVJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQSDgoGZm9sbG93GAMgASgIEhMKC2luY2FybmF0aW9uGAQgASgJInYKD1N1YnNjcmliZUhlYWRlchIpCgZzdGF0dXMYASABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSEQoJZmlyc3Rfc2VxGAIgASgEEhAKCGxhc3Rfc2VxGAMgASgEEhMKC2luY2FybmF0aW9uGAQgASgJImMKEVN1YnNjcmliZVJlc3BvbnNlEisKBmhlYWRlchgBIAEoCzIbLmhvdHBsZXgudjEuU3Vic2NyaWJlSGVhZGVyEiEKBmV2ZW50cxgCIAMoCzIRLmhvdHBsZXgudjEuRXZlbnQiaAoQT3V0T2ZSYW5nZURldGFpbBISCgpzZXNzaW9uX2lkGAEgASgJEhsKE3JlcXVlc3RlZF9hZnRlcl9zZXEYAiABKAQSEQoJZmlyc3Rfc2VxGAMgASgEEhAKCGxhc3Rfc2VxGAQgASgEIigKEkdldFNuYXBzaG90UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE0dldFNuYXBzaG90UmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiKAoSU3RvcFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiUQoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCI3ChBJbnRlcnJ1cHRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDwoHdHVybl9pZBgCIAEoCSJgChFJbnRlcnJ1cHRSZXNwb25zZRIPCgd0dXJuX2lkGAEgASgJEigKB291dGNvbWUYAiABKA4yFy5ob3RwbGV4LnYxLlR1cm5PdXRjb21lEhAKCGxhc3Rfc2VxGAMgASgEIiwKFkdldFNlc3Npb25TdGF0c1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJWChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEicKBXN0YXRzGAIgASgLMhguaG90cGxleC52MS5TZXNzaW9uU3RhdHMiFQoTTGlzdFNlc3Npb25zUmVxdWVzdCLaAQoOU2Vzc2lvblN1bW1hcnkSEgoKc2Vzc2lvbl9pZBgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF9hY3RpdmVfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhc3Rfc2VxGAUgASgEEhMKC2luY2FybmF0aW9uGAYgASgJIkQKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiwKCHNlc3Npb25zGAEgAygLMhouaG90cGxleC52MS5TZXNzaW9uU3VtbWFyeSJFChREZWxldGVTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhkKEWRlbGV0ZV90cmFuc2NyaXB0GAIgASgIIikKFURlbGV0ZVNlc3Npb25SZXNwb25zZRIQCghsYXN0X3NlcRgBIAEoBDLnBQoOU2Vzc2lvblNlcnZpY2USRAoHRXhlY3V0ZRIaLmhvdHBsZXgudjEuRXhlY3V0ZVJlcXVlc3QaGy5ob3RwbGV4LnYxLkV4ZWN1dGVSZXNwb25zZTABEkoKCVN1YnNjcmliZRIcLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVxdWVzdBodLmhvdHBsZXgudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJOCgtHZXRTbmFwc2hvdBIeLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXF1ZXN0Gh8uaG90cGxleC52MS5HZXRTbmFwc2hvdFJlc3BvbnNlEk4KC1N0b3BTZXNzaW9uEh4uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlcXVlc3QaHy5ob3RwbGV4LnYxLlN0b3BTZXNzaW9uUmVzcG9uc2USSAoJSW50ZXJydXB0EhwuaG90cGxleC52MS5JbnRlcnJ1cHRSZXF1ZXN0Gh0uaG90cGxleC52MS5JbnRlcnJ1cHRSZXNwb25zZRJaCg9HZXRTZXNzaW9uU3RhdHMSIi5ob3RwbGV4LnYxLkdldFNlc3Npb25TdGF0c1JlcXVlc3QaIy5ob3RwbGV4LnYxLkdldFNlc3Npb25TdGF0c1Jlc3BvbnNlElEKDExpc3RTZXNzaW9ucxIfLmhvdHBsZXgudjEuTGlzdFNlc3Npb25zUmVxdWVzdBogLmhvdHBsZXgudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USVAoNRGVsZXRlU2Vzc2lvbhIgLmhvdHBsZXgudjEuRGVsZXRlU2Vzc2lvblJlcXVlc3QaIS5ob3RwbGV4LnYxLkRlbGV0ZVNlc3Npb25SZXNwb25zZRJUCg1MaXN0UHJvdmlkZXJzEiAuaG90cGxleC52MS5MaXN0UHJvdmlkZXJzUmVxdWVzdBohLmhvdHBsZXgudjEuTGlzdFByb3ZpZGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
+  fileDesc("CiBob3RwbGV4L3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKaG90cGxleC52MSLWAQoYUmVzcG9uZFBlcm1pc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIsCgVhbGxvdxgDIAEoCzIbLmhvdHBsZXgudjEuUGVybWlzc2lvbkFsbG93SAASKgoEZGVueRgEIAEoCzIaLmhvdHBsZXgudjEuUGVybWlzc2lvbkRlbnlIABIsCgZhbnN3ZXIYBSABKAsyGi5ob3RwbGV4LnYxLlF1ZXN0aW9uQW5zd2VySABCCgoIZGVjaXNpb24iQgoPUGVybWlzc2lvbkFsbG93EhoKEnVwZGF0ZWRfaW5wdXRfanNvbhgBIAEoCRITCgtmb3Jfc2Vzc2lvbhgCIAEoCCI0Cg5QZXJtaXNzaW9uRGVueRIPCgdtZXNzYWdlGAEgASgJEhEKCWludGVycnVwdBgCIAEoCCJ6Cg5RdWVzdGlvbkFuc3dlchI4CgdhbnN3ZXJzGAEgAygLMicuaG90cGxleC52MS5RdWVzdGlvbkFuc3dlci5BbnN3ZXJzRW50cnkaLgoMQW5zd2Vyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLQoZUmVzcG9uZFBlcm1pc3Npb25SZXNwb25zZRIQCghsYXN0X3NlcRgBIAEoBCJDCgxTdGVlclJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZwcm9tcHQYAiABKAkSDwoHdHVybl9pZBgDIAEoCSItCg1TdGVlclJlc3BvbnNlEg8KB3R1cm5faWQYASABKAkSCwoDc2VxGAIgASgEIjgKEUNhbmNlbFR1cm5SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDwoHdHVybl9pZBgCIAEoCSImChJDYW5jZWxUdXJuUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQiewoVQ2hhbmdlU2V0dGluZ3NSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSEgoFbW9kZWwYAiABKAlIAIgBARIcCg9wZXJtaXNzaW9uX21vZGUYAyABKAlIAYgBAUIICgZfbW9kZWxCEgoQX3Blcm1pc3Npb25fbW9kZSJUChZDaGFuZ2VTZXR0aW5nc1Jlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5ob3RwbGV4LnYxLlNlc3Npb25JbmZvEhAKCGxhc3Rfc2VxGAIgASgEIicKEUxpc3RNb2RlbHNSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiQgoJTW9kZWxJbmZvEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCSI7ChJMaXN0TW9kZWxzUmVzcG9uc2USJQoGbW9kZWxzGAEgAygLMhUuaG90cGxleC52MS5Nb2RlbEluZm8iKQoTUmVzZXRTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIkUKFFJlc2V0U2Vzc2lvblJlc3BvbnNlEhsKE3Byb3ZpZGVyX3Nlc3Npb25faWQYASABKAkSEAoIbGFzdF9zZXEYAiABKAQiZgoSRm9ya1Nlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSFgoObmV3X3Nlc3Npb25faWQYAiABKAkSFQoNdXBfdG9fdHVybl9pZBgDIAEoCRINCgV0aXRsZRgEIAEoCSJRChNGb3JrU2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5ob3RwbGV4LnYxLlNlc3Npb25JbmZvEhAKCGxhc3Rfc2VxGAIgASgEIjQKD1NldFRpdGxlUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJIiQKEFNldFRpdGxlUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQiFgoUTGlzdFByb3ZpZGVyc1JlcXVlc3QiRAoVTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEisKCXByb3ZpZGVycxgBIAMoCzIYLmhvdHBsZXgudjEuUHJvdmlkZXJJbmZvInkKDFByb3ZpZGVySW5mbxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSNgoMY2FwYWJpbGl0aWVzGAMgASgLMiAuaG90cGxleC52MS5Qcm92aWRlckNhcGFiaWxpdGllcxISCgppc19kZWZhdWx0GAQgASgIIoIBCg5FeGVjdXRlUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBnByb21wdBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJEikKBmNvbmZpZxgEIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkNvbmZpZxINCgVxdWV1ZRgFIAEoCCI0Cg9FeGVjdXRlUmVzcG9uc2USIQoGZXZlbnRzGAEgAygLMhEuaG90cGxleC52MS5FdmVudCJeChBTdWJzY3JpYmVSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEEg4KBmZvbGxvdxgDIAEoCBITCgtpbmNhcm5hdGlvbhgEIAEoCSJ2Cg9TdWJzY3JpYmVIZWFkZXISKQoGc3RhdHVzGAEgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEhEKCWZpcnN0X3NlcRgCIAEoBBIQCghsYXN0X3NlcRgDIAEoBBITCgtpbmNhcm5hdGlvbhgEIAEoCSJjChFTdWJzY3JpYmVSZXNwb25zZRIrCgZoZWFkZXIYASABKAsyGy5ob3RwbGV4LnYxLlN1YnNjcmliZUhlYWRlchIhCgZldmVudHMYAiADKAsyES5ob3RwbGV4LnYxLkV2ZW50ImgKEE91dE9mUmFuZ2VEZXRhaWwSEgoKc2Vzc2lvbl9pZBgBIAEoCRIbChNyZXF1ZXN0ZWRfYWZ0ZXJfc2VxGAIgASgEEhEKCWZpcnN0X3NlcRgDIAEoBBIQCghsYXN0X3NlcRgEIAEoBCIoChJHZXRTbmFwc2hvdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSJRChNHZXRTbmFwc2hvdFJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5ob3RwbGV4LnYxLlNlc3Npb25JbmZvEhAKCGxhc3Rfc2VxGAIgASgEIigKElN0b3BTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIlEKE1N0b3BTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiNwoQSW50ZXJydXB0UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3R1cm5faWQYAiABKAkiYAoRSW50ZXJydXB0UmVzcG9uc2USDwoHdHVybl9pZBgBIAEoCRIoCgdvdXRjb21lGAIgASgOMhcuaG90cGxleC52MS5UdXJuT3V0Y29tZRIQCghsYXN0X3NlcRgDIAEoBCIsChZHZXRTZXNzaW9uU3RhdHNSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiVgoXR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRInCgVzdGF0cxgCIAEoCzIYLmhvdHBsZXgudjEuU2Vzc2lvblN0YXRzIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3Qi6QEKDlNlc3Npb25TdW1tYXJ5EhIKCnNlc3Npb25faWQYASABKAkSKQoGc3RhdHVzGAIgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3RfYWN0aXZlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghsYXN0X3NlcRgFIAEoBBITCgtpbmNhcm5hdGlvbhgGIAEoCRINCgV0aXRsZRgHIAEoCSJEChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIsCghzZXNzaW9ucxgBIAMoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN1bW1hcnkiRQoURGVsZXRlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIZChFkZWxldGVfdHJhbnNjcmlwdBgCIAEoCCIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQy5AoKDlNlc3Npb25TZXJ2aWNlEkQKB0V4ZWN1dGUSGi5ob3RwbGV4LnYxLkV4ZWN1dGVSZXF1ZXN0GhsuaG90cGxleC52MS5FeGVjdXRlUmVzcG9uc2UwARJKCglTdWJzY3JpYmUSHC5ob3RwbGV4LnYxLlN1YnNjcmliZVJlcXVlc3QaHS5ob3RwbGV4LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTgoLR2V0U25hcHNob3QSHi5ob3RwbGV4LnYxLkdldFNuYXBzaG90UmVxdWVzdBofLmhvdHBsZXgudjEuR2V0U25hcHNob3RSZXNwb25zZRJOCgtTdG9wU2Vzc2lvbhIeLmhvdHBsZXgudjEuU3RvcFNlc3Npb25SZXF1ZXN0Gh8uaG90cGxleC52MS5TdG9wU2Vzc2lvblJlc3BvbnNlEkgKCUludGVycnVwdBIcLmhvdHBsZXgudjEuSW50ZXJydXB0UmVxdWVzdBodLmhvdHBsZXgudjEuSW50ZXJydXB0UmVzcG9uc2USWgoPR2V0U2Vzc2lvblN0YXRzEiIuaG90cGxleC52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuaG90cGxleC52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZRJRCgxMaXN0U2Vzc2lvbnMSHy5ob3RwbGV4LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIC5ob3RwbGV4LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5ob3RwbGV4LnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuaG90cGxleC52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVAoNTGlzdFByb3ZpZGVycxIgLmhvdHBsZXgudjEuTGlzdFByb3ZpZGVyc1JlcXVlc3QaIS5ob3RwbGV4LnYxLkxpc3RQcm92aWRlcnNSZXNwb25zZRJgChFSZXNwb25kUGVybWlzc2lvbhIkLmhvdHBsZXgudjEuUmVzcG9uZFBlcm1pc3Npb25SZXF1ZXN0GiUuaG90cGxleC52MS5SZXNwb25kUGVybWlzc2lvblJlc3BvbnNlEjwKBVN0ZWVyEhguaG90cGxleC52MS5TdGVlclJlcXVlc3QaGS5ob3RwbGV4LnYxLlN0ZWVyUmVzcG9uc2USSwoKQ2FuY2VsVHVybhIdLmhvdHBsZXgudjEuQ2FuY2VsVHVyblJlcXVlc3QaHi5ob3RwbGV4LnYxLkNhbmNlbFR1cm5SZXNwb25zZRJXCg5DaGFuZ2VTZXR0aW5ncxIhLmhvdHBsZXgudjEuQ2hhbmdlU2V0dGluZ3NSZXF1ZXN0GiIuaG90cGxleC52MS5DaGFuZ2VTZXR0aW5nc1Jlc3BvbnNlEksKCkxpc3RNb2RlbHMSHS5ob3RwbGV4LnYxLkxpc3RNb2RlbHNSZXF1ZXN0Gh4uaG90cGxleC52MS5MaXN0TW9kZWxzUmVzcG9uc2USUQoMUmVzZXRTZXNzaW9uEh8uaG90cGxleC52MS5SZXNldFNlc3Npb25SZXF1ZXN0GiAuaG90cGxleC52MS5SZXNldFNlc3Npb25SZXNwb25zZRJOCgtGb3JrU2Vzc2lvbhIeLmhvdHBsZXgudjEuRm9ya1Nlc3Npb25SZXF1ZXN0Gh8uaG90cGxleC52MS5Gb3JrU2Vzc2lvblJlc3BvbnNlEkUKCFNldFRpdGxlEhsuaG90cGxleC52MS5TZXRUaXRsZVJlcXVlc3QaHC5ob3RwbGV4LnYxLlNldFRpdGxlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_event, file_hotplex_v1_session]);
+
+/**
+ * RespondPermissionRequest answers one request.
+ *
+ * @generated from message hotplex.v1.RespondPermissionRequest
+ */
+export type RespondPermissionRequest = Message<"hotplex.v1.RespondPermissionRequest"> & {
+  /**
+   * The session the request belongs to.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * PermissionRequested.request_id.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * The answer. Exactly one must be set.
+   *
+   * @generated from oneof hotplex.v1.RespondPermissionRequest.decision
+   */
+  decision: {
+    /**
+     * Let the tool call run.
+     *
+     * @generated from field: hotplex.v1.PermissionAllow allow = 3;
+     */
+    value: PermissionAllow;
+    case: "allow";
+  } | {
+    /**
+     * Refuse it (or decline the question).
+     *
+     * @generated from field: hotplex.v1.PermissionDeny deny = 4;
+     */
+    value: PermissionDeny;
+    case: "deny";
+  } | {
+    /**
+     * Answer a question.
+     *
+     * @generated from field: hotplex.v1.QuestionAnswer answer = 5;
+     */
+    value: QuestionAnswer;
+    case: "answer";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message hotplex.v1.RespondPermissionRequest.
+ * Use `create(RespondPermissionRequestSchema)` to create a new message.
+ */
+export const RespondPermissionRequestSchema: GenMessage<RespondPermissionRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 0);
+
+/**
+ * PermissionAllow lets the tool call run.
+ *
+ * @generated from message hotplex.v1.PermissionAllow
+ */
+export type PermissionAllow = Message<"hotplex.v1.PermissionAllow"> & {
+  /**
+   * Run this input instead of the agent's (a JSON object, at most 1 MiB);
+   * empty runs the agent's input. Only where PermissionRequested.input_editable.
+   *
+   * @generated from field: string updated_input_json = 1;
+   */
+  updatedInputJson: string;
+
+  /**
+   * Also allow identical calls (same tool, same input) for the rest of the
+   * session without asking.
+   *
+   * @generated from field: bool for_session = 2;
+   */
+  forSession: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.PermissionAllow.
+ * Use `create(PermissionAllowSchema)` to create a new message.
+ */
+export const PermissionAllowSchema: GenMessage<PermissionAllow> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 1);
+
+/**
+ * PermissionDeny refuses the tool call.
+ *
+ * @generated from message hotplex.v1.PermissionDeny
+ */
+export type PermissionDeny = Message<"hotplex.v1.PermissionDeny"> & {
+  /**
+   * What the agent is told (at most 4096 characters); a default when empty.
+   *
+   * @generated from field: string message = 1;
+   */
+  message: string;
+
+  /**
+   * Also interrupt the turn (as Interrupt does) instead of letting the agent
+   * go on without the tool.
+   *
+   * @generated from field: bool interrupt = 2;
+   */
+  interrupt: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.PermissionDeny.
+ * Use `create(PermissionDenySchema)` to create a new message.
+ */
+export const PermissionDenySchema: GenMessage<PermissionDeny> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 2);
+
+/**
+ * QuestionAnswer answers a QUESTION request.
+ *
+ * @generated from message hotplex.v1.QuestionAnswer
+ */
+export type QuestionAnswer = Message<"hotplex.v1.QuestionAnswer"> & {
+  /**
+   * Question.id to the answer: an option's label (several joined with ", "
+   * for multi_select) or free text, at most 4096 characters each. Every
+   * question must be answered.
+   *
+   * @generated from field: map<string, string> answers = 1;
+   */
+  answers: { [key: string]: string };
+};
+
+/**
+ * Describes the message hotplex.v1.QuestionAnswer.
+ * Use `create(QuestionAnswerSchema)` to create a new message.
+ */
+export const QuestionAnswerSchema: GenMessage<QuestionAnswer> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 3);
+
+/**
+ * RespondPermissionResponse confirms the answer.
+ *
+ * @generated from message hotplex.v1.RespondPermissionResponse
+ */
+export type RespondPermissionResponse = Message<"hotplex.v1.RespondPermissionResponse"> & {
+  /**
+   * The last logged sequence number, including the PermissionResolved event.
+   *
+   * @generated from field: uint64 last_seq = 1;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.RespondPermissionResponse.
+ * Use `create(RespondPermissionResponseSchema)` to create a new message.
+ */
+export const RespondPermissionResponseSchema: GenMessage<RespondPermissionResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 4);
+
+/**
+ * SteerRequest carries a message for the running turn.
+ *
+ * @generated from message hotplex.v1.SteerRequest
+ */
+export type SteerRequest = Message<"hotplex.v1.SteerRequest"> & {
+  /**
+   * The session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The message (same limits as ExecuteRequest.prompt).
+   *
+   * @generated from field: string prompt = 2;
+   */
+  prompt: string;
+
+  /**
+   * When set, only this turn is steered (FAILED_PRECONDITION if another runs).
+   *
+   * @generated from field: string turn_id = 3;
+   */
+  turnId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.SteerRequest.
+ * Use `create(SteerRequestSchema)` to create a new message.
+ */
+export const SteerRequestSchema: GenMessage<SteerRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 5);
+
+/**
+ * SteerResponse says which turn took the message.
+ *
+ * @generated from message hotplex.v1.SteerResponse
+ */
+export type SteerResponse = Message<"hotplex.v1.SteerResponse"> & {
+  /**
+   * The running turn.
+   *
+   * @generated from field: string turn_id = 1;
+   */
+  turnId: string;
+
+  /**
+   * Sequence number of the TurnSteered event.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.SteerResponse.
+ * Use `create(SteerResponseSchema)` to create a new message.
+ */
+export const SteerResponseSchema: GenMessage<SteerResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 6);
+
+/**
+ * CancelTurnRequest names a queued turn.
+ *
+ * @generated from message hotplex.v1.CancelTurnRequest
+ */
+export type CancelTurnRequest = Message<"hotplex.v1.CancelTurnRequest"> & {
+  /**
+   * The session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The queued turn (SessionInfo.queued[].turn_id).
+   *
+   * @generated from field: string turn_id = 2;
+   */
+  turnId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.CancelTurnRequest.
+ * Use `create(CancelTurnRequestSchema)` to create a new message.
+ */
+export const CancelTurnRequestSchema: GenMessage<CancelTurnRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 7);
+
+/**
+ * CancelTurnResponse confirms the cancellation.
+ *
+ * @generated from message hotplex.v1.CancelTurnResponse
+ */
+export type CancelTurnResponse = Message<"hotplex.v1.CancelTurnResponse"> & {
+  /**
+   * The last logged sequence number, including the turn's TurnEnded.
+   *
+   * @generated from field: uint64 last_seq = 1;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.CancelTurnResponse.
+ * Use `create(CancelTurnResponseSchema)` to create a new message.
+ */
+export const CancelTurnResponseSchema: GenMessage<CancelTurnResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 8);
+
+/**
+ * ChangeSettingsRequest names what to change; unset fields stay.
+ *
+ * @generated from message hotplex.v1.ChangeSettingsRequest
+ */
+export type ChangeSettingsRequest = Message<"hotplex.v1.ChangeSettingsRequest"> & {
+  /**
+   * The session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The new model ("" for the agent's default).
+   *
+   * @generated from field: optional string model = 2;
+   */
+  model?: string | undefined;
+
+  /**
+   * The new permission mode ("" for the agent's default).
+   *
+   * @generated from field: optional string permission_mode = 3;
+   */
+  permissionMode?: string | undefined;
+};
+
+/**
+ * Describes the message hotplex.v1.ChangeSettingsRequest.
+ * Use `create(ChangeSettingsRequestSchema)` to create a new message.
+ */
+export const ChangeSettingsRequestSchema: GenMessage<ChangeSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 9);
+
+/**
+ * ChangeSettingsResponse is the state after the change.
+ *
+ * @generated from message hotplex.v1.ChangeSettingsResponse
+ */
+export type ChangeSettingsResponse = Message<"hotplex.v1.ChangeSettingsResponse"> & {
+  /**
+   * The session's state, including its new config.
+   *
+   * @generated from field: hotplex.v1.SessionInfo session = 1;
+   */
+  session?: SessionInfo | undefined;
+
+  /**
+   * The last logged sequence number, including the ConfigChanged event.
+   *
+   * @generated from field: uint64 last_seq = 2;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.ChangeSettingsResponse.
+ * Use `create(ChangeSettingsResponseSchema)` to create a new message.
+ */
+export const ChangeSettingsResponseSchema: GenMessage<ChangeSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 10);
+
+/**
+ * ListModelsRequest names a session.
+ *
+ * @generated from message hotplex.v1.ListModelsRequest
+ */
+export type ListModelsRequest = Message<"hotplex.v1.ListModelsRequest"> & {
+  /**
+   * The session whose agent to ask.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.ListModelsRequest.
+ * Use `create(ListModelsRequestSchema)` to create a new message.
+ */
+export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 11);
+
+/**
+ * ModelInfo is one model an agent offers.
+ *
+ * @generated from message hotplex.v1.ModelInfo
+ */
+export type ModelInfo = Message<"hotplex.v1.ModelInfo"> & {
+  /**
+   * The value for SessionConfig.model / ChangeSettings.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The agent's display name.
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * The agent's description.
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message hotplex.v1.ModelInfo.
+ * Use `create(ModelInfoSchema)` to create a new message.
+ */
+export const ModelInfoSchema: GenMessage<ModelInfo> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 12);
+
+/**
+ * ListModelsResponse lists the models.
+ *
+ * @generated from message hotplex.v1.ListModelsResponse
+ */
+export type ListModelsResponse = Message<"hotplex.v1.ListModelsResponse"> & {
+  /**
+   * In the agent's order.
+   *
+   * @generated from field: repeated hotplex.v1.ModelInfo models = 1;
+   */
+  models: ModelInfo[];
+};
+
+/**
+ * Describes the message hotplex.v1.ListModelsResponse.
+ * Use `create(ListModelsResponseSchema)` to create a new message.
+ */
+export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 13);
+
+/**
+ * ResetSessionRequest names a session.
+ *
+ * @generated from message hotplex.v1.ResetSessionRequest
+ */
+export type ResetSessionRequest = Message<"hotplex.v1.ResetSessionRequest"> & {
+  /**
+   * The session to reset.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message hotplex.v1.ResetSessionRequest.
+ * Use `create(ResetSessionRequestSchema)` to create a new message.
+ */
+export const ResetSessionRequestSchema: GenMessage<ResetSessionRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 14);
+
+/**
+ * ResetSessionResponse is the state after the reset.
+ *
+ * @generated from message hotplex.v1.ResetSessionResponse
+ */
+export type ResetSessionResponse = Message<"hotplex.v1.ResetSessionResponse"> & {
+  /**
+   * The conversation id the next start uses. An agent that names its own
+   * conversations (codex, opencode, ACP agents) replaces it at that start;
+   * SessionStarted carries the one in force.
+   *
+   * @generated from field: string provider_session_id = 1;
+   */
+  providerSessionId: string;
+
+  /**
+   * The last logged sequence number, including the ConversationReset event.
+   *
+   * @generated from field: uint64 last_seq = 2;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.ResetSessionResponse.
+ * Use `create(ResetSessionResponseSchema)` to create a new message.
+ */
+export const ResetSessionResponseSchema: GenMessage<ResetSessionResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 15);
+
+/**
+ * ForkSessionRequest names the parent and the new session.
+ *
+ * @generated from message hotplex.v1.ForkSessionRequest
+ */
+export type ForkSessionRequest = Message<"hotplex.v1.ForkSessionRequest"> & {
+  /**
+   * The parent session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The fork's session id (same syntax as ExecuteRequest.session_id).
+   *
+   * @generated from field: string new_session_id = 2;
+   */
+  newSessionId: string;
+
+  /**
+   * Copy the history only up to the end of this turn of the parent (a turn
+   * id of its log); empty for the whole history. Needs the fork_at_turn
+   * capability.
+   *
+   * @generated from field: string up_to_turn_id = 3;
+   */
+  upToTurnId: string;
+
+  /**
+   * An optional title for the fork.
+   *
+   * @generated from field: string title = 4;
+   */
+  title: string;
+};
+
+/**
+ * Describes the message hotplex.v1.ForkSessionRequest.
+ * Use `create(ForkSessionRequestSchema)` to create a new message.
+ */
+export const ForkSessionRequestSchema: GenMessage<ForkSessionRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 16);
+
+/**
+ * ForkSessionResponse describes the fork.
+ *
+ * @generated from message hotplex.v1.ForkSessionResponse
+ */
+export type ForkSessionResponse = Message<"hotplex.v1.ForkSessionResponse"> & {
+  /**
+   * The new session's state.
+   *
+   * @generated from field: hotplex.v1.SessionInfo session = 1;
+   */
+  session?: SessionInfo | undefined;
+
+  /**
+   * Its last logged sequence number.
+   *
+   * @generated from field: uint64 last_seq = 2;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.ForkSessionResponse.
+ * Use `create(ForkSessionResponseSchema)` to create a new message.
+ */
+export const ForkSessionResponseSchema: GenMessage<ForkSessionResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 17);
+
+/**
+ * SetTitleRequest sets a title.
+ *
+ * @generated from message hotplex.v1.SetTitleRequest
+ */
+export type SetTitleRequest = Message<"hotplex.v1.SetTitleRequest"> & {
+  /**
+   * The session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The title: at most 256 characters, no control characters; empty clears it.
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+};
+
+/**
+ * Describes the message hotplex.v1.SetTitleRequest.
+ * Use `create(SetTitleRequestSchema)` to create a new message.
+ */
+export const SetTitleRequestSchema: GenMessage<SetTitleRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 18);
+
+/**
+ * SetTitleResponse confirms it.
+ *
+ * @generated from message hotplex.v1.SetTitleResponse
+ */
+export type SetTitleResponse = Message<"hotplex.v1.SetTitleResponse"> & {
+  /**
+   * The last logged sequence number, including the TitleChanged event.
+   *
+   * @generated from field: uint64 last_seq = 1;
+   */
+  lastSeq: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.SetTitleResponse.
+ * Use `create(SetTitleResponseSchema)` to create a new message.
+ */
+export const SetTitleResponseSchema: GenMessage<SetTitleResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_session_service, 19);
 
 /**
  * ListProvidersRequest has no fields.
@@ -31,7 +617,7 @@ export type ListProvidersRequest = Message<"hotplex.v1.ListProvidersRequest"> & 
  * Use `create(ListProvidersRequestSchema)` to create a new message.
  */
 export const ListProvidersRequestSchema: GenMessage<ListProvidersRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 0);
+  messageDesc(file_hotplex_v1_session_service, 20);
 
 /**
  * ListProvidersResponse lists the enabled providers, the default first.
@@ -50,7 +636,7 @@ export type ListProvidersResponse = Message<"hotplex.v1.ListProvidersResponse"> 
  * Use `create(ListProvidersResponseSchema)` to create a new message.
  */
 export const ListProvidersResponseSchema: GenMessage<ListProvidersResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 1);
+  messageDesc(file_hotplex_v1_session_service, 21);
 
 /**
  * ProviderInfo describes one enabled provider.
@@ -93,7 +679,7 @@ export type ProviderInfo = Message<"hotplex.v1.ProviderInfo"> & {
  * Use `create(ProviderInfoSchema)` to create a new message.
  */
 export const ProviderInfoSchema: GenMessage<ProviderInfo> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 2);
+  messageDesc(file_hotplex_v1_session_service, 22);
 
 /**
  * ExecuteRequest starts a turn.
@@ -148,7 +734,7 @@ export type ExecuteRequest = Message<"hotplex.v1.ExecuteRequest"> & {
  * Use `create(ExecuteRequestSchema)` to create a new message.
  */
 export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 3);
+  messageDesc(file_hotplex_v1_session_service, 23);
 
 /**
  * ExecuteResponse carries the turn's next events.
@@ -171,7 +757,7 @@ export type ExecuteResponse = Message<"hotplex.v1.ExecuteResponse"> & {
  * Use `create(ExecuteResponseSchema)` to create a new message.
  */
 export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 4);
+  messageDesc(file_hotplex_v1_session_service, 24);
 
 /**
  * SubscribeRequest asks for a session's events.
@@ -219,7 +805,7 @@ export type SubscribeRequest = Message<"hotplex.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 5);
+  messageDesc(file_hotplex_v1_session_service, 25);
 
 /**
  * SubscribeHeader is the first message of every Subscribe stream.
@@ -263,7 +849,7 @@ export type SubscribeHeader = Message<"hotplex.v1.SubscribeHeader"> & {
  * Use `create(SubscribeHeaderSchema)` to create a new message.
  */
 export const SubscribeHeaderSchema: GenMessage<SubscribeHeader> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 6);
+  messageDesc(file_hotplex_v1_session_service, 26);
 
 /**
  * SubscribeResponse is the header, then events.
@@ -292,7 +878,7 @@ export type SubscribeResponse = Message<"hotplex.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 7);
+  messageDesc(file_hotplex_v1_session_service, 27);
 
 /**
  * OutOfRangeDetail is attached to OUT_OF_RANGE errors from Subscribe.
@@ -336,7 +922,7 @@ export type OutOfRangeDetail = Message<"hotplex.v1.OutOfRangeDetail"> & {
  * Use `create(OutOfRangeDetailSchema)` to create a new message.
  */
 export const OutOfRangeDetailSchema: GenMessage<OutOfRangeDetail> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 8);
+  messageDesc(file_hotplex_v1_session_service, 28);
 
 /**
  * GetSnapshotRequest names a session.
@@ -357,7 +943,7 @@ export type GetSnapshotRequest = Message<"hotplex.v1.GetSnapshotRequest"> & {
  * Use `create(GetSnapshotRequestSchema)` to create a new message.
  */
 export const GetSnapshotRequestSchema: GenMessage<GetSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 9);
+  messageDesc(file_hotplex_v1_session_service, 29);
 
 /**
  * GetSnapshotResponse is a consistent view of a session.
@@ -385,7 +971,7 @@ export type GetSnapshotResponse = Message<"hotplex.v1.GetSnapshotResponse"> & {
  * Use `create(GetSnapshotResponseSchema)` to create a new message.
  */
 export const GetSnapshotResponseSchema: GenMessage<GetSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 10);
+  messageDesc(file_hotplex_v1_session_service, 30);
 
 /**
  * StopSessionRequest names a session.
@@ -406,7 +992,7 @@ export type StopSessionRequest = Message<"hotplex.v1.StopSessionRequest"> & {
  * Use `create(StopSessionRequestSchema)` to create a new message.
  */
 export const StopSessionRequestSchema: GenMessage<StopSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 11);
+  messageDesc(file_hotplex_v1_session_service, 31);
 
 /**
  * StopSessionResponse is the state after the stop.
@@ -434,7 +1020,7 @@ export type StopSessionResponse = Message<"hotplex.v1.StopSessionResponse"> & {
  * Use `create(StopSessionResponseSchema)` to create a new message.
  */
 export const StopSessionResponseSchema: GenMessage<StopSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 12);
+  messageDesc(file_hotplex_v1_session_service, 32);
 
 /**
  * InterruptRequest names the session, and optionally the turn, to interrupt.
@@ -464,7 +1050,7 @@ export type InterruptRequest = Message<"hotplex.v1.InterruptRequest"> & {
  * Use `create(InterruptRequestSchema)` to create a new message.
  */
 export const InterruptRequestSchema: GenMessage<InterruptRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 13);
+  messageDesc(file_hotplex_v1_session_service, 33);
 
 /**
  * InterruptResponse says which turn was interrupted and how it ended.
@@ -500,7 +1086,7 @@ export type InterruptResponse = Message<"hotplex.v1.InterruptResponse"> & {
  * Use `create(InterruptResponseSchema)` to create a new message.
  */
 export const InterruptResponseSchema: GenMessage<InterruptResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 14);
+  messageDesc(file_hotplex_v1_session_service, 34);
 
 /**
  * GetSessionStatsRequest names a session.
@@ -521,7 +1107,7 @@ export type GetSessionStatsRequest = Message<"hotplex.v1.GetSessionStatsRequest"
  * Use `create(GetSessionStatsRequestSchema)` to create a new message.
  */
 export const GetSessionStatsRequestSchema: GenMessage<GetSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 15);
+  messageDesc(file_hotplex_v1_session_service, 35);
 
 /**
  * GetSessionStatsResponse carries the statistics.
@@ -549,7 +1135,7 @@ export type GetSessionStatsResponse = Message<"hotplex.v1.GetSessionStatsRespons
  * Use `create(GetSessionStatsResponseSchema)` to create a new message.
  */
 export const GetSessionStatsResponseSchema: GenMessage<GetSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 16);
+  messageDesc(file_hotplex_v1_session_service, 36);
 
 /**
  * ListSessionsRequest lists the caller's sessions.
@@ -564,7 +1150,7 @@ export type ListSessionsRequest = Message<"hotplex.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 17);
+  messageDesc(file_hotplex_v1_session_service, 37);
 
 /**
  * SessionSummary is one entry of ListSessions.
@@ -613,6 +1199,13 @@ export type SessionSummary = Message<"hotplex.v1.SessionSummary"> & {
    * @generated from field: string incarnation = 6;
    */
   incarnation: string;
+
+  /**
+   * The session's title (SetTitle).
+   *
+   * @generated from field: string title = 7;
+   */
+  title: string;
 };
 
 /**
@@ -620,7 +1213,7 @@ export type SessionSummary = Message<"hotplex.v1.SessionSummary"> & {
  * Use `create(SessionSummarySchema)` to create a new message.
  */
 export const SessionSummarySchema: GenMessage<SessionSummary> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 18);
+  messageDesc(file_hotplex_v1_session_service, 38);
 
 /**
  * ListSessionsResponse holds the sessions.
@@ -641,7 +1234,7 @@ export type ListSessionsResponse = Message<"hotplex.v1.ListSessionsResponse"> & 
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 19);
+  messageDesc(file_hotplex_v1_session_service, 39);
 
 /**
  * DeleteSessionRequest names a session.
@@ -671,7 +1264,7 @@ export type DeleteSessionRequest = Message<"hotplex.v1.DeleteSessionRequest"> & 
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 20);
+  messageDesc(file_hotplex_v1_session_service, 40);
 
 /**
  * DeleteSessionResponse confirms the deletion.
@@ -692,7 +1285,7 @@ export type DeleteSessionResponse = Message<"hotplex.v1.DeleteSessionResponse"> 
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_session_service, 21);
+  messageDesc(file_hotplex_v1_session_service, 41);
 
 /**
  * SessionService runs agent conversations ("sessions") and serves their
@@ -709,8 +1302,8 @@ export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*
  * tenant's, and session ids are per tenant (two tenants may both use
  * "chat-1"). Another tenant's session is NOT_FOUND, exactly like a missing
  * one. The role "client" may call every method; "reader" only Subscribe,
- * GetSnapshot, GetSessionStats and ListSessions; an admin credential none
- * (it uses AdminService).
+ * GetSnapshot, GetSessionStats, ListSessions, ListProviders and ListModels;
+ * an admin credential none (it uses AdminService).
  *
  * Errors use the standard Connect/gRPC codes:
  * - INVALID_ARGUMENT: a malformed session id, an empty prompt, a work dir
@@ -723,8 +1316,11 @@ export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*
  *   permission mode, model, tool, system prompt or timeout); the message
  *   names the setting.
  * - NOT_FOUND: the session does not exist (for every call but Execute).
+ * - ALREADY_EXISTS: ForkSession names a new session id that is in use.
  * - FAILED_PRECONDITION: the session is busy and the call did not ask to
- *   queue; the config differs from the running session's.
+ *   queue; the config differs from the running session's; the session's
+ *   provider lacks the capability a call needs (the message names the
+ *   provider); a permission request was already decided.
  * - RESOURCE_EXHAUSTED: a limit is reached: live agents or stored sessions
  *   (of the daemon or the tenant), queued turns, prompt size, turns per
  *   minute, retained event bytes, a request larger than the daemon accepts.
@@ -873,6 +1469,147 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof ListProvidersRequestSchema;
     output: typeof ListProvidersResponseSchema;
+  },
+  /**
+   * RespondPermission answers a permission request or question the agent
+   * asked (a PermissionRequested event; pending ones are listed in
+   * GetSnapshot). Any client of the tenant may answer, from any connection:
+   * the request waits for an answer whoever opened the turn's stream, and the
+   * first answer wins. The call returns once the answer is logged (a
+   * PermissionResolved event) and handed to the agent.
+   *
+   * Errors: NOT_FOUND for an unknown session or request id; FAILED_PRECONDITION
+   * when the request was already decided (by another answer, the timeout, the
+   * agent, a stop), or when an allow changes the input of a request whose
+   * input_editable is false; INVALID_ARGUMENT for a missing or malformed
+   * decision (no decision, updated input that is not a JSON object, answers to
+   * a permission request or to unknown questions), naming the field.
+   *
+   * @generated from rpc hotplex.v1.SessionService.RespondPermission
+   */
+  respondPermission: {
+    methodKind: "unary";
+    input: typeof RespondPermissionRequestSchema;
+    output: typeof RespondPermissionResponseSchema;
+  },
+  /**
+   * Steer delivers a message into the running turn (beside Execute with
+   * queue, which runs it as a turn of its own after the running one). The
+   * agent reads it before its next step; a TurnSteered event is logged in the
+   * turn. codex: turn/steer. claude-code cannot: a message written mid-turn
+   * joins the turn only if the turn makes another model call, else it becomes
+   * a turn of its own (see docs/interactive-control.md), so it is refused.
+   *
+   * Errors: NOT_FOUND for an unknown session; FAILED_PRECONDITION when no turn
+   * runs, turn_id names another turn, or the provider cannot steer (naming
+   * it); INVALID_ARGUMENT for an empty prompt; RESOURCE_EXHAUSTED for one over
+   * the prompt limit.
+   *
+   * @generated from rpc hotplex.v1.SessionService.Steer
+   */
+  steer: {
+    methodKind: "unary";
+    input: typeof SteerRequestSchema;
+    output: typeof SteerResponseSchema;
+  },
+  /**
+   * CancelTurn cancels a turn that waits in the queue: it ends CANCELLED
+   * without starting, and the turns behind it move up. A running turn is not
+   * cancelled (FAILED_PRECONDITION: use Interrupt); NOT_FOUND when no such
+   * turn waits or has ended, since ended turns cannot be cancelled either: a
+   * turn that already ended is FAILED_PRECONDITION.
+   *
+   * @generated from rpc hotplex.v1.SessionService.CancelTurn
+   */
+  cancelTurn: {
+    methodKind: "unary";
+    input: typeof CancelTurnRequestSchema;
+    output: typeof CancelTurnResponseSchema;
+  },
+  /**
+   * ChangeSettings changes the model and/or the permission mode of a session
+   * between turns. A running agent takes the change at once through its own
+   * protocol (no restart, the conversation stays warm); otherwise it applies
+   * at the agent's next start. A ConfigChanged event is logged and the
+   * session's config (in GetSnapshot) changes: later Execute calls must omit
+   * config or send the new one. Values are checked as in SessionConfig,
+   * against the tenant's policy too.
+   *
+   * Errors: FAILED_PRECONDITION while a turn runs or waits, or when a running
+   * agent's provider cannot change the setting live (naming the provider and
+   * the setting); INVALID_ARGUMENT / PERMISSION_DENIED for a value, as for
+   * SessionConfig.
+   *
+   * @generated from rpc hotplex.v1.SessionService.ChangeSettings
+   */
+  changeSettings: {
+    methodKind: "unary";
+    input: typeof ChangeSettingsRequestSchema;
+    output: typeof ChangeSettingsResponseSchema;
+  },
+  /**
+   * ListModels returns the models the session's agent offers, as its running
+   * process reports them.
+   *
+   * Errors: FAILED_PRECONDITION when the provider cannot list them (naming
+   * it) or no agent runs (run a turn first).
+   *
+   * @generated from rpc hotplex.v1.SessionService.ListModels
+   */
+  listModels: {
+    methodKind: "unary";
+    input: typeof ListModelsRequestSchema;
+    output: typeof ListModelsResponseSchema;
+  },
+  /**
+   * ResetSession makes the session's next turn start a new agent
+   * conversation with no history (the /clear of an interactive agent). The
+   * running agent, if any, is ended (SessionEnded reason "reset"); the log,
+   * statistics and config continue, and a ConversationReset event is logged.
+   *
+   * Errors: NOT_FOUND for an unknown session; FAILED_PRECONDITION while a
+   * turn runs or waits.
+   *
+   * @generated from rpc hotplex.v1.SessionService.ResetSession
+   */
+  resetSession: {
+    methodKind: "unary";
+    input: typeof ResetSessionRequestSchema;
+    output: typeof ResetSessionResponseSchema;
+  },
+  /**
+   * ForkSession creates a new session whose conversation starts as a copy of
+   * an existing one's (its whole history, or up to a given turn where the
+   * provider can); the parent is unchanged. The fork has its own session id,
+   * work dir (by default "<work root>/<tenant>/<new session id>"; the parent's
+   * files are not copied), HOME and log, starting with a SessionForked event
+   * that names its parent. Its first Execute starts the agent on the copy.
+   *
+   * Errors: NOT_FOUND for an unknown parent or up_to_turn_id;
+   * ALREADY_EXISTS when new_session_id is in use; FAILED_PRECONDITION when
+   * the provider cannot fork (naming it), the parent has no conversation yet,
+   * or a turn of the parent runs.
+   *
+   * @generated from rpc hotplex.v1.SessionService.ForkSession
+   */
+  forkSession: {
+    methodKind: "unary";
+    input: typeof ForkSessionRequestSchema;
+    output: typeof ForkSessionResponseSchema;
+  },
+  /**
+   * SetTitle sets the session's title (shown in ListSessions and
+   * GetSnapshot) and logs a TitleChanged event.
+   *
+   * Errors: NOT_FOUND; INVALID_ARGUMENT for a title over 256 characters or
+   * with control characters.
+   *
+   * @generated from rpc hotplex.v1.SessionService.SetTitle
+   */
+  setTitle: {
+    methodKind: "unary";
+    input: typeof SetTitleRequestSchema;
+    output: typeof SetTitleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hotplex_v1_session_service, 0);

@@ -1,6 +1,6 @@
 // The ACP provider against a scripted ACP agent (a real child process, sandbox off): the
-// handshake, turns, permission requests, cancel, and load failures.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+// handshake, turns, permission requests and their answers, cancel, live settings, and load failures.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,12 +12,12 @@ import { TurnOutcome } from "../../events/event.js";
 import { AgentLauncher } from "../../process/launcher.js";
 import { Sandbox } from "../../process/sandbox.js";
 import type { AgentConnection } from "../connection.js";
-import type { AgentStart, LaunchConfig, ParsedOutput, StartMode } from "../provider.js";
+import type { AgentDecision, AgentRequest, AgentStart, LaunchConfig, ParsedOutput, StartMode } from "../provider.js";
 import { AcpProvider } from "./provider.js";
 import type { AcpQuirks } from "./quirks.js";
 
 const FAKE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "test", "fixtures", "fake-acp-agent.mjs");
-const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "" };
+const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
 const QUIRKS: AcpQuirks = {
   kind: "fake",
   envAllowList: [],
@@ -33,7 +33,8 @@ describe("AcpProvider with a scripted ACP agent", () => {
   let scratch: string;
   let outputs: ParsedOutput[];
   let connection: AgentConnection | undefined;
-  let refuseRequests: boolean;
+  // How the "session" answers an agent_request (undefined: it leaves it open).
+  let decide: (request: AgentRequest) => AgentDecision | undefined;
   // Each returns true once it is done.
   let listeners: (() => boolean)[] = [];
 
@@ -41,7 +42,7 @@ describe("AcpProvider with a scripted ACP agent", () => {
     scratch = mkdtempSync(path.join(tmpdir(), "hotplex-acp-"));
     for (const dir of ["work", "home", "state"]) mkdirSync(path.join(scratch, dir));
     outputs = [];
-    refuseRequests = true;
+    decide = () => ({ behavior: "deny", message: "no approvals here" });
   });
   afterEach(async () => {
     await connection?.close(0);
@@ -65,7 +66,11 @@ describe("AcpProvider with a scripted ACP agent", () => {
         onOutput: (item) => {
           outputs.push(item);
           listeners = listeners.filter((listener) => !listener());
-          if (item.type === "control_request" && refuseRequests) connection?.refuse(item.requestId, "no approvals here");
+          if (item.type === "control_request") connection?.refuse(item.requestId, "not served here");
+          if (item.type === "agent_request") {
+            const decision = decide(item.request);
+            if (decision) connection?.answer(item.request.requestId, decision);
+          }
         },
         onFault: (code, message) => {
           outputs.push({ type: "fatal_startup", message: `${code}: ${message}` });
@@ -105,35 +110,41 @@ describe("AcpProvider with a scripted ACP agent", () => {
     const agent = await connect({ env: {} });
     agent.prompt("[[caps]]");
     const turn = await until(0);
-    expect(turn[0]).toEqual({ type: "turn_start", providerSessionId: "fake-session-1", model: "" });
-    expect(JSON.parse(text(turn))).toEqual({ clientCapabilities: {}, protocolVersion: 1, modes: ["yolo"] });
+    expect(turn[0]).toEqual({ type: "turn_start", providerSessionId: "fake-session-1", model: "fake-small" });
+    expect(JSON.parse(text(turn))).toEqual({ clientCapabilities: {}, protocolVersion: 1, modes: ["yolo"], models: [] });
     expect(ended(turn)).toMatchObject({ outcome: TurnOutcome.COMPLETED, result: text(turn) });
     expect(JSON.parse(readFileSync(path.join(scratch, "home", ".fake", "settings.json"), "utf8"))).toEqual({ a: { keep: "default", mine: "operator" }, telemetry: false });
   });
 
-  it("refuses a permission request by selecting the reject option, and closes the refused tool call", async () => {
+  it("denies a permission request by selecting the reject option, and closes the refused tool call", async () => {
     const agent = await connect();
     agent.prompt("[[perm]]");
     const turn = await until(0);
     expect(text(turn)).toBe('outcome: {"outcome":{"outcome":"selected","optionId":"cancel"}}');
     const kinds = turn.map((o) => (o.type === "event" ? o.payload.case : o.type));
-    expect(kinds.slice(0, 4)).toEqual(["turn_start", "toolUse", "control_request", "toolResult"]);
+    expect(kinds.slice(0, 4)).toEqual(["turn_start", "toolUse", "agent_request", "toolResult"]);
     const result = turn.find((o) => o.type === "event" && o.payload.case === "toolResult");
     expect(result?.type === "event" && result.payload.case === "toolResult" && result.payload.value).toMatchObject({ toolUseId: "shell__1", isError: true });
     expect(ended(turn).outcome).toBe(TurnOutcome.COMPLETED);
   });
 
-  it("cancels a turn with session/cancel, answering an open permission request with cancelled", async () => {
-    refuseRequests = false;
+  it("cancels a turn with session/cancel, answering an open permission request with cancelled, once", async () => {
+    decide = () => undefined;
     const agent = await connect();
     agent.prompt("[[hold-perm]]");
-    await until(0, "control_request");
+    const asked = (await until(0, "agent_request")).find((o) => o.type === "agent_request");
+    const requestId = asked?.type === "agent_request" ? asked.request.requestId : "";
     agent.interrupt();
-    expect(ended(await until(0)).outcome).toBe(TurnOutcome.INTERRUPTED);
+    // The fake ends the turn "cancelled" only when the request was answered "cancelled".
+    const turn = await until(0);
+    expect(ended(turn).outcome).toBe(TurnOutcome.INTERRUPTED);
+    expect(turn.filter((o) => o.type === "agent_request_cancelled")).toEqual([{ type: "agent_request_cancelled", requestId }]);
+    // The session's late answer is not sent: the agent got one answer.
+    agent.answer(requestId, { behavior: "allow", forSession: false });
     // The agent stays warm.
     const from = outputs.length;
-    agent.prompt("again");
-    expect(text(await until(from))).toBe("ok: again");
+    agent.prompt("[[state]]");
+    expect(JSON.parse(text(await until(from)))).toMatchObject({ strayAnswers: 0 });
   });
 
   it("cancels a turn interrupted before it was sent, once it is", async () => {
@@ -168,7 +179,7 @@ describe("AcpProvider with a scripted ACP agent", () => {
     const agent = await connect({ mode: "resume", providerSessionId: "fake-old-1" });
     agent.prompt("next");
     const turn = await until(0);
-    expect(turn[0]).toEqual({ type: "turn_start", providerSessionId: "fake-old-1", model: "" });
+    expect(turn[0]).toEqual({ type: "turn_start", providerSessionId: "fake-old-1", model: "fake-small" });
     expect(text(turn)).toBe("ok: next");
     const raws = turn.filter((o) => o.type === "event" && o.payload.case === "raw").map((o) => (o.type === "event" && o.payload.case === "raw" ? o.payload.value.reason : ""));
     expect(raws).toContain("history_replay");
@@ -200,7 +211,7 @@ describe("AcpProvider with a scripted ACP agent", () => {
   });
 
   it("refuses a model when the agent offers no choice of one", async () => {
-    const agent = await connect({ config: { model: "some-model" } });
+    const agent = await connect({ config: { model: "some-model" }, env: { FAKE_NO_SETTINGS: "1" } });
     agent.prompt("x");
     const fatal = (await until(0, "fatal_startup")).find((o) => o.type === "fatal_startup");
     expect(fatal?.type === "fatal_startup" && fatal.message).toMatch(/config.model is not supported by provider fake/);
@@ -216,6 +227,175 @@ describe("AcpProvider with a scripted ACP agent", () => {
     expect(outputs.some((o) => o.type === "turn_end")).toBe(false);
   });
 
+  const requestsIn = (items: ParsedOutput[]) => items.flatMap((o) => (o.type === "agent_request" ? [o.request] : []));
+  const state = async (agent: AgentConnection) => {
+    const from = outputs.length;
+    agent.prompt("[[state]]");
+    return JSON.parse(text(await until(from))) as { mode: string; model: string; strayAnswers: number };
+  };
+  const workFile = (name: string) => path.join(scratch, "work", name);
+
+  it("asks the session before a tool call: the request names the tool, its command, path and the agent's options", async () => {
+    decide = () => ({ behavior: "allow", forSession: false });
+    const agent = await connect({ config: { approvals: true } });
+    agent.prompt("[[run:made.txt]]");
+    const turn = await until(0);
+    const [request] = requestsIn(turn);
+    const use = turn.find((o) => o.type === "event" && o.payload.case === "toolUse");
+    const toolUse = use?.type === "event" && use.payload.case === "toolUse" ? use.payload.value : undefined;
+    expect(request).toEqual({
+      requestId: expect.stringMatching(/^string:agent-/),
+      kind: "permission",
+      toolName: "execute",
+      toolUseId: toolUse?.toolUseId,
+      // The same input as the call's ToolUse (the session's memory of allowed calls compares it).
+      inputJson: toolUse?.inputJson,
+      description: "touch made.txt",
+      path: workFile("made.txt"),
+      command: "touch made.txt",
+      suggestionsJson: [
+        JSON.stringify({ optionId: "proceed_always", kind: "allow_always", name: "Allow for this session" }),
+        JSON.stringify({ optionId: "proceed_once", kind: "allow_once", name: "Allow" }),
+        JSON.stringify({ optionId: "cancel", kind: "reject_once", name: "Reject" }),
+      ],
+      questions: [],
+    });
+    expect(JSON.parse(request!.inputJson)).toMatchObject({ rawInput: { command: "touch made.txt" } });
+    expect(text(turn)).toBe("ran made.txt (proceed_once). ");
+    expect(existsSync(workFile("made.txt"))).toBe(true);
+    expect(ended(turn).outcome).toBe(TurnOutcome.COMPLETED);
+  });
+
+  it("allows for the session with the agent's allow-once option (the session remembers; the agent's always is wider)", async () => {
+    decide = () => ({ behavior: "allow", forSession: true });
+    const agent = await connect({ config: { approvals: true } });
+    agent.prompt("[[run:a.txt]][[run:b.txt]]");
+    const turn = await until(0);
+    expect(text(turn)).toBe("ran a.txt (proceed_once). ran b.txt (proceed_once). ");
+    expect(requestsIn(turn)).toHaveLength(2);
+  });
+
+  it("denies: the call is skipped, and its end is the agent's failed update", async () => {
+    decide = () => ({ behavior: "deny", message: "not that" });
+    const agent = await connect({ config: { approvals: true } });
+    agent.prompt("[[run:denied.txt]]");
+    const turn = await until(0);
+    expect(text(turn)).toBe("skipped denied.txt (cancel). ");
+    expect(existsSync(workFile("denied.txt"))).toBe(false);
+    const results = turn.filter((o) => o.type === "event" && o.payload.case === "toolResult");
+    expect(results).toHaveLength(1);
+    expect(ended(turn).outcome).toBe(TurnOutcome.COMPLETED);
+  });
+
+  it("refuses an allow with an edited input (ACP cannot change a call's input) rather than run the original", async () => {
+    decide = () => ({ behavior: "allow", forSession: false, updatedInputJson: JSON.stringify({ command: "touch other.txt" }) });
+    const agent = await connect({ config: { approvals: true } });
+    agent.prompt("[[run:edited.txt]]");
+    const turn = await until(0);
+    expect(text(turn)).toBe("skipped edited.txt (cancel). ");
+    expect(existsSync(workFile("edited.txt"))).toBe(false);
+    expect(agent.capabilities.editApprovedInput).toBe(false);
+  });
+
+  it("interrupts a call waiting for its answer: session/cancel, the request answered cancelled and withdrawn", async () => {
+    decide = () => undefined;
+    const agent = await connect({ config: { approvals: true } });
+    agent.prompt("[[run:waiting.txt]]");
+    const [request] = requestsIn(await until(0, "agent_request"));
+    agent.interrupt();
+    const turn = await until(0);
+    expect(ended(turn).outcome).toBe(TurnOutcome.INTERRUPTED);
+    expect(turn.filter((o) => o.type === "agent_request_cancelled")).toEqual([{ type: "agent_request_cancelled", requestId: request!.requestId }]);
+    agent.answer(request!.requestId, { behavior: "allow", forSession: false });
+    expect(await state(agent)).toMatchObject({ strayAnswers: 0 });
+    expect(existsSync(workFile("waiting.txt"))).toBe(false);
+  });
+
+  it("answers a malformed permission request with an error at once, without asking the session", async () => {
+    const agent = await connect({ config: { approvals: true } });
+    agent.prompt("[[bad-perm]]");
+    const turn = await until(0);
+    expect(requestsIn(turn)).toEqual([]);
+    expect(text(turn)).toMatch(/^outcome: \{"error":\{"code":-32602,"message":"invalid session\/request_permission: the request offers no option/);
+  });
+
+  it("hands on a request the agent withdraws ($/cancel_request) as cancelled, and answers it as cancelled", async () => {
+    decide = () => undefined;
+    const agent = await connect({ config: { approvals: true } });
+    agent.prompt("[[withdraw]]");
+    const turn = await until(0);
+    const [request] = requestsIn(turn);
+    expect(turn.filter((o) => o.type === "agent_request_cancelled")).toEqual([{ type: "agent_request_cancelled", requestId: request!.requestId }]);
+    expect(text(turn)).toBe('outcome: {"error":{"code":-32800,"message":"Request cancelled"}}');
+    agent.answer(request!.requestId, { behavior: "deny", message: "late" });
+    expect(await state(agent)).toMatchObject({ strayAnswers: 0 });
+  });
+
+  it("keeps the agent's own mode with approvals, sets its quirks' mode without, and the configured mode in either case", async () => {
+    const modesSet = async (config: Partial<LaunchConfig>) => {
+      const from = outputs.length;
+      const agent = await connect({ config });
+      agent.prompt("[[caps]]");
+      const modes = (JSON.parse(text(await until(from))) as { modes: string[] }).modes;
+      await agent.close(0);
+      return modes;
+    };
+    expect(await modesSet({ approvals: true })).toEqual([]);
+    expect(await modesSet({ approvals: false })).toEqual(["yolo"]);
+    expect(await modesSet({ approvals: true, permissionMode: "yolo" })).toEqual(["yolo"]);
+    expect(await modesSet({ approvals: false, permissionMode: "default" })).toEqual(["default"]);
+    const from = outputs.length;
+    const agent = await connect({ config: { permissionMode: "nope" } });
+    agent.prompt("x");
+    const fatal = (await until(from, "fatal_startup")).find((o) => o.type === "fatal_startup");
+    expect(fatal?.type === "fatal_startup" && fatal.message).toMatch(/config.permission_mode is not supported by provider fake: the agent offers no mode "nope" \(it offers default, plan, yolo\)/);
+  });
+
+  it("starts with the configured model, and names it in turn_start", async () => {
+    const agent = await connect({ config: { model: "fake-large" } });
+    agent.prompt("[[state]]");
+    const turn = await until(0);
+    expect(turn[0]).toMatchObject({ type: "turn_start", model: "fake-large" });
+    expect(JSON.parse(text(turn))).toMatchObject({ model: "fake-large" });
+  });
+
+  for (const [how, env] of [
+    ["session/set_mode and session/set_model", {}],
+    ["session config options", { FAKE_CONFIG_OPTIONS: "1" }],
+  ] as const) {
+    it(`changes mode and model of the live agent through ${how}, and lists its models`, async () => {
+      const agent = await connect({ env, config: { approvals: true } });
+      agent.prompt("one");
+      await until(0);
+      expect(agent.capabilities).toMatchObject({ setModel: true, setPermissionMode: true, listModels: true, approvals: true, fork: false, questions: false });
+      expect(await agent.listModels!()).toEqual([
+        { id: "fake-small", displayName: "Fake Small", description: "The small one" },
+        { id: "fake-large", displayName: "Fake Large", description: "The large one" },
+      ]);
+      await agent.applySettings!({ permissionMode: "yolo", model: "fake-large" });
+      expect(await state(agent)).toMatchObject({ mode: "yolo", model: "fake-large" });
+      // Back to no permission mode and no model: what the agent began with (approvals are on).
+      await agent.applySettings!({ permissionMode: "" });
+      expect(await state(agent)).toMatchObject({ mode: "default", model: "fake-large" });
+      await agent.applySettings!({ model: "" });
+      expect(await state(agent)).toMatchObject({ mode: "default", model: "fake-small" });
+      await agent.applySettings!({ model: "fake-large" });
+      // The agent's refusal is the error; a mode it does not offer is refused before anything is sent.
+      await expect(agent.applySettings!({ model: "fake-huge" })).rejects.toThrow(/no model fake-huge/);
+      await expect(agent.applySettings!({ permissionMode: "acceptEdits", model: "fake-small" })).rejects.toThrow(/offers no mode "acceptEdits"/);
+      expect(await state(agent)).toMatchObject({ mode: "default", model: "fake-large" });
+    });
+  }
+
+  it("says it cannot change settings when the agent advertised none", async () => {
+    const agent = await connect({ env: { FAKE_NO_SETTINGS: "1" } });
+    agent.prompt("one");
+    await until(0);
+    expect(agent.capabilities).toMatchObject({ setModel: false, setPermissionMode: false, listModels: false, approvals: true, interrupt: true });
+    await expect(agent.applySettings!({ permissionMode: "yolo" })).rejects.toThrow(/offers no session modes/);
+    await expect(agent.listModels!()).rejects.toThrow(/no choice of model/);
+  });
+
   it("validates the config by name", () => {
     const p = provider();
     const invalid = (config: Partial<LaunchConfig>, field: string) => {
@@ -229,7 +409,11 @@ describe("AcpProvider with a scripted ACP agent", () => {
       }
       throw new Error(`expected ${field} to be refused`);
     };
-    invalid({ permissionMode: "default" }, "permission_mode");
+    invalid({ permissionMode: "--mode" }, "permission_mode");
+    expect(() => p.validateConfig({ ...NONE, permissionMode: "default" })).not.toThrow();
+    const gemini = new AcpProvider({ name: "gemini", command: ["gemini", "--acp"], quirks: "gemini" });
+    expect(() => gemini.validateConfig({ ...NONE, permissionMode: "autoEdit" })).not.toThrow();
+    expect(() => gemini.validateConfig({ ...NONE, permissionMode: "bypassPermissions" })).toThrow(/default, autoEdit, yolo, plan/);
     invalid({ allowedTools: ["x"] }, "allowed_tools");
     invalid({ disallowedTools: ["x"] }, "disallowed_tools");
     invalid({ systemPrompt: "x" }, "system_prompt");

@@ -8,12 +8,26 @@ import { RawOutputSchema } from "../../events/event.js";
 import type { ProcessExit } from "../../process/agent-process.js";
 import { LaunchError } from "../../process/launcher.js";
 import type { AgentConnection } from "../connection.js";
-import { type AgentStart, type Command, capabilities, type LaunchConfig, type ParsedOutput, type Provider, type ProviderCapabilities, type StartupFailure } from "../provider.js";
+import {
+  type AgentDecision,
+  type AgentModel,
+  type AgentStart,
+  type Command,
+  capabilities,
+  type LaunchConfig,
+  type LiveSettings,
+  type ParsedOutput,
+  type Provider,
+  type ProviderCapabilities,
+  type StartupFailure,
+} from "../provider.js";
 import { isObject, JsonRpcError, type JsonRpcId, JsonRpcPeer } from "../transport/jsonrpc.js";
 import { launchStdio, StdioAgentConnection, type StdioLines } from "../transport/stdio-ndjson.js";
 import { agentVersion } from "../version.js";
 import type { LoadGuard } from "./gemini-chats.js";
+import { CANCELLED, type PermissionAsk, permissionAnswer, readPermissionRequest } from "./permissions.js";
 import { type AcpQuirks, acpQuirks } from "./quirks.js";
+import { SessionSettings } from "./session-settings.js";
 import { AcpUpdates, raw } from "./updates.js";
 
 export interface AcpProviderOptions {
@@ -27,6 +41,10 @@ export interface AcpProviderOptions {
 
 // A session id as the agent names it (Gemini CLI: a UUID); anything else is refused.
 const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+// A session mode id (config.permission_mode) for an agent whose modes are not known before it runs.
+const MODE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
+// JSON-RPC's code for a request its sender cancelled ($/cancel_request).
+const REQUEST_CANCELLED = -32800;
 // Why the agent could not continue a conversation: the session then starts a new one.
 const NO_CONVERSATION = "has no saved conversation";
 // How long an agent that replays a loaded conversation after its answer may take to finish.
@@ -41,8 +59,11 @@ const MAX_OPEN_REQUESTS = 1000;
  * beyond the protocol comes from its entry in the quirks table.
  *
  * The client advertises no file system and no terminal (the agent uses its own, inside
- * hotplex's sandbox), and asks for no approvals: the agent runs in its quirks' session mode
- * (Gemini: yolo); a permission request that still comes is refused.
+ * hotplex's sandbox). Each `session/request_permission` becomes an agent_request the
+ * session answers; without approvals the agent runs in its quirks' session mode (Gemini:
+ * yolo), and a permission request that still comes is denied by the session. The
+ * permission mode is an ACP session mode, the model the agent's model selector: both are
+ * set at the start and between turns when the agent advertised them.
  */
 export class AcpProvider implements Provider {
   readonly name: string;
@@ -55,7 +76,8 @@ export class AcpProvider implements Provider {
     this.name = options.name;
     this.#command = options.command;
     this.quirks = typeof options.quirks === "object" ? options.quirks : acpQuirks(options.quirks ?? "generic");
-    this.capabilities = capabilities({ interrupt: true, resume: this.quirks.loadSession });
+    // The most an ACP agent can do here; a run says what its agent advertised.
+    this.capabilities = capabilities({ interrupt: true, resume: this.quirks.loadSession, approvals: true, setModel: true, setPermissionMode: true, listModels: true });
     this.envAllowList = this.quirks.envAllowList;
   }
 
@@ -63,7 +85,12 @@ export class AcpProvider implements Provider {
     const refuse = (field: string, why: string) => {
       throw new HotplexError("invalid_argument", `config.${field} is not supported by provider ${this.name}: ${why}`);
     };
-    if (config.permissionMode) refuse("permission_mode", "the agent runs without asking (hotplex sets its session mode)");
+    if (config.permissionMode) {
+      const known = this.quirks.modes;
+      if (known ? !known.includes(config.permissionMode) : !MODE_ID.test(config.permissionMode)) {
+        refuse("permission_mode", known ? `it is one of the agent's session modes (${known.join(", ")})` : "it is an ACP session mode id");
+      }
+    }
     if (config.allowedTools.length > 0) refuse("allowed_tools", "ACP has no tool rules");
     if (config.disallowedTools.length > 0) refuse("disallowed_tools", "ACP has no tool rules");
     if (config.systemPrompt && !this.quirks.systemPromptFileEnv) refuse("system_prompt", "the agent takes no system prompt");
@@ -77,7 +104,7 @@ export class AcpProvider implements Provider {
       // The tenant's policy forbids tools; the agent cannot be told to, so it does not run.
       throw new LaunchError(`the tenant's policy disallows tools (${config.disallowedTools.join(", ")}), which provider ${this.name} cannot enforce`);
     }
-    if (config.allowedTools.length > 0 || config.permissionMode || config.appendSystemPrompt || (config.systemPrompt && !this.quirks.systemPromptFileEnv)) {
+    if (config.allowedTools.length > 0 || config.appendSystemPrompt || (config.systemPrompt && !this.quirks.systemPromptFileEnv) || (config.permissionMode && !MODE_ID.test(config.permissionMode))) {
       throw new LaunchError(`the session's config asks for settings provider ${this.name} cannot apply`);
     }
     const env: Record<string, string> = { ...this.quirks.env };
@@ -121,12 +148,16 @@ export class AcpProvider implements Provider {
 
 /** One ACP agent process and its session. */
 class AcpConnection extends StdioAgentConnection implements AgentConnection {
-  readonly capabilities: ProviderCapabilities;
   readonly exited: Promise<ProcessExit>;
   readonly #start: AgentStart;
   readonly #peer: JsonRpcPeer;
   readonly #provider: AcpProvider;
   #updates: AcpUpdates | undefined;
+  // What the agent advertised it can be set to (after session/new or load).
+  #settings: SessionSettings | undefined;
+  // The mode and model the agent began in, for a permission mode or model set back to none.
+  #initialMode = "";
+  #initialModel = "";
   #model = "";
   #ready: Promise<void> = Promise.resolve();
   // What the agent said before the first turn started (the turn names the session: nothing may come before).
@@ -139,15 +170,14 @@ class AcpConnection extends StdioAgentConnection implements AgentConnection {
   #promptPending = false;
   #turnRunning = false;
   #interruptWanted = false;
-  // The agent's open requests, by the id the session knows.
-  readonly #agentRequests = new Map<string, { id: JsonRpcId; method: string; params: unknown }>();
+  // The agent's open requests, by the id the session knows (a permission request with what answering it needs).
+  readonly #agentRequests = new Map<string, { id: JsonRpcId; method: string; permission?: PermissionAsk }>();
 
   private constructor(start: AgentStart, lines: StdioLines, peer: JsonRpcPeer, provider: AcpProvider) {
     super(lines);
     this.#start = start;
     this.#peer = peer;
     this.#provider = provider;
-    this.capabilities = provider.capabilities;
     this.exited = lines.agent.exited.then((exit) => {
       peer.close("the agent exited");
       return exit;
@@ -218,30 +248,94 @@ class AcpConnection extends StdioAgentConnection implements AgentConnection {
     }
     this.#interruptWanted = false;
     this.#peer.notify("session/cancel", { sessionId: updates.sessionId });
-    // The agent waits for every open permission request before it ends a cancelled turn.
+    // The spec's MUST: every open permission request is answered "cancelled" (the agent
+    // waits for them before it ends the cancelled turn); the session hears they are withdrawn.
     for (const [requestId, request] of this.#agentRequests) {
-      if (request.method !== "session/request_permission") continue;
+      if (!request.permission) continue;
       this.#agentRequests.delete(requestId);
-      this.#peer.respond(request.id, { outcome: { outcome: "cancelled" } });
+      this.#peer.respond(request.id, CANCELLED);
+      this.emit({ type: "agent_request_cancelled", requestId });
     }
   }
 
   refuse(requestId: string, message: string): void {
     const request = this.#agentRequests.get(requestId);
     if (!request) return;
-    this.#agentRequests.delete(requestId);
-    if (request.method !== "session/request_permission") {
-      this.#peer.respondError(request.id, -32601, message);
+    if (request.permission) {
+      this.answer(requestId, { behavior: "deny", message });
       return;
     }
-    // Rejected: the agent tells its model, and goes on with the turn.
-    const params = isObject(request.params) ? request.params : {};
-    const options = Array.isArray(params.options) ? params.options.filter(isObject).slice(0, 100) : [];
-    const reject = options.find((o) => o.kind === "reject_once" && typeof o.optionId === "string") ?? options.find((o) => o.kind === "reject_always" && typeof o.optionId === "string");
-    this.#peer.respond(request.id, reject ? { outcome: { outcome: "selected", optionId: reject.optionId } } : { outcome: { outcome: "cancelled" } });
-    const toolCall = isObject(params.toolCall) ? params.toolCall : {};
-    const toolCallId = typeof toolCall.toolCallId === "string" ? toolCall.toolCallId.slice(0, 256) : "";
-    for (const item of this.#updates?.permissionRefused(toolCallId, `refused: ${message}`) ?? []) this.emit(item);
+    this.#agentRequests.delete(requestId);
+    this.#peer.respondError(request.id, -32601, message);
+  }
+
+  answer(requestId: string, decision: AgentDecision): void {
+    const request = this.#agentRequests.get(requestId);
+    // Answered already (or withdrawn by a cancel): an agent request gets one answer.
+    if (!request) return;
+    this.#agentRequests.delete(requestId);
+    if (!request.permission) {
+      this.#peer.respondError(request.id, -32601, "hotplex does not serve this request");
+      return;
+    }
+    const { result, refused } = permissionAnswer(request.permission, decision);
+    this.#peer.respond(request.id, result);
+    // Refused: the agent tells its model and goes on with the turn, and may never report the call's end.
+    if (refused) for (const item of this.#updates?.permissionRefused(request.permission.toolCallId, refused) ?? []) this.emit(item);
+  }
+
+  get capabilities(): ProviderCapabilities {
+    const settings = this.#settings;
+    // Before the handshake: what the provider promises; then what the agent advertised.
+    if (!settings) return this.#provider.capabilities;
+    return { ...this.#provider.capabilities, setModel: settings.canSetModel, listModels: settings.canSetModel, setPermissionMode: settings.canSetMode };
+  }
+
+  async applySettings(settings: LiveSettings): Promise<void> {
+    await this.#ready;
+    const sessionId = this.#updates?.sessionId;
+    const advertised = this.#settings;
+    if (!sessionId || !advertised) throw new Error("the agent has no session");
+    // Both are checked before either is sent: a refused change changes nothing.
+    const mode = settings.permissionMode === undefined ? "" : this.#modeFor(settings.permissionMode);
+    // No model: the one the agent began with.
+    const model = settings.model === undefined ? "" : settings.model || this.#initialModel;
+    if (settings.model === "" && !model) throw new Error("the agent named no model of its own to go back to: name one");
+    const modeRequest = mode ? advertised.modeRequest(sessionId, mode) : undefined;
+    const modelRequest = model ? advertised.modelRequest(sessionId, model) : undefined;
+    if (typeof modeRequest === "string") throw new Error(modeRequest);
+    if (typeof modelRequest === "string") throw new Error(modelRequest);
+    if (modeRequest) {
+      await this.#setting(modeRequest);
+      advertised.changed("mode", mode);
+    }
+    if (modelRequest) {
+      await this.#setting(modelRequest);
+      advertised.changed("model", model);
+      this.#model = model;
+    }
+  }
+
+  async listModels(): Promise<AgentModel[]> {
+    await this.#ready;
+    if (!this.#settings?.canSetModel) throw new Error("the agent offers no choice of model");
+    return this.#settings.models;
+  }
+
+  // The mode a permission mode stands for: itself, or (none) the mode the session runs in without one.
+  #modeFor(permissionMode: string): string {
+    if (permissionMode) return permissionMode;
+    const quirks = this.#provider.quirks;
+    if (!this.#start.config.approvals && quirks.sessionMode && this.#settings?.mode?.choices.some((m) => m.id === quirks.sessionMode)) return quirks.sessionMode;
+    return this.#initialMode;
+  }
+
+  async #setting(request: { method: string; params: Record<string, unknown> }): Promise<void> {
+    try {
+      await this.#peer.request(request.method, request.params);
+    } catch (error) {
+      throw new Error(`${request.method} failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   async close(graceMs: number): Promise<ProcessExit> {
@@ -276,7 +370,7 @@ class AcpConnection extends StdioAgentConnection implements AgentConnection {
         if (!SESSION_ID.test(sessionId)) throw new StartupError(`the agent named no usable session id (${JSON.stringify(sessionId.slice(0, 80))})`);
       }
       const updates = new AcpUpdates(sessionId, { toolName: quirks.toolName });
-      await this.#configure(sessionId, session, config.model, quirks);
+      await this.#configure(sessionId, session, config);
       this.#updates = updates;
     } catch (error) {
       // The agent could not begin the conversation: say why and end it (the session then
@@ -323,32 +417,41 @@ class AcpConnection extends StdioAgentConnection implements AgentConnection {
     return isObject(result) ? result : {};
   }
 
-  // The session's mode and model, as the quirks and the config want them.
-  async #configure(sessionId: string, session: Record<string, unknown>, model: string, quirks: AcpQuirks): Promise<void> {
-    const modes = isObject(session.modes) && Array.isArray(session.modes.availableModes) ? session.modes.availableModes.filter(isObject) : [];
-    if (quirks.sessionMode && modes.some((m) => m.id === quirks.sessionMode)) {
-      await this.#peer.request("session/set_mode", { sessionId, modeId: quirks.sessionMode });
+  // The session's mode and model, as the config (and, without approvals, the quirks) want them.
+  async #configure(sessionId: string, session: Record<string, unknown>, config: LaunchConfig): Promise<void> {
+    const settings = new SessionSettings(session);
+    this.#initialMode = settings.mode?.current ?? "";
+    this.#initialModel = settings.model?.current ?? "";
+    const name = this.#provider.name;
+    const mode = config.permissionMode || (!config.approvals && settings.mode?.choices.some((m) => m.id === this.#provider.quirks.sessionMode) ? this.#provider.quirks.sessionMode : "");
+    if (mode) {
+      const request = settings.modeRequest(sessionId, mode);
+      if (typeof request === "string") throw new StartupError(`config.permission_mode is not supported by provider ${name}: ${request}`);
+      await this.#setting(request).catch((error: Error) => {
+        throw new StartupError(`the agent refused session mode ${JSON.stringify(mode)}: ${error.message}`);
+      });
+      settings.changed("mode", mode);
     }
-    const models = isObject(session.models) ? session.models : undefined;
-    const current = models && typeof models.currentModelId === "string" ? models.currentModelId.slice(0, 200) : "";
-    if (model) {
-      if (!models) throw new StartupError(`config.model is not supported by provider ${this.#provider.name}: the agent offers no choice of model`);
-      try {
-        await this.#peer.request("session/set_model", { sessionId, modelId: model });
-      } catch (error) {
-        const message = error instanceof JsonRpcError ? error.message : String(error);
-        throw new StartupError(`the agent refused model ${JSON.stringify(model.slice(0, 100))}: ${message}`);
-      }
+    if (config.model) {
+      const request = settings.modelRequest(sessionId, config.model);
+      if (typeof request === "string") throw new StartupError(`config.model is not supported by provider ${name}: ${request}`);
+      await this.#setting(request).catch((error: Error) => {
+        throw new StartupError(`the agent refused model ${JSON.stringify(config.model.slice(0, 100))}: ${error.message}`);
+      });
+      settings.changed("model", config.model);
     }
-    this.#model = model || current;
+    this.#model = config.model || settings.model?.current || "";
+    this.#settings = settings;
   }
 
   /** From the peer: one notification. */
   onNotification(method: string, params: unknown): void {
+    if (method === "$/cancel_request" && this.#withdraw(params)) return;
     if (method !== "session/update") {
       this.later(() => this.emit(raw(params, "unknown_notification", method.slice(0, 100))));
       return;
     }
+    this.#noteSettings(params);
     const replay = this.#replay;
     if (replay) {
       replay.count += 1;
@@ -365,33 +468,74 @@ class AcpConnection extends StdioAgentConnection implements AgentConnection {
     for (const item of this.#updates?.map(params) ?? []) this.emit(item);
   }
 
+  // The agent withdrew one of its requests: the session hears so, and the request is
+  // answered as JSON-RPC cancellation wants (with the "cancelled" error). False when it names none that is open.
+  #withdraw(params: unknown): boolean {
+    const id = isObject(params) ? params.requestId : undefined;
+    if (typeof id !== "string" && typeof id !== "number") return false;
+    const requestId = requestKey(id);
+    const request = this.#agentRequests.get(requestId);
+    if (!request || request.id !== id) return false;
+    this.#agentRequests.delete(requestId);
+    this.#peer.respondError(request.id, REQUEST_CANCELLED, "Request cancelled");
+    if (request.permission) this.emit({ type: "agent_request_cancelled", requestId });
+    return true;
+  }
+
+  // A change of mode or config options the agent reports (it may change its own mode).
+  #noteSettings(params: unknown): void {
+    if (!isObject(params) || !isObject(params.update) || !this.#settings || params.sessionId !== this.#updates?.sessionId) return;
+    const update = params.update;
+    if (update.sessionUpdate === "current_mode_update") this.#settings.modeChanged(update.currentModeId);
+    else if (update.sessionUpdate === "config_option_update") this.#settings.readConfigOptions(update.configOptions);
+  }
+
   /** Reports now, or once the first turn has started (at most 1000 such reports are kept). */
   later(report: () => void): void {
     if (this.#turnStarted) report();
     else if (this.#early.length < 1000) this.#early.push(report);
   }
 
-  /** From the peer: the agent asks something (answered through the session, by refuse()). */
+  /**
+   * From the peer: the agent asks something. A permission request goes to the session as
+   * an agent_request (answered by answer()), anything else as a control_request (refused).
+   * Whatever cannot be asked is answered here and now: the agent would wait for ever.
+   */
   onRequest(id: JsonRpcId, method: string, params: unknown): void {
-    if (this.#agentRequests.size >= MAX_OPEN_REQUESTS || !this.#turnStarted) {
-      this.#peer.respondError(id, -32000, this.#turnStarted ? "too many open requests" : "no turn is running");
+    const updates = this.#updates;
+    if (this.#agentRequests.size >= MAX_OPEN_REQUESTS || !this.#turnStarted || !updates) {
+      this.#peer.respondError(id, -32000, this.#turnStarted && updates ? "too many open requests" : "no turn is running");
       return;
     }
-    const requestId = `${typeof id}:${String(id).slice(0, 128)}`;
+    const requestId = requestKey(id);
     if (this.#agentRequests.has(requestId)) {
       this.#peer.respondError(id, -32600, "a request with this id is already open");
       return;
     }
-    this.#agentRequests.set(requestId, { id, method, params });
-    if (method === "session/request_permission" && isObject(params)) {
-      for (const item of this.#updates?.permissionAsked(params.toolCall) ?? []) this.emit(item);
+    if (method !== "session/request_permission") {
+      this.#agentRequests.set(requestId, { id, method });
+      this.emit({ type: "control_request", requestId, subtype: method.slice(0, 100) });
+      return;
     }
-    this.emit({ type: "control_request", requestId, subtype: method.slice(0, 100) });
+    const permission = readPermissionRequest(requestId, params, updates.sessionId, (toolCallId, call) => updates.toolName(toolCallId, call));
+    if (typeof permission === "string") {
+      this.#peer.respondError(id, -32602, `invalid session/request_permission: ${permission}`);
+      return;
+    }
+    this.#agentRequests.set(requestId, { id, method, permission });
+    // An agent may name the call here first (Gemini CLI does): its ToolUse comes before the request.
+    for (const item of updates.permissionAsked(permission.toolCall)) this.emit(item);
+    this.emit({ type: "agent_request", request: permission.request });
   }
 
   emit(item: ParsedOutput): void {
     this.#start.handlers.onOutput(item);
   }
+}
+
+// The session's id of an agent's request (ids of both JSON types, kept apart).
+function requestKey(id: JsonRpcId): string {
+  return `${typeof id}:${String(id).slice(0, 128)}`;
 }
 
 /** Why the agent could not begin the conversation (its message goes to the turn's error). */

@@ -25,10 +25,14 @@ export interface AcpQuirks {
     readonly forced: Readonly<Record<string, unknown>>;
   };
   /**
-   * The session mode to set after session/new or session/load (hotplex has no approval
-   * round trip yet: the agent should run its tools without asking), when the agent offers it.
+   * The session mode to set after session/new or session/load when the session neither
+   * asks for approvals nor names a permission mode (the agent should run its tools without
+   * asking: a request it sends anyway is refused), when the agent offers it. With approvals
+   * the agent keeps the mode its own settings give it.
    */
   readonly sessionMode?: string;
+  /** The session modes the agent is known to offer (config.permission_mode is one); without it any mode id the agent advertises. */
+  readonly modes?: readonly string[];
   /** A variable naming a file that replaces the agent's system prompt; without it a system prompt is refused. */
   readonly systemPromptFileEnv?: string;
   /** Whether session/load is trusted at all (a process restart resumes through it). */
@@ -78,6 +82,9 @@ export const ACP_QUIRKS: Readonly<Record<string, AcpQuirks>> = {
       },
     },
     sessionMode: "yolo",
+    // "default" asks before tools its policy does not allow, "autoEdit" only before
+    // non-edit ones, "yolo" never, "plan" allows only reading.
+    modes: ["default", "autoEdit", "yolo", "plan"],
     systemPromptFileEnv: "GEMINI_SYSTEM_MD",
     loadSession: true,
     prepareLoad: prepareGeminiLoad,

@@ -181,18 +181,22 @@ export class AcpUpdates {
     return out;
   }
 
+  /** The tool's name for a call: as reported already, else from its id (an agent that puts it there), else its kind. */
+  toolName(id: string, call: Record<string, unknown>): string {
+    return this.#tools.get(id)?.name ?? ((this.#options.toolName?.(id) ?? "").slice(0, MAX_NAME) || str(call.kind, MAX_NAME) || "tool");
+  }
+
   #use(id: string, call: Record<string, unknown>): ParsedOutput[] {
     const kind = str(call.kind, MAX_NAME);
-    const name = (this.#options.toolName?.(id) ?? "").slice(0, MAX_NAME) || kind || "tool";
+    const name = this.toolName(id, call);
     this.#tools.set(id, { name, ended: false });
-    const locations = Array.isArray(call.locations) ? call.locations.filter(isObject).slice(0, MAX_PATHS) : [];
-    const paths = locations.map((l) => str(l.path, MAX_PATH)).filter(Boolean);
+    const input = toolCallInput(call);
+    const paths = input.locations;
     const diffPaths = (Array.isArray(call.content) ? call.content.filter(isObject).slice(0, MAX_PATHS) : [])
       .filter((c) => c.type === "diff")
       .map((c) => str(c.path, MAX_PATH))
       .filter(Boolean);
     const modifiedPaths = [...new Set([...(WRITING_KINDS.has(kind) ? paths : []), ...diffPaths])];
-    const input = { title: str(call.title, 1000), kind, locations: paths, content: contentText(call.content), rawInput: bounded(call.rawInput) };
     return [event({ case: "toolUse", value: create(ToolUseSchema, { toolUseId: id, name, inputJson: JSON.stringify(input), modifiedPaths }) })];
   }
 
@@ -205,6 +209,21 @@ export class AcpUpdates {
     }
     return out;
   }
+}
+
+/**
+ * What a tool call (ToolCall or ToolCallUpdate) says it does, as hotplex shows its input:
+ * the same for a call's ToolUse and for a permission request about it.
+ */
+export function toolCallInput(call: Record<string, unknown>): { title: string; kind: string; locations: string[]; content: string; rawInput: unknown } {
+  const locations = Array.isArray(call.locations) ? call.locations.filter(isObject).slice(0, MAX_PATHS) : [];
+  return {
+    title: str(call.title, 1000),
+    kind: str(call.kind, MAX_NAME),
+    locations: locations.map((l) => str(l.path, MAX_PATH)).filter(Boolean),
+    content: contentText(call.content),
+    rawInput: bounded(call.rawInput),
+  };
 }
 
 // The text of a ContentBlock, undefined for any other kind.

@@ -673,7 +673,11 @@ describe("ClaudeStreamParser", () => {
       expect(out).toEqual([{ type: "control_response", requestId: "mode-1", error }]);
     });
 
-    it("passes on a can_use_tool request with its id", () => {
+    it("reads a can_use_tool request into a permission agent_request (reference §10)", () => {
+      const suggestions = [
+        { type: "addRules", rules: [{ toolName: "Bash", ruleContent: "touch made1.txt" }], behavior: "allow", destination: "localSettings" },
+        { type: "setMode", mode: "acceptEdits", destination: "session" },
+      ];
       const line = {
         type: "control_request",
         request_id: "fe805231-7d3a-4c2e-9b1a-2f0e6d5c4b3a",
@@ -683,22 +687,116 @@ describe("ClaudeStreamParser", () => {
           display_name: "Bash",
           input: { command: "touch made1.txt" },
           description: "touch made1.txt",
-          permission_suggestions: [
-            { type: "addRules", rules: [{ toolName: "Bash", ruleContent: "touch made1.txt" }], behavior: "allow", destination: "localSettings" },
-            { type: "setMode", mode: "acceptEdits", destination: "session" },
-          ],
+          permission_suggestions: suggestions,
           blocked_path: "/srv/work/s1/made1.txt",
           tool_use_id: "toolu_mock_15",
         },
       };
       expect(started().parse(JSON.stringify(line), 0)).toEqual([
-        { type: "control_request", requestId: "fe805231-7d3a-4c2e-9b1a-2f0e6d5c4b3a", subtype: "can_use_tool" },
+        {
+          type: "agent_request",
+          request: {
+            requestId: "fe805231-7d3a-4c2e-9b1a-2f0e6d5c4b3a",
+            kind: "permission",
+            toolName: "Bash",
+            toolUseId: "toolu_mock_15",
+            inputJson: '{"command":"touch made1.txt"}',
+            description: "touch made1.txt",
+            path: "/srv/work/s1/made1.txt",
+            command: "touch made1.txt",
+            suggestionsJson: suggestions.map((s) => JSON.stringify(s)),
+            questions: [],
+          },
+        },
       ]);
     });
 
-    it("emits nothing for a cancelled control request or a keep-alive", () => {
-      const out = feed(started(), [{ type: "control_cancel_request", request_id: "fe805231-7d3a-4c2e-9b1a-2f0e6d5c4b3a" }, { type: "keep_alive" }]);
-      expect(out).toEqual([]);
+    it("takes the decision reason as the description when there is none, and no command for other tools", () => {
+      const out = started().parse(
+        JSON.stringify({
+          type: "control_request",
+          request_id: "r-write",
+          request: { subtype: "can_use_tool", tool_name: "Write", input: { file_path: "/w/a.txt", content: "x", command: "not a shell" }, decision_reason: "This command requires approval" },
+        }),
+        0,
+      );
+      expect(out).toMatchObject([{ type: "agent_request", request: { kind: "permission", description: "This command requires approval", command: "", path: "", toolUseId: "", suggestionsJson: [] } }]);
+    });
+
+    it("reads AskUserQuestion as a question keyed by its text", () => {
+      const questions = [
+        { question: "Which color?", header: "Color", options: [{ label: "Red", description: "warm" }, { label: "Blue", description: "cool" }], multiSelect: false },
+        { question: "Which sizes?", header: "Size", options: [{ label: "S" }, "junk"], multiSelect: true },
+      ];
+      const line = {
+        type: "control_request",
+        request_id: "ded5d2b8-75ee-4f66-949e-67cd50751c8c",
+        request: { subtype: "can_use_tool", tool_name: "AskUserQuestion", display_name: "AskUserQuestion", input: { questions }, tool_use_id: "toolu_mock_2" },
+      };
+      expect(started().parse(JSON.stringify(line), 0)).toMatchObject([
+        {
+          type: "agent_request",
+          request: {
+            kind: "question",
+            toolName: "AskUserQuestion",
+            toolUseId: "toolu_mock_2",
+            questions: [
+              { id: "Which color?", question: "Which color?", header: "Color", options: [{ label: "Red", description: "warm" }, { label: "Blue", description: "cool" }], multiSelect: false },
+              { id: "Which sizes?", question: "Which sizes?", header: "Size", options: [{ label: "S", description: "" }], multiSelect: true },
+            ],
+          },
+        },
+      ]);
+    });
+
+    it("leaves a can_use_tool it cannot read, or another subtype, a control_request (refused by the session)", () => {
+      const requests = [
+        { subtype: "can_use_tool", input: { command: "ls" } },
+        { subtype: "can_use_tool", tool_name: "Bash", input: "ls" },
+        { subtype: "can_use_tool", tool_name: "AskUserQuestion", input: { questions: [] } },
+        { subtype: "can_use_tool", tool_name: "AskUserQuestion", input: { questions: [{ header: "no text" }] } },
+        { subtype: "can_use_tool", tool_name: "AskUserQuestion", input: { questions: Array.from({ length: 17 }, (_, i) => ({ question: `q${i}` })) } },
+      ];
+      for (const request of requests) {
+        expect(started().parse(JSON.stringify({ type: "control_request", request_id: "r1", request }), 0)).toEqual([
+          { type: "control_request", requestId: "r1", subtype: "can_use_tool" },
+        ]);
+      }
+      const hook = { type: "control_request", request_id: "h1", request: { subtype: "hook_callback", callback_id: "hook_0", input: {} } };
+      expect(started().parse(JSON.stringify(hook), 0)).toEqual([{ type: "control_request", requestId: "h1", subtype: "hook_callback" }]);
+    });
+
+    it("passes on the payload of a control response (the initialize reply lists models)", () => {
+      const payload = { models: [{ value: "default", displayName: "Default (recommended)", description: "Opus" }], pid: 42 };
+      const out = started().parse(JSON.stringify({ type: "control_response", response: { subtype: "success", request_id: "c1", response: payload } }), 0);
+      expect(out).toEqual([{ type: "control_response", requestId: "c1", payload }]);
+    });
+
+    it("reads a control_cancel_request as the request withdrawn; emits nothing for a keep-alive", () => {
+      const out = feed(started(), [{ type: "control_cancel_request", request_id: "fe805231-7d3a-4c2e-9b1a-2f0e6d5c4b3a" }, { type: "keep_alive" }, { type: "control_cancel_request" }]);
+      expect(out).toEqual([{ type: "agent_request_cancelled", requestId: "fe805231-7d3a-4c2e-9b1a-2f0e6d5c4b3a" }]);
+    });
+  });
+
+  describe("provider_turn_ref", () => {
+    const uuid = (n: number) => `0b6a3c3e-1111-4a2b-8c3d-${String(n).padStart(12, "0")}`;
+
+    it("is the uuid of the turn's last main-agent assistant line (where --resume-session-at cuts)", () => {
+      const parser = new ClaudeStreamParser();
+      const first = turnEnd(
+        feed(parser, [
+          init,
+          assistant([{ type: "tool_use", id: "toolu_1", name: "Bash", input: { command: "ls" } }], { uuid: uuid(10) }),
+          user([{ type: "tool_result", tool_use_id: "toolu_1", content: "a" }]),
+          assistant([{ type: "text", text: "sub" }], { uuid: uuid(11), parent_tool_use_id: "toolu_1" }),
+          assistant([{ type: "text", text: "done" }], { uuid: uuid(12) }),
+          assistant([{ type: "text", text: "not a uuid" }], { uuid: "bogus; --settings=x" }),
+          result(),
+        ]),
+      );
+      expect(first.providerTurnRef).toBe(uuid(12));
+      // A turn without an assistant message (interrupted before the model answered) has none.
+      expect(turnEnd(feed(parser, [init, result()])).providerTurnRef).toBe("");
     });
   });
 
@@ -762,6 +860,19 @@ describe("ClaudeStreamParser", () => {
         { type: "system", subtype: "api_retry", attempt: 1, max_retries: 1, retry_delay_ms: 598.8, error_status: 529, error: "overloaded" },
         { type: "control_response", response: { subtype: "error", request_id: "r1", error: "boom" } },
         { type: "control_request", request_id: "r2", request: { subtype: "can_use_tool", tool_name: "Bash" } },
+        {
+          type: "control_request",
+          request_id: "r3",
+          request: {
+            subtype: "can_use_tool",
+            tool_name: "AskUserQuestion",
+            input: { questions: [{ question: "Q?", header: "H", options: [{ label: "A", description: "a" }], multiSelect: false }] },
+            permission_suggestions: [{ type: "setMode", mode: "acceptEdits" }],
+            blocked_path: "/w/x",
+            tool_use_id: "toolu_q",
+          },
+        },
+        { type: "control_cancel_request", request_id: "r3" },
       ];
       const replacements: unknown[] = [42, -1, 1e308, null, "x", true, [], [null, 42], {}, { type: 42 }];
       let checked = 0;

@@ -6,7 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ToolResultSchema, ToolUseSchema } from "../../events/event.js";
 import type { OutputParser, ParsedOutput } from "../provider.js";
-import { controlRequest, controlResponse } from "./control.js";
+import { controlCancelRequest, controlRequest, controlResponse } from "./control.js";
 import { isObject, num, parentToolUseId, str, structuredJson, toolResultText } from "./content.js";
 import type { JsonObject } from "./content.js";
 import { apiRetryError, event, raw, textEvent } from "./outputs.js";
@@ -49,6 +49,11 @@ export class ClaudeStreamParser implements OutputParser {
   #thinkingMs = 0;
   #toolMs = 0;
   #generationMs = 0;
+  /**
+   * The uuid of the turn's last main-agent assistant line: where a fork can cut the
+   * conversation (`--resume-session-at`), reported as TurnEnded.provider_turn_ref.
+   */
+  #lastAssistantUuid = "";
 
   parse(line: string, nowMs: number): ParsedOutput[] {
     // Most lines of a streaming turn are deltas: read those without JSON.parse.
@@ -88,6 +93,7 @@ export class ClaudeStreamParser implements OutputParser {
       case "control_request":
         return controlRequest(msg);
       case "control_cancel_request":
+        return controlCancelRequest(msg);
       case "keep_alive":
         return [];
       default:
@@ -161,6 +167,9 @@ export class ClaudeStreamParser implements OutputParser {
     const content = typeof message.content === "string" ? [{ type: "text", text: message.content }] : message.content;
     if (!Array.isArray(content)) return undefined;
     const parent = parentToolUseId(msg);
+    // Sub-agents' messages live in transcripts of their own: only the main agent's count.
+    const uuid = str(msg.uuid);
+    if (parent === "" && uuid !== undefined && UUID.test(uuid)) this.#lastAssistantUuid = uuid;
     // A synthetic message (a failed API call, "API Error: 400 ...") was never streamed.
     const synthetic = message.model === "<synthetic>";
     const out: ParsedOutput[] = [];
@@ -257,6 +266,7 @@ export class ClaudeStreamParser implements OutputParser {
       toolMs: this.#toolMs,
       generationMs: this.#generationMs,
     });
+    turnEnded.providerTurnRef = this.#lastAssistantUuid;
     this.#resetTurn();
     return [{ type: "turn_end", turnEnded }];
   }
@@ -277,8 +287,12 @@ export class ClaudeStreamParser implements OutputParser {
     this.#thinkingMs = 0;
     this.#toolMs = 0;
     this.#generationMs = 0;
+    this.#lastAssistantUuid = "";
   }
 }
+
+/** The CLI's message uuids (the only form `--resume-session-at` takes). */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // Tools whose successful call writes the file named in their input, and that input's field.
 const FILE_EDIT_TOOLS: Record<string, string> = {

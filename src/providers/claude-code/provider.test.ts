@@ -5,7 +5,7 @@ import type { LaunchConfig } from "../provider.js";
 import { ClaudeCodeProvider, PERMISSION_MODES } from "./provider.js";
 
 const provider = new ClaudeCodeProvider("/usr/bin/claude");
-const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "" };
+const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
 const launch = (config: Partial<LaunchConfig>) =>
   provider.command({ providerSessionId: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a", mode: "new", config: { ...NONE, ...config }, paths: { workDir: "/w", home: "/h", stateDir: "/state/s1" } });
 
@@ -49,6 +49,20 @@ describe("ClaudeCodeProvider.command", () => {
   it("keeps an injected flag inside the value of the flag it was given for", () => {
     const { args } = launch({ model: INJECTION, allowedTools: [INJECTION], disallowedTools: [INJECTION] });
     expect(args.filter((arg) => arg.startsWith("--settings"))).toEqual([]);
+  });
+
+  it("asks on stdio (--permission-prompt-tool=stdio) only with approvals", () => {
+    expect(launch({ approvals: true }).args).toContain("--permission-prompt-tool=stdio");
+    expect(launch({}).args.some((arg) => arg.startsWith("--permission-prompt-tool"))).toBe(false);
+  });
+
+  it("forks at a turn with --resume-session-at=<the turn's message uuid>, and refuses a ref that is not a uuid", () => {
+    const at = "72f9a48c-61db-47b7-9ff1-ad9e4ed0447a";
+    const fork = (forkAt?: string) =>
+      provider.command({ providerSessionId: "id-2", mode: "fork", forkFrom: "id-1", forkAt, config: NONE, paths: { workDir: "/w", home: "/h", stateDir: "/s" } });
+    expect(fork(at).args).toEqual(expect.arrayContaining(["--resume=id-1", "--fork-session", "--session-id=id-2", `--resume-session-at=${at}`]));
+    expect(fork().args.some((arg) => arg.startsWith("--resume-session-at"))).toBe(false);
+    expect(() => fork("--settings={}")).toThrow(/not a Claude Code message uuid/);
   });
 
   it("resumes with --resume=<id>", () => {

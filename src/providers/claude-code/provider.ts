@@ -1,17 +1,30 @@
 import path from "node:path";
 import { HotplexError } from "../../errors.js";
 import type { AgentConnection } from "../connection.js";
-import { type AgentStart, type Command, capabilities, type LaunchConfig, type Provider, type StartupFailure } from "../provider.js";
+import {
+  type AgentDecision,
+  type AgentModel,
+  type AgentRequest,
+  type AgentStart,
+  type Command,
+  capabilities,
+  type LaunchConfig,
+  type LiveSettings,
+  type Provider,
+  type StartupFailure,
+} from "../provider.js";
 import { LaunchError } from "../../process/launcher.js";
-import { StdioNdjsonConnection } from "../transport/stdio-ndjson.js";
+import { type ControlRequestBody, type NdjsonEncoder, StdioNdjsonConnection } from "../transport/stdio-ndjson.js";
 import { agentVersion } from "../version.js";
-import { ClaudeStreamParser } from "./parser.js";
+import { answerLine } from "./agent-requests.js";
+import { modelsOf, settingsRequests } from "./live-settings.js";
+import { ClaudeStreamParser, UUID } from "./parser.js";
+import { PERMISSION_MODES } from "./permission-modes.js";
 
 /** Flags every hotplex-run Claude Code process gets: headless, NDJSON both ways, live deltas. */
 const BASE_ARGS = ["-p", "--input-format=stream-json", "--output-format=stream-json", "--verbose", "--include-partial-messages"] as const;
 
-/** The permission modes of `--permission-mode` (2.1.197). */
-export const PERMISSION_MODES: readonly string[] = ["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"];
+export { PERMISSION_MODES } from "./permission-modes.js";
 
 // One tool rule, as the CLI reads a rule list: a tool name, optionally one parenthesized
 // specifier ("Bash(git log:*)", "mcp__github__*"). The CLI splits a flag's value at spaces
@@ -27,9 +40,23 @@ function invalid(message: string): HotplexError {
 export const CLAUDE_CODE_ENV: readonly string[] = ["ANTHROPIC_*", "CLAUDE_*", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "IS_SANDBOX"];
 
 /** Claude Code (`claude -p` in stream-json mode): one process per session, NDJSON both ways. */
-export class ClaudeCodeProvider implements Provider {
+export class ClaudeCodeProvider implements Provider, NdjsonEncoder {
   readonly name = "claude-code";
-  readonly capabilities = capabilities({ interrupt: true, approvals: true, fork: true, setModel: true });
+  // No steer: a user message written mid-turn joins the running turn only when the turn
+  // makes another model request after it (during a tool or a permission prompt); written
+  // during the turn's last model call it runs as a turn of its own, with a result of its
+  // own (docs/interactive-control.md).
+  readonly capabilities = capabilities({
+    interrupt: true,
+    approvals: true,
+    questions: true,
+    editApprovedInput: true,
+    fork: true,
+    forkAtTurn: true,
+    setModel: true,
+    setPermissionMode: true,
+    listModels: true,
+  });
   readonly envAllowList = CLAUDE_CODE_ENV;
 
   constructor(private readonly executable: string) {}
@@ -70,11 +97,15 @@ export class ClaudeCodeProvider implements Provider {
    * flag), and the system prompts go through files, which also keeps them out of
    * /proc/<pid>/cmdline and clear of the kernel's 128 KiB limit per argument.
    */
-  command(spec: Pick<AgentStart, "providerSessionId" | "mode" | "forkFrom" | "config" | "paths">): Command {
+  command(spec: Pick<AgentStart, "providerSessionId" | "mode" | "forkFrom" | "forkAt" | "config" | "paths">): Command {
     const { config } = spec;
     const resume = spec.mode === "resume";
     const stateDir = spec.paths.stateDir;
     if (spec.mode === "fork" && !spec.forkFrom) throw new LaunchError("a fork needs the conversation to fork from");
+    // A turn ref is the uuid of the turn's last assistant message (TurnEnded.provider_turn_ref).
+    if (spec.mode === "fork" && spec.forkAt && !UUID.test(spec.forkAt)) {
+      throw new LaunchError(`cannot fork at ${JSON.stringify(spec.forkAt.slice(0, 100))}: not a Claude Code message uuid`);
+    }
     const args: string[] = [...BASE_ARGS];
     const files: Record<string, string> = {};
     // A new conversation gets the deterministic id; a restart resumes it, so the agent
@@ -82,11 +113,16 @@ export class ClaudeCodeProvider implements Provider {
     if (spec.mode === "fork") {
       // The fork gets the session's own id; the original stays resumable.
       args.push(`--resume=${spec.forkFrom}`, "--fork-session", `--session-id=${spec.providerSessionId}`);
+      // Only the history up to and including that assistant message is copied.
+      if (spec.forkAt) args.push(`--resume-session-at=${spec.forkAt}`);
     } else {
       args.push(`${resume ? "--resume" : "--session-id"}=${spec.providerSessionId}`);
     }
     if (config.model) args.push(`--model=${config.model}`);
     if (config.permissionMode) args.push(`--permission-mode=${config.permissionMode}`);
+    // The CLI then asks on stdio (can_use_tool) instead of denying what its settings do
+    // not allow, and offers the model AskUserQuestion.
+    if (config.approvals) args.push("--permission-prompt-tool=stdio");
     // One rule per flag (the CLI accepts the flag repeatedly).
     for (const tool of config.allowedTools) args.push(`--allowedTools=${tool}`);
     for (const tool of config.disallowedTools) args.push(`--disallowedTools=${tool}`);
@@ -123,6 +159,27 @@ export class ClaudeCodeProvider implements Provider {
       type: "control_response",
       response: { subtype: "error", request_id: requestId, error: message },
     });
+  }
+
+  answer(request: AgentRequest, decision: AgentDecision): string {
+    return answerLine(request, decision);
+  }
+
+  control(requestId: string, request: ControlRequestBody): string {
+    return JSON.stringify({ type: "control_request", request_id: requestId, request });
+  }
+
+  settingsRequests(settings: LiveSettings): ControlRequestBody[] {
+    return settingsRequests(settings);
+  }
+
+  modelsRequest(): ControlRequestBody {
+    // The initialize reply lists the models; the CLI answers it at any time, repeatedly.
+    return { subtype: "initialize" };
+  }
+
+  modelsOf(payload: unknown): AgentModel[] {
+    return modelsOf(payload);
   }
 
   transcriptFiles(providerSessionId: string, workDir: string, home: string): string[] {

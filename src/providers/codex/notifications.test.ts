@@ -33,6 +33,8 @@ describe("CodexNotifications", () => {
     expect(end.turnEnded.outcome).toBe(TurnOutcome.COMPLETED);
     expect(end.turnEnded.result).toBe("Hello there");
     expect(end.turnEnded.usage).toMatchObject({ inputTokens: 10n, outputTokens: 3n, cacheReadTokens: 2n });
+    // The turn's id, what thread/fork takes to fork up to this turn.
+    expect(end.turnEnded.providerTurnRef).toBe("turn-1");
     expect(notes.turnId).toBe("");
   });
 
@@ -63,6 +65,8 @@ describe("CodexNotifications", () => {
     expect(interrupted?.type === "turn_end" && interrupted.turnEnded.outcome).toBe(TurnOutcome.INTERRUPTED);
     expect(failed?.type === "turn_end" && failed.turnEnded).toMatchObject({ outcome: TurnOutcome.FAILED, errorMessage: "high demand" });
     expect(odd?.type === "turn_end" && odd.turnEnded).toMatchObject({ outcome: TurnOutcome.FAILED, errorMessage: 'the turn ended "exploded"' });
+    const [hostile] = notes.map("turn/completed", { threadId: THREAD, turn: { id: "../../etc", status: "completed" } });
+    expect(hostile?.type === "turn_end" && hostile.turnEnded.providerTurnRef).toBe("");
   });
 
   it("keeps what it cannot map as raw output, never drops it, and takes hostile values without throwing", () => {

@@ -30,6 +30,9 @@ const NOTHING_NEW = new Set([
   "deprecationNotice",
 ]);
 
+/** A thread or turn id as Codex makes them (a UUID); anything else from the agent is refused. */
+export const THREAD_ID = /^[A-Za-z0-9-]{1,128}$/;
+
 const str = (value: unknown): string => (typeof value === "string" ? value : "");
 const num = (value: unknown): number => (typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.floor(value) : 0);
 
@@ -154,6 +157,8 @@ export class CodexNotifications {
       numTurns: 1,
       errorMessage: error ? str(error.message).slice(0, 4096) : outcome === TurnOutcome.FAILED ? `the turn ended "${status.slice(0, 50)}"` : "",
       providerSubtype: status.slice(0, 50),
+      // What thread/fork takes as lastTurnId to copy the thread up to this turn.
+      providerTurnRef: typeof turn.id === "string" && THREAD_ID.test(turn.id) ? turn.id : "",
     });
     this.turnId = "";
     this.turnActive = false;

@@ -7,7 +7,7 @@ import type { AgentStart, LaunchConfig } from "../provider.js";
 import { nativeCodex } from "./executable.js";
 import { CodexProvider } from "./provider.js";
 
-const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "" };
+const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
 const repoRoot = path.resolve(import.meta.dirname, "..", "..", "..");
 
 describe("CodexProvider", () => {
@@ -56,6 +56,41 @@ describe("CodexProvider", () => {
     expect(command?.env).toEqual({ CODEX_HOME: "/h/.codex", TMPDIR: "/h/.tmp" });
   });
 
+  it("asks for approvals and lets the model ask questions only when the host approves, and forks only a named thread", async () => {
+    const argsFor = async (config: Partial<LaunchConfig>, extra: Partial<AgentStart> = {}) => {
+      let args: string[] = [];
+      const start = {
+        mode: "new",
+        ...extra,
+        config: { ...NONE, ...config },
+        paths: { workDir: "/w", home: "/h", stateDir: "/s" },
+        launcher: {
+          sandbox: { enabled: true },
+          ensureAgentDir: () => Promise.resolve(),
+          launch: (request: { command: { args: string[] } }) => {
+            args = request.command.args;
+            return Promise.reject(new LaunchError("stop here"));
+          },
+        },
+      } as unknown as AgentStart;
+      await expect(provider.connect(start)).rejects.toThrow("stop here");
+      return args;
+    };
+    expect(await argsFor({ approvals: false })).toContain('--config=approval_policy="never"');
+    expect((await argsFor({ approvals: false })).join(" ")).not.toContain("request_user_input");
+    const asking = await argsFor({ approvals: true });
+    // The thread asks with "untrusted" (over the protocol); Codex refuses it in its config.
+    expect(asking).toContain('--config=approval_policy="on-request"');
+    expect(asking).toContain("--config=features.default_mode_request_user_input=true");
+    expect(asking).not.toContain('--config=approval_policy="never"');
+    await expect(provider.connect({ mode: "fork", config: NONE } as unknown as AgentStart)).rejects.toThrow(/fork needs the Codex thread/);
+    await expect(provider.connect({ mode: "fork", forkFrom: "../x", config: NONE } as unknown as AgentStart)).rejects.toBeInstanceOf(LaunchError);
+    await expect(provider.connect({ mode: "fork", forkFrom: "t-1", forkAt: "a b", config: NONE } as unknown as AgentStart)).rejects.toThrow(/not a Codex turn id/);
+    expect(await argsFor({}, { mode: "fork", forkFrom: "t-1", forkAt: "turn-1" })).toContain("app-server");
+    expect(provider.capabilities).toMatchObject({ approvals: true, questions: true, steer: true, fork: true, forkAtTurn: true, setModel: true, listModels: true });
+    expect(provider.capabilities).toMatchObject({ setPermissionMode: false, editApprovedInput: false });
+  });
+
   it("runs the native binary behind the npm launcher, and anything else as given", () => {
     const launcher = path.join(repoRoot, "node_modules", ".bin", "codex");
     if (existsSync(launcher)) {
@@ -71,5 +106,7 @@ describe("CodexProvider", () => {
     expect(provider.classifyStartupFailure("", "no rollout found for thread id 0190")).toBe("resume_missing");
     expect(provider.classifyStartupFailure("", "invalid session id: invalid character")).toBe("resume_missing");
     expect(provider.classifyStartupFailure("", "something else")).toBeUndefined();
+    // A fork of a thread that is not there fails: it never starts as a new conversation.
+    expect(provider.classifyStartupFailure("", 'cannot fork the thread "0190": no rollout found for thread id 0190')).toBeUndefined();
   });
 });

@@ -46,11 +46,12 @@ export function readOperatorSettings(file: string): OperatorSettings {
 /**
  * The OpenCode config every session on the shared server gets (OPENCODE_CONFIG_CONTENT):
  * the model API from the operator (the session's allow-listed ANTHROPIC_BASE_URL and
- * ANTHROPIC_API_KEY, or the settings file), nothing else online (updates, sharing, LSP
- * downloads, formatters, plugins, snapshots off) and tools allowed without asking, since
- * hotplex has no approval round trip yet. The question tool (it waits for a user) is
- * off, and so are paths outside the session's work dir as far as OpenCode's own tools
- * check them.
+ * ANTHROPIC_API_KEY, or the settings file) as the only model provider, nothing else
+ * online (updates, sharing, LSP downloads, formatters, plugins, snapshots off, and not
+ * OpenCode's own hosted models) and tools allowed without asking. A session with
+ * approvals adds rules of its own that ask (requests.ts). The question tool (it waits
+ * for a user) is off unless such a session allows it, and so are paths outside the
+ * session's work dir as far as OpenCode's own tools check them.
  */
 export function configContent(env: Record<string, string>, operator: OperatorSettings): string {
   const model = operator.model ?? DEFAULT_MODEL;
@@ -78,6 +79,7 @@ export function configContent(env: Record<string, string>, operator: OperatorSet
     formatter: false,
     plugin: [],
     snapshot: false,
+    enabled_providers: ["anthropic"],
     permission: {
       read: "allow",
       edit: "allow",

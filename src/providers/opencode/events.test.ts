@@ -188,11 +188,113 @@ describe("OpenCode events", () => {
     expect(ends(ok)[0]?.outcome).toBe(TurnOutcome.COMPLETED);
   });
 
-  it("turns permission requests into control requests", () => {
+  it("turns a permission request into an agent request: the permission and its metadata, the call's id and description", () => {
     const events = new OpenCodeEvents(SES);
-    expect(events.map("permission.asked", { id: "per_2344a23ac001", sessionID: SES, permission: "bash", patterns: ["x"] })).toEqual([
-      { type: "control_request", requestId: "per_2344a23ac001", subtype: "permission:bash" },
+    events.begin(USER);
+    const tool = (state: Record<string, unknown>) => part({ id: "prt_tool", type: "tool", tool: "bash", callID: "toolu_mock_1", state });
+    run(events, [user(), assistant(), tool({ status: "pending", input: {}, raw: "" }), tool({ status: "running", input: { command: "echo hi > x.txt", description: "Write x" } })]);
+    const asked = events.map("permission.asked", {
+      id: "per_234db3db6001JQz5dte65JiTRd",
+      sessionID: SES,
+      permission: "bash",
+      patterns: ["echo hi > x.txt"],
+      metadata: { command: "echo hi > x.txt" },
+      always: ["echo *"],
+      tool: { messageID: ASSISTANT, callID: "toolu_mock_1" },
+    });
+    expect(asked).toEqual([
+      {
+        type: "agent_request",
+        request: {
+          requestId: "per_234db3db6001JQz5dte65JiTRd",
+          kind: "permission",
+          toolName: "bash",
+          toolUseId: "toolu_mock_1",
+          inputJson: '{"command":"echo hi > x.txt"}',
+          description: "Write x",
+          path: "",
+          command: "echo hi > x.txt",
+          suggestionsJson: ['{"permission":"bash","pattern":"echo *"}'],
+          questions: [],
+        },
+      },
     ]);
+    // Asked again (the server repeats itself): one request, one answer.
+    expect(events.map("permission.asked", { id: "per_234db3db6001JQz5dte65JiTRd", permission: "bash" })).toEqual([]);
+    // The same call before its input arrived asks the same (the session matches identical calls).
+    const early = new OpenCodeEvents(SES);
+    early.begin(USER);
+    run(early, [user(), assistant(), tool({ status: "pending", input: {}, raw: "" })]);
+    const same = early.map("permission.asked", { id: "per_3", permission: "bash", patterns: ["echo hi > x.txt"], metadata: { command: "echo hi > x.txt" }, tool: { callID: "toolu_mock_1" } });
+    expect(same[0]).toMatchObject({ request: { toolName: "bash", inputJson: '{"command":"echo hi > x.txt"}', toolUseId: "toolu_mock_1" } });
+    // An edit of a call the turn has not shown; without metadata the patterns say what is at stake.
+    const edit = events.map("permission.asked", { id: "per_2", permission: "edit", patterns: ["a.txt"], metadata: { filepath: "/w/a.txt", diff: "+x" }, always: ["*"] });
+    expect(edit[0]).toMatchObject({ type: "agent_request", request: { toolName: "edit", path: "/w/a.txt", inputJson: '{"filepath":"/w/a.txt","diff":"+x"}', toolUseId: "", description: "edit: a.txt" } });
+    expect(events.map("permission.asked", { id: "per_4", permission: "webfetch", patterns: ["https://x"] })[0]).toMatchObject({ request: { inputJson: '{"patterns":["https://x"]}' } });
+    events.answered("per_4");
+    // Answered by hotplex: forgotten, so its permission.replied is no withdrawal.
+    expect(events.answered("per_234db3db6001JQz5dte65JiTRd")?.kind).toBe("permission");
+    expect(events.map("permission.replied", { sessionID: SES, requestID: "per_234db3db6001JQz5dte65JiTRd", reply: "once" })).toEqual([]);
+    // Settled by someone else: withdrawn.
+    expect(events.map("permission.replied", { sessionID: SES, requestID: "per_2", reply: "reject" })).toEqual([{ type: "agent_request_cancelled", requestId: "per_2" }]);
+    expect(events.answered("per_2")).toBeUndefined();
+  });
+
+  it("turns a question into an agent request keyed by position; a rejection by someone else withdraws it", () => {
+    const events = new OpenCodeEvents(SES);
+    const out = events.map("question.asked", {
+      id: "que_234db4145001UrIGoypVXSB66J",
+      sessionID: SES,
+      questions: [
+        { question: "Pick a color?", header: "Color", options: [{ label: "red", description: "warm" }, { label: "blue", description: "cool" }] },
+        { question: "Which files?", header: "Files", options: [], multiple: true },
+        "not a question",
+      ],
+      tool: { messageID: ASSISTANT, callID: "toolu_mock_3" },
+    });
+    expect(out).toEqual([
+      {
+        type: "agent_request",
+        request: expect.objectContaining({
+          requestId: "que_234db4145001UrIGoypVXSB66J",
+          kind: "question",
+          toolName: "question",
+          toolUseId: "toolu_mock_3",
+          description: "Pick a color?",
+          questions: [
+            { id: "0", question: "Pick a color?", header: "Color", options: [{ label: "red", description: "warm" }, { label: "blue", description: "cool" }], multiSelect: false },
+            { id: "1", question: "Which files?", header: "Files", options: [], multiSelect: true },
+            { id: "2", question: "", header: "", options: [], multiSelect: false },
+          ],
+        }),
+      },
+    ]);
+    expect(events.map("question.rejected", { sessionID: SES, requestID: "que_234db4145001UrIGoypVXSB66J" })).toEqual([
+      { type: "agent_request_cancelled", requestId: "que_234db4145001UrIGoypVXSB66J" },
+    ]);
+  });
+
+  it("withdraws the requests still waiting when the turn ends (an abort leaves them behind), before its end", () => {
+    const events = new OpenCodeEvents(SES);
+    events.begin(USER);
+    run(events, [user(), assistant()]);
+    events.map("permission.asked", { id: "per_waiting1", permission: "bash", patterns: ["sleep 1"] });
+    const out = run(events, [["session.error", { sessionID: SES, error: { name: "MessageAbortedError" } }], idle]);
+    expect(out.map((o) => o.type)).toEqual(["agent_request_cancelled", "turn_end"]);
+    expect(out[0]).toEqual({ type: "agent_request_cancelled", requestId: "per_waiting1" });
+    expect(ends(out)[0]?.outcome).toBe(TurnOutcome.INTERRUPTED);
+    // A refused prompt withdraws them as well.
+    events.begin("msg_23448d489001bbbbbbbbbbbbbb");
+    events.map("question.asked", { id: "que_waiting2", questions: [] });
+    expect(events.fail("refused").map((o) => o.type)).toEqual(["agent_request_cancelled", "turn_end"]);
+  });
+
+  it("names the turn's last assistant message as its reference (a fork at the turn cuts after it)", () => {
+    const events = new OpenCodeEvents(SES);
+    events.begin(USER);
+    const later = "msg_23448d48a001cccccccccccccc";
+    const out = run(events, [user(), assistant({ finish: "tool-calls", time: { created: 1, completed: 2 } }), assistant({ finish: "stop", time: { created: 3, completed: 4 } }, later), idle]);
+    expect(ends(out)[0]?.providerTurnRef).toBe(later);
   });
 
   it("ignores our own prompt's parts, assistant messages of other prompts and idles before a finished step", () => {

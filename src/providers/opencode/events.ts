@@ -11,8 +11,9 @@ import {
   TurnOutcome,
   UsageSchema,
 } from "../../events/event.js";
-import type { ParsedOutput } from "../provider.js";
+import type { AgentRequest, ParsedOutput } from "../provider.js";
 import { ITEM_ID } from "./ids.js";
+import { permissionRequest, questionRequest } from "./requests.js";
 
 type Json = Record<string, unknown>;
 
@@ -23,16 +24,16 @@ const id = (value: unknown): string => (typeof value === "string" && ITEM_ID.tes
 
 // What one turn may hold before further items are kept as raw events only.
 const MAX_ITEMS = 10_000;
+// Requests waiting for an answer that are remembered (for their kind and withdrawal).
+const MAX_PENDING = 1000;
 
 // Events of a session that carry nothing the event model lacks: state hotplex keeps
-// itself (titles, diffs, todo lists), answers to our own requests, file watchers.
+// itself (titles, diffs, todo lists), file watchers.
 const NOTHING_NEW = new Set([
   "session.updated",
   "session.created",
   "session.diff",
   "session.compacted",
-  "permission.replied",
-  "question.replied",
   "todo.updated",
   "file.edited",
   "file.watcher.updated",
@@ -47,6 +48,8 @@ const FILE_TOOLS = new Set(["edit", "write", "multiedit"]);
 interface ToolState {
   used: boolean;
   done: boolean;
+  /** The latest input (a permission request names its call by id). */
+  input: Json;
 }
 
 interface TurnState {
@@ -83,6 +86,8 @@ export class OpenCodeEvents {
   #current: TurnState | undefined;
   // The turn that ended last: its late tool results (after an abort) still close their calls.
   #previous: TurnState | undefined;
+  // Requests of the agent's that wait for hotplex's answer, by the agent's id.
+  readonly #pending = new Map<string, AgentRequest>();
 
   constructor(readonly sessionID: string) {}
 
@@ -123,7 +128,17 @@ export class OpenCodeEvents {
     if (!turn) return [];
     this.#current = undefined;
     this.#previous = turn;
-    return [{ type: "turn_end", turnEnded: create(TurnEndedSchema, { outcome: TurnOutcome.FAILED, errorMessage: message.slice(0, 4096) }) }];
+    return [...this.#withdrawAll(), { type: "turn_end", turnEnded: create(TurnEndedSchema, { outcome: TurnOutcome.FAILED, errorMessage: message.slice(0, 4096) }) }];
+  }
+
+  /**
+   * hotplex answers the request with this id: it no longer waits. Returns the request as
+   * it was asked (undefined when it was not, or was withdrawn meanwhile).
+   */
+  answered(requestId: string): AgentRequest | undefined {
+    const request = this.#pending.get(requestId);
+    this.#pending.delete(requestId);
+    return request;
   }
 
   map(type: string, properties: unknown): ParsedOutput[] {
@@ -143,14 +158,39 @@ export class OpenCodeEvents {
         return this.#error(type, properties);
       case "permission.asked":
       case "question.asked": {
-        const requestId = id(properties.id);
-        if (!requestId) return [raw(type, properties, "malformed")];
-        const subtype = type === "question.asked" ? "question" : `permission:${str(properties.permission, 64) || "unknown"}`;
-        return [{ type: "control_request", requestId, subtype }];
+        const request = type === "question.asked" ? questionRequest(properties) : permissionRequest(properties, (callID) => this.#call(callID));
+        // Without an id there is nothing to answer by.
+        if (!request) return [raw(type, properties, "malformed")];
+        if (this.#pending.has(request.requestId)) return []; // asked again: one answer serves
+        if (this.#pending.size < MAX_PENDING) this.#pending.set(request.requestId, request);
+        return [{ type: "agent_request", request }];
+      }
+      case "permission.replied":
+      case "question.replied":
+      case "question.rejected": {
+        // Settled by someone else than hotplex (another client of the server, or the
+        // server itself): the request is withdrawn. Our own answers are forgotten first.
+        const requestId = id(properties.requestID);
+        if (!requestId || !this.#pending.delete(requestId)) return [];
+        return [{ type: "agent_request_cancelled", requestId }];
       }
       default:
         return NOTHING_NEW.has(type) ? [] : [raw(type, properties, "unknown_type")];
     }
+  }
+
+  // A tool call of the running turn (or the one before), by its call id.
+  #call(callID: string): { input: Json } | undefined {
+    const known = this.#current?.tools.get(callID) ?? this.#previous?.tools.get(callID);
+    return known ? { input: known.input } : undefined;
+  }
+
+  // A turn that ends takes the requests that still wait with it: the agent withdrew them
+  // (an abort leaves them listed on the server, but nothing waits on them any more).
+  #withdrawAll(): ParsedOutput[] {
+    const out: ParsedOutput[] = [...this.#pending.keys()].map((requestId) => ({ type: "agent_request_cancelled" as const, requestId }));
+    this.#pending.clear();
+    return out;
   }
 
   #messageUpdated(type: string, properties: Json): ParsedOutput[] {
@@ -247,11 +287,12 @@ export class OpenCodeEvents {
     let known = turn.tools.get(callID);
     if (!known) {
       if (turn.tools.size >= MAX_ITEMS) return [raw(type, properties, "too_many_items")];
-      known = { used: false, done: false };
+      known = { used: false, done: false, input: {} };
       turn.tools.set(callID, known);
     }
     const out: ParsedOutput[] = [];
     const input = isObject(state.input) ? state.input : {};
+    if (Object.keys(input).length > 0) known.input = input;
     // A pending call has no input yet (the model still streams it): it is announced once
     // it has one, or runs, or ends.
     if (!known.used && (status !== "pending" || Object.keys(input).length > 0)) {
@@ -343,8 +384,10 @@ export class OpenCodeEvents {
       numTurns: turn.steps.size,
       errorMessage: !error ? "" : outcome === TurnOutcome.INTERRUPTED ? "interrupted" : `${error.name}: ${error.message}`.slice(0, 4096),
       providerSubtype: error ? error.name.slice(0, 50) : turn.finish,
+      // The turn's last message (a fork at this turn copies up to it); ids ascend.
+      providerTurnRef: [...turn.assistant].sort().at(-1) ?? turn.messageID,
     });
-    return [{ type: "turn_end", turnEnded }];
+    return [...this.#withdrawAll(), { type: "turn_end", turnEnded }];
   }
 }
 

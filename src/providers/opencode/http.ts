@@ -4,6 +4,7 @@ import http from "node:http";
 export interface Reply {
   status: number;
   body: string;
+  headers: http.IncomingHttpHeaders;
 }
 
 export interface RequestOptions {
@@ -60,7 +61,7 @@ export class ServerClient {
             }
             chunks.push(chunk);
           });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8"), headers: res.headers }));
           res.on("error", reject);
         },
       );

@@ -4,7 +4,7 @@ import { configContent } from "./config.js";
 import { nativeOpenCode } from "./executable.js";
 import { OpenCodeProvider } from "./provider.js";
 
-const base: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "" };
+const base: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
 
 describe("OpenCode provider", () => {
   const provider = new OpenCodeProvider();
@@ -44,7 +44,7 @@ describe("OpenCode config", () => {
   it("points OpenCode's anthropic provider at the operator's API, everything else off", () => {
     const config = JSON.parse(configContent({ ANTHROPIC_BASE_URL: "http://127.0.0.1:9/", ANTHROPIC_API_KEY: "k" }, {}));
     expect(config.provider.anthropic.options).toEqual({ baseURL: "http://127.0.0.1:9/v1", apiKey: "k" });
-    expect(config).toMatchObject({ autoupdate: false, share: "disabled", lsp: false, formatter: false, plugin: [], snapshot: false });
+    expect(config).toMatchObject({ autoupdate: false, share: "disabled", lsp: false, formatter: false, plugin: [], snapshot: false, enabled_providers: ["anthropic"] });
     expect(config.permission).toMatchObject({ bash: "allow", edit: "allow", question: "deny", external_directory: "deny" });
     const file = JSON.parse(configContent({ ANTHROPIC_BASE_URL: "http://a/v1" }, { anthropic: { baseURL: "https://b/v1" }, model: "anthropic/x" }));
     expect(file.provider.anthropic.options).toEqual({ baseURL: "https://b/v1" });

@@ -9,12 +9,26 @@ import { RawOutputSchema, TurnEndedSchema, TurnOutcome } from "../../events/even
 import type { ProcessExit } from "../../process/agent-process.js";
 import { LaunchError } from "../../process/launcher.js";
 import type { AgentConnection } from "../connection.js";
-import { type AgentStart, capabilities, type LaunchConfig, type ParsedOutput, type Provider, type ProviderCapabilities, type StartupFailure } from "../provider.js";
+import {
+  type AgentDecision,
+  type AgentModel,
+  type AgentStart,
+  capabilities,
+  type LaunchConfig,
+  type LiveSettings,
+  type ParsedOutput,
+  type Provider,
+  type ProviderCapabilities,
+  type StartupFailure,
+} from "../provider.js";
 import { configContent, MODEL, type OperatorSettings, readOperatorSettings } from "./config.js";
 import { OpenCodeEvents } from "./events.js";
 import { nativeOpenCode } from "./executable.js";
-import { jsonOf } from "./http.js";
-import { ascendingMessageId, SESSION_ID } from "./ids.js";
+import { findCut, MESSAGE_ID } from "./fork.js";
+import { jsonOf, type Reply } from "./http.js";
+import { ascendingMessageId, ITEM_ID, SESSION_ID } from "./ids.js";
+import { modelsOf } from "./models.js";
+import { answerCall, APPROVAL_RULES, rulesToAdd } from "./requests.js";
 import { type OpenCodeServer, OpenCodeSupervisor, type ServerSink } from "./server.js";
 
 /** What OpenCode needs from the daemon's environment: the model API's endpoint and key. */
@@ -39,6 +53,12 @@ export interface OpenCodeOptions {
  * session, restarted when it dies (its sessions stay in its state dirs) and ended at
  * daemon shutdown.
  *
+ * Interactive control: with approvals a conversation gets rules of its own that ask
+ * before the tools that change things (its `permission.asked` and `question.asked` go to
+ * the host); the model goes with each prompt, so a new one takes effect on the next; a
+ * fork is OpenCode's fork of the parent conversation (up to a turn: cut after that
+ * turn's messages), moved into the fork's own work dir.
+ *
  * One server per tenant: its sandbox holds the tenant's work root and every conversation
  * of the tenant, and the tools of one session run with the server's rights (they can
  * read the other sessions' work dirs of the same tenant and reach the server's API).
@@ -46,7 +66,15 @@ export interface OpenCodeOptions {
  */
 export class OpenCodeProvider implements Provider {
   readonly name = "opencode";
-  readonly capabilities = capabilities({ interrupt: true });
+  readonly capabilities = capabilities({
+    interrupt: true,
+    approvals: true,
+    questions: true,
+    fork: true,
+    forkAtTurn: true,
+    setModel: true,
+    listModels: true,
+  });
   readonly envAllowList = OPENCODE_ENV;
   readonly #executable: string;
   readonly #settingsFile: string | undefined;
@@ -170,9 +198,16 @@ class OpenCodeConnection implements AgentConnection {
   #cancelPending = false;
   #abortSent = false;
   #turnEnded: (() => void)[] = [];
+  // Until the server shows the run's first prompt, what it says is the echo of the setup
+  // (a fork's copied messages, a resumed conversation's last updates), no turn's.
+  #settled = false;
+  // The model of the next prompts ("" for the server's default): the session's, until
+  // applySettings changes it (OpenCode takes a model with each prompt).
+  #model: string;
 
   private constructor(start: AgentStart, capabilities: ProviderCapabilities) {
     this.#start = start;
+    this.#model = start.config.model;
     this.capabilities = capabilities;
     this.exited = new Promise((resolve) => (this.#resolveExit = resolve));
   }
@@ -206,7 +241,7 @@ class OpenCodeConnection implements AgentConnection {
       this.#abortSent = false;
       events.begin(messageID);
       const { config, paths } = this.#start;
-      const model = MODEL.exec(config.model);
+      const model = MODEL.exec(this.#model);
       const body = {
         messageID,
         parts: [{ type: "text", text }],
@@ -240,6 +275,35 @@ class OpenCodeConnection implements AgentConnection {
       ? server.client.request("POST", `/question/${encodeURIComponent(requestId)}/reject`, { query: { directory } })
       : server.client.request("POST", `/permission/${encodeURIComponent(requestId)}/reply`, { query: { directory }, body: { reply: "reject", message } });
     request.catch(() => {});
+  }
+
+  answer(requestId: string, decision: AgentDecision): void {
+    // Forgotten first: whatever becomes of the reply, the request no longer waits on us.
+    const request = this.#events?.answered(requestId);
+    const server = this.#server;
+    if (!server?.alive || !ITEM_ID.test(requestId)) return;
+    const call = answerCall(requestId, request, decision);
+    server.client.request("POST", call.path, { query: { directory: this.#start.paths.workDir }, body: call.body }).catch(() => {});
+  }
+
+  async applySettings(settings: LiveSettings): Promise<void> {
+    if (settings.permissionMode) throw new Error("OpenCode has no permission modes");
+    const model = settings.model;
+    if (model === undefined) return;
+    if (model && !MODEL.test(model)) throw new Error(`${JSON.stringify(model.slice(0, 100))} is not "provider/model"`);
+    if (model && !(await this.listModels()).some((known) => known.id === model)) {
+      throw new Error(`the opencode server offers no model ${JSON.stringify(model.slice(0, 100))}`);
+    }
+    // The next prompt carries it: nothing to tell the server before.
+    this.#model = model;
+  }
+
+  async listModels(): Promise<AgentModel[]> {
+    const server = (await this.#ready) ? this.#server : undefined;
+    if (!server?.alive) throw new Error("the opencode server is gone");
+    const reply = await server.client.request("GET", "/config/providers", { query: { directory: this.#start.paths.workDir }, maxBytes: 16 * 1024 * 1024 });
+    if (reply.status !== 200) throw new Error(`the opencode server did not list its models: HTTP ${reply.status} ${errorText(reply.body)}`);
+    return modelsOf(jsonOf(reply));
   }
 
   async close(graceMs: number): Promise<ProcessExit> {
@@ -276,7 +340,7 @@ class OpenCodeConnection implements AgentConnection {
     void server.exited.then((exit) => this.#end(exit));
     const { mode, providerSessionId } = this.#start;
     try {
-      const sessionID = mode === "resume" ? await this.#attach(server, providerSessionId) : await this.#create(server);
+      const sessionID = mode === "resume" ? await this.#attach(server, providerSessionId) : mode === "fork" ? await this.#fork(server) : await this.#create(server);
       if (!this.#alive) return false;
       this.#sessionID = sessionID;
       this.#events = new OpenCodeEvents(sessionID);
@@ -300,13 +364,57 @@ class OpenCodeConnection implements AgentConnection {
     const { paths } = this.#start;
     // A title of our own: without one, OpenCode asks the model for one next to the first turn.
     const title = `hotplex ${path.basename(paths.workDir)}`.slice(0, 200);
-    const reply = await server.client.request("POST", "/session", { query: { directory: paths.workDir }, body: { title } });
-    const body = jsonOf(reply);
-    const id = typeof body === "object" && body !== null ? (body as Record<string, unknown>).id : undefined;
-    if (reply.status !== 200 || typeof id !== "string" || !SESSION_ID.test(id)) {
-      throw new Error(`the opencode server did not create a session: HTTP ${reply.status} ${errorText(reply.body)}`);
+    // With approvals the conversation's own rules ask before the tools that change things.
+    const permission = this.#start.config.approvals ? APPROVAL_RULES : undefined;
+    const reply = await server.client.request("POST", "/session", { query: { directory: paths.workDir }, body: { title, ...(permission ? { permission } : {}) } });
+    const id = sessionIdOf(reply);
+    if (!id) throw new Error(`the opencode server did not create a session: HTTP ${reply.status} ${errorText(reply.body)}`);
+    return id;
+  }
+
+  // A new conversation that starts as a copy of `forkFrom` (up to the turn `forkAt` ended,
+  // when given), moved into this session's work dir.
+  async #fork(server: OpenCodeServer): Promise<string> {
+    const { forkFrom = "", forkAt, paths } = this.#start;
+    const why = `cannot fork opencode session ${JSON.stringify(forkFrom.slice(0, 80))}`;
+    if (!SESSION_ID.test(forkFrom)) throw new Error(`${why}: it is no opencode session id`);
+    const parentReply = await server.client.request("GET", `/session/${forkFrom}`, { query: { directory: paths.workDir } });
+    const parent = objectOf(jsonOf(parentReply));
+    if (parentReply.status !== 200 || parent.id !== forkFrom || typeof parent.directory !== "string") {
+      throw new Error(`${why}: HTTP ${parentReply.status} ${errorText(parentReply.body)}`);
+    }
+    let messageID: string | undefined;
+    if (forkAt) {
+      if (!MESSAGE_ID.test(forkAt)) throw new Error(`${why}: ${JSON.stringify(forkAt.slice(0, 80))} is no opencode message id`);
+      messageID = await findCut(server.client, forkFrom, parent.directory, forkAt);
+    }
+    const reply = await server.client.request("POST", `/session/${forkFrom}/fork`, { query: { directory: parent.directory }, body: messageID ? { messageID } : {} });
+    const id = sessionIdOf(reply);
+    if (!id) throw new Error(`${why}: HTTP ${reply.status} ${errorText(reply.body)}`);
+    try {
+      // OpenCode puts a fork in its parent's directory; this session has one of its own.
+      if (!sameDir(parent.directory, paths.workDir)) {
+        const moved = await server.client.request("POST", "/experimental/control-plane/move-session", {
+          query: { directory: paths.workDir },
+          body: { sessionID: id, destination: { directory: paths.workDir }, moveChanges: false },
+        });
+        if (moved.status !== 204 && moved.status !== 200) throw new Error(`${why}: the fork cannot move into its work dir: HTTP ${moved.status} ${errorText(moved.body)}`);
+      }
+      // A fork copies no permission rules.
+      await this.#applyRules(server, id, []);
+    } catch (error) {
+      await server.client.request("DELETE", `/session/${id}`, { query: { directory: paths.workDir } }).catch(() => undefined);
+      throw error;
     }
     return id;
+  }
+
+  // Makes a conversation's own rules ask (approvals) or not, as this run's config says.
+  async #applyRules(server: OpenCodeServer, id: string, current: unknown): Promise<void> {
+    const permission = rulesToAdd(this.#start.config.approvals, current);
+    if (permission.length === 0) return;
+    const reply = await server.client.request("PATCH", `/session/${id}`, { query: { directory: this.#start.paths.workDir }, body: { permission } });
+    if (reply.status !== 200) throw new Error(`the opencode server did not take the session's permission rules: HTTP ${reply.status} ${errorText(reply.body)}`);
   }
 
   async #attach(server: OpenCodeServer, id: string): Promise<string> {
@@ -318,6 +426,7 @@ class OpenCodeConnection implements AgentConnection {
     if (reply.status !== 200 || session.id !== id) throw new Error(`the opencode server cannot give session ${id}: HTTP ${reply.status} ${errorText(reply.body)}`);
     // OpenCode runs a session in the directory it was created in, whatever it is asked.
     if (!sameDir(session.directory, this.#start.paths.workDir)) throw new Error(`${SESSION_MISSING} in this work dir: ${id} belongs to another directory`);
+    await this.#applyRules(server, id, session.permission);
     return id;
   }
 
@@ -330,15 +439,30 @@ class OpenCodeConnection implements AgentConnection {
     } catch {
       outputs = [{ type: "event", payload: { case: "raw", value: create(RawOutputSchema, { line: type, reason: "parser_error" }) } }];
     }
+    if (!this.#settled) {
+      this.#settled = events.acknowledged;
+      // The setup's echo: it would come before the turn's start and be taken for its first words.
+      if (!this.#settled) outputs = outputs.filter((item) => item.type !== "event");
+    }
     this.#emitAll(outputs);
     this.#abortIfWanted();
   }
 
   #emitAll(outputs: ParsedOutput[]): void {
     for (const item of outputs) {
+      if (item.type === "agent_request_cancelled") this.#release(item.requestId);
       this.#emit(item);
       if (item.type === "turn_end") for (const resolve of this.#turnEnded.splice(0)) resolve();
     }
+  }
+
+  // A request the agent withdrew: an abort leaves it listed on the server, waiting for
+  // nobody; refusing it clears it (one the server settled already answers 404).
+  #release(requestId: string): void {
+    const server = this.#server;
+    if (!server?.alive) return;
+    const call = answerCall(requestId, undefined, { behavior: "deny", message: "withdrawn" });
+    server.client.request("POST", call.path, { query: { directory: this.#start.paths.workDir }, body: call.body }).catch(() => {});
   }
 
   // An interrupt reaches the server once it has the turn's message: an abort before
@@ -390,6 +514,16 @@ function sameDir(stored: unknown, workDir: string): boolean {
   } catch {
     return false;
   }
+}
+
+function objectOf(value: unknown): Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+// The id of a session the server answered with, when it is one.
+function sessionIdOf(reply: Reply): string | undefined {
+  const id = objectOf(jsonOf(reply)).id;
+  return reply.status === 200 && typeof id === "string" && SESSION_ID.test(id) ? id : undefined;
 }
 
 // The message of an OpenCode error body ({name, data: {message}}), bounded.

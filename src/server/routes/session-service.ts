@@ -1,6 +1,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { ExecuteResponseSchema, SessionService, SubscribeResponseSchema } from "../../../gen/hotplex/v1/session_service_pb.js";
-import type { Caller, Engine } from "../../engine/engine.js";
+import type { RespondPermissionRequest } from "../../../gen/hotplex/v1/session_service_pb.js";
+import type { Caller, ClientDecision, Engine } from "../../engine/engine.js";
 import { HotplexError } from "../../errors.js";
 import { principalKey } from "../context.js";
 import { isBinaryCall, withPreEncodedEvents } from "../pre-encoded.js";
@@ -75,5 +76,60 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         const { lastSeq } = await engine.delete(callerOf(ctx), req.sessionId, req.deleteTranscript);
         return { lastSeq: BigInt(lastSeq) };
       },
+
+      respondPermission(req, ctx) {
+        return { lastSeq: BigInt(engine.respondPermission(callerOf(ctx), req.sessionId, req.requestId, decisionOf(req))) };
+      },
+
+      async steer(req, ctx) {
+        const { turnId, seq } = await engine.steer(callerOf(ctx), req.sessionId, req.prompt, req.turnId);
+        return { turnId, seq: BigInt(seq) };
+      },
+
+      cancelTurn(req, ctx) {
+        return { lastSeq: BigInt(engine.cancelTurn(callerOf(ctx), req.sessionId, req.turnId)) };
+      },
+
+      async changeSettings(req, ctx) {
+        const { session, lastSeq } = await engine.changeSettings(callerOf(ctx), req.sessionId, {
+          ...(req.model !== undefined ? { model: req.model } : {}),
+          ...(req.permissionMode !== undefined ? { permissionMode: req.permissionMode } : {}),
+        });
+        return { session, lastSeq: BigInt(lastSeq) };
+      },
+
+      async listModels(req, ctx) {
+        const models = await engine.listModels(callerOf(ctx), req.sessionId);
+        return { models: models.map((model) => ({ id: model.id, displayName: model.displayName, description: model.description })) };
+      },
+
+      async resetSession(req, ctx) {
+        const { providerSessionId, lastSeq } = await engine.resetSession(callerOf(ctx), req.sessionId);
+        return { providerSessionId, lastSeq: BigInt(lastSeq) };
+      },
+
+      async forkSession(req, ctx) {
+        const { session, lastSeq } = await engine.forkSession(callerOf(ctx), req.sessionId, req.newSessionId, req.upToTurnId, req.title);
+        return { session, lastSeq: BigInt(lastSeq) };
+      },
+
+      setTitle(req, ctx) {
+        return { lastSeq: BigInt(engine.setTitle(callerOf(ctx), req.sessionId, req.title)) };
+      },
     });
+}
+
+// The request's decision in the engine's terms (undefined when none is set).
+function decisionOf(req: RespondPermissionRequest): ClientDecision | undefined {
+  const { decision } = req;
+  switch (decision.case) {
+    case "allow":
+      return { behavior: "allow", updatedInputJson: decision.value.updatedInputJson, forSession: decision.value.forSession };
+    case "deny":
+      return { behavior: "deny", message: decision.value.message, interrupt: decision.value.interrupt };
+    case "answer":
+      return { behavior: "answer", answers: { ...decision.value.answers } };
+    default:
+      return undefined;
+  }
 }
