@@ -14,6 +14,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult
   security: () => import("./security.js"),
   sandbox: () => import("./sandbox.js"),
   providers: () => import("./providers.js"),
+  interactive: () => import("./interactive.js"),
 };
 
 async function main(): Promise<void> {

@@ -14,6 +14,8 @@ const settings: Record<string, string> = {
   THROUGHPUT_EVENTS: "3000",
   THROUGHPUT_SUBSCRIBERS: "1,3",
   THROUGHPUT_CONFIGS: "sqlite:connect:lean:9000,sqlite:grpc:lean:9000",
+  INTERACTIVE_ASKS: "40",
+  INTERACTIVE_INTERRUPTS: "2",
 };
 const saved: Record<string, string | undefined> = {};
 
@@ -78,5 +80,14 @@ describe("benchmarks (smoke)", () => {
       expect(row["events/turn"]).toBe(3004);
       expect(Number(row["aggregate events/s"])).toBeGreaterThan(0);
     }
+  }, 240_000);
+  it("interactive: times approval round trips from both clients and interrupts on the real CLI", async () => {
+    const { main } = await import("../bench/interactive.js");
+    const result = await main();
+    expect(result.rows).toHaveLength(4);
+    // Every side measured every sample (a client that stopped answering would hang the turn).
+    expect(result.rows.map((row) => row.n)).toEqual([40, 40, 2, 2]);
+    for (const row of result.rows) expect(Number(row["p50 ms"])).toBeGreaterThan(0);
+    expect(String(result.rows[3]?.measure)).toContain("2/2 INTERRUPTED");
   }, 240_000);
 });
