@@ -14,7 +14,7 @@ import {
   TurnStartedSchema,
   UsageSchema,
 } from "../events/event.js";
-import { StatusChangedSchema } from "../../gen/hotplex/v1/event_pb.js";
+import { ConfigChangedSchema, ConversationResetSchema, StatusChangedSchema, TitleChangedSchema } from "../../gen/hotplex/v1/event_pb.js";
 import type { SessionRecord } from "../store/store.js";
 import { catchUpRecord } from "./catch-up.js";
 
@@ -98,6 +98,18 @@ describe("catchUpRecord", () => {
     });
     const record = catchUpRecord(checkpoint({ hasConversation: false, status: SessionStatus.STARTING }), [start, status("t2", SessionStatus.READY)]);
     expect(record).toMatchObject({ hasConversation: true, providerSessionId: "p-2", status: SessionStatus.READY });
+  });
+
+  it("takes settings changed, a reset conversation and the interactive state from events stored after the checkpoint", () => {
+    nextSeq = 4;
+    const record = catchUpRecord(checkpoint({ hasConversation: true }), [
+      event("", { case: "configChanged", value: create(ConfigChangedSchema, { model: "opus", permissionMode: "plan" }) }),
+      event("", { case: "conversationReset", value: create(ConversationResetSchema, { previousProviderSessionId: "p-1", providerSessionId: "p-new" }) }),
+      event("", { case: "titleChanged", value: create(TitleChangedSchema, { title: "Later" }) }),
+    ]);
+    expect(record.config).toMatchObject({ model: "opus", permissionMode: "plan" });
+    expect(record).toMatchObject({ hasConversation: false, providerSessionId: "p-new", lastSeq: 6 });
+    expect(JSON.parse(record.extras).title).toBe("Later");
   });
 
   it("returns the checkpoint itself when nothing was stored after it, ignoring older events", () => {
