@@ -25,7 +25,7 @@ import { connectNodeAdapter, createConnectTransport, createGrpcTransport } from 
 import { pino } from "pino";
 import type { Event } from "../gen/hotplex/v1/event_pb.js";
 import { SessionService, SubscribeResponseSchema } from "../gen/hotplex/v1/session_service_pb.js";
-import { DEFAULT_TAIL_BOUNDS, engineConfig, type StoreConfig } from "../src/engine/config.js";
+import { DEFAULT_TAIL_BOUNDS, type EngineConfig, engineConfig, type StoreConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
 import type { SandboxSettings } from "../src/process/sandbox.js";
 import { agentEnvironment } from "../src/security/env.js";
@@ -71,6 +71,8 @@ export async function startInProcessDaemon(options: {
   agentHomeTemplate?: string;
   /** Wraps each provider the settings create (instrumentation). */
   wrapProvider?: (provider: Provider) => Provider;
+  /** The tenants' settings (default: the daemon's defaults, every built-in rule set on). */
+  tenants?: EngineConfig["tenants"];
 }): Promise<InProcessDaemon> {
   const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-"));
   const workRoot = path.join(scratch, "work");
@@ -93,6 +95,7 @@ export async function startInProcessDaemon(options: {
       limits: { queueLimit: 16, turnTimeoutMs: options.turnTimeoutMs ?? 600_000, idleTimeoutMs: 0, stopGraceMs: 2_000 },
       logBounds: DEFAULT_TAIL_BOUNDS,
       ...(options.sandbox ? { sandbox: options.sandbox } : {}),
+      ...(options.tenants ? { tenants: options.tenants } : {}),
     },
   );
   const logger = pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: true }));

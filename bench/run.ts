@@ -15,6 +15,8 @@ const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult
   sandbox: () => import("./sandbox.js"),
   providers: () => import("./providers.js"),
   interactive: () => import("./interactive.js"),
+  "rules-turn": () => import("./rules-turn.js"),
+  rules: () => import("./rules.js"),
 };
 
 async function main(): Promise<void> {

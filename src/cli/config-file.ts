@@ -34,7 +34,17 @@ const limitsSchema = z
   })
   .strict();
 
-const tenantSchema = z.object({ policy: policySchema.optional(), limits: limitsSchema.optional() }).strict();
+// The tenant's rules: built-in sets by name, the operator's own rules (checked by the rule
+// engine when the settings are built, so a bad one names its key), paths file tools may write.
+const rulesSchema = z
+  .object({
+    sets: stringList.optional(),
+    custom: z.array(z.record(z.string(), z.unknown())).optional(),
+    "allow-paths": stringList.optional(),
+  })
+  .strict();
+
+const tenantSchema = z.object({ policy: policySchema.optional(), limits: limitsSchema.optional(), rules: rulesSchema.optional() }).strict();
 
 const TENANT_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -83,6 +93,7 @@ const fileSchema = z
 export type PolicySpec = z.infer<typeof policySchema>;
 export type LimitsSpec = z.infer<typeof limitsSchema>;
 export type TenantSpec = z.infer<typeof tenantSchema>;
+export type RulesSpec = z.infer<typeof rulesSchema>;
 export type CredentialEntry = z.infer<typeof credentialSchema>;
 
 /** The config file, validated but not yet merged with flags and environment. */

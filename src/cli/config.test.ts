@@ -1,6 +1,5 @@
-import { homedir } from "node:os";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DEFAULT_NAMESPACE } from "../engine/config.js";
@@ -454,6 +453,46 @@ tenants:
     expect(other.policy).toMatchObject({ models: ["claude-sonnet-*"], maxIdleTimeoutMs: 20 * 60_000 });
     expect(other.policy.permissionModes).not.toContain("bypassPermissions");
     expect(config.engine.tenants.names).toEqual(["acme"]);
+  });
+});
+
+describe("the tenants' rules in the config file", () => {
+  const fromFile = (text: string) => {
+    const file = path.join(tmp, "hotplex.yaml");
+    writeFileSync(file, text);
+    return load(["--config", file]);
+  };
+  it("takes built-in sets, the operator's own rules and allow-paths, per tenant over the defaults", () => {
+    const config = fromFile(`
+tenant-defaults:
+  rules:
+    sets: [destructive, remote-exec]
+tenants:
+  acme:
+    rules:
+      custom:
+        - id: acme.no-prod-db
+          severity: block
+          description: never touch the production database
+          match: { kind: command, program: psql, args: ["*prod*"] }
+      allow-paths: [~/scratch]
+`);
+    const acme = config.engine.tenants.settingsOf("acme").rules;
+    expect(acme?.sets).toEqual(["destructive", "remote-exec"]);
+    expect(acme?.custom.map((rule) => rule.id)).toEqual(["acme.no-prod-db"]);
+    expect(acme?.allowPaths).toEqual([path.join(homedir(), "scratch")]);
+    expect(config.engine.tenants.settingsOf("other").rules?.custom).toEqual([]);
+  });
+
+  it.each([
+    ["sets: [destructive, no-such-set]", "no-such-set"],
+    ["custom:\n        - { id: x, severity: maybe, description: d, match: { kind: command, program: rm } }", "severity"],
+    ["custom:\n        - { id: x, severity: block, description: d, match: { kind: prompt, pattern: \"(\" } }", "x"],
+    ["custom:\n        - { id: Bad Id, severity: block, description: d, match: { kind: command, program: rm } }", "id"],
+  ])("refuses %s, naming the key", (rules, named) => {
+    const error = configError(() => fromFile(`tenants:\n  acme:\n    rules:\n      ${rules}\n`));
+    expect(error.message).toContain("tenants.acme.rules");
+    expect(error.message).toContain(named);
   });
 });
 

@@ -18,6 +18,7 @@ import {
 import { type CredentialSpec, hashToken, MIN_TOKEN_LENGTH } from "../security/credentials.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
 import { DEFAULT_TENANT } from "../security/principal.js";
+import { type CustomRuleSpec, customRuleSchema, RuleEngine } from "../security/rules/index.js";
 import {
   defaultPolicy,
   NO_TENANT_LIMITS,
@@ -25,10 +26,12 @@ import {
   TenantDirectory,
   type TenantLimits,
   type TenantSettings,
+  DEFAULT_RULES,
+  type RuleSettings,
 } from "../security/tenant-policy.js";
 import type { ConnectionLimits, TlsFiles } from "../server/listener.js";
 import type { RequestLimits } from "../server/server.js";
-import { type ConfigFile, type LimitsSpec, type PolicySpec, readConfigFile, type TenantSpec } from "./config-file.js";
+import { type ConfigFile, type LimitsSpec, type PolicySpec, readConfigFile, type RulesSpec, type TenantSpec } from "./config-file.js";
 import { ConfigError, durationMs, isLoopback, OPTIONS, type OptionName, parseListen, wholeNumber } from "./options.js";
 
 export { ConfigError, durationMs, OPTIONS, parseListen } from "./options.js";
@@ -309,7 +312,34 @@ function mergeTenant(base: TenantSettings, spec: TenantSpec, file: ConfigFile, a
   return {
     policy: spec.policy ? mergePolicy(base.policy, spec.policy, file, [...at, "policy"]) : base.policy,
     limits: spec.limits ? mergeLimits(base.limits, spec.limits) : base.limits,
+    rules: spec.rules ? mergeRules(base.rules ?? DEFAULT_RULES, spec.rules, file, [...at, "rules"]) : base.rules,
   };
+}
+
+// A tenant's rules, checked now by building them: a bad set name or rule fails the load (or
+// the reload, which then keeps the rules in force), naming its key and line.
+function mergeRules(base: RuleSettings, spec: RulesSpec, file: ConfigFile, at: string[]): RuleSettings {
+  const custom: CustomRuleSpec[] = [];
+  for (const [index, rule] of (spec.custom ?? []).entries()) {
+    const parsed = customRuleSchema.safeParse(rule);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const key = [...at, "custom", String(index), ...(issue?.path ?? []).map(String)];
+      throw new ConfigError(`${file.where(key)}: ${key.join(".")}: ${issue?.message ?? "not a rule"}`);
+    }
+    custom.push(parsed.data as CustomRuleSpec);
+  }
+  const rules: RuleSettings = {
+    sets: spec.sets ?? base.sets,
+    custom: spec.custom ? custom : base.custom,
+    allowPaths: (spec["allow-paths"] ?? base.allowPaths).map((entry) => path.resolve(expandHome(entry))),
+  };
+  try {
+    RuleEngine.create(rules);
+  } catch (error) {
+    throw new ConfigError(`${file.where(at)}: ${at.join(".")}: ${(error as Error).message}`);
+  }
+  return rules;
 }
 
 function mergePolicy(base: SessionPolicy, spec: PolicySpec, file: ConfigFile, at: string[]): SessionPolicy {

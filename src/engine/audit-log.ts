@@ -5,7 +5,16 @@ import { type AuditEvent, AuditEventSchema } from "../../gen/hotplex/v1/admin_se
 import type { AuditRecord, Store } from "../store/store.js";
 
 /** "admin_action", "policy_denied" or "permission_denied". */
-export type AuditKind = "admin_action" | "policy_denied" | "permission_denied";
+export type AuditKind =
+  | "admin_action"
+  | "policy_denied"
+  | "permission_denied"
+  /** A rule of the tenant's blocked a prompt or a tool call. */
+  | "rule_blocked"
+  /** A rule of the tenant's put a tool call to a client. */
+  | "rule_asked"
+  /** A rule matched while an admin had lifted the session's rules. */
+  | "rule_bypassed";
 
 export interface AuditEntry {
   kind: AuditKind;

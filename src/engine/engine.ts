@@ -47,11 +47,13 @@ import { keyString, Pool, type SessionKey } from "../session/pool.js";
 import { Session } from "../session/session.js";
 import type { RequestedTurn } from "../session/interaction-state.js";
 import { MAX_INPUT_JSON_BYTES } from "../session/permission-request.js";
+import { ruleMatched } from "../session/rule-matched.js";
+import { TenantRules } from "./tenant-rules.js";
 import { MemoryStore } from "../store/memory-store.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import type { SessionRecord, Store } from "../store/store.js";
 import { Admission } from "./admission.js";
-import { type AuditEntry, AuditLog } from "./audit-log.js";
+import { type AuditEntry, type AuditKind, AuditLog } from "./audit-log.js";
 import type { ApprovalDefault, EngineConfig } from "./config.js";
 import { validateConfig, validateJsonObject, validatePrompt, validateRequestId, validateSessionId, validateTitle } from "./validate.js";
 
@@ -118,6 +120,7 @@ export class Engine {
   #tenants: TenantDirectory;
   readonly #admission: Admission;
   readonly #claims = new WorkDirClaims();
+  readonly #rules: TenantRules;
   #compactor: NodeJS.Timeout | undefined;
   readonly providers: ProviderRegistry;
   readonly #launcher: AgentLauncher;
@@ -143,6 +146,7 @@ export class Engine {
     this.#launcher = new AgentLauncher(this.sandbox);
     this.#committer = new GroupCommitter(store, logger);
     this.pool = new Pool();
+    this.#rules = new TenantRules(() => this.#tenants, config.workRoot);
     this.#admission = new Admission(
       this.pool,
       { maxLiveSessions: config.maxLiveSessions, maxStoredSessions: config.maxStoredSessions },
@@ -287,6 +291,7 @@ export class Engine {
 
     const { policy } = this.#tenants.settingsOf(tenant);
     if (input.config) this.#checkPolicy(caller, input.sessionId, config, policy);
+    const ruled = this.#judgePrompt(caller, input.sessionId, input.prompt);
     this.#admission.admitTurn(tenant, existing, Buffer.byteLength(input.prompt, "utf8"), existing?.busy ?? false);
 
     let session = existing;
@@ -312,7 +317,34 @@ export class Engine {
       throw error;
     }
     this.#admission.turnAdmitted(tenant);
+    for (const match of ruled.matches) session.log.append(turn.turnId, { case: "ruleMatched", value: ruleMatched(match, ruled.bypassed) });
     return this.#turnEvents(session, turn, signal);
+  }
+
+  // The tenant's rules on a prompt: a block (not bypassed) fails the call, naming the rule,
+  // and is audited; what else matched is logged in the turn.
+  #judgePrompt(caller: Caller, sessionId: string, prompt: string) {
+    const verdict = this.#rules.judge(caller.tenant, keyString({ tenant: caller.tenant, sessionId }), { kind: "prompt", text: prompt });
+    const audit = (kind: AuditKind, detail: string) =>
+      this.audit.record({ kind, principal: caller.name, tenant: caller.tenant, sessionId, method: "hotplex.v1.SessionService/Execute", detail });
+    for (const match of verdict.matches) {
+      if (match.severity === "warn") continue;
+      audit(verdict.bypassed ? "rule_bypassed" : match.severity === "block" ? "rule_blocked" : "rule_asked", `${match.ruleId}: ${prompt.slice(0, 512)}`);
+    }
+    const block = verdict.bypassed ? undefined : verdict.matches.find((match) => match.severity === "block");
+    if (block) {
+      throw new HotplexError(
+        "permission_denied",
+        `the prompt is blocked by rule ${block.ruleId} (${block.description}): ${JSON.stringify(block.evidence.slice(0, 120))}`,
+      );
+    }
+    return verdict;
+  }
+
+  /** Lifts the tenant's rules for one session for `seconds` (0 ends it); returns when it ends. */
+  setRuleBypass(caller: Caller, sessionId: string, seconds: number): number | undefined {
+    this.#session(caller.tenant, sessionId);
+    return this.#rules.setBypass(keyString({ tenant: caller.tenant, sessionId }), seconds);
   }
 
   // The tenant's policy; a refusal is audited.
@@ -622,6 +654,7 @@ export class Engine {
     const key = { tenant, sessionId };
     this.#forget(key, session);
     this.store.deleteSession(keyString(key));
+    this.#rules.forget(keyString(key));
     // The session's HOME holds the agent's transcript: kept unless asked, so that the id,
     // used again, continues that conversation.
     const stateDir = this.#stateDir(key);
@@ -763,7 +796,7 @@ export class Engine {
         // The policy in force now: a reload may have narrowed it since the config was accepted.
         const { policy } = this.#tenants.settingsOf(key.tenant);
         checkSessionPolicy(current, policy);
-        return launchConfig(current, this.#config.approvals.defaultMode, policy);
+        return launchConfig(current, this.#config.approvals.defaultMode, policy, this.#rules.active(key.tenant));
       },
       launcher: this.#launcher,
       env: environmentFor(
@@ -778,6 +811,18 @@ export class Engine {
       incarnation: restored?.incarnation ?? randomUUID(),
       restored,
       whyNoProcess: () => this.#admission.whyNoProcess(key.tenant),
+      rules: {
+        judge: (input) => this.#rules.judge(key.tenant, keyString(key), input),
+        audit: (kind, match, what) =>
+          this.audit.record({
+            kind,
+            principal: "agent",
+            tenant: key.tenant,
+            sessionId: key.sessionId,
+            method: "tool_call",
+            detail: `${match.ruleId} (${match.severity}): ${what.slice(0, 512)}`,
+          }),
+      },
     });
     // A new session is registered at once, before its first event.
     if (!restored) log.touch();
@@ -855,9 +900,10 @@ async function transcriptHolding(files: readonly string[], ref: string, timeoutM
 }
 
 /** What the provider launches with: the session's config under its tenant's policy. */
-function launchConfig(config: SessionConfig, defaultMode: ApprovalDefault, policy?: SessionPolicy): LaunchConfig {
+function launchConfig(config: SessionConfig, defaultMode: ApprovalDefault, policy?: SessionPolicy, gateToolCalls = false): LaunchConfig {
   return {
     approvals: asksClient(config, defaultMode),
+    gateToolCalls,
     model: config.model,
     permissionMode: config.permissionMode,
     allowedTools: config.allowedTools,

@@ -21,6 +21,11 @@ export interface LaunchConfig {
    * session).
    */
   approvals: boolean;
+  /**
+   * The tenant has rules: where the agent can, have it check every tool call with the host
+   * before it runs (an AgentRequest of kind "check"), also those its own settings allow.
+   */
+  gateToolCalls: boolean;
 }
 
 /**
@@ -69,7 +74,12 @@ export interface AgentQuestion {
 export interface AgentRequest {
   /** The agent's own id of the request, as the connection needs it to answer (a string). */
   requestId: string;
-  kind: "permission" | "question";
+  /**
+   * "permission": may the call run (the agent's settings did not allow it); "question": the
+   * agent asks the user; "check": the agent is about to run the call and lets the host veto
+   * it (LaunchConfig.gateToolCalls), answered with deny or defer.
+   */
+  kind: "permission" | "question" | "check";
   toolName: string;
   /** The tool call's id, when the agent gives one. */
   toolUseId: string;
@@ -98,7 +108,9 @@ export interface AgentRequest {
 export type AgentDecision =
   | { behavior: "allow"; updatedInputJson?: string; forSession: boolean }
   | { behavior: "deny"; message: string }
-  | { behavior: "answer"; answers: Record<string, string> };
+  | { behavior: "answer"; answers: Record<string, string> }
+  /** To a "check": let the agent's own permission flow decide (with `ask`: make it ask). */
+  | { behavior: "defer"; ask: boolean };
 
 /** A model an agent offers (ListModels). */
 export interface AgentModel {

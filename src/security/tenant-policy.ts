@@ -1,3 +1,5 @@
+import { type CustomRuleSpec, DEFAULT_SETS } from "./rules/index.js";
+
 /**
  * What a tenant's sessions may ask for: the ceiling a session config may narrow but never
  * widen (checked by security/session-policy.ts). Set per tenant in the server config.
@@ -40,10 +42,22 @@ export interface TenantLimits {
   retainedEventBytes: number;
 }
 
+/** The tenant's rules: built-in sets, the operator's own rules, paths file tools may write. */
+export interface RuleSettings {
+  sets: readonly string[];
+  custom: readonly CustomRuleSpec[];
+  allowPaths: readonly string[];
+}
+
 export interface TenantSettings {
   policy: SessionPolicy;
   limits: TenantLimits;
+  /** Default: DEFAULT_RULES. */
+  rules?: RuleSettings;
 }
+
+/** The rules of a tenant the config says nothing about: the default built-in sets. */
+export const DEFAULT_RULES: RuleSettings = { sets: DEFAULT_SETS, custom: [], allowPaths: [] };
 
 /**
  * Permission bypass is never in the default ceiling (claude-code's bypassPermissions and

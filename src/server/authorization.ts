@@ -34,6 +34,7 @@ const ADMIN_SERVICE: Record<keyof typeof AdminService.method, Permission> = {
   getServerInfo: "admin",
   drain: "admin",
   listAuditEvents: "admin",
+  setRuleBypass: "admin",
 };
 
 /** "hotplex.v1.SessionService/Execute" → the permission it needs. */

@@ -39,6 +39,8 @@ import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
 import { type PendingFork, REMEMBERED_REQUEST_IDS, type RequestedTurn } from "./interaction-state.js";
 import { type OpenPermission, OpenPermissions, PendingRequests } from "./pending-requests.js";
 import { permissionRequested, unaskable } from "./permission-request.js";
+import type { RuleMatch } from "../security/rules/index.js";
+import { ruleMatched, type ToolCallRules } from "./rule-matched.js";
 import { SessionView } from "./session-view.js";
 import type { Turn } from "./turn.js";
 import { TurnQueue } from "./turn-queue.js";
@@ -102,6 +104,8 @@ export interface SessionOptions {
    * daemon's or the tenant's limit of live agents).
    */
   whyNoProcess: () => string | undefined;
+  /** The tenant's rules for the agent's tool calls (none: every call goes on as asked). */
+  rules?: ToolCallRules;
 }
 
 // How long after a turn ends its session's registry entry is stored.
@@ -541,6 +545,7 @@ export class Session {
   // client is asked, or put to the client (PermissionRequested) until an answer, the
   // timeout, the agent or the run's end decides it.
   #onAgentRequest(agent: AgentConnection, request: AgentRequest): void {
+    if (request.kind === "check") return this.#checkCall(agent, request);
     const turn = this.#turns.current;
     const id = randomUUID();
     const { approvalTimeoutMs } = this.#options.limits;
@@ -569,11 +574,20 @@ export class Session {
       if (!this.#permissions.get(id)) return;
     }
     this.#record(turn.id, { case: "permissionRequested", value: logged });
-    if (request.kind === "permission" && this.view.interaction.allowedForSession(logged.toolName, logged.inputJson)) {
+    // The tenant's rules judge the call before any rule of the session or any human.
+    const ruled = request.kind === "permission" ? this.#judgeCall(turn.id, request, id) : "pass";
+    if (ruled === "block") return;
+    if (ruled !== "ask" && request.kind === "permission" && this.view.interaction.allowedForSession(logged.toolName, logged.inputJson)) {
       this.#decide(open, { behavior: "allow", forSession: false }, Decider.SESSION_RULE, "");
       return;
     }
     if (!this.#launch?.approvals) {
+      // No client approves calls here: what a rule wants a human for is refused, naming it.
+      if (ruled === "ask") {
+        const rule = this.#lastAsk;
+        this.#decide(open, { behavior: "deny", message: `rule ${rule?.ruleId} asks a human (${rule?.description}), and no client approves tool calls in this session` }, Decider.RULE, "");
+        return;
+      }
       this.#decide(open, { behavior: "deny", message: "no client approves tool calls in this session (its approval mode is agent)" }, Decider.APPROVAL_MODE, "");
       return;
     }
@@ -586,6 +600,63 @@ export class Session {
       }, approvalTimeoutMs);
       open.timer.unref?.();
     }
+  }
+
+  // A call the agent is about to run whatever its settings say (its host hook): the tenant's
+  // rules may veto it or make the agent ask; nothing else is logged or asked here.
+  #checkCall(agent: AgentConnection, request: AgentRequest): void {
+    const turn = this.#turns.current;
+    const verdict = turn && !turn.ended ? this.#judgeRules(turn.id, request, "") : "pass";
+    if (verdict === "block") {
+      const rule = this.#lastBlock;
+      agent.answer(request.requestId, { behavior: "deny", message: `blocked by rule ${rule?.ruleId}: ${rule?.description}` });
+      return;
+    }
+    agent.answer(request.requestId, { behavior: "defer", ask: verdict === "ask" });
+  }
+
+  // Judges a tool call by the tenant's rules and logs what matched: "block" when it was
+  // denied (decided here), "ask" when a client must decide, "pass" otherwise.
+  #judgeCall(turnId: string, request: AgentRequest, id: string): "block" | "ask" | "pass" {
+    const verdict = this.#judgeRules(turnId, request, id);
+    if (verdict !== "block") return verdict;
+    const rule = this.#lastBlock;
+    const open = this.#permissions.get(id);
+    if (open) {
+      this.#decide(open, { behavior: "deny", message: `blocked by rule ${rule?.ruleId}: ${rule?.description}` }, Decider.RULE, "");
+    }
+    return "block";
+  }
+
+  /** The rule the last judgment that blocked (or asked) named. */
+  #lastBlock: RuleMatch | undefined;
+  #lastAsk: RuleMatch | undefined;
+
+  // The tenant's rules on a call: what matched is logged (RuleMatched) and blocks, asks and
+  // bypasses are audited; "block" and "ask" only when not bypassed.
+  #judgeRules(turnId: string, request: AgentRequest, id: string): "block" | "ask" | "pass" {
+    const rules = this.#options.rules;
+    if (!rules || (!request.command && !request.path)) return "pass";
+    const { workDir } = this.view;
+    const home = this.#options.home;
+    const input = request.command
+      ? ({ kind: "command", command: request.command, cwd: workDir, home } as const)
+      : ({ kind: "file", operation: "write", path: request.path, cwd: workDir, home } as const);
+    const verdict = rules.judge(input);
+    const what = request.command || request.path;
+    for (const match of verdict.matches) {
+      this.#record(turnId, { case: "ruleMatched", value: ruleMatched(match, verdict.bypassed, id, request.toolUseId) });
+      if (verdict.bypassed && match.severity !== "warn") rules.audit("rule_bypassed", match, what);
+      else if (match.severity === "block") rules.audit("rule_blocked", match, what);
+      else if (match.severity === "ask") rules.audit("rule_asked", match, what);
+    }
+    if (verdict.bypassed || verdict.severity === "pass" || verdict.severity === "warn") return "pass";
+    if (verdict.severity === "ask") {
+      this.#lastAsk = verdict.matches.find((match) => match.severity === "ask");
+      return "ask";
+    }
+    this.#lastBlock = verdict.matches.find((match) => match.severity === "block");
+    return "block";
   }
 
   // Decides an open request once: answers the agent, logs PermissionResolved.

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { DEFAULT_SANDBOX } from "../../src/engine/config.js";
 import { claudeEnv, type MockAnthropic, startMockAnthropic } from "../fixtures/mock-anthropic.js";
+import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../../src/security/tenant-policy.js";
 import { executeEvents, repoRoot, startTestDaemon, type TestDaemon, turnEndOf } from "../harness.js";
 
 const claudePath = path.join(repoRoot, "node_modules", ".bin", "claude");
@@ -30,7 +31,12 @@ describe("the real Claude Code CLI's Bash tool inside the sandbox", () => {
       claudePath,
       dirs,
       env: claudeEnv({ home: dirs.home, baseUrl: mock.url }),
-      engine: { limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 }, sandbox: { ...DEFAULT_SANDBOX, mode: "required" } },
+      engine: {
+        limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 },
+        sandbox: { ...DEFAULT_SANDBOX, mode: "required" },
+        // What the sandbox contains is the point here: no rule stops the hostile commands first.
+        tenants: new TenantDirectory({ policy: defaultPolicy(600_000), limits: NO_TENANT_LIMITS, rules: { sets: [], custom: [], allowPaths: [] } }),
+      },
     });
   });
   afterAll(async () => {

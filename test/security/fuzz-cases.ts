@@ -12,6 +12,7 @@ import {
   GetServerInfoRequestSchema,
   ListAllSessionsRequestSchema,
   ListAuditEventsRequestSchema,
+  SetRuleBypassRequestSchema,
   StopTenantSessionRequestSchema,
 } from "../../gen/hotplex/v1/admin_service_pb.js";
 import { type SessionConfig, SessionConfigSchema } from "../../gen/hotplex/v1/session_pb.js";
@@ -655,6 +656,11 @@ class Generator {
         };
       case "SetTitle":
         return { schema: SetTitleRequestSchema, message: create(SetTitleRequestSchema, { sessionId: rng.pick(POOL), title: rng.pick(["", "ok", this.#weird(), "t".repeat(300)]) }) };
+      case "SetRuleBypass":
+        return {
+          schema: SetRuleBypassRequestSchema,
+          message: create(SetRuleBypassRequestSchema, { tenant: rng.pick(["default", "", "\u0000"]), sessionId: rng.pick(POOL), seconds: rng.pick(U32) }),
+        };
       case "GetServerInfo":
         return { schema: GetServerInfoRequestSchema, message: create(GetServerInfoRequestSchema) };
       case "Drain":

@@ -16,7 +16,63 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/admin_service.proto.
  */
 export const file_hotplex_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5ob3RwbGV4L3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmhvdHBsZXgudjEiKAoWTGlzdEFsbFNlc3Npb25zUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkiUwoUVGVuYW50U2Vzc2lvblN1bW1hcnkSDgoGdGVuYW50GAEgASgJEisKB3Nlc3Npb24YAiABKAsyGi5ob3RwbGV4LnYxLlNlc3Npb25TdW1tYXJ5Ik0KF0xpc3RBbGxTZXNzaW9uc1Jlc3BvbnNlEjIKCHNlc3Npb25zGAEgAygLMiAuaG90cGxleC52MS5UZW5hbnRTZXNzaW9uU3VtbWFyeSI+ChhTdG9wVGVuYW50U2Vzc2lvblJlcXVlc3QSDgoGdGVuYW50GAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkiVwoZU3RvcFRlbmFudFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuaG90cGxleC52MS5TZXNzaW9uSW5mbxIQCghsYXN0X3NlcRgCIAEoBCJbChpEZWxldGVUZW5hbnRTZXNzaW9uUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIZChFkZWxldGVfdHJhbnNjcmlwdBgDIAEoCCIvChtEZWxldGVUZW5hbnRTZXNzaW9uUmVzcG9uc2USEAoIbGFzdF9zZXEYASABKAQiFgoUR2V0U2VydmVySW5mb1JlcXVlc3Qi8wEKDFNlcnZlckxpbWl0cxIZChFtYXhfbGl2ZV9zZXNzaW9ucxgBIAEoDRIbChNtYXhfc3RvcmVkX3Nlc3Npb25zGAIgASgNEhMKC3F1ZXVlX2xpbWl0GAMgASgNEhcKD3R1cm5fdGltZW91dF9tcxgEIAEoBBIXCg9pZGxlX3RpbWVvdXRfbXMYBSABKAQSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYBiABKAQSGAoQbWF4X3Byb21wdF9ieXRlcxgHIAEoBBIWCg5tYXhfbGluZV9ieXRlcxgIIAEoBBIXCg9tYXhfY29ubmVjdGlvbnMYCSABKA0iqgIKFUdldFNlcnZlckluZm9SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEhEKCXByb3ZpZGVycxgCIAMoCRIuCgpzdGFydGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg51cHRpbWVfc2Vjb25kcxgEIAEoBBIoCgZsaW1pdHMYBSABKAsyGC5ob3RwbGV4LnYxLlNlcnZlckxpbWl0cxIVCg1saXZlX3Nlc3Npb25zGAYgASgNEhcKD3N0b3JlZF9zZXNzaW9ucxgHIAEoDRIQCghkcmFpbmluZxgIIAEoCBIPCgd0ZW5hbnRzGAkgAygJEigKB3NhbmRib3gYCiABKAsyFy5ob3RwbGV4LnYxLlNhbmRib3hJbmZvIiUKDERyYWluUmVxdWVzdBIVCg1ncmFjZV9zZWNvbmRzGAEgASgNIkEKDURyYWluUmVzcG9uc2USFgoOdHVybnNfZmluaXNoZWQYASABKA0SGAoQc2Vzc2lvbnNfc3RvcHBlZBgCIAEoDSI5ChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhAKCGFmdGVyX2lkGAEgASgEEg0KBWxpbWl0GAIgASgNIqcBCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGtpbmQYAyABKAkSEQoJcHJpbmNpcGFsGAQgASgJEg4KBnRlbmFudBgFIAEoCRISCgpzZXNzaW9uX2lkGAYgASgJEg4KBm1ldGhvZBgHIAEoCRIOCgZkZXRhaWwYCCABKAkiQQoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USJgoGZXZlbnRzGAEgAygLMhYuaG90cGxleC52MS5BdWRpdEV2ZW50MqQECgxBZG1pblNlcnZpY2USWgoPTGlzdEFsbFNlc3Npb25zEiIuaG90cGxleC52MS5MaXN0QWxsU2Vzc2lvbnNSZXF1ZXN0GiMuaG90cGxleC52MS5MaXN0QWxsU2Vzc2lvbnNSZXNwb25zZRJgChFTdG9wVGVuYW50U2Vzc2lvbhIkLmhvdHBsZXgudjEuU3RvcFRlbmFudFNlc3Npb25SZXF1ZXN0GiUuaG90cGxleC52MS5TdG9wVGVuYW50U2Vzc2lvblJlc3BvbnNlEmYKE0RlbGV0ZVRlbmFudFNlc3Npb24SJi5ob3RwbGV4LnYxLkRlbGV0ZVRlbmFudFNlc3Npb25SZXF1ZXN0GicuaG90cGxleC52MS5EZWxldGVUZW5hbnRTZXNzaW9uUmVzcG9uc2USVAoNR2V0U2VydmVySW5mbxIgLmhvdHBsZXgudjEuR2V0U2VydmVySW5mb1JlcXVlc3QaIS5ob3RwbGV4LnYxLkdldFNlcnZlckluZm9SZXNwb25zZRI8CgVEcmFpbhIYLmhvdHBsZXgudjEuRHJhaW5SZXF1ZXN0GhkuaG90cGxleC52MS5EcmFpblJlc3BvbnNlEloKD0xpc3RBdWRpdEV2ZW50cxIiLmhvdHBsZXgudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBojLmhvdHBsZXgudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_session, file_hotplex_v1_session_service]);
+  fileDesc("Ch5ob3RwbGV4L3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmhvdHBsZXgudjEiSwoUU2V0UnVsZUJ5cGFzc1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDwoHc2Vjb25kcxgDIAEoDSJCChVTZXRSdWxlQnlwYXNzUmVzcG9uc2USKQoFdW50aWwYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIigKFkxpc3RBbGxTZXNzaW9uc1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIlMKFFRlbmFudFNlc3Npb25TdW1tYXJ5Eg4KBnRlbmFudBgBIAEoCRIrCgdzZXNzaW9uGAIgASgLMhouaG90cGxleC52MS5TZXNzaW9uU3VtbWFyeSJNChdMaXN0QWxsU2Vzc2lvbnNSZXNwb25zZRIyCghzZXNzaW9ucxgBIAMoCzIgLmhvdHBsZXgudjEuVGVuYW50U2Vzc2lvblN1bW1hcnkiPgoYU3RvcFRlbmFudFNlc3Npb25SZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJIlcKGVN0b3BUZW5hbnRTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiWwoaRGVsZXRlVGVuYW50U2Vzc2lvblJlcXVlc3QSDgoGdGVuYW50GAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSGQoRZGVsZXRlX3RyYW5zY3JpcHQYAyABKAgiLwobRGVsZXRlVGVuYW50U2Vzc2lvblJlc3BvbnNlEhAKCGxhc3Rfc2VxGAEgASgEIhYKFEdldFNlcnZlckluZm9SZXF1ZXN0IvMBCgxTZXJ2ZXJMaW1pdHMSGQoRbWF4X2xpdmVfc2Vzc2lvbnMYASABKA0SGwoTbWF4X3N0b3JlZF9zZXNzaW9ucxgCIAEoDRITCgtxdWV1ZV9saW1pdBgDIAEoDRIXCg90dXJuX3RpbWVvdXRfbXMYBCABKAQSFwoPaWRsZV90aW1lb3V0X21zGAUgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgEEhgKEG1heF9wcm9tcHRfYnl0ZXMYByABKAQSFgoObWF4X2xpbmVfYnl0ZXMYCCABKAQSFwoPbWF4X2Nvbm5lY3Rpb25zGAkgASgNIqoCChVHZXRTZXJ2ZXJJbmZvUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIRCglwcm92aWRlcnMYAiADKAkSLgoKc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYBCABKAQSKAoGbGltaXRzGAUgASgLMhguaG90cGxleC52MS5TZXJ2ZXJMaW1pdHMSFQoNbGl2ZV9zZXNzaW9ucxgGIAEoDRIXCg9zdG9yZWRfc2Vzc2lvbnMYByABKA0SEAoIZHJhaW5pbmcYCCABKAgSDwoHdGVuYW50cxgJIAMoCRIoCgdzYW5kYm94GAogASgLMhcuaG90cGxleC52MS5TYW5kYm94SW5mbyIlCgxEcmFpblJlcXVlc3QSFQoNZ3JhY2Vfc2Vjb25kcxgBIAEoDSJBCg1EcmFpblJlc3BvbnNlEhYKDnR1cm5zX2ZpbmlzaGVkGAEgASgNEhgKEHNlc3Npb25zX3N0b3BwZWQYAiABKA0iOQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDSKnAQoKQXVkaXRFdmVudBIKCgJpZBgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAMgASgJEhEKCXByaW5jaXBhbBgEIAEoCRIOCgZ0ZW5hbnQYBSABKAkSEgoKc2Vzc2lvbl9pZBgGIAEoCRIOCgZtZXRob2QYByABKAkSDgoGZGV0YWlsGAggASgJIkEKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEiYKBmV2ZW50cxgBIAMoCzIWLmhvdHBsZXgudjEuQXVkaXRFdmVudDL6BAoMQWRtaW5TZXJ2aWNlEloKD0xpc3RBbGxTZXNzaW9ucxIiLmhvdHBsZXgudjEuTGlzdEFsbFNlc3Npb25zUmVxdWVzdBojLmhvdHBsZXgudjEuTGlzdEFsbFNlc3Npb25zUmVzcG9uc2USYAoRU3RvcFRlbmFudFNlc3Npb24SJC5ob3RwbGV4LnYxLlN0b3BUZW5hbnRTZXNzaW9uUmVxdWVzdBolLmhvdHBsZXgudjEuU3RvcFRlbmFudFNlc3Npb25SZXNwb25zZRJmChNEZWxldGVUZW5hbnRTZXNzaW9uEiYuaG90cGxleC52MS5EZWxldGVUZW5hbnRTZXNzaW9uUmVxdWVzdBonLmhvdHBsZXgudjEuRGVsZXRlVGVuYW50U2Vzc2lvblJlc3BvbnNlElQKDUdldFNlcnZlckluZm8SIC5ob3RwbGV4LnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GiEuaG90cGxleC52MS5HZXRTZXJ2ZXJJbmZvUmVzcG9uc2USPAoFRHJhaW4SGC5ob3RwbGV4LnYxLkRyYWluUmVxdWVzdBoZLmhvdHBsZXgudjEuRHJhaW5SZXNwb25zZRJaCg9MaXN0QXVkaXRFdmVudHMSIi5ob3RwbGV4LnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaIy5ob3RwbGV4LnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElQKDVNldFJ1bGVCeXBhc3MSIC5ob3RwbGV4LnYxLlNldFJ1bGVCeXBhc3NSZXF1ZXN0GiEuaG90cGxleC52MS5TZXRSdWxlQnlwYXNzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_session, file_hotplex_v1_session_service]);
+
+/**
+ * SetRuleBypassRequest names the session and how long.
+ *
+ * @generated from message hotplex.v1.SetRuleBypassRequest
+ */
+export type SetRuleBypassRequest = Message<"hotplex.v1.SetRuleBypassRequest"> & {
+  /**
+   * The session's tenant.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * The session.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+
+  /**
+   * How long the bypass lasts, at most 86400 (a day); 0 ends it.
+   *
+   * @generated from field: uint32 seconds = 3;
+   */
+  seconds: number;
+};
+
+/**
+ * Describes the message hotplex.v1.SetRuleBypassRequest.
+ * Use `create(SetRuleBypassRequestSchema)` to create a new message.
+ */
+export const SetRuleBypassRequestSchema: GenMessage<SetRuleBypassRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_admin_service, 0);
+
+/**
+ * SetRuleBypassResponse says until when.
+ *
+ * @generated from message hotplex.v1.SetRuleBypassResponse
+ */
+export type SetRuleBypassResponse = Message<"hotplex.v1.SetRuleBypassResponse"> & {
+  /**
+   * When the bypass ends; unset when there is none.
+   *
+   * @generated from field: google.protobuf.Timestamp until = 1;
+   */
+  until?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message hotplex.v1.SetRuleBypassResponse.
+ * Use `create(SetRuleBypassResponseSchema)` to create a new message.
+ */
+export const SetRuleBypassResponseSchema: GenMessage<SetRuleBypassResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_admin_service, 1);
 
 /**
  * ListAllSessionsRequest may name one tenant.
@@ -37,7 +93,7 @@ export type ListAllSessionsRequest = Message<"hotplex.v1.ListAllSessionsRequest"
  * Use `create(ListAllSessionsRequestSchema)` to create a new message.
  */
 export const ListAllSessionsRequestSchema: GenMessage<ListAllSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 0);
+  messageDesc(file_hotplex_v1_admin_service, 2);
 
 /**
  * TenantSessionSummary is one session and its tenant.
@@ -65,7 +121,7 @@ export type TenantSessionSummary = Message<"hotplex.v1.TenantSessionSummary"> & 
  * Use `create(TenantSessionSummarySchema)` to create a new message.
  */
 export const TenantSessionSummarySchema: GenMessage<TenantSessionSummary> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 1);
+  messageDesc(file_hotplex_v1_admin_service, 3);
 
 /**
  * ListAllSessionsResponse holds the sessions.
@@ -86,7 +142,7 @@ export type ListAllSessionsResponse = Message<"hotplex.v1.ListAllSessionsRespons
  * Use `create(ListAllSessionsResponseSchema)` to create a new message.
  */
 export const ListAllSessionsResponseSchema: GenMessage<ListAllSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 2);
+  messageDesc(file_hotplex_v1_admin_service, 4);
 
 /**
  * StopTenantSessionRequest names a session of a tenant.
@@ -114,7 +170,7 @@ export type StopTenantSessionRequest = Message<"hotplex.v1.StopTenantSessionRequ
  * Use `create(StopTenantSessionRequestSchema)` to create a new message.
  */
 export const StopTenantSessionRequestSchema: GenMessage<StopTenantSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 3);
+  messageDesc(file_hotplex_v1_admin_service, 5);
 
 /**
  * StopTenantSessionResponse is the state after the stop.
@@ -142,7 +198,7 @@ export type StopTenantSessionResponse = Message<"hotplex.v1.StopTenantSessionRes
  * Use `create(StopTenantSessionResponseSchema)` to create a new message.
  */
 export const StopTenantSessionResponseSchema: GenMessage<StopTenantSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 4);
+  messageDesc(file_hotplex_v1_admin_service, 6);
 
 /**
  * DeleteTenantSessionRequest names a session of a tenant.
@@ -177,7 +233,7 @@ export type DeleteTenantSessionRequest = Message<"hotplex.v1.DeleteTenantSession
  * Use `create(DeleteTenantSessionRequestSchema)` to create a new message.
  */
 export const DeleteTenantSessionRequestSchema: GenMessage<DeleteTenantSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 5);
+  messageDesc(file_hotplex_v1_admin_service, 7);
 
 /**
  * DeleteTenantSessionResponse confirms the deletion.
@@ -198,7 +254,7 @@ export type DeleteTenantSessionResponse = Message<"hotplex.v1.DeleteTenantSessio
  * Use `create(DeleteTenantSessionResponseSchema)` to create a new message.
  */
 export const DeleteTenantSessionResponseSchema: GenMessage<DeleteTenantSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 6);
+  messageDesc(file_hotplex_v1_admin_service, 8);
 
 /**
  * GetServerInfoRequest has no fields.
@@ -213,7 +269,7 @@ export type GetServerInfoRequest = Message<"hotplex.v1.GetServerInfoRequest"> & 
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 7);
+  messageDesc(file_hotplex_v1_admin_service, 9);
 
 /**
  * ServerLimits are the daemon's configured limits (0 = no limit).
@@ -290,7 +346,7 @@ export type ServerLimits = Message<"hotplex.v1.ServerLimits"> & {
  * Use `create(ServerLimitsSchema)` to create a new message.
  */
 export const ServerLimitsSchema: GenMessage<ServerLimits> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 8);
+  messageDesc(file_hotplex_v1_admin_service, 10);
 
 /**
  * GetServerInfoResponse describes the running daemon.
@@ -374,7 +430,7 @@ export type GetServerInfoResponse = Message<"hotplex.v1.GetServerInfoResponse"> 
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 9);
+  messageDesc(file_hotplex_v1_admin_service, 11);
 
 /**
  * DrainRequest sets the grace period.
@@ -396,7 +452,7 @@ export type DrainRequest = Message<"hotplex.v1.DrainRequest"> & {
  * Use `create(DrainRequestSchema)` to create a new message.
  */
 export const DrainRequestSchema: GenMessage<DrainRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 10);
+  messageDesc(file_hotplex_v1_admin_service, 12);
 
 /**
  * DrainResponse reports what the drain did.
@@ -425,7 +481,7 @@ export type DrainResponse = Message<"hotplex.v1.DrainResponse"> & {
  * Use `create(DrainResponseSchema)` to create a new message.
  */
 export const DrainResponseSchema: GenMessage<DrainResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 11);
+  messageDesc(file_hotplex_v1_admin_service, 13);
 
 /**
  * ListAuditEventsRequest pages through the audit log.
@@ -453,7 +509,7 @@ export type ListAuditEventsRequest = Message<"hotplex.v1.ListAuditEventsRequest"
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 12);
+  messageDesc(file_hotplex_v1_admin_service, 14);
 
 /**
  * AuditEvent is one entry of the audit log.
@@ -525,7 +581,7 @@ export type AuditEvent = Message<"hotplex.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 13);
+  messageDesc(file_hotplex_v1_admin_service, 15);
 
 /**
  * ListAuditEventsResponse holds entries, oldest first.
@@ -546,7 +602,7 @@ export type ListAuditEventsResponse = Message<"hotplex.v1.ListAuditEventsRespons
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 14);
+  messageDesc(file_hotplex_v1_admin_service, 16);
 
 /**
  * AdminService is for operators: every tenant's sessions, the server's state,
@@ -627,6 +683,21 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAuditEventsRequestSchema;
     output: typeof ListAuditEventsResponseSchema;
+  },
+  /**
+   * SetRuleBypass lifts the tenant's rules (prompt and tool-call rules) for
+   * one session for a bounded time, or ends a bypass early (seconds = 0).
+   * While it lasts, what a rule would have blocked or asked about runs, and
+   * each such match is still logged (RuleMatched with bypassed set) and
+   * audited. Errors: NOT_FOUND for an unknown session; INVALID_ARGUMENT for
+   * more than 86400 seconds.
+   *
+   * @generated from rpc hotplex.v1.AdminService.SetRuleBypass
+   */
+  setRuleBypass: {
+    methodKind: "unary";
+    input: typeof SetRuleBypassRequestSchema;
+    output: typeof SetRuleBypassResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hotplex_v1_admin_service, 0);

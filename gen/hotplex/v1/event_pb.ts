@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/event.proto.
  */
 export const file_hotplex_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChZob3RwbGV4L3YxL2V2ZW50LnByb3RvEgpob3RwbGV4LnYxIq4ICgVFdmVudBILCgNzZXEYASABKAQSEgoKc2Vzc2lvbl9pZBgCIAEoCRIPCgd0dXJuX2lkGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKD3Nlc3Npb25fc3RhcnRlZBgKIAEoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN0YXJ0ZWRIABIvCgx0dXJuX3N0YXJ0ZWQYCyABKAsyFy5ob3RwbGV4LnYxLlR1cm5TdGFydGVkSAASKwoKdGV4dF9kZWx0YRgMIAEoCzIVLmhvdHBsZXgudjEuVGV4dERlbHRhSAASMwoOdGhpbmtpbmdfZGVsdGEYDSABKAsyGS5ob3RwbGV4LnYxLlRoaW5raW5nRGVsdGFIABInCgh0b29sX3VzZRgOIAEoCzITLmhvdHBsZXgudjEuVG9vbFVzZUgAEi0KC3Rvb2xfcmVzdWx0GA8gASgLMhYuaG90cGxleC52MS5Ub29sUmVzdWx0SAASKwoKdHVybl9lbmRlZBgQIAEoCzIVLmhvdHBsZXgudjEuVHVybkVuZGVkSAASJwoFZXJyb3IYESABKAsyFi5ob3RwbGV4LnYxLkVycm9yRXZlbnRIABIxCg1zZXNzaW9uX2VuZGVkGBIgASgLMhguaG90cGxleC52MS5TZXNzaW9uRW5kZWRIABIkCgNyYXcYEyABKAsyFS5ob3RwbGV4LnYxLlJhd091dHB1dEgAEj8KFHBlcm1pc3Npb25fcmVxdWVzdGVkGBQgASgLMh8uaG90cGxleC52MS5QZXJtaXNzaW9uUmVxdWVzdGVkSAASPQoTcGVybWlzc2lvbl9yZXNvbHZlZBgVIAEoCzIeLmhvdHBsZXgudjEuUGVybWlzc2lvblJlc29sdmVkSAASMwoOc3RhdHVzX2NoYW5nZWQYFiABKAsyGS5ob3RwbGV4LnYxLlN0YXR1c0NoYW5nZWRIABIzCg5jb25maWdfY2hhbmdlZBgXIAEoCzIZLmhvdHBsZXgudjEuQ29uZmlnQ2hhbmdlZEgAEi0KC3R1cm5fcXVldWVkGBggASgLMhYuaG90cGxleC52MS5UdXJuUXVldWVkSAASLwoMdHVybl9zdGVlcmVkGBkgASgLMhcuaG90cGxleC52MS5UdXJuU3RlZXJlZEgAEjsKEmNvbnZlcnNhdGlvbl9yZXNldBgaIAEoCzIdLmhvdHBsZXgudjEuQ29udmVyc2F0aW9uUmVzZXRIABIxCg10aXRsZV9jaGFuZ2VkGBsgASgLMhguaG90cGxleC52MS5UaXRsZUNoYW5nZWRIABIzCg5zZXNzaW9uX2ZvcmtlZBgcIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkZvcmtlZEgAQgkKB3BheWxvYWQikgEKDlNlc3Npb25TdGFydGVkEiMKBGtpbmQYASABKA4yFS5ob3RwbGV4LnYxLlN0YXJ0S2luZBIQCghwcm92aWRlchgCIAEoCRIbChNwcm92aWRlcl9zZXNzaW9uX2lkGAMgASgJEgsKA3BpZBgEIAEoBRIQCgh3b3JrX2RpchgFIAEoCRINCgVtb2RlbBgGIAEoCSJFCgtUdXJuU3RhcnRlZBIOCgZwcm9tcHQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRISCgp3YXNfcXVldWVkGAMgASgIIjUKCVRleHREZWx0YRIMCgR0ZXh0GAEgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgCIAEoCSI5Cg1UaGlua2luZ0RlbHRhEgwKBHRleHQYASABKAkSGgoScGFyZW50X3Rvb2xfdXNlX2lkGAIgASgJInQKB1Rvb2xVc2USEwoLdG9vbF91c2VfaWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgppbnB1dF9qc29uGAMgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgEIAEoCRIWCg5tb2RpZmllZF9wYXRocxgFIAMoCSJ5CgpUb29sUmVzdWx0EhMKC3Rvb2xfdXNlX2lkGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSEAoIaXNfZXJyb3IYAyABKAgSFwoPc3RydWN0dXJlZF9qc29uGAQgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgFIAEoCSJrCgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAQSFQoNb3V0cHV0X3Rva2VucxgCIAEoBBIZChFjYWNoZV9yZWFkX3Rva2VucxgDIAEoBBIaChJjYWNoZV93cml0ZV90b2tlbnMYBCABKAQigAMKCVR1cm5FbmRlZBIoCgdvdXRjb21lGAEgASgOMhcuaG90cGxleC52MS5UdXJuT3V0Y29tZRIOCgZyZXN1bHQYAiABKAkSIAoFdXNhZ2UYAyABKAsyES5ob3RwbGV4LnYxLlVzYWdlEhAKCGNvc3RfdXNkGAQgASgBEhMKC2R1cmF0aW9uX21zGAUgASgEEhwKFHRoaW5raW5nX2R1cmF0aW9uX21zGAYgASgEEhgKEHRvb2xfZHVyYXRpb25fbXMYByABKAQSHgoWZ2VuZXJhdGlvbl9kdXJhdGlvbl9tcxgIIAEoBBIRCgludW1fdHVybnMYCSABKA0SFQoNZXJyb3JfbWVzc2FnZRgKIAEoCRIYChBwcm92aWRlcl9zdWJ0eXBlGAsgASgJEhYKCWV4aXRfY29kZRgMIAEoBUgAiAEBEhMKC3N0ZGVycl90YWlsGA0gASgJEhkKEXByb3ZpZGVyX3R1cm5fcmVmGA4gASgJQgwKCl9leGl0X2NvZGUiKwoKRXJyb3JFdmVudBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiVAoMU2Vzc2lvbkVuZGVkEg4KBnJlYXNvbhgBIAEoCRIWCglleGl0X2NvZGUYAiABKAVIAIgBARIOCgZzaWduYWwYAyABKAlCDAoKX2V4aXRfY29kZSIpCglSYXdPdXRwdXQSDAoEbGluZRgBIAEoCRIOCgZyZWFzb24YAiABKAkiZwoNU3RhdHVzQ2hhbmdlZBIpCgZzdGF0dXMYASABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMSKwoIcHJldmlvdXMYAiABKA4yGS5ob3RwbGV4LnYxLlNlc3Npb25TdGF0dXMiTQoNQ29uZmlnQ2hhbmdlZBINCgVtb2RlbBgBIAEoCRIXCg9wZXJtaXNzaW9uX21vZGUYAiABKAkSFAoMYXBwbGllZF9saXZlGAMgASgIIkIKClR1cm5RdWV1ZWQSDgoGcHJvbXB0GAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSEAoIcG9zaXRpb24YAyABKA0iHQoLVHVyblN0ZWVyZWQSDgoGcHJvbXB0GAEgASgJIlYKEUNvbnZlcnNhdGlvblJlc2V0EiQKHHByZXZpb3VzX3Byb3ZpZGVyX3Nlc3Npb25faWQYASABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgCIAEoCSIdCgxUaXRsZUNoYW5nZWQSDQoFdGl0bGUYASABKAkiZgoNU2Vzc2lvbkZvcmtlZBIZChFwYXJlbnRfc2Vzc2lvbl9pZBgBIAEoCRIWCg5wYXJlbnRfdHVybl9pZBgCIAEoCRIiChpwYXJlbnRfcHJvdmlkZXJfc2Vzc2lvbl9pZBgDIAEoCSpUCglTdGFydEtpbmQSGgoWU1RBUlRfS0lORF9VTlNQRUNJRklFRBAAEhMKD1NUQVJUX0tJTkRfQ09MRBABEhYKElNUQVJUX0tJTkRfUkVTVU1FRBACKtABCgtUdXJuT3V0Y29tZRIcChhUVVJOX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZUVVJOX09VVENPTUVfQ09NUExFVEVEEAESFwoTVFVSTl9PVVRDT01FX0ZBSUxFRBACEhwKGFRVUk5fT1VUQ09NRV9JTlRFUlJVUFRFRBADEhgKFFRVUk5fT1VUQ09NRV9TVE9QUEVEEAQSGgoWVFVSTl9PVVRDT01FX1RJTUVEX09VVBAFEhoKFlRVUk5fT1VUQ09NRV9DQU5DRUxMRUQQBmIGcHJvdG8z", [file_google_protobuf_timestamp, file_hotplex_v1_interaction, file_hotplex_v1_session]);
+  fileDesc("ChZob3RwbGV4L3YxL2V2ZW50LnByb3RvEgpob3RwbGV4LnYxIt8ICgVFdmVudBILCgNzZXEYASABKAQSEgoKc2Vzc2lvbl9pZBgCIAEoCRIPCgd0dXJuX2lkGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKD3Nlc3Npb25fc3RhcnRlZBgKIAEoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN0YXJ0ZWRIABIvCgx0dXJuX3N0YXJ0ZWQYCyABKAsyFy5ob3RwbGV4LnYxLlR1cm5TdGFydGVkSAASKwoKdGV4dF9kZWx0YRgMIAEoCzIVLmhvdHBsZXgudjEuVGV4dERlbHRhSAASMwoOdGhpbmtpbmdfZGVsdGEYDSABKAsyGS5ob3RwbGV4LnYxLlRoaW5raW5nRGVsdGFIABInCgh0b29sX3VzZRgOIAEoCzITLmhvdHBsZXgudjEuVG9vbFVzZUgAEi0KC3Rvb2xfcmVzdWx0GA8gASgLMhYuaG90cGxleC52MS5Ub29sUmVzdWx0SAASKwoKdHVybl9lbmRlZBgQIAEoCzIVLmhvdHBsZXgudjEuVHVybkVuZGVkSAASJwoFZXJyb3IYESABKAsyFi5ob3RwbGV4LnYxLkVycm9yRXZlbnRIABIxCg1zZXNzaW9uX2VuZGVkGBIgASgLMhguaG90cGxleC52MS5TZXNzaW9uRW5kZWRIABIkCgNyYXcYEyABKAsyFS5ob3RwbGV4LnYxLlJhd091dHB1dEgAEj8KFHBlcm1pc3Npb25fcmVxdWVzdGVkGBQgASgLMh8uaG90cGxleC52MS5QZXJtaXNzaW9uUmVxdWVzdGVkSAASPQoTcGVybWlzc2lvbl9yZXNvbHZlZBgVIAEoCzIeLmhvdHBsZXgudjEuUGVybWlzc2lvblJlc29sdmVkSAASMwoOc3RhdHVzX2NoYW5nZWQYFiABKAsyGS5ob3RwbGV4LnYxLlN0YXR1c0NoYW5nZWRIABIzCg5jb25maWdfY2hhbmdlZBgXIAEoCzIZLmhvdHBsZXgudjEuQ29uZmlnQ2hhbmdlZEgAEi0KC3R1cm5fcXVldWVkGBggASgLMhYuaG90cGxleC52MS5UdXJuUXVldWVkSAASLwoMdHVybl9zdGVlcmVkGBkgASgLMhcuaG90cGxleC52MS5UdXJuU3RlZXJlZEgAEjsKEmNvbnZlcnNhdGlvbl9yZXNldBgaIAEoCzIdLmhvdHBsZXgudjEuQ29udmVyc2F0aW9uUmVzZXRIABIxCg10aXRsZV9jaGFuZ2VkGBsgASgLMhguaG90cGxleC52MS5UaXRsZUNoYW5nZWRIABIzCg5zZXNzaW9uX2ZvcmtlZBgcIAEoCzIZLmhvdHBsZXgudjEuU2Vzc2lvbkZvcmtlZEgAEi8KDHJ1bGVfbWF0Y2hlZBgdIAEoCzIXLmhvdHBsZXgudjEuUnVsZU1hdGNoZWRIAEIJCgdwYXlsb2FkIpIBCg5TZXNzaW9uU3RhcnRlZBIjCgRraW5kGAEgASgOMhUuaG90cGxleC52MS5TdGFydEtpbmQSEAoIcHJvdmlkZXIYAiABKAkSGwoTcHJvdmlkZXJfc2Vzc2lvbl9pZBgDIAEoCRILCgNwaWQYBCABKAUSEAoId29ya19kaXIYBSABKAkSDQoFbW9kZWwYBiABKAkiRQoLVHVyblN0YXJ0ZWQSDgoGcHJvbXB0GAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSEgoKd2FzX3F1ZXVlZBgDIAEoCCI1CglUZXh0RGVsdGESDAoEdGV4dBgBIAEoCRIaChJwYXJlbnRfdG9vbF91c2VfaWQYAiABKAkiOQoNVGhpbmtpbmdEZWx0YRIMCgR0ZXh0GAEgASgJEhoKEnBhcmVudF90b29sX3VzZV9pZBgCIAEoCSJ0CgdUb29sVXNlEhMKC3Rvb2xfdXNlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKaW5wdXRfanNvbhgDIAEoCRIaChJwYXJlbnRfdG9vbF91c2VfaWQYBCABKAkSFgoObW9kaWZpZWRfcGF0aHMYBSADKAkieQoKVG9vbFJlc3VsdBITCgt0b29sX3VzZV9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJEhAKCGlzX2Vycm9yGAMgASgIEhcKD3N0cnVjdHVyZWRfanNvbhgEIAEoCRIaChJwYXJlbnRfdG9vbF91c2VfaWQYBSABKAkiawoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQSGQoRY2FjaGVfcmVhZF90b2tlbnMYAyABKAQSGgoSY2FjaGVfd3JpdGVfdG9rZW5zGAQgASgEIoADCglUdXJuRW5kZWQSKAoHb3V0Y29tZRgBIAEoDjIXLmhvdHBsZXgudjEuVHVybk91dGNvbWUSDgoGcmVzdWx0GAIgASgJEiAKBXVzYWdlGAMgASgLMhEuaG90cGxleC52MS5Vc2FnZRIQCghjb3N0X3VzZBgEIAEoARITCgtkdXJhdGlvbl9tcxgFIAEoBBIcChR0aGlua2luZ19kdXJhdGlvbl9tcxgGIAEoBBIYChB0b29sX2R1cmF0aW9uX21zGAcgASgEEh4KFmdlbmVyYXRpb25fZHVyYXRpb25fbXMYCCABKAQSEQoJbnVtX3R1cm5zGAkgASgNEhUKDWVycm9yX21lc3NhZ2UYCiABKAkSGAoQcHJvdmlkZXJfc3VidHlwZRgLIAEoCRIWCglleGl0X2NvZGUYDCABKAVIAIgBARITCgtzdGRlcnJfdGFpbBgNIAEoCRIZChFwcm92aWRlcl90dXJuX3JlZhgOIAEoCUIMCgpfZXhpdF9jb2RlIisKCkVycm9yRXZlbnQSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIlQKDFNlc3Npb25FbmRlZBIOCgZyZWFzb24YASABKAkSFgoJZXhpdF9jb2RlGAIgASgFSACIAQESDgoGc2lnbmFsGAMgASgJQgwKCl9leGl0X2NvZGUiKQoJUmF3T3V0cHV0EgwKBGxpbmUYASABKAkSDgoGcmVhc29uGAIgASgJImcKDVN0YXR1c0NoYW5nZWQSKQoGc3RhdHVzGAEgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzEisKCHByZXZpb3VzGAIgASgOMhkuaG90cGxleC52MS5TZXNzaW9uU3RhdHVzIk0KDUNvbmZpZ0NoYW5nZWQSDQoFbW9kZWwYASABKAkSFwoPcGVybWlzc2lvbl9tb2RlGAIgASgJEhQKDGFwcGxpZWRfbGl2ZRgDIAEoCCJCCgpUdXJuUXVldWVkEg4KBnByb21wdBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEhAKCHBvc2l0aW9uGAMgASgNIh0KC1R1cm5TdGVlcmVkEg4KBnByb21wdBgBIAEoCSJWChFDb252ZXJzYXRpb25SZXNldBIkChxwcmV2aW91c19wcm92aWRlcl9zZXNzaW9uX2lkGAEgASgJEhsKE3Byb3ZpZGVyX3Nlc3Npb25faWQYAiABKAkiHQoMVGl0bGVDaGFuZ2VkEg0KBXRpdGxlGAEgASgJImYKDVNlc3Npb25Gb3JrZWQSGQoRcGFyZW50X3Nlc3Npb25faWQYASABKAkSFgoOcGFyZW50X3R1cm5faWQYAiABKAkSIgoacGFyZW50X3Byb3ZpZGVyX3Nlc3Npb25faWQYAyABKAkivgEKC1J1bGVNYXRjaGVkEg8KB3J1bGVfaWQYASABKAkSKgoIc2V2ZXJpdHkYAiABKA4yGC5ob3RwbGV4LnYxLlJ1bGVTZXZlcml0eRITCgtkZXNjcmlwdGlvbhgDIAEoCRIQCghydWxlX3NldBgEIAEoCRIQCghldmlkZW5jZRgFIAEoCRISCgpyZXF1ZXN0X2lkGAYgASgJEhMKC3Rvb2xfdXNlX2lkGAcgASgJEhAKCGJ5cGFzc2VkGAggASgIKlQKCVN0YXJ0S2luZBIaChZTVEFSVF9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPU1RBUlRfS0lORF9DT0xEEAESFgoSU1RBUlRfS0lORF9SRVNVTUVEEAIq0AEKC1R1cm5PdXRjb21lEhwKGFRVUk5fT1VUQ09NRV9VTlNQRUNJRklFRBAAEhoKFlRVUk5fT1VUQ09NRV9DT01QTEVURUQQARIXChNUVVJOX09VVENPTUVfRkFJTEVEEAISHAoYVFVSTl9PVVRDT01FX0lOVEVSUlVQVEVEEAMSGAoUVFVSTl9PVVRDT01FX1NUT1BQRUQQBBIaChZUVVJOX09VVENPTUVfVElNRURfT1VUEAUSGgoWVFVSTl9PVVRDT01FX0NBTkNFTExFRBAGKnUKDFJ1bGVTZXZlcml0eRIdChlSVUxFX1NFVkVSSVRZX1VOU1BFQ0lGSUVEEAASFwoTUlVMRV9TRVZFUklUWV9CTE9DSxABEhUKEVJVTEVfU0VWRVJJVFlfQVNLEAISFgoSUlVMRV9TRVZFUklUWV9XQVJOEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_interaction, file_hotplex_v1_session]);
 
 /**
  * Event is one entry of a session's event log. Every Execute and Subscribe
@@ -220,6 +220,14 @@ export type Event = Message<"hotplex.v1.Event"> & {
      */
     value: SessionForked;
     case: "sessionForked";
+  } | {
+    /**
+     * A rule of the tenant's matched a prompt or a tool call.
+     *
+     * @generated from field: hotplex.v1.RuleMatched rule_matched = 29;
+     */
+    value: RuleMatched;
+    case: "ruleMatched";
   } | { case: undefined; value?: undefined };
 };
 
@@ -977,6 +985,82 @@ export const SessionForkedSchema: GenMessage<SessionForked> = /*@__PURE__*/
   messageDesc(file_hotplex_v1_event, 18);
 
 /**
+ * RuleMatched is logged when a rule of the tenant's (a built-in set the
+ * server config enables, or the operator's own) matches a prompt or a tool
+ * call. A blocked prompt is never logged (its Execute fails and starts no
+ * turn); the audit log has it.
+ *
+ * @generated from message hotplex.v1.RuleMatched
+ */
+export type RuleMatched = Message<"hotplex.v1.RuleMatched"> & {
+  /**
+   * The rule's id, e.g. "fs.rm-root".
+   *
+   * @generated from field: string rule_id = 1;
+   */
+  ruleId: string;
+
+  /**
+   * What it does with a match.
+   *
+   * @generated from field: hotplex.v1.RuleSeverity severity = 2;
+   */
+  severity: RuleSeverity;
+
+  /**
+   * What the rule is about.
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * The set it belongs to ("custom" for the operator's own).
+   *
+   * @generated from field: string rule_set = 4;
+   */
+  ruleSet: string;
+
+  /**
+   * What matched, as the rule engine read it (e.g. the normalized command),
+   * at most 256 characters.
+   *
+   * @generated from field: string evidence = 5;
+   */
+  evidence: string;
+
+  /**
+   * With a tool call: the PermissionRequested's request id, or the tool call
+   * id when the call was judged without one.
+   *
+   * @generated from field: string request_id = 6;
+   */
+  requestId: string;
+
+  /**
+   * With a tool call: its id.
+   *
+   * @generated from field: string tool_use_id = 7;
+   */
+  toolUseId: string;
+
+  /**
+   * The session's rules were lifted (AdminService.SetRuleBypass): the match
+   * had no effect.
+   *
+   * @generated from field: bool bypassed = 8;
+   */
+  bypassed: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.RuleMatched.
+ * Use `create(RuleMatchedSchema)` to create a new message.
+ */
+export const RuleMatchedSchema: GenMessage<RuleMatched> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_event, 19);
+
+/**
  * How an agent process came to run.
  *
  * @generated from enum hotplex.v1.StartKind
@@ -1078,4 +1162,47 @@ export enum TurnOutcome {
  */
 export const TurnOutcomeSchema: GenEnum<TurnOutcome> = /*@__PURE__*/
   enumDesc(file_hotplex_v1_event, 1);
+
+/**
+ * How a rule treats what it matches.
+ *
+ * @generated from enum hotplex.v1.RuleSeverity
+ */
+export enum RuleSeverity {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: RULE_SEVERITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Refused: a prompt fails Execute with PERMISSION_DENIED naming the rule; a
+   * tool call is denied with the rule named and the turn goes on.
+   *
+   * @generated from enum value: RULE_SEVERITY_BLOCK = 1;
+   */
+  BLOCK = 1,
+
+  /**
+   * A tool call is put to the client as a permission request, even when the
+   * session would allow it by itself.
+   *
+   * @generated from enum value: RULE_SEVERITY_ASK = 2;
+   */
+  ASK = 2,
+
+  /**
+   * Let through, and logged.
+   *
+   * @generated from enum value: RULE_SEVERITY_WARN = 3;
+   */
+  WARN = 3,
+}
+
+/**
+ * Describes the enum hotplex.v1.RuleSeverity.
+ */
+export const RuleSeveritySchema: GenEnum<RuleSeverity> = /*@__PURE__*/
+  enumDesc(file_hotplex_v1_event, 2);
 

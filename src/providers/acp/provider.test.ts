@@ -17,7 +17,7 @@ import { AcpProvider } from "./provider.js";
 import type { AcpQuirks } from "./quirks.js";
 
 const FAKE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "test", "fixtures", "fake-acp-agent.mjs");
-const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
+const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false, gateToolCalls: false };
 const QUIRKS: AcpQuirks = {
   kind: "fake",
   envAllowList: [],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { AgentRequest } from "../provider.js";
-import { answerLine } from "./agent-requests.js";
+import { answerLine, GATE_HOOKS, PRE_TOOL_USE_CALLBACK, toolCheckOf } from "./agent-requests.js";
 
 const bash: AgentRequest = {
   requestId: "fe805231-7d3a-4c2e-9b1a-2f0e6d5c4b3a",
@@ -71,5 +71,39 @@ describe("answerLine (the control_response to a can_use_tool)", () => {
     const line = answerLine({ ...bash, toolUseId: "" }, { behavior: "deny", message: "line\nbreak\u2028" });
     expect(line).not.toContain("\n");
     expect(responseOf(answerLine({ ...bash, toolUseId: "" }, { behavior: "allow", forSession: false })).response).not.toHaveProperty("toolUseID");
+  });
+});
+
+describe("the PreToolUse gate (hook_callback of hotplex's hook)", () => {
+  const callback = (input: unknown, callbackId = PRE_TOOL_USE_CALLBACK) => ({ subtype: "hook_callback", callback_id: callbackId, input, tool_use_id: "toolu_9" });
+
+  it("reads the call the CLI is about to run: tool, input, command or path", () => {
+    const bashCheck = toolCheckOf("h1", callback({ hook_event_name: "PreToolUse", tool_name: "Bash", tool_input: { command: "rm -rf x" }, tool_use_id: "toolu_1" }));
+    expect(bashCheck).toMatchObject({ requestId: "h1", kind: "check", toolName: "Bash", command: "rm -rf x", toolUseId: "toolu_1", inputJson: '{"command":"rm -rf x"}' });
+    const write = toolCheckOf("h2", callback({ tool_name: "Write", tool_input: { file_path: "/etc/passwd", content: "x" } }));
+    expect(write).toMatchObject({ kind: "check", path: "/etc/passwd", command: "", toolUseId: "toolu_9" });
+  });
+
+  it("ignores another hook's callbacks and calls it cannot read (the session refuses them as control requests)", () => {
+    expect(toolCheckOf("h", callback({ tool_name: "Bash", tool_input: {} }, "someone-else"))).toBeUndefined();
+    expect(toolCheckOf("h", callback({ tool_input: {} }))).toBeUndefined();
+    expect(toolCheckOf("h", callback({ tool_name: "Bash", tool_input: "rm -rf /" }))).toBeUndefined();
+    expect(toolCheckOf("h", callback(null))).toBeUndefined();
+  });
+
+  it("answers deny with the reason, ask, or nothing (the CLI's own settings decide)", () => {
+    const check = toolCheckOf("h3", callback({ tool_name: "Bash", tool_input: { command: "x" } }));
+    if (!check) throw new Error("no check");
+    expect(responseOf(answerLine(check, { behavior: "deny", message: "blocked by rule r" })).response).toEqual({
+      hookSpecificOutput: { hookEventName: "PreToolUse", permissionDecision: "deny", permissionDecisionReason: "blocked by rule r" },
+    });
+    expect(responseOf(answerLine(check, { behavior: "defer", ask: true })).response).toMatchObject({ hookSpecificOutput: { permissionDecision: "ask" } });
+    expect(responseOf(answerLine(check, { behavior: "defer", ask: false })).response).toEqual({});
+    // A permission request cannot be deferred: it is denied, so the CLI never waits.
+    expect(responseOf(answerLine(bash, { behavior: "defer", ask: false })).response).toMatchObject({ behavior: "deny" });
+  });
+
+  it("registers one hook for every tool through initialize", () => {
+    expect(GATE_HOOKS).toEqual({ PreToolUse: [{ hookCallbackIds: [PRE_TOOL_USE_CALLBACK] }] });
   });
 });

@@ -84,7 +84,54 @@ export function answerLine(request: AgentRequest, decision: AgentDecision): stri
   });
 }
 
+/** The id of the PreToolUse hook hotplex registers (LaunchConfig.gateToolCalls). */
+export const PRE_TOOL_USE_CALLBACK = "hotplex-pre-tool-use";
+
+/** The PreToolUse hooks to register through `initialize` (every tool: no matcher). */
+export const GATE_HOOKS = { PreToolUse: [{ hookCallbackIds: [PRE_TOOL_USE_CALLBACK] }] };
+
+/**
+ * The check of a `hook_callback` for hotplex's PreToolUse hook (reference §10, hooks
+ * through initialize): the CLI is about to run the call, whatever its settings say.
+ */
+export function toolCheckOf(requestId: string, request: JsonObject): AgentRequest | undefined {
+  if (request.callback_id !== PRE_TOOL_USE_CALLBACK) return undefined;
+  const input = isObject(request.input) ? request.input : {};
+  const toolName = str(input.tool_name);
+  const toolInput = input.tool_input === undefined ? {} : input.tool_input;
+  if (!toolName || !isObject(toolInput)) return undefined;
+  return {
+    requestId,
+    kind: "check",
+    toolName,
+    toolUseId: str(input.tool_use_id) ?? str(request.tool_use_id) ?? "",
+    inputJson: JSON.stringify(toolInput),
+    description: "",
+    // File tools name their target in one of these; Bash its command.
+    path: bounded(toolInput.file_path ?? toolInput.notebook_path ?? toolInput.path),
+    command: toolName === "Bash" ? bounded(toolInput.command) : "",
+    suggestionsJson: [],
+    questions: [],
+  };
+}
+
+// A PreToolUse hook's answer: deny (the CLI refuses the call, the turn goes on), ask (its
+// permission flow asks), or nothing (its own settings decide).
+function checkPayload(decision: AgentDecision): JsonObject {
+  if (decision.behavior === "deny" || (decision.behavior === "defer" && decision.ask)) {
+    return {
+      hookSpecificOutput: {
+        hookEventName: "PreToolUse",
+        permissionDecision: decision.behavior === "deny" ? "deny" : "ask",
+        permissionDecisionReason: decision.behavior === "deny" ? decision.message : "a rule of the host asks for approval",
+      },
+    };
+  }
+  return {};
+}
+
 function answerPayload(request: AgentRequest, decision: AgentDecision): JsonObject {
+  if (request.kind === "check") return checkPayload(decision);
   const deny = (message: string): JsonObject => ({ behavior: "deny", message });
   const allow = (updatedInput: JsonObject): JsonObject => ({
     behavior: "allow",
@@ -106,6 +153,8 @@ function answerPayload(request: AgentRequest, decision: AgentDecision): JsonObje
       for (const [key, value] of Object.entries(decision.answers)) if (typeof value === "string") answers[key] = value;
       return allow({ ...original, answers });
     }
+    case "defer":
+      return deny("hotplex: a permission request cannot be deferred");
   }
 }
 

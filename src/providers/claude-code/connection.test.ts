@@ -18,7 +18,7 @@ import { ClaudeStreamParser } from "./parser.js";
 import { ClaudeCodeProvider } from "./provider.js";
 
 const FAKE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "test", "fixtures", "fake-claude.mjs");
-const CONFIG: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: true };
+const CONFIG: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: true, gateToolCalls: false };
 const launcher = new AgentLauncher(Sandbox.open({ ...DEFAULT_SANDBOX, mode: "off", memoryBytes: 0, processes: 0, openFiles: 0 }, pino({ level: "silent" })));
 const provider = new ClaudeCodeProvider(FAKE);
 

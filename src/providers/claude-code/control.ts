@@ -5,7 +5,7 @@
 
 import type { ParsedOutput } from "../provider.js";
 import type { ControlReply } from "../transport/stdio-ndjson.js";
-import { agentRequestOf } from "./agent-requests.js";
+import { agentRequestOf, toolCheckOf } from "./agent-requests.js";
 import { isObject, str } from "./content.js";
 import type { JsonObject } from "./content.js";
 
@@ -36,6 +36,10 @@ export function controlRequest(msg: JsonObject): ParsedOutput[] | undefined {
   if (subtype === "can_use_tool") {
     const agentRequest = agentRequestOf(requestId, request);
     if (agentRequest) return [{ type: "agent_request", request: agentRequest }];
+  }
+  if (subtype === "hook_callback") {
+    const check = toolCheckOf(requestId, request);
+    if (check) return [{ type: "agent_request", request: check }];
   }
   return [{ type: "control_request", requestId, subtype }];
 }

@@ -5,7 +5,7 @@ import type { LaunchConfig } from "../provider.js";
 import { ClaudeCodeProvider, PERMISSION_MODES } from "./provider.js";
 
 const provider = new ClaudeCodeProvider("/usr/bin/claude");
-const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
+const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false, gateToolCalls: false };
 const launch = (config: Partial<LaunchConfig>) =>
   provider.command({ providerSessionId: "0b5e4c4a-1f8e-4d3b-9a6c-2e7f8d9c0b1a", mode: "new", config: { ...NONE, ...config }, paths: { workDir: "/w", home: "/h", stateDir: "/state/s1" } });
 

@@ -16,7 +16,7 @@ import {
 import { LaunchError } from "../../process/launcher.js";
 import { type ControlRequestBody, type NdjsonEncoder, StdioNdjsonConnection } from "../transport/stdio-ndjson.js";
 import { agentVersion } from "../version.js";
-import { answerLine } from "./agent-requests.js";
+import { answerLine, GATE_HOOKS } from "./agent-requests.js";
 import { modelsOf, settingsRequests } from "./live-settings.js";
 import { ClaudeStreamParser, UUID } from "./parser.js";
 import { PERMISSION_MODES } from "./permission-modes.js";
@@ -63,7 +63,9 @@ export class ClaudeCodeProvider implements Provider, NdjsonEncoder {
 
   connect(start: AgentStart): Promise<AgentConnection> {
     const command = this.command(start);
-    return StdioNdjsonConnection.open(start, command, new ClaudeStreamParser(), this, this.capabilities);
+    // Gated: hotplex's PreToolUse hook sees every tool call before it runs.
+    const startup = start.config.gateToolCalls ? { subtype: "initialize", hooks: GATE_HOOKS } : undefined;
+    return StdioNdjsonConnection.open(start, command, new ClaudeStreamParser(), this, this.capabilities, undefined, startup);
   }
 
   version(): Promise<string> {

@@ -15,7 +15,7 @@ import type { AgentConnection } from "../connection.js";
 import type { AgentStart, LaunchConfig, ParsedOutput } from "../provider.js";
 import { CodexProvider } from "./provider.js";
 
-const CONFIG: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: true };
+const CONFIG: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: true, gateToolCalls: false };
 const launcher = new AgentLauncher(Sandbox.open({ ...DEFAULT_SANDBOX, mode: "off", memoryBytes: 0, processes: 0, openFiles: 0 }, pino({ level: "silent" })));
 
 // The provider runs `<executable> app-server --config=…`: with node as the executable, node

@@ -7,7 +7,7 @@ import type { AgentStart, LaunchConfig } from "../provider.js";
 import { nativeCodex } from "./executable.js";
 import { CodexProvider } from "./provider.js";
 
-const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
+const NONE: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false, gateToolCalls: false };
 const repoRoot = path.resolve(import.meta.dirname, "..", "..", "..");
 
 describe("CodexProvider", () => {

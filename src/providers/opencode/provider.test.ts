@@ -4,7 +4,7 @@ import { configContent } from "./config.js";
 import { nativeOpenCode } from "./executable.js";
 import { OpenCodeProvider } from "./provider.js";
 
-const base: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false };
+const base: LaunchConfig = { model: "", permissionMode: "", allowedTools: [], disallowedTools: [], systemPrompt: "", appendSystemPrompt: "", approvals: false, gateToolCalls: false };
 
 describe("OpenCode provider", () => {
   const provider = new OpenCodeProvider();

@@ -129,6 +129,7 @@ export class StdioNdjsonConnection extends StdioAgentConnection implements Agent
   #controls = 0;
   readonly #pending = new Map<string, AgentRequest>();
   readonly #awaited = new Map<string, AwaitedReply>();
+  #startupReply: Promise<unknown> | undefined;
 
   private constructor(lines: StdioLines, encoder: NdjsonEncoder, capabilities: ProviderCapabilities, controlTimeoutMs: number) {
     super(lines);
@@ -145,6 +146,8 @@ export class StdioNdjsonConnection extends StdioAgentConnection implements Agent
     encoder: NdjsonEncoder,
     capabilities: ProviderCapabilities,
     controlTimeoutMs = CONTROL_TIMEOUT_MS,
+    /** A control request written before the first prompt (e.g. to register hooks). */
+    startup?: ControlRequestBody,
   ): Promise<StdioNdjsonConnection> {
     // Lines may come before open() returns: they wait for the connection.
     let connection: StdioNdjsonConnection | undefined;
@@ -157,6 +160,8 @@ export class StdioNdjsonConnection extends StdioAgentConnection implements Agent
     });
     connection = new StdioNdjsonConnection(lines, encoder, capabilities, controlTimeoutMs);
     for (const item of early) connection.#route(item, start.handlers.onOutput);
+    // Its reply is kept (an initialize's lists the models); a failure leaves it undefined.
+    if (startup) connection.#startupReply = connection.#control(startup).catch(() => undefined);
     return connection;
   }
 
@@ -190,6 +195,10 @@ export class StdioNdjsonConnection extends StdioAgentConnection implements Agent
   }
 
   async listModels(): Promise<AgentModel[]> {
+    // The startup request's reply, when it was the models request (sent once: a second
+    // initialize might drop the hooks the first registered).
+    const startup = await this.#startupReply;
+    if (startup !== undefined) return this.#encoder.modelsOf(startup);
     return this.#encoder.modelsOf(await this.#control(this.#encoder.modelsRequest()));
   }
 

@@ -51,6 +51,13 @@ export function adminServiceRoutes(engine: Engine, facts: ServerFacts): (router:
         return { session, lastSeq: BigInt(lastSeq) };
       },
 
+      setRuleBypass(req, ctx) {
+        const tenant = tenantArgument(req.tenant);
+        const until = engine.setRuleBypass(admin(ctx, tenant), req.sessionId, req.seconds);
+        audit(ctx, req.seconds > 0 ? `lifted the rules for ${req.seconds} s` : "ended the rule bypass", tenant, req.sessionId);
+        return { until: until === undefined ? undefined : timestampFromMs(until) };
+      },
+
       async deleteTenantSession(req, ctx) {
         const tenant = tenantArgument(req.tenant);
         audit(ctx, req.deleteTranscript ? "deleted the session and its transcript" : "deleted the session", tenant, req.sessionId);

@@ -1,0 +1,84 @@
+// What the danger detector costs (`npm run bench -- rules`): judge() per prompt and per
+// tool call on 4 KiB inputs with every built-in set on, each call timed alone.
+//
+// Inputs: a prose prompt with inline code and a fenced block; a prompt that is mostly a
+// fenced shell script; a 4 KiB command line of ordinary build steps chained with && and
+// pipes (≈160 programs: the worst case); the same with a dangerous step buried at the
+// end; a here-document writing a 4 KiB file (the common shape of a big tool call); and a
+// file tool's path.
+// Targets (issue #13): p50 ≤ 20 µs, p99 ≤ 100 µs.
+import os from "node:os";
+import { BUILTIN_SETS, RuleEngine, type RuleInput } from "../src/security/rules/index.js";
+import { type BenchResult, isMain, report, type Row, summarize } from "./lib.js";
+import { loadNote } from "./overhead.js";
+
+const KIB4 = 4096;
+
+function fill(unit: readonly string[], size: number, join: string): string {
+  let out = "";
+  for (let k = 0; out.length < size; k += 1) out += (out === "" ? "" : join) + unit[k % unit.length];
+  return out.slice(0, size);
+}
+
+const PROSE = [
+  "Please refactor the session module so that each turn is queued rather than rejected when the agent is busy.",
+  "The tests in `test/integration/session.test.ts` should keep passing; run `npm test` when you are done.",
+  "Keep the public API as it is, and explain any change to the event log format in the pull request description.",
+  "If a helper such as `rm -rf ./build` is needed in a script, put it under scripts/ and make it executable with `chmod +x`.",
+];
+const SCRIPT_LINES = ["npm ci", "npm run build", "rm -rf ./dist ./coverage", "npx vitest run src/session", "git status --short", "ls -la ./build | head -20", "cat package.json | jq .version"];
+
+export const INPUTS: { what: string; input: RuleInput }[] = [
+  { what: "prompt: prose with inline code", input: { kind: "prompt", text: fill(PROSE, KIB4, " ") } },
+  { what: "prompt: a fenced shell script", input: { kind: "prompt", text: "Run this and tell me what fails:\n```sh\n" + fill(SCRIPT_LINES, KIB4 - 48, "\n") + "\n```\n" } },
+  { what: "tool call: 4 KiB command line", input: { kind: "command", command: fill(SCRIPT_LINES, KIB4, " && "), cwd: "/home/dev/.hotplex/work/s1", home: "/home/dev" } },
+  { what: "tool call: 4 KiB, dangerous at the end", input: { kind: "command", command: fill(SCRIPT_LINES, KIB4 - 40, " && ") + " && echo cm0gLXJmIC8= | base64 -d | sh", cwd: "/home/dev/.hotplex/work/s1", home: "/home/dev" } },
+  { what: "tool call: 4 KiB here-document (a file write)", input: { kind: "command", command: "cat > src/session/queue.ts <<'EOF'\n" + fill(PROSE, KIB4 - 40, "\n") + "\nEOF", cwd: "/home/dev/.hotplex/work/s1", home: "/home/dev" } },
+  { what: "tool call: a file tool's path", input: { kind: "file", operation: "write", path: "./src/session/queue.ts", cwd: "/home/dev/.hotplex/work/s1", home: "/home/dev" } },
+];
+
+export function measure(engine: RuleEngine, input: RuleInput, calls: number): { p50: number; p99: number; severity: string } {
+  const perCall: number[] = [];
+  let severity = "pass";
+  for (let i = 0; i < calls; i += 1) {
+    const start = process.hrtime.bigint();
+    const matches = engine.judge(input);
+    perCall.push(Number(process.hrtime.bigint() - start) / 1000);
+    severity = matches[0]?.severity ?? "pass";
+  }
+  const summary = summarize(perCall.slice(Math.floor(calls / 10)));
+  return { p50: summary.median, p99: summary.p99, severity };
+}
+
+export async function main(): Promise<BenchResult> {
+  const startLoad = os.loadavg()[0] ?? NaN;
+  const calls = Number(process.env.RULES_CALLS ?? 5_000);
+  const engine = RuleEngine.create({ sets: BUILTIN_SETS, custom: [], allowPaths: [], workRoot: "/home/dev/.hotplex/work" });
+  const rows: Row[] = [];
+  const results: { what: string; p50: number; p99: number }[] = [];
+  for (const { what, input } of INPUTS) {
+    const { p50, p99, severity } = measure(engine, input, calls);
+    const bytes = input.kind === "prompt" ? input.text.length : input.kind === "command" ? input.command.length : input.path.length;
+    results.push({ what, p50, p99 });
+    rows.push({ what, bytes, verdict: severity, median: p50.toFixed(2), p99: p99.toFixed(2), unit: "µs per judge()" });
+  }
+  const sized = results.filter((r) => !r.what.includes("file tool"));
+  const worstP50 = Math.max(...sized.map((r) => r.p50));
+  const worstP99 = Math.max(...sized.map((r) => r.p99));
+  const result: BenchResult = {
+    name: "rules",
+    title: "Cost of the danger detector's rules per prompt and per tool call",
+    command: "npm run bench -- rules",
+    rows,
+    notes: [
+      `Worst 4 KiB input: p50 ${worstP50.toFixed(2)} µs (target ≤ 20 µs: ${worstP50 <= 20 ? "met" : "MISSED"}), p99 ${worstP99.toFixed(2)} µs (target ≤ 100 µs: ${worstP99 <= 100 ? "met" : "MISSED"}).`,
+      `Every built-in set on (${BUILTIN_SETS.join(", ")}), no custom rules; ${calls} calls per input in this process, each timed alone with hrtime, first 10% dropped (JIT warm-up).`,
+      "Prompt rows: prose with inline code (commands are looked for in every sentence and every code span) and a prompt that is one fenced shell script. Command rows: a 4 KiB line of ordinary build steps chained with && and pipes, and the same with a base64 decode-and-run at its end (decoded and judged: a block).",
+      loadNote(startLoad),
+    ],
+  };
+  report(result);
+  return result;
+}
+
+if (isMain(import.meta.url)) await main();
