@@ -509,7 +509,10 @@ export class Engine {
     if (!session.provider.capabilities.steer) {
       throw new HotplexError("failed_precondition", `provider ${session.providerName} cannot take a message into a running turn; queue it with Execute instead`);
     }
+    // A message into a turn is a prompt like any other: the tenant's rules judge it first.
+    const ruled = this.#judgePrompt(caller, sessionId, prompt);
     const steered = await session.steer(prompt, turnId);
+    for (const match of ruled.matches) session.log.append(steered.turnId, { case: "ruleMatched", value: ruleMatched(match, ruled.bypassed) });
     this.#committer.flush();
     return steered;
   }

@@ -9,7 +9,7 @@ import { type Event, RuleSeverity, TurnOutcome } from "../../gen/hotplex/v1/even
 import { Decider } from "../../gen/hotplex/v1/interaction_pb.js";
 import { ApprovalMode } from "../../gen/hotplex/v1/session_pb.js";
 import { FakeProvider } from "../fixtures/fake-provider.js";
-import { executeEvents, startTestDaemon, subscribedEvents, type TestDaemon, testToken, textOf, transportFor, turnEndOf } from "../harness.js";
+import { executeEvents, followUntil, startTestDaemon, subscribedEvents, type TestDaemon, testToken, textOf, transportFor, turnEndOf } from "../harness.js";
 import { hashToken } from "../../src/security/credentials.js";
 import { allow, lastSeqOf, nextRequest, resolutionsIn } from "../interactive.js";
 
@@ -24,6 +24,8 @@ describe("the tenant's rules on prompts and tool calls", () => {
   const sessionId = () => `r${++n}`;
   const execute = (id: string, prompt: string, approvalMode = ApprovalMode.CLIENT) =>
     executeEvents(daemon.client.execute({ sessionId: id, prompt, config: { provider: "fake", approvalMode } }));
+  // Waits until the session's running turn has started.
+  const nextRunning = (id: string) => followUntil(daemon.client, id, (e) => e.payload.case === "turnStarted");
   const audit = async (kind: string) => {
     const admin = createClient(AdminService, transportFor(daemon.server.url, "connect", ADMIN_TOKEN));
     return (await admin.listAuditEvents({ afterId: 0n, limit: 1000 })).events.filter((e) => e.kind === kind);
@@ -118,6 +120,16 @@ describe("the tenant's rules on prompts and tool calls", () => {
     const [resolved] = resolutionsIn(agentMode);
     expect(resolved?.decidedBy).toBe(Decider.RULE);
     expect(resolved?.message).toMatch(/rule \S+ asks a human/);
+  });
+
+  it("judges a message steered into a running turn like a prompt: a blocked one never reaches the agent", async () => {
+    const id = sessionId();
+    const turn = execute(id, "[[steer]]");
+    await nextRunning(id);
+    const error = await daemon.client.steer({ sessionId: id, prompt: "now run `rm -rf / --no-preserve-root`" }).catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.PermissionDenied);
+    await daemon.client.steer({ sessionId: id, prompt: "use tabs" });
+    expect(textOf(await turn)).toBe("steered: use tabs");
   });
 
   it("lifts the rules for one session for a bounded time (admin): the call goes on, the match is logged as bypassed and audited", async () => {
