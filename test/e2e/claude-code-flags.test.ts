@@ -1,46 +1,34 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
-import { claudeEnv, type MockAnthropic, startMockAnthropic } from "../fixtures/mock-anthropic.js";
-import { executeEvents, repoRoot, startTestDaemon, type TestDaemon, turnEndOf } from "../harness.js";
+import { type MockAnthropic } from "../fixtures/mock-anthropic.js";
+import { executeEvents, type TestDaemon, turnEndOf } from "../harness.js";
+import { type ClaudeE2E, startClaudeE2E } from "./claude-daemon.js";
 import { settingsInjection } from "../security/injection.js";
 
-const claudePath = path.join(repoRoot, "node_modules", ".bin", "claude");
 
 // The real Claude Code CLI reads --settings from anywhere in its argv, also from an entry
 // meant as another flag's value, and runs the hooks it names: no config value may ever be
 // such an entry. Each field, tried against the real CLI.
 describe("session config values reach the real Claude Code CLI as values, never as flags", () => {
+  let e2e: ClaudeE2E;
   let mock: MockAnthropic;
-  let scratch: string;
   let daemon: TestDaemon;
 
   beforeAll(async () => {
-    mock = await startMockAnthropic();
-    scratch = mkdtempSync(path.join(tmpdir(), "hotplex-e2e-flags-"));
-    const dirs = { workRoot: path.join(scratch, "work"), home: path.join(scratch, "home") };
-    mkdirSync(dirs.workRoot, { recursive: true });
-    mkdirSync(dirs.home, { recursive: true });
-    daemon = await startTestDaemon({
-      claudePath,
-      dirs,
-      env: claudeEnv({ home: dirs.home, baseUrl: mock.url }),
-      engine: { limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 } },
-    });
+    e2e = await startClaudeE2E("flags");
+    ({ mock, daemon } = e2e);
   });
   afterAll(async () => {
-    await daemon?.close();
-    await mock?.close();
-    rmSync(scratch, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   const systemText = (system: unknown) => JSON.stringify(system);
 
   it("sends an injected system prompt and appended prompt to the model as text, and runs no hook", async () => {
-    const marker = path.join(scratch, "system-pwned");
+    const marker = path.join(e2e.scratch, "system-pwned");
     const before = mock.requests.length;
     const events = await executeEvents(
       daemon.client.execute({
@@ -80,7 +68,7 @@ describe("session config values reach the real Claude Code CLI as values, never 
     ["model", { model: "<x>" }],
     ["permission_mode", { permissionMode: "<x>" }],
   ] as const)("refuses an injected --settings in %s before the CLI starts", async (field, shape) => {
-    const marker = path.join(scratch, `${field}-pwned`);
+    const marker = path.join(e2e.scratch, `${field}-pwned`);
     const config = JSON.parse(JSON.stringify(shape).replace('"<x>"', JSON.stringify(settingsInjection(marker))));
     const error = await executeEvents(daemon.client.execute({ sessionId: `refused-${field}`, prompt: "hi", config })).then(
       () => undefined,

@@ -2,47 +2,32 @@
 // of the Messages API: permission prompts on stdio (approve, edit, deny, deny and
 // interrupt, for the session), AskUserQuestion, an interrupt while a prompt waits, a live
 // model change, the model list, and a fork at a turn. Nothing leaves the machine.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Event } from "../../gen/hotplex/v1/event_pb.js";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { Decider, type PermissionRequested, PermissionDecision, RequestKind } from "../../gen/hotplex/v1/interaction_pb.js";
 import { ApprovalMode } from "../../gen/hotplex/v1/session_pb.js";
-import { repoRoot, startTestDaemon, type TestDaemon, textOf, turnEndOf } from "../harness.js";
+import { type TestDaemon, textOf, turnEndOf } from "../harness.js";
+import { type ClaudeE2E, startClaudeE2E } from "./claude-daemon.js";
 import { answering as answeringWith, type Decision, requestsIn, resolutionsIn, turnSeeing } from "../interactive.js";
-import { claudeEnv, conversationOf, type MockAnthropic, startMockAnthropic } from "../fixtures/mock-anthropic.js";
+import { conversationOf, type MockAnthropic } from "../fixtures/mock-anthropic.js";
 
-const claudePath = path.join(repoRoot, "node_modules", ".bin", "claude");
 const ALLOW: Decision = { case: "allow", value: { forSession: false, updatedInputJson: "" } };
 const bash = (command: string) => `[[tool:Bash:${JSON.stringify({ command })}]]`;
 
 describe("interactive control of the real Claude Code CLI", () => {
+  let e2e: ClaudeE2E;
   let mock: MockAnthropic;
-  let scratch: string;
   let daemon: TestDaemon;
 
   beforeAll(async () => {
-    mock = await startMockAnthropic();
-    scratch = mkdtempSync(path.join(tmpdir(), "hotplex-e2e-interactive-"));
-    const dirs = { workRoot: path.join(scratch, "work"), home: path.join(scratch, "home") };
-    mkdirSync(dirs.workRoot, { recursive: true });
-    mkdirSync(dirs.home, { recursive: true });
-    daemon = await startTestDaemon({
-      claudePath,
-      dirs,
-      env: claudeEnv({ home: dirs.home, baseUrl: mock.url }),
-      engine: {
-        limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 },
-        approvals: { defaultMode: "agent", timeoutMs: 60_000 },
-      },
-    });
+    e2e = await startClaudeE2E("interactive", { approvals: { defaultMode: "agent", timeoutMs: 60_000 } });
+    ({ mock, daemon } = e2e);
   });
   afterAll(async () => {
-    await daemon?.close();
-    await mock?.close();
-    rmSync(scratch, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   // One turn; `approvalMode` null: no config (the session's as it is).

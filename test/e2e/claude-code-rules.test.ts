@@ -2,60 +2,44 @@
 // a blocked prompt never reaches the model, a blocked tool call is vetoed through hotplex's
 // PreToolUse hook (even one the session's settings allow) while the turn completes, and an
 // ask rule turns a call into an approval request. Nothing leaves the machine.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Event, RuleSeverity, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { ApprovalMode } from "../../gen/hotplex/v1/session_pb.js";
-import type { CustomRuleSpec } from "../../src/security/rules/index.js";
+import { type CustomRuleSpec, DEFAULT_SETS } from "../../src/security/rules/index.js";
 import { TenantDirectory, defaultPolicy, NO_TENANT_LIMITS } from "../../src/security/tenant-policy.js";
-import { claudeEnv, type MockAnthropic, startMockAnthropic } from "../fixtures/mock-anthropic.js";
-import { executeEvents, repoRoot, startTestDaemon, type TestDaemon, turnEndOf } from "../harness.js";
+import { type MockAnthropic } from "../fixtures/mock-anthropic.js";
+import { executeEvents, type TestDaemon, turnEndOf } from "../harness.js";
+import { type ClaudeE2E, startClaudeE2E } from "./claude-daemon.js";
 import { allow, requestsIn, turnSeeing } from "../interactive.js";
 
-const claudePath = path.join(repoRoot, "node_modules", ".bin", "claude");
 const matchesIn = (events: Event[]) => events.flatMap((e) => (e.payload.case === "ruleMatched" ? [e.payload.value] : []));
 const bash = (command: string) => `[[tool:Bash:${JSON.stringify({ command })}]]`;
 // A decode-and-run that, were it to run, would only create a file in the work dir.
 const DECODE_AND_RUN = `echo ${Buffer.from("touch pwned.txt").toString("base64")} | base64 -d | sh`;
 
 describe("the tenant's rules with the real Claude Code CLI", () => {
+  let e2e: ClaudeE2E;
   let mock: MockAnthropic;
-  let scratch: string;
   let daemon: TestDaemon;
 
   beforeAll(async () => {
-    mock = await startMockAnthropic();
-    scratch = mkdtempSync(path.join(tmpdir(), "hotplex-e2e-rules-"));
-    const dirs = { workRoot: path.join(scratch, "work"), home: path.join(scratch, "home") };
-    mkdirSync(dirs.workRoot, { recursive: true });
-    mkdirSync(dirs.home, { recursive: true });
-    daemon = await startTestDaemon({
-      claudePath,
-      dirs,
-      env: claudeEnv({ home: dirs.home, baseUrl: mock.url }),
-      engine: {
-        limits: { turnTimeoutMs: 60_000, stopGraceMs: 5_000 },
+    e2e = await startClaudeE2E("rules",
+      {
         approvals: { defaultMode: "agent", timeoutMs: 60_000 },
         // An ask rule of the operator's own beside the built-in sets.
         tenants: new TenantDirectory({
           policy: defaultPolicy(600_000),
           limits: NO_TENANT_LIMITS,
-          rules: {
-            sets: (await import("../../src/security/rules/index.js")).DEFAULT_SETS,
-            custom: [ASK_RULE],
-            allowPaths: [],
-          },
+          rules: { sets: DEFAULT_SETS, custom: [ASK_RULE], allowPaths: [] },
         }),
-      },
-    });
+      });
+    ({ mock, daemon } = e2e);
   });
   afterAll(async () => {
-    await daemon?.close();
-    await mock?.close();
-    rmSync(scratch, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it("refuses a blocked prompt with PERMISSION_DENIED: the model never sees it", async () => {
