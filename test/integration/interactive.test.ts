@@ -289,6 +289,8 @@ describe("interactive control on the fake provider", () => {
       const turn = executeEvents(daemon.client.execute({ sessionId: id, prompt: "[[steer]]", config: { provider: "fake" } }));
       await followUntil(daemon.client, id, (e) => e.payload.case === "turnStarted");
       expect(await codeOf(daemon.client.steer({ sessionId: id, prompt: "" }))).toMatchObject({ code: Code.InvalidArgument });
+      expect(await codeOf(daemon.client.steer({ sessionId: id, prompt: "x".repeat(1024 * 1024 + 1) }))).toMatchObject({ code: Code.InvalidArgument });
+      expect(await codeOf(daemon.client.steer({ sessionId: id, prompt: "x", turnId: "t".repeat(129) }))).toMatchObject({ code: Code.InvalidArgument });
       expect(await codeOf(daemon.client.steer({ sessionId: id, prompt: "x", turnId: "other" }))).toMatchObject({ code: Code.FailedPrecondition });
       const steered = await daemon.client.steer({ sessionId: id, prompt: "use tabs" });
       const events = await turn;
@@ -325,6 +327,8 @@ describe("interactive control on the fake provider", () => {
       const runningId = session?.currentTurn?.turnId ?? "";
       expect(await codeOf(daemon.client.cancelTurn({ sessionId: id, turnId: runningId }))).toMatchObject({ code: Code.FailedPrecondition });
       expect(await codeOf(daemon.client.cancelTurn({ sessionId: id, turnId: "nope" }))).toMatchObject({ code: Code.NotFound });
+      expect(await codeOf(daemon.client.cancelTurn({ sessionId: id, turnId: "" }))).toMatchObject({ code: Code.InvalidArgument });
+      expect(await codeOf(daemon.client.cancelTurn({ sessionId: id, turnId: "t".repeat(129) }))).toMatchObject({ code: Code.InvalidArgument });
       await daemon.client.cancelTurn({ sessionId: id, turnId: secondId });
       const cancelled = await second;
       expect(cancelled.map((e) => e.payload.case)).toEqual(["turnQueued", "turnEnded"]);
@@ -423,6 +427,8 @@ describe("interactive control on the fake provider", () => {
       // Refusals.
       expect(await codeOf(daemon.client.forkSession({ sessionId: parent, newSessionId: whole }))).toMatchObject({ code: Code.AlreadyExists });
       expect(await codeOf(daemon.client.forkSession({ sessionId: parent, newSessionId: "../x" }))).toMatchObject({ code: Code.InvalidArgument });
+      expect(await codeOf(daemon.client.forkSession({ sessionId: parent, newSessionId: `${parent}-z`, upToTurnId: "t".repeat(129) }))).toMatchObject({ code: Code.InvalidArgument });
+      expect(await codeOf(daemon.client.forkSession({ sessionId: parent, newSessionId: `${parent}-z`, title: "x".repeat(257) }))).toMatchObject({ code: Code.InvalidArgument });
       expect(await codeOf(daemon.client.forkSession({ sessionId: parent, newSessionId: `${parent}-x`, upToTurnId: "no-turn" }))).toMatchObject({ code: Code.NotFound });
       expect(await codeOf(daemon.client.forkSession({ sessionId: "nobody", newSessionId: `${parent}-y` }))).toMatchObject({ code: Code.NotFound });
       const plain = sessionId();

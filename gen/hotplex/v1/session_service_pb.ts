@@ -1502,8 +1502,8 @@ export const SessionService: GenService<{
    *
    * Errors: NOT_FOUND for an unknown session; FAILED_PRECONDITION when no turn
    * runs, turn_id names another turn, or the provider cannot steer (naming
-   * it); INVALID_ARGUMENT for an empty prompt; RESOURCE_EXHAUSTED for one over
-   * the prompt limit.
+   * it); INVALID_ARGUMENT for an empty prompt or one over the prompt limit;
+   * PERMISSION_DENIED when a rule of the tenant's blocks it (as for Execute).
    *
    * @generated from rpc hotplex.v1.SessionService.Steer
    */
