@@ -71,6 +71,25 @@ export function analyzeCommand(command: string, cwd: string, home: string, budge
   return facts;
 }
 
+/**
+ * Facts of a command line the plain lane cut into `pipelines` (lane.ts): the text is kept
+ * whole for text-level rules, and only those pipelines are parsed and analyzed, in order,
+ * into the same facts, exactly as the full analysis of the text would see them.
+ */
+export function analyzePipelines(command: string, pipelines: readonly string[], cwd: string, home: string, budget = newBudget(), facts = newFacts()): Facts {
+  const ctx: AnalyzeContext = { cwd, home, facts, budget };
+  if (facts.sources.length < LIMITS.scripts) facts.sources.push(command);
+  // One parse of the whole text is what the full analysis spends of this bound.
+  budget.scripts -= 1;
+  for (const text of pipelines) {
+    budget.scripts += 1;
+    const state = newState(home, cwd, budget);
+    analyzeScript(parseScript(text, state, 0), ctx, 0, false);
+  }
+  for (const e of budget.exceeded) facts.exceeded.add(e);
+  return facts;
+}
+
 /** Facts of inline code in `language` (a prompt's python fence): its code rules and its strings as commands. */
 export function analyzeInterpreterCode(language: string, code: string, cwd: string, home: string, budget = newBudget(), facts = newFacts()): Facts {
   interpreterCode(language, code, { cwd, home, facts, budget }, 0);
@@ -92,9 +111,9 @@ function childState(ctx: AnalyzeContext): ShellState {
   return newState(ctx.home, ctx.cwd, ctx.budget);
 }
 
-function analyzeScript(script: Script, ctx: AnalyzeContext, depth: number): Invocation[] {
+function analyzeScript(script: Script, ctx: AnalyzeContext, depth: number, recordSource = true): Invocation[] {
   const all: Invocation[] = [];
-  if (ctx.facts.sources.length < LIMITS.scripts) ctx.facts.sources.push(script.source);
+  if (recordSource && ctx.facts.sources.length < LIMITS.scripts) ctx.facts.sources.push(script.source);
   for (const pipeline of script.pipelines) all.push(...analyzePipeline(pipeline, ctx, depth));
   return all;
 }

@@ -49,6 +49,8 @@ export interface CompiledCustom {
   severity: Severity;
   description: string;
   invocation?(inv: Invocation): string | undefined;
+  /** A command rule's program patterns (the plain lane never skips what they name). */
+  programs?: readonly RegExp[];
   file?(file: FileAccess, ctx: JudgeContext): string | undefined;
   prompt?(text: string): string | undefined;
 }
@@ -72,6 +74,7 @@ export function compileCustom(spec: unknown, index: number, taken: ReadonlySet<s
     const flags = m.flags ?? [];
     return {
       ...base,
+      programs,
       invocation(inv) {
         if (!programs.some((re) => re.test(inv.program))) return undefined;
         if (!args.every((re) => inv.args.some((w) => re.test(w.text)))) return undefined;

@@ -6,15 +6,16 @@
  * a safe part never hides a dangerous one, because rules look at every program and every
  * file access and nothing ever allows.
  */
-import { analyzeCommand, analyzeInterpreterCode } from "./analyze.js";
+import { analyzeCommand, analyzeInterpreterCode, analyzePipelines } from "./analyze.js";
 import { compileCustom, type CompiledCustom } from "./custom.js";
 import { type Facts, newFacts } from "./facts.js";
+import { plainPipelines } from "./lane.js";
 import { clip } from "./matchers.js";
 import { isUnder, normalizePath } from "./normalize.js";
 import { normalizePrompt, promptSegments } from "./prompt.js";
 import { isCriticalDir, isSystemPath, type JudgeContext, type Rule } from "./rule.js";
 import { SETS } from "./sets/index.js";
-import { newBudget } from "./tokenizer.js";
+import { type Budget, newBudget } from "./tokenizer.js";
 import { LIMITS, RuleConfigError, type RuleEngineOptions, type RuleInput, type RuleMatch, SEVERITY_RANK, type Severity } from "./types.js";
 
 export const BUILTIN_SETS: readonly string[] = Object.freeze(Object.keys(SETS));
@@ -44,14 +45,21 @@ export class RuleEngine {
   private readonly promptRules: CompiledCustom[];
   private readonly allowPaths: readonly string[];
   private readonly workRoot: string | undefined;
+  /** Programs an operator's command rule names: the plain lane never skips them. */
+  private readonly named: ((program: string) => boolean) | undefined;
+  /** An operator's path rule may match any file, so the plain lane is off. */
+  private readonly laneOff: boolean;
 
-  private constructor(builtins: Rule[], custom: CompiledCustom[], allowPaths: readonly string[], workRoot: string | undefined) {
+  private constructor(builtins: Rule[], custom: CompiledCustom[], allowPaths: readonly string[], workRoot: string | undefined, lane: boolean) {
     this.builtins = builtins;
     const all: (Rule | CompiledCustom)[] = [...builtins, ...custom];
     this.invocationRules = all.filter((r) => r.invocation !== undefined);
     this.fileRules = all.filter((r) => r.file !== undefined);
     this.factRules = builtins.filter((r) => r.facts !== undefined);
     this.promptRules = custom.filter((r) => r.prompt !== undefined);
+    const programs = custom.flatMap((r) => r.programs ?? []);
+    this.named = programs.length === 0 ? undefined : (program) => programs.some((re) => re.test(program));
+    this.laneOff = !lane || custom.some((r) => r.file !== undefined);
     this.allowPaths = allowPaths;
     this.workRoot = workRoot;
   }
@@ -76,7 +84,7 @@ export class RuleEngine {
       return p;
     });
     if (options.workRoot !== undefined && !options.workRoot.startsWith("/")) throw new RuleConfigError(`workRoot: ${JSON.stringify(options.workRoot)} is not absolute`, undefined, "workRoot");
-    return new RuleEngine(builtins, custom, allowPaths, options.workRoot === undefined ? undefined : normalizePath(options.workRoot, "/", "/"));
+    return new RuleEngine(builtins, custom, allowPaths, options.workRoot === undefined ? undefined : normalizePath(options.workRoot, "/", "/"), options.plainLane !== false);
   }
 
   /** Every match, block first, then ask, then warn; never throws. */
@@ -105,7 +113,7 @@ export class RuleEngine {
         command = command.slice(0, LIMITS.commandBytes);
         limit(out, "size", `the command is longer than ${LIMITS.commandBytes / 1024} KiB; only its start was judged`);
       }
-      this.run(analyzeCommand(command, ctx.cwd, ctx.home), ctx, out, false);
+      this.run(this.analyze(command, ctx, newBudget(), newFacts()), ctx, out, false);
     } else if (input.kind === "file") {
       const ctx = this.context(str(input.cwd, "/"), str(input.home, "/root"));
       const raw = str(input.path, "");
@@ -145,7 +153,7 @@ export class RuleEngine {
         const into = segment.instruction ? instructions : discussions;
         const language = CODE_LANGUAGES[segment.language];
         if (language !== undefined) analyzeInterpreterCode(language, segment.code, ctx.cwd, ctx.home, budget, into);
-        else if (SHELL_LANGUAGES.has(segment.language) || segment.origin !== "fence") analyzeCommand(segment.code, ctx.cwd, ctx.home, budget, into);
+        else if (SHELL_LANGUAGES.has(segment.language) || segment.origin !== "fence") this.analyze(segment.code, ctx, budget, into);
         else analyzeInterpreterCode("unknown", segment.code, ctx.cwd, ctx.home, budget, into);
       }
       if (instructions.sources.length + instructions.codes.length > 0) this.run(instructions, ctx, out, false);
@@ -154,7 +162,29 @@ export class RuleEngine {
     return out;
   }
 
+  /** A command's facts: through the plain lane when it applies, else the full analysis. */
+  private analyze(command: string, ctx: JudgeContext, budget: Budget, facts: Facts): Facts {
+    if (!this.laneOff && ctx.cwdSafe) {
+      const pipelines = plainPipelines(command, { named: this.named, maxWords: budget.words });
+      if (pipelines !== undefined) return analyzePipelines(command, pipelines, ctx.cwd, ctx.home, budget, facts);
+    }
+    return analyzeCommand(command, ctx.cwd, ctx.home, budget, facts);
+  }
+
+  /** Contexts by cwd and home: a session judges many inputs in the same directory. */
+  private readonly contexts = new Map<string, JudgeContext>();
+
   private context(cwd: string, home: string): JudgeContext {
+    const key = `${cwd}\u0000${home}`;
+    const known = this.contexts.get(key);
+    if (known !== undefined) return known;
+    const ctx = this.newContext(cwd, home);
+    if (this.contexts.size >= 256) this.contexts.clear();
+    this.contexts.set(key, ctx);
+    return ctx;
+  }
+
+  private newContext(cwd: string, home: string): JudgeContext {
     const normalizedHome = normalizePath(home, "/", "/");
     const allow = this.allowPaths.map((p) => normalizePath(p, "/", normalizedHome));
     const ctx: JudgeContext = {

@@ -6,7 +6,9 @@
 import path from "node:path";
 
 export function normalizePath(raw: string, cwd: string, home: string): string {
-  let p = raw.replace(/\0/g, "");
+  let p = raw.includes("\0") ? raw.replace(/\0/g, "") : raw;
+  // The common case, a plain name under an absolute cwd, needs no collapsing.
+  if (/^[\w@%+,-][\w.@%+,-]*(?:\/[\w@%+,-][\w.@%+,-]*)*$/.test(p) && cwd.startsWith("/") && !cwd.endsWith("/") && !/\/\.|\/\/|\/$/.test(cwd)) return `${cwd}/${p}`;
   if (p === "~" || p.startsWith("~/")) p = home + p.slice(1);
   else if (/^~[a-z_][a-z0-9_-]*(\/|$)/i.test(p)) {
     // ~user: root's home is /root, everyone else's is under /home.

@@ -36,6 +36,7 @@ const FENCE = /^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\n`]*)\n([\s\S]*?)(?:\n[ \t]{0,3
 // Inline spans hold no backticks (so a failed match stops at the next one: linear time).
 const INLINE = /(`{1,3})([^`]{1,4000}?)\1(?!`)/g;
 const PLACEHOLDER = /\u0000(\d+)\u0000/g;
+const FENCE_ALONE = /^\s*\u0000\d+\u0000\s*$/;
 
 /** Programs whose mention in prose is worth parsing as a command. */
 const TRIGGERS = new Set([
@@ -45,6 +46,13 @@ const TRIGGERS = new Set([
   "setcap", "usermod", "docker", "podman", "pkill", "killall", "iptables", "ufw", "setenforce", "xargs", "env", "export", "ln",
   "tar", "scp", "rsync", "truncate", "nsenter", "source", "xxd", "openssl", "telnet", "at", "launchctl", "visudo", "mkfs",
 ]);
+/**
+ * A cheap test a sentence must pass before its words are read one by one: a trigger
+ * program standing as a word of its own, or what proseCommands treats as special (a
+ * function definition, an assignment, /dev/tcp/). Looser than the word rules, never
+ * stricter, so no command is missed.
+ */
+const MAY_HOLD_COMMAND = new RegExp(`(?<![A-Za-z0-9])(?:${[...TRIGGERS].join("|")}|mkfs)(?![A-Za-z0-9])|\\(\\)|=|/dev/tcp/`, "i");
 const FILLERS = new Set(["please", "now", "just", "then", "and", "also", "so", "ok", "okay", "run", "execute", "exec", "type", "enter", "do", "try", "first", "next", "finally", "quickly", "immediately", "simply", "go", "ahead", "and:", "run:", "execute:", "this:", "command:"]);
 
 const RUN_VERB = /\b(run|runs|execute|exec|launch|invoke|perform|type|enter|paste|carry out|go ahead|try|call|start|apply|use|issue|fire off|do it|do this|do that|proceed)\b/g;
@@ -63,38 +71,113 @@ export function isInstruction(sentence: string): boolean {
 export function promptSegments(text: string, maxSegments = 256): PromptSegment[] {
   const segments: PromptSegment[] = [];
   const codes: { code: string; origin: "fence" | "inline"; language: string }[] = [];
-  // Fences and inline spans become placeholders so that the prose around them is still read.
-  let prose = text.replace(FENCE, (_, _fence: string, language: string, body: string) => {
-    codes.push({ code: body, origin: "fence", language: language.trim().split(/\s+/)[0]!.toLowerCase() });
-    return `\n\u0000${codes.length - 1}\u0000\n`;
-  });
-  prose = prose.replace(INLINE, (_, _ticks: string, body: string) => {
-    codes.push({ code: body.trim(), origin: "inline", language: "" });
-    return `\u0000${codes.length - 1}\u0000`;
-  });
-  const sentences = prose.split(/(?<=[.!?])\s+|\n+/).filter((s) => s.trim() !== "");
+  // Fences and inline spans become placeholders so that the prose around them is still read;
+  // the same code gets the same number, so a repeated sentence reads the same.
+  const numbers = new Map<string, number>();
+  const placeholder = (code: string, origin: "fence" | "inline", language: string): number => {
+    const key = `${origin}\u0000${language}\u0000${code}`;
+    let n = numbers.get(key);
+    if (n === undefined) {
+      n = codes.push({ code, origin, language }) - 1;
+      numbers.set(key, n);
+    }
+    return n;
+  };
+  let prose = text.includes("```") || text.includes("~~~")
+    ? text.replace(FENCE, (_, _fence: string, language: string, body: string) => `\n\u0000${placeholder(flat(body), "fence", language.trim().split(/\s+/)[0]!.toLowerCase())}\u0000\n`)
+    : text;
+  if (prose.includes("`")) prose = prose.replace(INLINE, (_, _ticks: string, body: string) => `\u0000${placeholder(body.trim(), "inline", "")}\u0000`);
+  // Nothing to find: no code and no sentence that could name a program.
+  if (codes.length === 0 && !MAY_HOLD_COMMAND.test(prose)) return segments;
+  const sentences = splitSentences(prose);
+  // A sentence repeated word for word yields the same segments again (its placeholders
+  // are numbered apart, so only the text outside them is compared): read it once.
+  const seen = new Set<string>();
   for (let k = 0; k < sentences.length && segments.length < maxSegments; k += 1) {
     const sentence = sentences[k]!;
-    const bare = sentence.replace(PLACEHOLDER, " ").trim();
-    let framing: boolean | undefined;
-    const frame = () => (framing ??= isInstruction(sentence.replace(PLACEHOLDER, (_, n: string) => codes[Number(n)]?.code ?? "")));
-    for (const m of sentence.matchAll(PLACEHOLDER)) {
-      if (segments.length >= maxSegments) break;
-      const code = codes[Number(m[1])];
-      if (code === undefined) continue;
-      let instruction: boolean;
-      if (code.origin === "fence" && bare === "") {
-        const before = sentences[k - 1]?.replace(PLACEHOLDER, " ");
-        const after = sentences[k + 1]?.replace(PLACEHOLDER, " ");
-        const runs = (s: string | undefined) => s !== undefined && isInstruction(s) && /\b(run|execute|exec|type|paste|apply|use|go ahead|do it|try|launch|start|call|invoke|perform|proceed)\b/i.test(s);
-        const discusses = (s: string | undefined) => s !== undefined && !isInstruction(s);
-        instruction = runs(before) || runs(after) || (!discusses(before) && !discusses(after));
-      } else instruction = frame();
-      segments.push({ code: stripPrompts(code.code), origin: code.origin, language: code.language, instruction });
+    const hasCode = sentence.includes("\u0000");
+    if (!hasCode && !MAY_HOLD_COMMAND.test(sentence)) continue;
+    // A fence alone is framed by its neighbours, which may differ: never merged.
+    const fenceAlone = hasCode && FENCE_ALONE.test(sentence);
+    if (!fenceAlone) {
+      if (seen.has(sentence)) continue;
+      seen.add(sentence);
     }
-    if (bare !== "") for (const command of proseCommands(sentence.replace(PLACEHOLDER, " "))) segments.push({ code: command, origin: "prose", language: "", instruction: frame() });
+    const bare = hasCode ? sentence.replace(PLACEHOLDER, " ").trim() : sentence.trim();
+    let framing: boolean | undefined;
+    const frame = () => (framing ??= isInstruction(hasCode ? sentence.replace(PLACEHOLDER, (_, n: string) => codes[Number(n)]?.code ?? "") : sentence));
+    if (hasCode) {
+      for (const m of sentence.matchAll(PLACEHOLDER)) {
+        if (segments.length >= maxSegments) break;
+        const code = codes[Number(m[1])];
+        if (code === undefined) continue;
+        let instruction: boolean;
+        if (code.origin === "fence" && bare === "") {
+          const before = sentences[k - 1]?.replace(PLACEHOLDER, " ");
+          const after = sentences[k + 1]?.replace(PLACEHOLDER, " ");
+          instruction = fenceRuns(before) || fenceRuns(after) || (!fenceDiscussed(before) && !fenceDiscussed(after));
+        } else instruction = frame();
+        segments.push({ code: stripPrompts(code.code), origin: code.origin, language: code.language, instruction });
+      }
+    }
+    if (bare !== "" && MAY_HOLD_COMMAND.test(bare)) for (const command of proseCommands(hasCode ? sentence.replace(PLACEHOLDER, " ") : sentence)) segments.push({ code: command, origin: "prose", language: "", instruction: frame() });
   }
   return segments;
+}
+
+/**
+ * A long fence body as a string of its own: a match is a view into the prompt, and every
+ * character read through a view costs more, which for a 4 KiB script the lane reads
+ * character by character is more than the copy.
+ */
+function flat(body: string): string {
+  return body.length < 1024 ? body : Buffer.from(body, "utf16le").toString("utf16le");
+}
+
+/** The sentence before or after a fence asks for it to be run. */
+function fenceRuns(s: string | undefined): boolean {
+  return s !== undefined && isInstruction(s) && /\b(run|execute|exec|type|paste|apply|use|go ahead|do it|try|launch|start|call|invoke|perform|proceed)\b/i.test(s);
+}
+
+/** The sentence before or after a fence discusses it. */
+function fenceDiscussed(s: string | undefined): boolean {
+  return s !== undefined && !isInstruction(s);
+}
+
+const SENTENCE_END = /[.!?](?=\s)|\n/g;
+const BLANKS = /\s+/y;
+const NEWLINES = /\n+/y;
+
+/**
+ * The non-blank sentences of `prose`: what `prose.split(/(?<=[.!?])\s+|\n+/)` gives,
+ * without a look-behind tried at every character.
+ */
+export function splitSentences(prose: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  SENTENCE_END.lastIndex = 0;
+  for (let m = SENTENCE_END.exec(prose); m !== null; m = SENTENCE_END.exec(prose)) {
+    const at = m.index;
+    let sepStart: number;
+    let rest: RegExp;
+    if (prose.charCodeAt(at) === 10) {
+      sepStart = at;
+      rest = NEWLINES;
+    } else {
+      sepStart = at + 1;
+      rest = BLANKS;
+    }
+    rest.lastIndex = sepStart;
+    rest.exec(prose);
+    const sepEnd = rest.lastIndex;
+    const piece = prose.slice(start, sepStart);
+    if (piece.trim() !== "") out.push(piece);
+    start = sepEnd;
+    SENTENCE_END.lastIndex = sepEnd;
+  }
+  const last = prose.slice(start);
+  if (last.trim() !== "") out.push(last);
+  return out;
 }
 
 /** Shell prompts at line starts ("$ rm …", "% rm …", "> rm …") are not part of the command. */

@@ -55,6 +55,11 @@ export interface RuleEngineOptions {
   allowPaths: readonly string[];
   /** The work root (destructive operations on it, not inside a session's own dir, are dangerous). */
   workRoot?: string;
+  /**
+   * The plain lane (lane.ts), on unless false: it only makes judging faster, and tests
+   * turn it off to check that the verdicts are the same.
+   */
+  plainLane?: boolean;
 }
 
 /** A configuration the engine refuses; `rule` and `field` say what to fix. */
