@@ -17,6 +17,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult
   interactive: () => import("./interactive.js"),
   "rules-turn": () => import("./rules-turn.js"),
   rules: () => import("./rules.js"),
+  ops: () => import("./ops.js"),
 };
 
 async function main(): Promise<void> {

@@ -32,6 +32,7 @@ export function startDaemonProcess(dir: string, args: string[] = [], env: Record
       HOTPLEX_CLAUDE_PATH: fakeClaudePath,
       HOTPLEX_LISTEN: "127.0.0.1:0",
       HOTPLEX_STOP_GRACE: "1s",
+      HOTPLEX_DRAIN_GRACE: "0",
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],

@@ -78,7 +78,37 @@ const credentialSchema = z
     }
   });
 
-const optionShape = Object.fromEntries(Object.keys(OPTIONS).filter((name) => name !== "config").map((name) => [name, scalar.optional()]));
+// Options that are comma-separated lists on the command line may be YAML lists in the file,
+// and the NAME=VALUE lists (an executable per provider, a command per ACP agent) mappings:
+//   providers: [claude-code, codex]
+//   provider-paths: { claude-code: /opt/claude/bin/claude }
+//   acp-agents: { my-agent: [/usr/local/bin/my-agent, --acp] }
+// Each becomes the string the flag would be, so it is checked the same way.
+const LIST_OPTIONS: ReadonlySet<string> = new Set(["providers", "agent-env", "sandbox-allowed-hosts", "sandbox-read-only"]);
+const MAP_OPTIONS: ReadonlySet<string> = new Set(["provider-paths", "acp-agents"]);
+const noComma = (value: string) => !value.includes(",");
+const listItem = z.union([z.string(), z.number()]).transform(String).refine(noComma, "an entry may not contain a comma");
+const listValue = z.union([scalar, z.array(listItem).transform((items) => items.join(","))]);
+// A command as a list: its words (arguments are split at spaces, as on the command line).
+const word = z.string().min(1).regex(/^[^\s,]+$/, "a word of the command may not contain spaces or commas");
+const mapValue = z.union([
+  scalar,
+  z
+    .record(
+      z.string().regex(/^[^=,\s]+$/, "a name without =, commas or spaces"),
+      z.union([listItem, z.array(word).min(1).transform((words) => words.join(" "))]),
+    )
+    .transform((entries) =>
+      Object.entries(entries)
+        .map(([name, value]) => `${name}=${value}`)
+        .join(","),
+    ),
+]);
+const optionShape = Object.fromEntries(
+  Object.keys(OPTIONS)
+    .filter((name) => name !== "config")
+    .map((name) => [name, (LIST_OPTIONS.has(name) ? listValue : MAP_OPTIONS.has(name) ? mapValue : scalar).optional()]),
+);
 
 const fileSchema = z
   .object({
@@ -107,6 +137,17 @@ export interface ConfigFile {
   credentials: CredentialEntry[];
   tenantDefaults: TenantSpec | undefined;
   tenants: Map<string, TenantSpec>;
+}
+
+// A value that fits no form of a union (a list option given a list with a bad entry) is
+// reported by the form that got furthest, at its key, not as "Invalid input".
+function specificIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== "invalid_union" || issue.errors.length === 0) return issue;
+  const nested = issue.errors.flatMap((alternative) => (alternative[0] ? [specificIssue(alternative[0])] : []));
+  const furthest = nested.reduce<z.core.$ZodIssue | undefined>((best, next) => (!best || next.path.length > best.path.length ? next : best), undefined);
+  // An alternative that failed at the value itself (a string where a list was given) says less than "Invalid input".
+  if (!furthest || furthest.path.length === 0) return issue;
+  return { ...furthest, path: [...issue.path, ...furthest.path] };
 }
 
 /**
@@ -145,7 +186,7 @@ export function readConfigFile(file: string): ConfigFile {
   }
   const parsed = fileSchema.safeParse(value);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
+    const issue = parsed.error.issues[0] && specificIssue(parsed.error.issues[0]);
     const keys = (issue?.path ?? []).map((part) => (typeof part === "number" ? part : String(part)));
     const unknown = issue?.code === "unrecognized_keys" ? issue.keys : undefined;
     const at = unknown ? [...keys, unknown[0] ?? ""] : keys;

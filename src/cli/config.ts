@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { validate as isUuid } from "uuid";
 import { type ApprovalDefault, DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
 import { parseEgressRule } from "../process/egress-proxy.js";
+import { ACP_QUIRKS } from "../providers/acp/quirks.js";
 import { PERMISSION_MODES } from "../providers/claude-code/provider.js";
 import {
   ACP_AGENT_NAME,
@@ -18,8 +19,10 @@ import {
 import { type CredentialSpec, hashToken, MIN_TOKEN_LENGTH } from "../security/credentials.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
 import { DEFAULT_TENANT } from "../security/principal.js";
+import { MAX_SESSION_LOG_BYTES } from "../session/agent-log.js";
 import { type CustomRuleSpec, customRuleSchema, RuleEngine } from "../security/rules/index.js";
 import {
+  DEFAULT_PERMISSION_MODES,
   defaultPolicy,
   NO_TENANT_LIMITS,
   type SessionPolicy,
@@ -31,6 +34,8 @@ import {
 } from "../security/tenant-policy.js";
 import type { ConnectionLimits, TlsFiles } from "../server/listener.js";
 import type { RequestLimits } from "../server/server.js";
+import { METRICS_ACCESS, type MetricsAccess } from "../observability/metrics-route.js";
+import { otlpTracesUrl, TRACE_EXPORTERS, type TraceExporterKind } from "../observability/trace-exporter.js";
 import { type ConfigFile, type LimitsSpec, type PolicySpec, readConfigFile, type RulesSpec, type TenantSpec } from "./config-file.js";
 import { ConfigError, durationMs, isLoopback, OPTIONS, type OptionName, parseListen, wholeNumber } from "./options.js";
 
@@ -47,6 +52,10 @@ export interface DaemonConfig {
   logLevel: string;
   /** Quiet time after which the heap is compacted and unused memory returned (0 = never). */
   releaseMemoryAfterMs: number;
+  /** Metrics and tracing (--metrics, --metrics-access, --trace-exporter, --trace-endpoint). */
+  observability: ObservabilitySettings;
+  /** How long a SIGTERM or SIGINT lets running turns finish before it stops every session. */
+  drainGraceMs: number;
   requestLimits: RequestLimits;
   connectionLimits: ConnectionLimits;
   engine: EngineConfig;
@@ -60,22 +69,58 @@ export interface ReloadableConfig {
   tenants: TenantDirectory;
 }
 
-/** Reads flags, then the environment, then the config file, then defaults. Throws ConfigError on bad values. */
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
+/** Where an option's value came from. */
+export type OptionSource = "flag" | "env" | "file" | "default";
+
+/** An option's value as given (a string, parsed later) and where it came from. */
+export interface ResolvedOption {
+  value: string;
+  /** For error messages: the flag, the variable or the file and line. */
+  where: string;
+  source: OptionSource;
+}
+
+/** The options as given: flags over the environment over the config file over the defaults. */
+export interface ResolvedOptions {
+  file: ConfigFile | undefined;
+  /** True when the flag was on the command line (not merely its value). */
+  flagGiven(name: OptionName): boolean;
+  get(name: OptionName): ResolvedOption;
+}
+
+/** Reads the flags, the environment and the config file, without judging the values yet. */
+export function resolveOptions(argv: string[], env: NodeJS.ProcessEnv): ResolvedOptions {
   const flags = parseFlags(argv);
   const configPath = flags.config ?? env[OPTIONS.config.env] ?? "";
   const file = configPath ? readConfigFile(configPath) : undefined;
+  return {
+    file,
+    flagGiven: (name) => flags[name] !== undefined,
+    get(name) {
+      const flag = flags[name];
+      if (flag !== undefined) return { value: flag, where: `--${name}`, source: "flag" };
+      const fromEnv = env[OPTIONS[name].env];
+      if (fromEnv !== undefined) return { value: fromEnv, where: `${OPTIONS[name].env} (--${name})`, source: "env" };
+      const fromFile = file?.options[name];
+      if (fromFile !== undefined && file) return { value: fromFile, where: `${file.where(name)}: ${name}`, source: "file" };
+      return { value: OPTIONS[name].default, where: `--${name}`, source: "default" };
+    },
+  };
+}
+
+/** How loadConfig may touch the machine. */
+export interface LoadOptions {
+  /** Create the work root and state dir (false to only check the config, as --print-config does). */
+  createDirectories?: boolean;
+}
+
+/** Reads flags, then the environment, then the config file, then defaults. Throws ConfigError on bad values. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, load: LoadOptions = {}): DaemonConfig {
+  const resolved = resolveOptions(argv, env);
+  const { file } = resolved;
   const warnings: string[] = [];
   // The value of an option and where it came from, for error messages.
-  const get = (name: OptionName): { value: string; where: string } => {
-    const flag = flags[name];
-    if (flag !== undefined) return { value: flag, where: `--${name}` };
-    const fromEnv = env[OPTIONS[name].env];
-    if (fromEnv !== undefined) return { value: fromEnv, where: `${OPTIONS[name].env} (--${name})` };
-    const fromFile = file?.options[name];
-    if (fromFile !== undefined && file) return { value: fromFile, where: `${file.where(name)}: ${name}` };
-    return { value: OPTIONS[name].default, where: `--${name}` };
-  };
+  const get = (name: OptionName): { value: string; where: string } => resolved.get(name);
   const str = (name: OptionName) => get(name).value;
   const num = (name: OptionName, min = 0) => {
     const { value, where } = get(name);
@@ -87,7 +132,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   };
 
   const { host, port } = parseListen(str("listen"), get("listen").where);
-  if (flags.token !== undefined) {
+  if (resolved.flagGiven("token")) {
     warnings.push("--token is readable by every local user in /proc/<pid>/cmdline; use --token-file or HOTPLEX_TOKEN instead");
   }
   const credentials = resolveCredentials(file, tokenOf(get("token"), get("token-file")));
@@ -99,9 +144,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   const namespace = str("namespace");
   if (!isUuid(namespace)) throw new ConfigError(`${get("namespace").where} "${namespace}" is not a UUID`);
   const workRoot = path.resolve(expandHome(str("work-root")));
-  mkdirSync(workRoot, { recursive: true });
+  if (load.createDirectories !== false) mkdirSync(workRoot, { recursive: true });
   const stateRoot = path.resolve(expandHome(str("state-dir")));
-  mkdirSync(stateRoot, { recursive: true, mode: 0o711 });
+  if (load.createDirectories !== false) mkdirSync(stateRoot, { recursive: true, mode: 0o711 });
   const extraEnv = list(str("agent-env"));
   const idleTimeoutMs = ms("idle-timeout");
   const maxPromptBytes = num("max-prompt-bytes", 1);
@@ -118,6 +163,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     tls,
     logLevel: str("log-level"),
     releaseMemoryAfterMs: ms("release-memory-after"),
+    observability: observabilitySettings(get("metrics"), get("metrics-access"), get("trace-exporter"), get("trace-endpoint")),
+    drainGraceMs: ms("drain-grace"),
     requestLimits: { maxRequestBytes: num("max-request-bytes", 1024), maxTimeoutMs: 24 * 60 * 60 * 1000 },
     connectionLimits: {
       handshakeTimeoutMs: Math.max(1, ms("handshake-timeout")),
@@ -148,6 +195,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
         idleTimeoutMs,
         stopGraceMs: ms("stop-grace"),
         maxLineBytes: num("max-line-bytes", 1024),
+        sessionLogBytes: sessionLogBytes(get("session-log-bytes")),
       },
       approvals: { defaultMode: approvalMode(get("approvals")), timeoutMs: ms("approval-timeout") },
       tenants: resolveTenants(file, idleTimeoutMs),
@@ -197,6 +245,42 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
 export function reloadConfig(argv: string[], env: NodeJS.ProcessEnv): ReloadableConfig {
   const fresh = loadConfig(argv, env);
   return { credentials: fresh.credentials, tenants: fresh.engine.tenants };
+}
+
+// The per-session agent log: none (0), or at least a few entries' worth, at most MAX_SESSION_LOG_BYTES.
+function sessionLogBytes(option: { value: string; where: string }): number {
+  const bytes = wholeNumber(option.where, option.value);
+  if (bytes !== 0 && (bytes < 1024 || bytes > MAX_SESSION_LOG_BYTES)) {
+    throw new ConfigError(`${option.where} ${bytes} must be 0 (no log) or from 1024 to ${MAX_SESSION_LOG_BYTES}`);
+  }
+  return bytes;
+}
+
+/** Metrics and tracing, as configured. */
+export interface ObservabilitySettings {
+  metrics: boolean;
+  metricsAccess: MetricsAccess;
+  traceExporter: TraceExporterKind;
+  /** The collector's traces URL (with --trace-exporter otlp). */
+  traceEndpoint: string;
+}
+
+function observabilitySettings(
+  metrics: { value: string; where: string },
+  access: { value: string; where: string },
+  exporter: { value: string; where: string },
+  endpoint: { value: string; where: string },
+): ObservabilitySettings {
+  const traceExporter = oneOf(exporter, TRACE_EXPORTERS);
+  let traceEndpoint = "";
+  if (traceExporter === "otlp") {
+    try {
+      traceEndpoint = otlpTracesUrl(endpoint.value);
+    } catch (error) {
+      throw new ConfigError(`${endpoint.where}: ${(error as Error).message}`);
+    }
+  }
+  return { metrics: oneOf(metrics, ["on", "off"] as const) === "on", metricsAccess: oneOf(access, METRICS_ACCESS), traceExporter, traceEndpoint };
 }
 
 function list(value: string): string[] {
@@ -342,12 +426,17 @@ function mergeRules(base: RuleSettings, spec: RulesSpec, file: ConfigFile, at: s
   return rules;
 }
 
+// The modes a policy may list: every provider's (the default ceiling holds Gemini's autoEdit).
+const KNOWN_PERMISSION_MODES: readonly string[] = [
+  ...new Set([...PERMISSION_MODES, ...DEFAULT_PERMISSION_MODES, ...Object.values(ACP_QUIRKS).flatMap((quirks) => quirks.modes ?? [])]),
+];
+
 function mergePolicy(base: SessionPolicy, spec: PolicySpec, file: ConfigFile, at: string[]): SessionPolicy {
   const modes = spec["permission-modes"];
   for (const [index, mode] of (modes ?? []).entries()) {
-    if (!PERMISSION_MODES.includes(mode)) {
+    if (!KNOWN_PERMISSION_MODES.includes(mode)) {
       const key = [...at, "permission-modes", String(index)];
-      throw new ConfigError(`${file.where(key)}: ${key.join(".")}: "${mode}" is not one of ${PERMISSION_MODES.join(", ")}`);
+      throw new ConfigError(`${file.where(key)}: ${key.join(".")}: "${mode}" is not one of ${KNOWN_PERMISSION_MODES.join(", ")}`);
     }
   }
   const idle = spec["max-idle-timeout"];

@@ -2,11 +2,13 @@
 import { readFileSync } from "node:fs";
 import { pino } from "pino";
 import { Engine } from "../engine/engine.js";
+import { Observability } from "../observability/observability.js";
 import { CredentialTable, hashToken } from "../security/credentials.js";
 import { createServer } from "../server/server.js";
 import { StoreOpenError } from "../store/sqlite-store.js";
 import { ConfigError, type DaemonConfig, loadConfig, OPTIONS, reloadConfig } from "./config.js";
 import { startMemoryRelease } from "./memory-release.js";
+import { printConfig } from "./print-config.js";
 import { hotplexVersion } from "./version.js";
 
 function usage(): string {
@@ -15,7 +17,8 @@ function usage(): string {
   );
   return (
     "Usage: hotplexd [options]\n" +
-    "       hotplexd hash-token < token-file     prints the SHA-256 a config file stores for a token\n\n" +
+    "       hotplexd hash-token < token-file     prints the SHA-256 a config file stores for a token\n" +
+    "       hotplexd --print-config [options]    prints the effective config (secrets masked) and exits\n\n" +
     "Serves the hotplex API (Connect, gRPC, gRPC-Web) for Claude Code sessions.\n" +
     "Every option can also be set in the config file (same name) or the environment.\n\n" +
     `${lines.join("\n")}\n`
@@ -33,6 +36,17 @@ async function main(): Promise<void> {
     process.stdout.write(`${hashToken(readFileSync(0, "utf8").trim())}\n`);
     return;
   }
+  if (argv.includes("--print-config")) {
+    // The effective config, secrets masked, checked as a start would check it; nothing starts.
+    try {
+      process.stdout.write(printConfig(argv.filter((arg) => arg !== "--print-config"), process.env));
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      process.stderr.write(`hotplexd: ${error.message}\n`);
+      process.exit(2);
+    }
+    return;
+  }
   let config: DaemonConfig;
   try {
     config = loadConfig(argv, process.env);
@@ -45,9 +59,18 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.logLevel, base: { service: "hotplexd" } });
   for (const warning of config.warnings) logger.warn(warning);
+  const observability = new Observability({
+    metrics: config.observability.metrics,
+    // The OpenTelemetry SDK is loaded only when spans are exported: off, tracing costs nothing.
+    tracing:
+      config.observability.traceExporter === "otlp"
+        ? (await import("../observability/tracing.js")).Tracing.otlp(config.observability.traceEndpoint, hotplexVersion())
+        : undefined,
+    logger,
+  });
   let engine: Engine;
   try {
-    engine = await Engine.open(config.engine, logger);
+    engine = await Engine.open({ ...config.engine, observer: observability.engineObserver }, logger);
   } catch (error) {
     if (error instanceof StoreOpenError || (error instanceof Error && error.message.includes("--sandbox-uid"))) {
       process.stderr.write(`hotplexd: ${error.message}\n`);
@@ -55,6 +78,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  observability.attach(engine);
   let credentials = new CredentialTable(config.credentials);
   const server = createServer({
     engine,
@@ -64,6 +88,8 @@ async function main(): Promise<void> {
     connectionLimits: config.connectionLimits,
     tls: config.tls,
     version: hotplexVersion(),
+    observe: observability.interceptors,
+    extraRoutes: observability.routes(() => credentials, config.observability.metricsAccess),
   });
   const { url } = await server.listen(config.host, config.port);
   logger.info(
@@ -105,15 +131,30 @@ async function main(): Promise<void> {
     }
   });
 
+  // SIGTERM (or SIGINT) drains: health reports NOT_SERVING at once, no new session or turn
+  // is accepted, running turns may finish for --drain-grace, then every session is stopped
+  // and the daemon exits 0. A second signal cuts the grace short.
   let stopping = false;
+  const cutShort = new AbortController();
   const shutdown = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      logger.warn({ signal }, "second signal: stopping the sessions still running now");
+      cutShort.abort();
+      return;
+    }
     stopping = true;
-    logger.info({ signal }, "shutting down: ending every session");
     (async () => {
+      // --drain-grace 0: straight to the shutdown, which flips health all the same.
+      if (config.drainGraceMs > 0) {
+        logger.info({ signal, graceMs: config.drainGraceMs }, "draining: no new sessions or turns; running turns may finish");
+        await engine.drain(config.drainGraceMs, cutShort.signal);
+      }
+      logger.info({ signal }, "shutting down: ending every session");
       // The engine first: its streams end with their last events; then the connections.
       await engine.shutdown();
       await server.close();
+      // The spans of the last turns, still buffered.
+      await observability.shutdown();
     })().then(
       () => {
         logger.info("shutdown complete");

@@ -53,6 +53,11 @@ export const OPTIONS = {
   "turn-timeout": { env: "HOTPLEX_TURN_TIMEOUT", default: "10m", help: "longest a turn may run (0 = no limit)" },
   "idle-timeout": { env: "HOTPLEX_IDLE_TIMEOUT", default: "30m", help: "idle agent processes are ended after this (0 = never)" },
   "stop-grace": { env: "HOTPLEX_STOP_GRACE", default: "5s", help: "time between SIGTERM and SIGKILL" },
+  "drain-grace": {
+    env: "HOTPLEX_DRAIN_GRACE",
+    default: "30s",
+    help: "on SIGTERM or SIGINT, how long running turns may finish before every session is stopped (a second signal cuts it short)",
+  },
   approvals: {
     env: "HOTPLEX_APPROVALS",
     default: "agent",
@@ -61,6 +66,11 @@ export const OPTIONS = {
   "approval-timeout": { env: "HOTPLEX_APPROVAL_TIMEOUT", default: "10m", help: "a permission request with no answer after this is denied (0 = wait for ever)" },
   "max-prompt-bytes": { env: "HOTPLEX_MAX_PROMPT_BYTES", default: "1048576", help: "largest prompt accepted (at most 1 MiB)" },
   "max-line-bytes": { env: "HOTPLEX_MAX_LINE_BYTES", default: "67108864", help: "longest line of agent output; a longer one fails the turn" },
+  "session-log-bytes": {
+    env: "HOTPLEX_SESSION_LOG_BYTES",
+    default: "65536",
+    help: "bytes of each session's agent log (stderr and lifecycle, in memory, for AdminService.GetSessionLogs; 0 = none)",
+  },
   "max-request-bytes": { env: "HOTPLEX_MAX_REQUEST_BYTES", default: "4194304", help: "largest request message, compressed or inflated" },
   "max-connections": { env: "HOTPLEX_MAX_CONNECTIONS", default: "1024", help: "most client connections open at once" },
   "max-streams-per-connection": { env: "HOTPLEX_MAX_STREAMS_PER_CONNECTION", default: "100", help: "most concurrent HTTP/2 streams per connection" },
@@ -94,6 +104,18 @@ export const OPTIONS = {
   "compact-interval": { env: "HOTPLEX_COMPACT_INTERVAL", default: "60s", help: "how often retention limits are enforced" },
   "agent-env": { env: "HOTPLEX_AGENT_ENV", default: "", help: "extra environment variables agents may inherit (comma-separated; NAME or PREFIX*)" },
   "log-level": { env: "HOTPLEX_LOG_LEVEL", default: "info", help: "pino log level" },
+  metrics: { env: "HOTPLEX_METRICS", default: "on", help: "Prometheus metrics at /metrics on the API's port: on or off" },
+  "metrics-access": {
+    env: "HOTPLEX_METRICS_ACCESS",
+    default: "admin",
+    help: "who may read /metrics: admin (a credential with the admin role; anyone when the daemon has no credentials) or anyone",
+  },
+  "trace-exporter": { env: "HOTPLEX_TRACE_EXPORTER", default: "none", help: "spans per RPC and per turn: none or otlp (OTLP/HTTP to --trace-endpoint)" },
+  "trace-endpoint": {
+    env: "HOTPLEX_TRACE_ENDPOINT",
+    default: "http://127.0.0.1:4318",
+    help: "the OTLP/HTTP collector (a URL without a path gets /v1/traces)",
+  },
   "release-memory-after": {
     env: "HOTPLEX_RELEASE_MEMORY_AFTER",
     default: "10s",

@@ -1,4 +1,5 @@
-import type { LogBounds } from "../events/event-log.js";
+import type { EventObserver, LogBounds } from "../events/event-log.js";
+import type { CommitObserver } from "../events/group-committer.js";
 import type { SandboxSettings } from "../process/sandbox.js";
 import { DEFAULT_PROVIDER_SETTINGS, type ProviderSettings } from "../providers/registry.js";
 import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../security/tenant-policy.js";
@@ -21,6 +22,24 @@ import type { RetentionPolicy } from "../store/store.js";
 
 /** Where sessions and events are kept. */
 export type StoreConfig = { kind: "memory" } | { kind: "sqlite"; dataDir: string; durability: Durability };
+
+/** A session as an observer of its events knows it. */
+export interface ObservedSession {
+  tenant: string;
+  sessionId: string;
+  provider: string;
+}
+
+/**
+ * What watches the engine from outside (metrics, tracing): every session's published events
+ * and every store commit. Unset, nothing is observed and nothing is paid for it.
+ */
+export interface EngineObserver {
+  /** Called once as each session's log is created; what it returns sees that log's published events. */
+  session?: (session: ObservedSession) => EventObserver | undefined;
+  /** Sees every group commit. */
+  commit?: CommitObserver;
+}
 
 /** Everything the engine needs; validated once by the daemon's config loader. */
 export interface EngineConfig {
@@ -55,6 +74,8 @@ export interface EngineConfig {
   agentHomeTemplate?: string;
   /** The OS sandbox and limits of every agent process. */
   sandbox: SandboxSettings;
+  /** Metrics and tracing: sees every session's events and every store commit. */
+  observer?: EngineObserver;
 }
 
 /** Agents are sandboxed where bubblewrap works, with these limits each. */

@@ -44,6 +44,7 @@ import { endOrphanGroup } from "../process/orphans.js";
 import { EgressProxy, parseEgressRule } from "../process/egress-proxy.js";
 import { Sandbox, type SandboxState } from "../process/sandbox.js";
 import { keyString, Pool, type SessionKey } from "../session/pool.js";
+import { AgentLogBudget, type AgentLogPage, DEFAULT_SESSION_LOG_BYTES, MAX_LOG_PAGE, readAgentLog } from "../session/agent-log.js";
 import { Session } from "../session/session.js";
 import type { RequestedTurn } from "../session/interaction-state.js";
 import { MAX_INPUT_JSON_BYTES } from "../session/permission-request.js";
@@ -55,6 +56,7 @@ import type { SessionRecord, Store } from "../store/store.js";
 import { Admission } from "./admission.js";
 import { type AuditEntry, type AuditKind, AuditLog } from "./audit-log.js";
 import type { ApprovalDefault, EngineConfig } from "./config.js";
+import { ServingPhase, ServingState } from "./serving-state.js";
 import { validateConfig, validateJsonObject, validatePrompt, validateRequestId, validateSessionId, validateTitle } from "./validate.js";
 
 export interface ExecuteInput {
@@ -92,6 +94,13 @@ export interface TenantSession {
   summary: SessionSummary;
 }
 
+/** An open Execute or Subscribe stream and the last seq it handed out. */
+interface OpenReader {
+  kind: "execute" | "subscribe";
+  log: EventLog;
+  seq: number;
+}
+
 /** What Drain did. */
 export interface DrainResult {
   turnsFinished: number;
@@ -124,15 +133,21 @@ export class Engine {
   #compactor: NodeJS.Timeout | undefined;
   readonly providers: ProviderRegistry;
   readonly #launcher: AgentLauncher;
+  /** Every session's agent log together: bounded per session and over the sessions whose agent is gone. */
+  readonly #agentLogs: AgentLogBudget;
   #versions: Promise<string[]> | undefined;
   readonly #logger: Logger;
   #draining = false;
+  /** Serving, draining or stopping: what health checks and readiness probes report. */
+  readonly serving = new ServingState();
   #egress: EgressProxy | undefined;
   // Shutdown, in two steps: `closing` once the last events are logged (following readers
   // end after reading them), `cut` when readers that are still not done are ended.
   readonly #closing = new AbortController();
   readonly #cut = new AbortController();
   #openStreams = 0;
+  /** Where each open stream is in its log; kept only with an observer (see openStreams). */
+  readonly #readers = new Set<OpenReader>();
   #streamsClosed: (() => void) | undefined;
 
   private constructor(config: EngineConfig, logger: Logger, store: Store, providers: ProviderRegistry) {
@@ -144,7 +159,8 @@ export class Engine {
     this.audit = new AuditLog(store, logger);
     this.sandbox = Sandbox.open(config.sandbox, logger);
     this.#launcher = new AgentLauncher(this.sandbox);
-    this.#committer = new GroupCommitter(store, logger);
+    this.#agentLogs = new AgentLogBudget(config.limits.sessionLogBytes ?? DEFAULT_SESSION_LOG_BYTES);
+    this.#committer = new GroupCommitter(store, logger, config.observer?.commit);
     this.pool = new Pool();
     this.#rules = new TenantRules(() => this.#tenants, config.workRoot);
     this.#admission = new Admission(
@@ -410,7 +426,9 @@ export class Engine {
       incarnation: session.incarnation,
       firstSeq,
       lastSeq: log.lastSeq,
-      events: this.#tracked(readEventBatches(log, from, { follow, signal, closing: this.#closing.signal, cut: this.#cut.signal })),
+      events: this.#tracked(
+        this.#positioned(readEventBatches(log, from, { follow, signal, closing: this.#closing.signal, cut: this.#cut.signal }), "subscribe", log, from),
+      ),
     };
   }
 
@@ -697,6 +715,20 @@ export class Engine {
       .map((session) => ({ tenant: session.tenant, summary: summaryOf(session) }));
   }
 
+  /**
+   * A session's agent log (for admins): the entries after `afterIndex` in pages of at most
+   * `limit` (0 for the default); without `follow` one page, with it more as entries are
+   * written, until the session is deleted, the daemon shuts down or `signal` aborts.
+   */
+  sessionLogs(tenant: string, sessionId: string, afterIndex: bigint, limit: number, follow: boolean, signal?: AbortSignal): AsyncIterable<AgentLogPage> {
+    const session = this.#session(tenant, sessionId);
+    if (limit > MAX_LOG_PAGE) throw new HotplexError("invalid_argument", `limit ${limit} is more than ${MAX_LOG_PAGE}`);
+    // An index past any there can be reads as "after the newest": an empty page, then what comes.
+    const after = afterIndex > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(afterIndex);
+    const stop = signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
+    return this.#tracked(readAgentLog(session.agentLog, after, limit, follow, stop));
+  }
+
   /** Records an admin action or a refusal in the audit log. */
   recordAudit(entry: AuditEntry): void {
     this.audit.record(entry);
@@ -704,24 +736,31 @@ export class Engine {
 
   /**
    * Starts no more turns; lets running and queued ones finish for up to `graceMs`, then
-   * stops every session that still runs an agent.
+   * stops every session that still runs an agent. Health reports NOT_SERVING before
+   * anything else happens; `cutShort` ends the grace period early (a second signal).
    */
-  async drain(graceMs: number): Promise<DrainResult> {
+  async drain(graceMs: number, cutShort?: AbortSignal): Promise<DrainResult> {
+    this.serving.enter(ServingPhase.DRAINING);
     this.#draining = true;
     const busy = this.pool.all().filter((session) => session.busy);
     let finished = 0;
     let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+      cutShort?.addEventListener("abort", () => resolve(), { once: true });
+    });
     await Promise.race([
       Promise.all(busy.map((session) => session.whenIdle().then(() => (finished += 1)))),
       grace,
     ]);
     clearTimeout(timer);
+    // Counted now: a turn the stop below ends becomes idle too, but it did not finish.
+    const turnsFinished = finished;
     const running = this.pool.all().filter((session) => session.live);
     await Promise.all(running.map((session) => session.stop("drained")));
     this.#committer.flush();
-    this.#logger.info({ turnsFinished: finished, sessionsStopped: running.length }, "drained");
-    return { turnsFinished: finished, sessionsStopped: running.length };
+    this.#logger.info({ turnsFinished, sessionsStopped: running.length }, "drained");
+    return { turnsFinished, sessionsStopped: running.length };
   }
 
   /**
@@ -731,6 +770,7 @@ export class Engine {
    * UNAVAILABLE.
    */
   async shutdown(): Promise<void> {
+    this.serving.enter(ServingPhase.STOPPING);
     clearInterval(this.#compactor);
     this.#draining = true;
     await this.pool.shutdown();
@@ -759,6 +799,15 @@ export class Engine {
     this.pool.remove(key);
     this.#claims.release(keyString(key));
     session.log.close();
+    session.agentLog.close();
+  }
+
+  /**
+   * Each open Execute and Subscribe stream: its kind and how many events its session's log
+   * is ahead of it. Kept only with an observer (EngineConfig.observer); empty otherwise.
+   */
+  openStreams(): { kind: OpenReader["kind"]; lag: number }[] {
+    return [...this.#readers].map((reader) => ({ kind: reader.kind, lag: Math.max(0, reader.log.lastSeq - reader.seq) }));
   }
 
   #stateDir(key: SessionKey): string {
@@ -777,6 +826,7 @@ export class Engine {
     });
     const providerName = restored?.provider || config.provider || this.providers.defaultProvider;
     const provider = this.providers.has(providerName) ? this.providers.get(providerName) : unavailableProvider(providerName);
+    log.onPublish = this.#config.observer?.session?.({ tenant: key.tenant, sessionId: key.sessionId, provider: provider.name });
     if (!config.provider) {
       // Sessions stored before configs named their provider.
       config = clone(SessionConfigSchema, config);
@@ -802,6 +852,7 @@ export class Engine {
         return launchConfig(current, this.#config.approvals.defaultMode, policy, this.#rules.active(key.tenant));
       },
       launcher: this.#launcher,
+      agentLog: this.#agentLogs.create(),
       env: environmentFor(
         this.#config.agentEnv,
         provider.envAllowList,
@@ -836,7 +887,9 @@ export class Engine {
   // disconnects loses nothing and the turn runs on without it. A shutdown does not end
   // it early: the shutdown ends the turn, and the stream carries that end.
   async *#turnEvents(session: Session, turn: RequestedTurn, signal?: AbortSignal): AsyncGenerator<Event[]> {
-    const batches = this.#tracked(readEventBatches(session.log, turn.fromSeq, { follow: true, signal, cut: this.#cut.signal }));
+    const batches = this.#tracked(
+      this.#positioned(readEventBatches(session.log, turn.fromSeq, { follow: true, signal, cut: this.#cut.signal }), "execute", session.log, turn.fromSeq),
+    );
     for await (const batch of batches) {
       const mine: Event[] = [];
       let ended = false;
@@ -861,6 +914,23 @@ export class Engine {
     } finally {
       this.#openStreams -= 1;
       if (this.#openStreams === 0) this.#streamsClosed?.();
+    }
+  }
+
+  // With an observer (metrics): keeps where an open stream is in its log, for openStreams().
+  #positioned(stream: AsyncGenerator<Event[]>, kind: OpenReader["kind"], log: EventLog, fromSeq: number): AsyncGenerator<Event[]> {
+    return this.#config.observer ? this.#readFrom(stream, { kind, log, seq: fromSeq }) : stream;
+  }
+
+  async *#readFrom(stream: AsyncGenerator<Event[]>, reader: OpenReader): AsyncGenerator<Event[]> {
+    this.#readers.add(reader);
+    try {
+      for await (const batch of stream) {
+        reader.seq = Number(batch[batch.length - 1]?.seq ?? reader.seq);
+        yield batch;
+      }
+    } finally {
+      this.#readers.delete(reader);
     }
   }
 

@@ -26,6 +26,12 @@ export interface LogBounds {
   maxBytes: number;
 }
 
+/**
+ * Sees a log's events once they are published, a batch at a time, in order. It runs inside
+ * the group commit, so it must be cheap and must not throw.
+ */
+export type EventObserver = (events: readonly Event[]) => void;
+
 export const DEFAULT_LOG_BOUNDS: LogBounds = { maxEvents: 100_000, maxBytes: 64 * 1024 * 1024 };
 
 /**
@@ -75,6 +81,8 @@ export class EventLog {
   #recordedSeq = 0;
   /** Called with events right before they become visible (and, when backed, stored). */
   onCommit: ((events: readonly Event[]) => void) | undefined;
+  /** Called with events once they are visible (stored, published): metrics and tracing. */
+  onPublish: EventObserver | undefined;
 
   constructor(sessionId: string, bounds: LogBounds = DEFAULT_LOG_BOUNDS, lastSeq = 0, backing?: LogBacking) {
     if (bounds.maxEvents < 1) throw new RangeError(`maxEvents must be at least 1, got ${bounds.maxEvents}`);
@@ -231,6 +239,7 @@ export class EventLog {
     this.#lastSeq = Number(events[events.length - 1]?.seq ?? this.#lastSeq);
     this.#trim();
     this.#wake();
+    this.onPublish?.(events);
   }
 
   /**

@@ -7,6 +7,12 @@ import type { EventLog } from "./event-log.js";
 const RETRY_MS = 200;
 
 /**
+ * Sees every store commit of the group committer: how long the store took, how many
+ * events it was given and whether it failed (metrics). Must be cheap and must not throw.
+ */
+export type CommitObserver = (seconds: number, events: number, failed: boolean) => void;
+
+/**
  * Group commit: events appended during one turn of the event loop, across all
  * sessions, are stored in one transaction and only then published. A streaming turn
  * thus pays one commit per batch of output lines, not one per token.
@@ -20,10 +26,12 @@ export class GroupCommitter {
   #scheduled: NodeJS.Immediate | undefined;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #observer: CommitObserver | undefined;
 
-  constructor(store: Store, logger: Logger) {
+  constructor(store: Store, logger: Logger, observer?: CommitObserver) {
     this.#store = store;
     this.#logger = logger;
+    this.#observer = observer;
   }
 
   /** Marks a log as having pending events (or a changed registry entry). */
@@ -65,6 +73,7 @@ export class GroupCommitter {
     const records: SessionRecord[] = [];
     const recorded: [EventLog, number][] = [];
     let moved: Map<string, number> | undefined;
+    let started = 0;
     for (const log of logs) {
       const backing = log.backing;
       if (!backing) continue;
@@ -80,8 +89,10 @@ export class GroupCommitter {
         records.push(record);
         recorded.push([log, record.lastSeq]);
       }
+      started = this.#observer ? performance.now() : 0;
       moved = this.#store.commit(events, records);
     } catch (error) {
+      this.#observer?.(0, events.length, true);
       this.#logger.error({ err: error, events: events.length }, "storing events failed; retrying");
       for (const [log, pending] of batches) {
         log.restorePending(pending);
@@ -90,6 +101,8 @@ export class GroupCommitter {
       this.#retry = setTimeout(() => this.flush(), RETRY_MS);
       return;
     }
+    // Outside the try: an observer's failure must never pass for a failed commit.
+    this.#observer?.((performance.now() - started) / 1000, events.length, false);
     for (const [log, seq] of recorded) log.recorded(seq);
     for (const [log, pending] of batches) {
       log.published(pending);

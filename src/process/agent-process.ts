@@ -58,6 +58,7 @@ export class AgentProcess {
   readonly exited: Promise<ProcessExit>;
   readonly #child: ResultPromise;
   readonly #stderr = new TailBuffer();
+  readonly #stderrListeners = new Set<(chunk: Buffer) => void>();
   readonly #agentDepth: number;
   #exit: ProcessExit | undefined;
   /** The 'exit' event has fired (the process is gone, its pipes may not be). */
@@ -102,7 +103,10 @@ export class AgentProcess {
       stdout.once("close", () => resolve());
     });
     // Drained continuously: a chatty agent must never block on a full stderr pipe.
-    this.#child.stderr?.on("data", (chunk: Buffer) => this.#stderr.push(chunk.toString("utf8")));
+    this.#child.stderr?.on("data", (chunk: Buffer) => {
+      this.#stderr.push(chunk.toString("utf8"));
+      for (const listener of this.#stderrListeners) listener(chunk);
+    });
     // Writes after the agent exited fail with EPIPE; the exit is reported on its own.
     this.#child.stdin?.on("error", () => {});
     // Inside a sandbox the wrappers above the agent hold our stdout pipe too, so its end
@@ -169,6 +173,16 @@ export class AgentProcess {
       this.#outputClosedReported = true;
       onClosed();
     }
+  }
+
+  /**
+   * Hands every stderr chunk to `listener` from now on (the session's agent log); returns
+   * the function that stops it. Chunks arrive from I/O callbacks, never before the caller
+   * that started the process had a chance to attach.
+   */
+  onStderr(listener: (chunk: Buffer) => void): () => void {
+    this.#stderrListeners.add(listener);
+    return () => this.#stderrListeners.delete(listener);
   }
 
   /** True until the process has exited. */

@@ -10,6 +10,7 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { CredentialTable, PeerIdentity } from "../security/credentials.js";
+import { isPublicMethod, OPEN_METHOD_MAX_BYTES } from "./authorization.js";
 import { authKey, bodyProblemKey } from "./context.js";
 import { bodyFramingOf, checkUnaryBody, replaceWithEmptyMessage } from "./request-body.js";
 
@@ -40,6 +41,8 @@ export interface RequestHandlerOptions {
  * - authenticates the call from its headers and connection alone, and when that fails
  *   hands connect an empty body instead of the client's, so no byte of an unauthenticated
  *   request body is read, inflated or parsed (a 1 MB gzip body once inflated to 2 GiB);
+ *   the one exception is Health, which probes call without a credential: its bodies are
+ *   read up to OPEN_METHOD_MAX_BYTES (a few KiB) only;
  * - reads and checks unary bodies, so a malformed message is INVALID_ARGUMENT;
  * - never throws: a request connect cannot even represent (no Host) gets a 400, and
  *   anything else unexpected is logged with a 500, where connect-node's adapter threw
@@ -86,12 +89,15 @@ async function handle(handler: UniversalHandler, req: NodeRequest, res: NodeResp
     return;
   }
   const framing = bodyFramingOf(uReq.header.get("content-type"));
+  // Health is served without a credential (probes have none), its requests kept small.
+  const open = isPublicMethod(handler.method);
   if (framing) {
-    if (!auth.principal) {
+    if (!auth.principal && !open) {
       uReq = replaceWithEmptyMessage(uReq, framing);
       discardBody(req, res);
     } else if (handler.method.methodKind === "unary") {
-      const checked = await checkUnaryBody(uReq, framing, handler.method.input, options.readMaxBytes);
+      const maxBytes = open ? Math.min(OPEN_METHOD_MAX_BYTES, options.readMaxBytes) : options.readMaxBytes;
+      const checked = await checkUnaryBody(uReq, framing, handler.method.input, maxBytes);
       if (checked.ok) {
         uReq = checked.req;
       } else {

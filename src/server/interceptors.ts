@@ -1,6 +1,10 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { connectErrorFromReason } from "./errors.js";
+import { codeName } from "../observability/registry.js";
+import { tapRequestMessage } from "../observability/request-message.js";
+import { watchStream } from "../observability/stream-end.js";
+import { parseTraceparent, traceKey } from "../observability/trace-context.js";
 import { principalKey } from "./context.js";
 
 /** Maps engine errors to Connect errors, for unary calls and inside response streams. */
@@ -25,16 +29,21 @@ async function* mapStreamErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
 }
 
 /**
- * One log line per RPC: method, caller (credential name and tenant, once authorized),
- * outcome, duration, and for streams the message count. Never a secret.
+ * One log line per RPC: method, caller (credential name and tenant, once authorized), the
+ * session it names, outcome, duration, for streams the message count, and the trace id
+ * (the caller's traceparent, or the server span's when tracing is on). Never a secret.
  */
 export function createLoggingInterceptor(logger: Logger): Interceptor {
-  return (next) => async (req) => {
+  return (next) => async (call) => {
     const started = performance.now();
-    const rpc = `${req.service.name}.${req.method.name}`;
+    const rpc = `${call.service.name}.${call.method.name}`;
+    // Unary and server-streaming requests have one message (a stream's is read before next() returns).
+    const { req, message } = tapRequestMessage(call);
     const done = (code: string, messages?: number, err?: unknown) => {
       // Set by the authorization interceptor further in, on the same context values.
       const principal = req.contextValues.get(principalKey);
+      // Set by the tracing interceptor when there is one; else the caller's own, if valid.
+      const trace = req.contextValues.get(traceKey) ?? parseTraceparent(req.header.get("traceparent"));
       const line = {
         rpc,
         code,
@@ -42,6 +51,9 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
         messages,
         principal: principal?.name,
         tenant: principal?.tenant || undefined,
+        session: sessionOf(message()),
+        trace_id: trace?.traceId,
+        span_id: trace?.spanId,
       };
       if (err && code === "internal") logger.error({ ...line, err }, "rpc failed");
       else logger.info(line, "rpc");
@@ -52,7 +64,7 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
         done("ok");
         return res;
       }
-      return { ...res, message: countStream(res.message, req.signal, done) };
+      return { ...res, message: watchStream(res.message, req.signal, done) };
     } catch (reason) {
       const error = ConnectError.from(reason);
       done(codeName(error.code), undefined, reason);
@@ -61,32 +73,12 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
   };
 }
 
-async function* countStream<T>(
-  stream: AsyncIterable<T>,
-  signal: AbortSignal,
-  done: (code: string, messages: number, err?: unknown) => void,
-): AsyncIterable<T> {
-  let messages = 0;
-  let logged = false;
-  try {
-    for await (const message of stream) {
-      messages += 1;
-      yield message;
-    }
-    logged = true;
-    // A stream that ended because the client cancelled it is not a success.
-    done(signal.aborted ? "canceled" : "ok", messages);
-  } catch (reason) {
-    logged = true;
-    done(codeName(ConnectError.from(reason).code), messages, reason);
-    throw reason;
-  } finally {
-    // The client went away: the stream was closed early, without an error.
-    if (!logged) done("canceled", messages);
-  }
+// The session a request names (most requests have a session_id), cut to the longest valid
+// id plus a marker: the field is the client's, and one line must stay one short line.
+function sessionOf(message: unknown): string | undefined {
+  const sessionId = (message as { sessionId?: unknown } | undefined)?.sessionId;
+  if (typeof sessionId !== "string" || sessionId === "") return undefined;
+  return sessionId.length > MAX_LOGGED_SESSION_CHARS ? `${sessionId.slice(0, MAX_LOGGED_SESSION_CHARS)}…` : sessionId;
 }
 
-// The code as the Connect protocol spells it on the wire: "not_found", "invalid_argument".
-function codeName(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
-}
+const MAX_LOGGED_SESSION_CHARS = 128;

@@ -1,10 +1,13 @@
+import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Engine } from "../engine/engine.js";
 import type { CredentialTable } from "../security/credentials.js";
 import { createRequestHandler, type NodeHandler } from "./adapter.js";
 import { createAuthorizationInterceptor } from "./authorization.js";
+import { createHttpRoutes, type HttpRoutes } from "./http-routes.js";
 import { createErrorInterceptor, createLoggingInterceptor } from "./interceptors.js";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS, DualProtocolListener, type TlsFiles } from "./listener.js";
+import { probeRoutes } from "./routes/health-service.js";
 import { routes } from "./routes/index.js";
 
 /** The request-level limits: sizes and deadlines a client's request must keep. */
@@ -28,10 +31,17 @@ export interface ServerOptions {
   tls?: TlsFiles;
   /** hotplex's version, for GetServerInfo. */
   version: string;
-  /** Requests for paths that are no RPC (404 by default). */
+  /** Requests for paths that are no RPC and no HTTP route (404 by default). */
   fallback?: NodeHandler;
+  /**
+   * More plain HTTP GET endpoints beside /healthz and /readyz (e.g. /metrics), on the same
+   * port and without a credential; a path of its own each.
+   */
+  extraRoutes?: HttpRoutes;
   /** Streams still open this long after close() started are cut. */
   forceCloseMs?: number;
+  /** Metrics and tracing interceptors (src/observability), placed in the chain by the server. */
+  observe?: { metrics?: Interceptor; tracing?: Interceptor };
 }
 
 export interface HotplexServer {
@@ -55,16 +65,23 @@ export function createServer(options: ServerOptions): HotplexServer {
   const requestLimits = options.requestLimits ?? DEFAULT_REQUEST_LIMITS;
   const connectionLimits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
   let listener: DualProtocolListener | undefined;
+  const probes = probeRoutes(engine);
+  for (const path of Object.keys(options.extraRoutes ?? {})) {
+    if (Object.hasOwn(probes, path)) throw new Error(`extraRoutes: ${path} is served by hotplex itself`);
+  }
   const handler = createRequestHandler({
     routes: routes(engine, {
       version: options.version,
       maxRequestBytes: requestLimits.maxRequestBytes,
       maxConnections: connectionLimits.maxConnections,
     }),
-    // Order matters: logging sees the final Connect code; the error mapper corrects codes
-    // of everything inside it; authorization runs before any handler.
+    // Order matters: logging and metrics see the final Connect code; tracing (inside them, so
+    // the log line gets its trace id) too, and its span covers every later step; the error
+    // mapper corrects codes of everything inside it; authorization runs before any handler.
     interceptors: [
       createLoggingInterceptor(logger),
+      ...(options.observe?.metrics ? [options.observe.metrics] : []),
+      ...(options.observe?.tracing ? [options.observe.tracing] : []),
       createErrorInterceptor(),
       createAuthorizationInterceptor((denial) =>
         engine.recordAudit({
@@ -81,7 +98,7 @@ export function createServer(options: ServerOptions): HotplexServer {
     credentials: options.credentials,
     peerIdentity: (req) => listener?.peerIdentity(req),
     logger,
-    fallback: options.fallback,
+    fallback: createHttpRoutes({ ...probes, ...options.extraRoutes }, { logger, fallback: options.fallback }),
   });
   listener = new DualProtocolListener(handler, { limits: connectionLimits, tls: options.tls, forceCloseMs: options.forceCloseMs });
   const scheme = options.tls ? "https" : "http";

@@ -34,6 +34,7 @@ import type { SessionRecord } from "../store/store.js";
 import { workDirChanged } from "../security/work-dir.js";
 import { type AgentLauncher, LaunchError } from "../process/launcher.js";
 import type { Sandbox } from "../process/sandbox.js";
+import { AgentLog, observedLauncher } from "./agent-log.js";
 import { AgentRun, AgentRunState, startKindFor } from "./agent-run.js";
 import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
 import { type PendingFork, REMEMBERED_REQUEST_IDS, type RequestedTurn } from "./interaction-state.js";
@@ -55,6 +56,8 @@ export interface SessionLimits {
   idleTimeoutMs: number;
   /** Time between SIGTERM (or an interrupt) and SIGKILL. */
   stopGraceMs: number;
+  /** Bytes of the session's agent log (stderr and lifecycle, in memory; 0 keeps none). */
+  sessionLogBytes?: number;
   /** The longest line of agent output; a longer one fails the turn and ends the agent. */
   maxLineBytes: number;
   /** A permission request or question with no answer after this long is denied. 0 disables. */
@@ -83,6 +86,8 @@ export interface SessionOptions {
   sandbox: Sandbox;
   /** Starts agent processes (in the sandbox); handed to the provider. */
   launcher: AgentLauncher;
+  /** The session's agent log (stderr and lifecycle); one of its own, bounded by the limits, when not given. */
+  agentLog?: AgentLog;
   config: SessionConfig;
   /**
    * The launch settings of a config under the tenant's policy as it is now; throws a
@@ -127,11 +132,15 @@ export class Session {
   readonly log: EventLog;
   readonly view: SessionView;
   readonly incarnation: string;
+  /** What the agent wrote to stderr and what happened to its processes (AdminService.GetSessionLogs). */
+  readonly agentLog: AgentLog;
   config: SessionConfig;
   /** The launch settings of the running (or last) run. */
   #launch: LaunchConfig | undefined;
   readonly #options: SessionOptions;
   readonly #logger: Logger;
+  /** The launcher handed to the provider: the session's own processes feed its agent log. */
+  readonly #launcher: AgentLauncher;
   #hasConversation: boolean;
 
   readonly #turns: TurnQueue;
@@ -164,6 +173,8 @@ export class Session {
     this.#hasConversation = options.hasConversation;
     this.#logger = options.logger.child({ session: options.sessionId, tenant: options.tenant });
     this.incarnation = options.incarnation;
+    this.agentLog = options.agentLog ?? new AgentLog(options.limits.sessionLogBytes);
+    this.#launcher = observedLauncher(options.launcher, this.agentLog, options.stateDir);
     this.#turns = new TurnQueue(options.sessionId, options.limits.queueLimit);
     this.view = new SessionView(options.sessionId, options.provider.name, options.providerSessionId, options.workDir);
     if (options.restored) this.view.restore(options.restored);
@@ -349,6 +360,7 @@ export class Session {
       this.#syncStatus("");
       return;
     }
+    if (run.state !== AgentRunState.STOPPING) this.agentLog.lifecycle(`stopping the agent: ${reason}`, agent.pid);
     run.stopping(reason);
     this.#syncStatus(current?.id ?? "");
     await agent.close(this.#options.limits.stopGraceMs);
@@ -479,7 +491,13 @@ export class Session {
     const agent = this.#agent;
     if (!agent?.alive) throw new HotplexError("failed_precondition", `no agent runs in session "${this.sessionId}": run a turn first, then list its models`);
     if (!agent.listModels || !agent.capabilities.listModels) throw new HotplexError("failed_precondition", `provider ${this.providerName} cannot list its models`);
-    return agent.listModels();
+    try {
+      return await agent.listModels();
+    } catch (error) {
+      // The agent exited while it was asked (a stop or a crash at that moment).
+      if (!agent.alive) throw new HotplexError("failed_precondition", `the agent of session "${this.sessionId}" exited before it listed its models: run a turn first, then list them`);
+      throw error;
+    }
   }
 
   /**
@@ -760,6 +778,9 @@ export class Session {
     const { provider } = this.#options;
     const run = new AgentRun(kind, retried, turn);
     this.#run = run;
+    this.agentLog.lifecycle(
+      `starting the agent: provider ${provider.name}, ${StartKind[kind].toLowerCase()} start${this.view.interaction.pendingFork && kind === StartKind.COLD ? " (a fork)" : ""}${retried ? ", the one retry the other way" : ""}, for turn ${turn.id}`,
+    );
     this.#syncStatus(turn.id);
     let launch: LaunchConfig;
     try {
@@ -809,7 +830,7 @@ export class Session {
         daemonPaths: { workRoot: this.#options.workRoot, stateRoot: this.#options.stateRoot },
         env: this.#options.env,
         maxLineBytes: this.#options.limits.maxLineBytes,
-        launcher: this.#options.launcher,
+        launcher: this.#launcher,
         // A connection reports only while its run is this session's current one.
         handlers: {
           onOutput: (item) => {
@@ -933,6 +954,7 @@ export class Session {
   // ended, when `message` is empty: stopped while the start was prepared).
   #failStart(run: AgentRun, message: string): void {
     run.ended();
+    this.agentLog.lifecycle(message ? `the agent was not started: ${message}` : "the agent was not started: the turn ended first");
     if (this.#run !== run) return;
     const turn = run.firstTurn;
     this.#syncStatus(turn.id);
@@ -946,6 +968,7 @@ export class Session {
   // starts it again and resumes the conversation).
   #agentFault(run: AgentRun, agent: AgentConnection, code: string, message: string): void {
     this.#logger.warn({ code, pid: agent.pid }, message);
+    this.agentLog.lifecycle(`agent fault ${code}: ${message}`, agent.pid);
     const turn = this.#turns.current;
     this.#record(turn?.id ?? "", { case: "error", value: create(ErrorEventSchema, { code, message }) });
     if (turn && !turn.ended && !turn.endedBy) {
@@ -972,6 +995,7 @@ export class Session {
       }),
     });
     this.#logger.info({ pid: agent.pid, kind: StartKind[run.kind] }, "session started");
+    this.agentLog.lifecycle(`the agent answered: conversation ${this.view.providerSessionId}`, agent.pid);
     this.log.touch();
     if (turn) this.#announce(turn);
   }
@@ -1013,6 +1037,7 @@ export class Session {
         // The registry and the agent disagree on whether the conversation exists (e.g.
         // the daemon restarted with an in-memory registry): start the other way once.
         this.#logger.info({ failure }, "agent refused the start; retrying the other way");
+        this.agentLog.lifecycle(`the agent refused the start (${failure}); restarting it the other way`, agent.pid);
         this.#armTurnTimer(turn);
         void this.#startRun(turn, failure === "resume_missing" ? StartKind.COLD : StartKind.RESUMED, true);
         return;
@@ -1028,6 +1053,7 @@ export class Session {
         value: create(SessionEndedSchema, { reason, exitCode: exit.exitCode, signal: exit.signal ?? exit.signalSent ?? "" }),
       });
       this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal }, "agent ended before it took the turn; starting it again");
+      this.agentLog.lifecycle(`the agent ended (${reason}, ${describeExit(exit)}) before it took turn ${turn.id}; restarting it`, agent.pid);
       this.#armTurnTimer(turn);
       void this.#startRun(turn, startKindFor(this.#hasConversation), false);
       return;
@@ -1057,6 +1083,7 @@ export class Session {
     // The process group is gone from the registry entry.
     this.log.touch();
     this.#logger.info({ reason, exitCode: exit.exitCode, signal: exit.signal, pid: agent.pid }, "session ended");
+    this.agentLog.lifecycle(`the agent run ended: ${reason} (${exit.spawnError ? `cannot start: ${exit.spawnError}` : describeExit(exit)})`, agent.pid);
   }
 
   // Logs TurnStarted once per turn.
@@ -1174,11 +1201,13 @@ export class Session {
       return;
     }
     this.#requests.interruptsSent += 1;
+    this.agentLog.lifecycle(`interrupting turn ${turn.id} (${why === "timeout" ? "the turn timeout" : "asked by the client"})`, agent.pid);
     agent.interrupt();
     clearTimeout(this.#killTimer);
     this.#killTimer = setTimeout(() => {
       if (this.#turns.current !== turn || turn.ended) return;
       this.#logger.warn({ turn: turn.id, stopGraceMs }, "the agent did not end the interrupted turn; ending the agent");
+      this.agentLog.lifecycle(`the agent did not end the interrupted turn within ${stopGraceMs} ms; ending it`, agent.pid);
       void agent.close(stopGraceMs);
     }, stopGraceMs);
   }

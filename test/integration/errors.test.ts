@@ -129,7 +129,7 @@ describe("the daemon's logs", () => {
         ["SessionService.GetSnapshot", "not_found"],
         ["SessionService.StopSession", "ok"],
       ]);
-      const lifecycle = records.filter((r) => r.session === "logged").map((r) => r.msg);
+      const lifecycle = records.filter((r) => r.session === "logged" && r.msg !== "rpc").map((r) => r.msg);
       expect(lifecycle).toEqual(["agent process spawned", "session started", "session ended"]);
       expect(records.find((r) => r.msg === "session ended")).toMatchObject({ reason: "stopped", tenant: "default" });
     } finally {

@@ -10,6 +10,7 @@ import {
   DeleteTenantSessionRequestSchema,
   DrainRequestSchema,
   GetServerInfoRequestSchema,
+  GetSessionLogsRequestSchema,
   ListAllSessionsRequestSchema,
   ListAuditEventsRequestSchema,
   SetRuleBypassRequestSchema,
@@ -434,7 +435,7 @@ class Generator {
 
   #unaryTarget(): Target {
     const rng = this.rng;
-    if (rng.chance(0.12)) return target(AdminService, rng.pick(ADMIN_METHODS).name);
+    if (rng.chance(0.12)) return target(AdminService, rng.pick(ADMIN_METHODS.filter((m) => m.methodKind === "unary")).name);
     const unary = SESSION_METHODS.filter((m) => m.methodKind === "unary");
     // The session methods that read are the most interesting (they reach the engine).
     return target(SessionService, rng.weighted([
@@ -448,6 +449,8 @@ class Generator {
   }
 
   #streamTarget(): Target {
+    // GetSessionLogs never follows here (see #message), so it ends like a page.
+    if (this.rng.chance(0.1)) return target(AdminService, "GetSessionLogs");
     return target(SessionService, this.rng.chance(0.5) ? "Execute" : "Subscribe");
   }
 
@@ -667,6 +670,12 @@ class Generator {
         return { schema: DrainRequestSchema, message: create(DrainRequestSchema, { graceSeconds: rng.pick(U32) }) };
       case "ListAuditEvents":
         return { schema: ListAuditEventsRequestSchema, message: create(ListAuditEventsRequestSchema, { afterId: rng.pick(U64), limit: rng.pick([0, 1, 1000, 1001, ...U32]) }) };
+      case "GetSessionLogs":
+        // Never follow: a following stream on a live session would wait for ever.
+        return {
+          schema: GetSessionLogsRequestSchema,
+          message: create(GetSessionLogsRequestSchema, { tenant: rng.pick(["default", "", "\u0000"]), sessionId: rng.pick(POOL), afterIndex: rng.pick(U64), limit: rng.pick([0, 1, 1000, 1001, ...U32]) }),
+        };
       default:
         throw new Error(`no message for ${t.method.name}`);
     }

@@ -2,8 +2,8 @@
 // @generated from file hotplex/v1/admin_service.proto (package hotplex.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { SandboxInfo, SessionInfo } from "./session_pb.js";
@@ -16,7 +16,160 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotplex/v1/admin_service.proto.
  */
 export const file_hotplex_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5ob3RwbGV4L3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmhvdHBsZXgudjEiSwoUU2V0UnVsZUJ5cGFzc1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDwoHc2Vjb25kcxgDIAEoDSJCChVTZXRSdWxlQnlwYXNzUmVzcG9uc2USKQoFdW50aWwYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIigKFkxpc3RBbGxTZXNzaW9uc1JlcXVlc3QSDgoGdGVuYW50GAEgASgJIlMKFFRlbmFudFNlc3Npb25TdW1tYXJ5Eg4KBnRlbmFudBgBIAEoCRIrCgdzZXNzaW9uGAIgASgLMhouaG90cGxleC52MS5TZXNzaW9uU3VtbWFyeSJNChdMaXN0QWxsU2Vzc2lvbnNSZXNwb25zZRIyCghzZXNzaW9ucxgBIAMoCzIgLmhvdHBsZXgudjEuVGVuYW50U2Vzc2lvblN1bW1hcnkiPgoYU3RvcFRlbmFudFNlc3Npb25SZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJIlcKGVN0b3BUZW5hbnRTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLmhvdHBsZXgudjEuU2Vzc2lvbkluZm8SEAoIbGFzdF9zZXEYAiABKAQiWwoaRGVsZXRlVGVuYW50U2Vzc2lvblJlcXVlc3QSDgoGdGVuYW50GAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSGQoRZGVsZXRlX3RyYW5zY3JpcHQYAyABKAgiLwobRGVsZXRlVGVuYW50U2Vzc2lvblJlc3BvbnNlEhAKCGxhc3Rfc2VxGAEgASgEIhYKFEdldFNlcnZlckluZm9SZXF1ZXN0IvMBCgxTZXJ2ZXJMaW1pdHMSGQoRbWF4X2xpdmVfc2Vzc2lvbnMYASABKA0SGwoTbWF4X3N0b3JlZF9zZXNzaW9ucxgCIAEoDRITCgtxdWV1ZV9saW1pdBgDIAEoDRIXCg90dXJuX3RpbWVvdXRfbXMYBCABKAQSFwoPaWRsZV90aW1lb3V0X21zGAUgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgEEhgKEG1heF9wcm9tcHRfYnl0ZXMYByABKAQSFgoObWF4X2xpbmVfYnl0ZXMYCCABKAQSFwoPbWF4X2Nvbm5lY3Rpb25zGAkgASgNIqoCChVHZXRTZXJ2ZXJJbmZvUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIRCglwcm92aWRlcnMYAiADKAkSLgoKc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYBCABKAQSKAoGbGltaXRzGAUgASgLMhguaG90cGxleC52MS5TZXJ2ZXJMaW1pdHMSFQoNbGl2ZV9zZXNzaW9ucxgGIAEoDRIXCg9zdG9yZWRfc2Vzc2lvbnMYByABKA0SEAoIZHJhaW5pbmcYCCABKAgSDwoHdGVuYW50cxgJIAMoCRIoCgdzYW5kYm94GAogASgLMhcuaG90cGxleC52MS5TYW5kYm94SW5mbyIlCgxEcmFpblJlcXVlc3QSFQoNZ3JhY2Vfc2Vjb25kcxgBIAEoDSJBCg1EcmFpblJlc3BvbnNlEhYKDnR1cm5zX2ZpbmlzaGVkGAEgASgNEhgKEHNlc3Npb25zX3N0b3BwZWQYAiABKA0iOQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIQCghhZnRlcl9pZBgBIAEoBBINCgVsaW1pdBgCIAEoDSKnAQoKQXVkaXRFdmVudBIKCgJpZBgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAMgASgJEhEKCXByaW5jaXBhbBgEIAEoCRIOCgZ0ZW5hbnQYBSABKAkSEgoKc2Vzc2lvbl9pZBgGIAEoCRIOCgZtZXRob2QYByABKAkSDgoGZGV0YWlsGAggASgJIkEKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEiYKBmV2ZW50cxgBIAMoCzIWLmhvdHBsZXgudjEuQXVkaXRFdmVudDL6BAoMQWRtaW5TZXJ2aWNlEloKD0xpc3RBbGxTZXNzaW9ucxIiLmhvdHBsZXgudjEuTGlzdEFsbFNlc3Npb25zUmVxdWVzdBojLmhvdHBsZXgudjEuTGlzdEFsbFNlc3Npb25zUmVzcG9uc2USYAoRU3RvcFRlbmFudFNlc3Npb24SJC5ob3RwbGV4LnYxLlN0b3BUZW5hbnRTZXNzaW9uUmVxdWVzdBolLmhvdHBsZXgudjEuU3RvcFRlbmFudFNlc3Npb25SZXNwb25zZRJmChNEZWxldGVUZW5hbnRTZXNzaW9uEiYuaG90cGxleC52MS5EZWxldGVUZW5hbnRTZXNzaW9uUmVxdWVzdBonLmhvdHBsZXgudjEuRGVsZXRlVGVuYW50U2Vzc2lvblJlc3BvbnNlElQKDUdldFNlcnZlckluZm8SIC5ob3RwbGV4LnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GiEuaG90cGxleC52MS5HZXRTZXJ2ZXJJbmZvUmVzcG9uc2USPAoFRHJhaW4SGC5ob3RwbGV4LnYxLkRyYWluUmVxdWVzdBoZLmhvdHBsZXgudjEuRHJhaW5SZXNwb25zZRJaCg9MaXN0QXVkaXRFdmVudHMSIi5ob3RwbGV4LnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaIy5ob3RwbGV4LnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElQKDVNldFJ1bGVCeXBhc3MSIC5ob3RwbGV4LnYxLlNldFJ1bGVCeXBhc3NSZXF1ZXN0GiEuaG90cGxleC52MS5TZXRSdWxlQnlwYXNzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_hotplex_v1_session, file_hotplex_v1_session_service]);
+  fileDesc("Ch5ob3RwbGV4L3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmhvdHBsZXgudjEibwoVR2V0U2Vzc2lvbkxvZ3NSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhMKC2FmdGVyX2luZGV4GAMgASgEEg0KBWxpbWl0GAQgASgNEg4KBmZvbGxvdxgFIAEoCCKiAQoNQWdlbnRMb2dFbnRyeRINCgVpbmRleBgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZzb3VyY2UYAyABKA4yGi5ob3RwbGV4LnYxLkFnZW50TG9nU291cmNlEgwKBHRleHQYBCABKAkSEQoJdHJ1bmNhdGVkGAUgASgIEgsKA3BpZBgGIAEoDSJ+ChZHZXRTZXNzaW9uTG9nc1Jlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5ob3RwbGV4LnYxLkFnZW50TG9nRW50cnkSEwoLZmlyc3RfaW5kZXgYAiABKAQSEgoKbGFzdF9pbmRleBgDIAEoBBIPCgdkcm9wcGVkGAQgASgEIksKFFNldFJ1bGVCeXBhc3NSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg8KB3NlY29uZHMYAyABKA0iQgoVU2V0UnVsZUJ5cGFzc1Jlc3BvbnNlEikKBXVudGlsGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIoChZMaXN0QWxsU2Vzc2lvbnNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCSJTChRUZW5hbnRTZXNzaW9uU3VtbWFyeRIOCgZ0ZW5hbnQYASABKAkSKwoHc2Vzc2lvbhgCIAEoCzIaLmhvdHBsZXgudjEuU2Vzc2lvblN1bW1hcnkiTQoXTGlzdEFsbFNlc3Npb25zUmVzcG9uc2USMgoIc2Vzc2lvbnMYASADKAsyIC5ob3RwbGV4LnYxLlRlbmFudFNlc3Npb25TdW1tYXJ5Ij4KGFN0b3BUZW5hbnRTZXNzaW9uUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCSJXChlTdG9wVGVuYW50U2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5ob3RwbGV4LnYxLlNlc3Npb25JbmZvEhAKCGxhc3Rfc2VxGAIgASgEIlsKGkRlbGV0ZVRlbmFudFNlc3Npb25SZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhkKEWRlbGV0ZV90cmFuc2NyaXB0GAMgASgIIi8KG0RlbGV0ZVRlbmFudFNlc3Npb25SZXNwb25zZRIQCghsYXN0X3NlcRgBIAEoBCIWChRHZXRTZXJ2ZXJJbmZvUmVxdWVzdCLzAQoMU2VydmVyTGltaXRzEhkKEW1heF9saXZlX3Nlc3Npb25zGAEgASgNEhsKE21heF9zdG9yZWRfc2Vzc2lvbnMYAiABKA0SEwoLcXVldWVfbGltaXQYAyABKA0SFwoPdHVybl90aW1lb3V0X21zGAQgASgEEhcKD2lkbGVfdGltZW91dF9tcxgFIAEoBBIZChFtYXhfcmVxdWVzdF9ieXRlcxgGIAEoBBIYChBtYXhfcHJvbXB0X2J5dGVzGAcgASgEEhYKDm1heF9saW5lX2J5dGVzGAggASgEEhcKD21heF9jb25uZWN0aW9ucxgJIAEoDSKqAgoVR2V0U2VydmVySW5mb1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSEQoJcHJvdmlkZXJzGAIgAygJEi4KCnN0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnVwdGltZV9zZWNvbmRzGAQgASgEEigKBmxpbWl0cxgFIAEoCzIYLmhvdHBsZXgudjEuU2VydmVyTGltaXRzEhUKDWxpdmVfc2Vzc2lvbnMYBiABKA0SFwoPc3RvcmVkX3Nlc3Npb25zGAcgASgNEhAKCGRyYWluaW5nGAggASgIEg8KB3RlbmFudHMYCSADKAkSKAoHc2FuZGJveBgKIAEoCzIXLmhvdHBsZXgudjEuU2FuZGJveEluZm8iJQoMRHJhaW5SZXF1ZXN0EhUKDWdyYWNlX3NlY29uZHMYASABKA0iQQoNRHJhaW5SZXNwb25zZRIWCg50dXJuc19maW5pc2hlZBgBIAEoDRIYChBzZXNzaW9uc19zdG9wcGVkGAIgASgNIjkKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSEAoIYWZ0ZXJfaWQYASABKAQSDQoFbGltaXQYAiABKA0ipwEKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEa2luZBgDIAEoCRIRCglwcmluY2lwYWwYBCABKAkSDgoGdGVuYW50GAUgASgJEhIKCnNlc3Npb25faWQYBiABKAkSDgoGbWV0aG9kGAcgASgJEg4KBmRldGFpbBgIIAEoCSJBChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRImCgZldmVudHMYASADKAsyFi5ob3RwbGV4LnYxLkF1ZGl0RXZlbnQqbwoOQWdlbnRMb2dTb3VyY2USIAocQUdFTlRfTE9HX1NPVVJDRV9VTlNQRUNJRklFRBAAEhsKF0FHRU5UX0xPR19TT1VSQ0VfU1RERVJSEAESHgoaQUdFTlRfTE9HX1NPVVJDRV9MSUZFQ1lDTEUQAjLVBQoMQWRtaW5TZXJ2aWNlEloKD0xpc3RBbGxTZXNzaW9ucxIiLmhvdHBsZXgudjEuTGlzdEFsbFNlc3Npb25zUmVxdWVzdBojLmhvdHBsZXgudjEuTGlzdEFsbFNlc3Npb25zUmVzcG9uc2USYAoRU3RvcFRlbmFudFNlc3Npb24SJC5ob3RwbGV4LnYxLlN0b3BUZW5hbnRTZXNzaW9uUmVxdWVzdBolLmhvdHBsZXgudjEuU3RvcFRlbmFudFNlc3Npb25SZXNwb25zZRJmChNEZWxldGVUZW5hbnRTZXNzaW9uEiYuaG90cGxleC52MS5EZWxldGVUZW5hbnRTZXNzaW9uUmVxdWVzdBonLmhvdHBsZXgudjEuRGVsZXRlVGVuYW50U2Vzc2lvblJlc3BvbnNlElQKDUdldFNlcnZlckluZm8SIC5ob3RwbGV4LnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GiEuaG90cGxleC52MS5HZXRTZXJ2ZXJJbmZvUmVzcG9uc2USPAoFRHJhaW4SGC5ob3RwbGV4LnYxLkRyYWluUmVxdWVzdBoZLmhvdHBsZXgudjEuRHJhaW5SZXNwb25zZRJaCg9MaXN0QXVkaXRFdmVudHMSIi5ob3RwbGV4LnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaIy5ob3RwbGV4LnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElQKDVNldFJ1bGVCeXBhc3MSIC5ob3RwbGV4LnYxLlNldFJ1bGVCeXBhc3NSZXF1ZXN0GiEuaG90cGxleC52MS5TZXRSdWxlQnlwYXNzUmVzcG9uc2USWQoOR2V0U2Vzc2lvbkxvZ3MSIS5ob3RwbGV4LnYxLkdldFNlc3Npb25Mb2dzUmVxdWVzdBoiLmhvdHBsZXgudjEuR2V0U2Vzc2lvbkxvZ3NSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_hotplex_v1_session, file_hotplex_v1_session_service]);
+
+/**
+ * GetSessionLogsRequest names the session and where to read from.
+ *
+ * @generated from message hotplex.v1.GetSessionLogsRequest
+ */
+export type GetSessionLogsRequest = Message<"hotplex.v1.GetSessionLogsRequest"> & {
+  /**
+   * The session's tenant.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * The session.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+
+  /**
+   * Entries with an index greater than this; 0 from the oldest kept.
+   *
+   * @generated from field: uint64 after_index = 3;
+   */
+  afterIndex: bigint;
+
+  /**
+   * The most entries in one message: 1 to 1000, 0 for 500.
+   *
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+
+  /**
+   * After what is kept, go on with new entries as they are written.
+   *
+   * @generated from field: bool follow = 5;
+   */
+  follow: boolean;
+};
+
+/**
+ * Describes the message hotplex.v1.GetSessionLogsRequest.
+ * Use `create(GetSessionLogsRequestSchema)` to create a new message.
+ */
+export const GetSessionLogsRequestSchema: GenMessage<GetSessionLogsRequest> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_admin_service, 0);
+
+/**
+ * AgentLogEntry is one line of a session's agent log.
+ *
+ * @generated from message hotplex.v1.AgentLogEntry
+ */
+export type AgentLogEntry = Message<"hotplex.v1.AgentLogEntry"> & {
+  /**
+   * Increases by one per entry of the session, from 1.
+   *
+   * @generated from field: uint64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * When the daemon read the line or noted the event.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * A stderr line or a lifecycle entry.
+   *
+   * @generated from field: hotplex.v1.AgentLogSource source = 3;
+   */
+  source: AgentLogSource;
+
+  /**
+   * The line, without its newline. Control characters (and characters that
+   * reorder text on a terminal) are written as escapes such as \u001b, so the
+   * text prints as the agent wrote it and can never drive a terminal; bytes
+   * that are not UTF-8 become U+FFFD. At most 4096 characters of a line are
+   * kept; a longer one ends with a marker saying how long it was.
+   *
+   * @generated from field: string text = 4;
+   */
+  text: string;
+
+  /**
+   * The line was longer than an entry holds (see text).
+   *
+   * @generated from field: bool truncated = 5;
+   */
+  truncated: boolean;
+
+  /**
+   * The process the entry is about or came from; 0 when none (or when the
+   * process is shared with other sessions, such as a tenant's server).
+   *
+   * @generated from field: uint32 pid = 6;
+   */
+  pid: number;
+};
+
+/**
+ * Describes the message hotplex.v1.AgentLogEntry.
+ * Use `create(AgentLogEntrySchema)` to create a new message.
+ */
+export const AgentLogEntrySchema: GenMessage<AgentLogEntry> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_admin_service, 1);
+
+/**
+ * GetSessionLogsResponse is one page of entries.
+ *
+ * @generated from message hotplex.v1.GetSessionLogsResponse
+ */
+export type GetSessionLogsResponse = Message<"hotplex.v1.GetSessionLogsResponse"> & {
+  /**
+   * Entries after the reader's index, oldest first.
+   *
+   * @generated from field: repeated hotplex.v1.AgentLogEntry entries = 1;
+   */
+  entries: AgentLogEntry[];
+
+  /**
+   * The index of the oldest entry kept (the next entry's when none is).
+   *
+   * @generated from field: uint64 first_index = 2;
+   */
+  firstIndex: bigint;
+
+  /**
+   * The index of the newest entry written; 0 before the first.
+   *
+   * @generated from field: uint64 last_index = 3;
+   */
+  lastIndex: bigint;
+
+  /**
+   * Entries after the reader's index that are gone (the log moved past them
+   * while they were not read, or was dropped for memory).
+   *
+   * @generated from field: uint64 dropped = 4;
+   */
+  dropped: bigint;
+};
+
+/**
+ * Describes the message hotplex.v1.GetSessionLogsResponse.
+ * Use `create(GetSessionLogsResponseSchema)` to create a new message.
+ */
+export const GetSessionLogsResponseSchema: GenMessage<GetSessionLogsResponse> = /*@__PURE__*/
+  messageDesc(file_hotplex_v1_admin_service, 2);
 
 /**
  * SetRuleBypassRequest names the session and how long.
@@ -51,7 +204,7 @@ export type SetRuleBypassRequest = Message<"hotplex.v1.SetRuleBypassRequest"> & 
  * Use `create(SetRuleBypassRequestSchema)` to create a new message.
  */
 export const SetRuleBypassRequestSchema: GenMessage<SetRuleBypassRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 0);
+  messageDesc(file_hotplex_v1_admin_service, 3);
 
 /**
  * SetRuleBypassResponse says until when.
@@ -72,7 +225,7 @@ export type SetRuleBypassResponse = Message<"hotplex.v1.SetRuleBypassResponse"> 
  * Use `create(SetRuleBypassResponseSchema)` to create a new message.
  */
 export const SetRuleBypassResponseSchema: GenMessage<SetRuleBypassResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 1);
+  messageDesc(file_hotplex_v1_admin_service, 4);
 
 /**
  * ListAllSessionsRequest may name one tenant.
@@ -93,7 +246,7 @@ export type ListAllSessionsRequest = Message<"hotplex.v1.ListAllSessionsRequest"
  * Use `create(ListAllSessionsRequestSchema)` to create a new message.
  */
 export const ListAllSessionsRequestSchema: GenMessage<ListAllSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 2);
+  messageDesc(file_hotplex_v1_admin_service, 5);
 
 /**
  * TenantSessionSummary is one session and its tenant.
@@ -121,7 +274,7 @@ export type TenantSessionSummary = Message<"hotplex.v1.TenantSessionSummary"> & 
  * Use `create(TenantSessionSummarySchema)` to create a new message.
  */
 export const TenantSessionSummarySchema: GenMessage<TenantSessionSummary> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 3);
+  messageDesc(file_hotplex_v1_admin_service, 6);
 
 /**
  * ListAllSessionsResponse holds the sessions.
@@ -142,7 +295,7 @@ export type ListAllSessionsResponse = Message<"hotplex.v1.ListAllSessionsRespons
  * Use `create(ListAllSessionsResponseSchema)` to create a new message.
  */
 export const ListAllSessionsResponseSchema: GenMessage<ListAllSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 4);
+  messageDesc(file_hotplex_v1_admin_service, 7);
 
 /**
  * StopTenantSessionRequest names a session of a tenant.
@@ -170,7 +323,7 @@ export type StopTenantSessionRequest = Message<"hotplex.v1.StopTenantSessionRequ
  * Use `create(StopTenantSessionRequestSchema)` to create a new message.
  */
 export const StopTenantSessionRequestSchema: GenMessage<StopTenantSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 5);
+  messageDesc(file_hotplex_v1_admin_service, 8);
 
 /**
  * StopTenantSessionResponse is the state after the stop.
@@ -198,7 +351,7 @@ export type StopTenantSessionResponse = Message<"hotplex.v1.StopTenantSessionRes
  * Use `create(StopTenantSessionResponseSchema)` to create a new message.
  */
 export const StopTenantSessionResponseSchema: GenMessage<StopTenantSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 6);
+  messageDesc(file_hotplex_v1_admin_service, 9);
 
 /**
  * DeleteTenantSessionRequest names a session of a tenant.
@@ -233,7 +386,7 @@ export type DeleteTenantSessionRequest = Message<"hotplex.v1.DeleteTenantSession
  * Use `create(DeleteTenantSessionRequestSchema)` to create a new message.
  */
 export const DeleteTenantSessionRequestSchema: GenMessage<DeleteTenantSessionRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 7);
+  messageDesc(file_hotplex_v1_admin_service, 10);
 
 /**
  * DeleteTenantSessionResponse confirms the deletion.
@@ -254,7 +407,7 @@ export type DeleteTenantSessionResponse = Message<"hotplex.v1.DeleteTenantSessio
  * Use `create(DeleteTenantSessionResponseSchema)` to create a new message.
  */
 export const DeleteTenantSessionResponseSchema: GenMessage<DeleteTenantSessionResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 8);
+  messageDesc(file_hotplex_v1_admin_service, 11);
 
 /**
  * GetServerInfoRequest has no fields.
@@ -269,7 +422,7 @@ export type GetServerInfoRequest = Message<"hotplex.v1.GetServerInfoRequest"> & 
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 9);
+  messageDesc(file_hotplex_v1_admin_service, 12);
 
 /**
  * ServerLimits are the daemon's configured limits (0 = no limit).
@@ -346,7 +499,7 @@ export type ServerLimits = Message<"hotplex.v1.ServerLimits"> & {
  * Use `create(ServerLimitsSchema)` to create a new message.
  */
 export const ServerLimitsSchema: GenMessage<ServerLimits> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 10);
+  messageDesc(file_hotplex_v1_admin_service, 13);
 
 /**
  * GetServerInfoResponse describes the running daemon.
@@ -430,7 +583,7 @@ export type GetServerInfoResponse = Message<"hotplex.v1.GetServerInfoResponse"> 
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 11);
+  messageDesc(file_hotplex_v1_admin_service, 14);
 
 /**
  * DrainRequest sets the grace period.
@@ -452,7 +605,7 @@ export type DrainRequest = Message<"hotplex.v1.DrainRequest"> & {
  * Use `create(DrainRequestSchema)` to create a new message.
  */
 export const DrainRequestSchema: GenMessage<DrainRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 12);
+  messageDesc(file_hotplex_v1_admin_service, 15);
 
 /**
  * DrainResponse reports what the drain did.
@@ -481,7 +634,7 @@ export type DrainResponse = Message<"hotplex.v1.DrainResponse"> & {
  * Use `create(DrainResponseSchema)` to create a new message.
  */
 export const DrainResponseSchema: GenMessage<DrainResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 13);
+  messageDesc(file_hotplex_v1_admin_service, 16);
 
 /**
  * ListAuditEventsRequest pages through the audit log.
@@ -509,7 +662,7 @@ export type ListAuditEventsRequest = Message<"hotplex.v1.ListAuditEventsRequest"
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 14);
+  messageDesc(file_hotplex_v1_admin_service, 17);
 
 /**
  * AuditEvent is one entry of the audit log.
@@ -581,7 +734,7 @@ export type AuditEvent = Message<"hotplex.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 15);
+  messageDesc(file_hotplex_v1_admin_service, 18);
 
 /**
  * ListAuditEventsResponse holds entries, oldest first.
@@ -602,7 +755,42 @@ export type ListAuditEventsResponse = Message<"hotplex.v1.ListAuditEventsRespons
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_hotplex_v1_admin_service, 16);
+  messageDesc(file_hotplex_v1_admin_service, 19);
+
+/**
+ * AgentLogSource says what an entry of the agent log is.
+ *
+ * @generated from enum hotplex.v1.AgentLogSource
+ */
+export enum AgentLogSource {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: AGENT_LOG_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One line an agent process (or its sandbox) wrote to stderr.
+   *
+   * @generated from enum value: AGENT_LOG_SOURCE_STDERR = 1;
+   */
+  STDERR = 1,
+
+  /**
+   * What the daemon did or saw: a process started or ended, a stop, an
+   * interrupt, a restart, a fault of the agent's protocol.
+   *
+   * @generated from enum value: AGENT_LOG_SOURCE_LIFECYCLE = 2;
+   */
+  LIFECYCLE = 2,
+}
+
+/**
+ * Describes the enum hotplex.v1.AgentLogSource.
+ */
+export const AgentLogSourceSchema: GenEnum<AgentLogSource> = /*@__PURE__*/
+  enumDesc(file_hotplex_v1_admin_service, 0);
 
 /**
  * AdminService is for operators: every tenant's sessions, the server's state,
@@ -698,6 +886,37 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SetRuleBypassRequestSchema;
     output: typeof SetRuleBypassResponseSchema;
+  },
+  /**
+   * GetSessionLogs reads a session's agent log: every line its agent
+   * processes wrote to stderr, and lifecycle entries for what happened to
+   * them (started, with the pid, the executable and the sandbox; ended, with
+   * the exit code or signal; stopped, interrupted, restarted, faults).
+   *
+   * The log is kept in memory while the session exists, never stored: it
+   * holds the last --session-log-bytes (64 KiB by default) of the session,
+   * and once the logs of all sessions pass 256 times that, the logs of
+   * sessions whose agent no longer runs are dropped, least recently written
+   * first. It starts empty when the daemon starts and goes with the session
+   * when it is deleted.
+   *
+   * The stream sends the entries after after_index, oldest first, in
+   * messages of at most limit entries: without follow one message (empty
+   * when nothing is there; page on with after_index set to the last index
+   * received), with follow the rest of what is kept and then new entries as
+   * they are written, until the client cancels, the session is deleted or
+   * the daemon shuts down. For the newest N entries, first read with limit 1
+   * to learn last_index, then from last_index - N.
+   *
+   * Errors: INVALID_ARGUMENT for a malformed tenant or session id or a limit
+   * over 1000; NOT_FOUND for a session the tenant does not have.
+   *
+   * @generated from rpc hotplex.v1.AdminService.GetSessionLogs
+   */
+  getSessionLogs: {
+    methodKind: "server_streaming";
+    input: typeof GetSessionLogsRequestSchema;
+    output: typeof GetSessionLogsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_hotplex_v1_admin_service, 0);

@@ -1,6 +1,6 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { AdminService } from "../../../gen/hotplex/v1/admin_service_pb.js";
+import { AdminService, type AgentLogSource } from "../../../gen/hotplex/v1/admin_service_pb.js";
 import { type Engine, sandboxInfo } from "../../engine/engine.js";
 import { HotplexError } from "../../errors.js";
 import { isTenantName } from "../../security/principal.js";
@@ -96,6 +96,27 @@ export function adminServiceRoutes(engine: Engine, facts: ServerFacts): (router:
         audit(ctx, `drain with a grace period of ${graceMs} ms`);
         const result = await engine.drain(graceMs);
         return { turnsFinished: result.turnsFinished, sessionsStopped: result.sessionsStopped };
+      },
+
+      async *getSessionLogs(req, ctx) {
+        const tenant = tenantArgument(req.tenant);
+        const pages = engine.sessionLogs(tenant, req.sessionId, req.afterIndex, req.limit, req.follow, ctx.signal);
+        audit(ctx, req.follow ? "followed the agent log" : "read the agent log", tenant, req.sessionId);
+        for await (const page of pages) {
+          yield {
+            entries: page.entries.map((entry) => ({
+              index: BigInt(entry.index),
+              time: timestampFromMs(entry.timeMs),
+              source: entry.source as number as AgentLogSource,
+              text: entry.text,
+              truncated: entry.truncated,
+              pid: entry.pid,
+            })),
+            firstIndex: BigInt(page.firstIndex),
+            lastIndex: BigInt(page.lastIndex),
+            dropped: BigInt(page.dropped),
+          };
+        }
       },
 
       listAuditEvents(req) {

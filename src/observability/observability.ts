@@ -1,0 +1,78 @@
+import type { Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { EngineObserver } from "../engine/config.js";
+import type { Engine } from "../engine/engine.js";
+import type { CredentialTable } from "../security/credentials.js";
+import type { HttpRoutes } from "../server/http-routes.js";
+import { DaemonMetrics } from "./metrics.js";
+import { createMetricsRoute, type MetricsAccess } from "./metrics-route.js";
+import { observeSession } from "./session-observer.js";
+import { createTracingInterceptor } from "./tracing-interceptor.js";
+import type { Tracing } from "./tracing.js";
+import { TurnTraces } from "./turn-traces.js";
+
+export interface ObservabilityOptions {
+  /** Prometheus metrics (and /metrics). */
+  metrics: boolean;
+  /** Spans per RPC and per turn; unset: no spans at all, the no-op path. */
+  tracing?: Tracing;
+  /** Where turn lines go (one per ended turn, with its trace id). */
+  logger: Logger;
+}
+
+/**
+ * Metrics, tracing and the turn log lines of one daemon, wired from one place: the engine
+ * observer (EngineConfig.observer), the server's interceptors and the /metrics route. With
+ * metrics off and no tracing there is nothing: no observer, no interceptor, no cost.
+ */
+export class Observability {
+  readonly metrics: DaemonMetrics | undefined;
+  readonly tracing: Tracing | undefined;
+  readonly #turns: TurnTraces | undefined;
+  readonly #logger: Logger;
+
+  constructor(options: ObservabilityOptions) {
+    this.metrics = options.metrics ? new DaemonMetrics() : undefined;
+    this.tracing = options.tracing;
+    this.#turns = this.enabled ? new TurnTraces() : undefined;
+    this.#logger = options.logger;
+  }
+
+  /** Whether anything is observed at all. */
+  get enabled(): boolean {
+    return this.metrics !== undefined || this.tracing !== undefined;
+  }
+
+  /** For EngineConfig.observer: undefined when nothing is observed. */
+  get engineObserver(): EngineObserver | undefined {
+    if (!this.enabled) return undefined;
+    const parts = { metrics: this.metrics?.events, turns: this.#turns, tracer: this.tracing?.tracer, logger: this.#logger };
+    return {
+      session: (session) => observeSession(session, parts),
+      ...(this.metrics ? { commit: this.metrics.store.observer } : {}),
+    };
+  }
+
+  /** The engine opened with `engineObserver` (the gauges read it when scraped). */
+  attach(engine: Engine): void {
+    this.metrics?.attach(engine);
+  }
+
+  /** For ServerOptions.observe: the metrics and tracing interceptors, where enabled. */
+  get interceptors(): { metrics?: Interceptor; tracing?: Interceptor } {
+    return {
+      ...(this.metrics ? { metrics: this.metrics.rpc.interceptor() } : {}),
+      ...(this.enabled ? { tracing: createTracingInterceptor(this.tracing?.tracer, this.#turns) } : {}),
+    };
+  }
+
+  /** For ServerOptions.extraRoutes: /metrics when metrics are on (else the path is a 404). */
+  routes(credentials: () => CredentialTable, access: MetricsAccess): HttpRoutes {
+    return this.metrics ? { "/metrics": createMetricsRoute({ metrics: this.metrics, credentials, access }) } : {};
+  }
+
+  /** Exports the spans still buffered. */
+  async shutdown(): Promise<void> {
+    await this.tracing?.shutdown();
+  }
+}

@@ -1,0 +1,60 @@
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { codeName, DURATION_BUCKETS, PREFIX } from "./registry.js";
+import { watchStream } from "./stream-end.js";
+
+type RpcLabel = "service" | "method" | "code";
+
+/**
+ * RPCs by service, method and final Connect code, and their durations (a stream's until its
+ * last message). The labels are bounded by construction: only the methods the router
+ * serves reach an interceptor, and codes are an enum.
+ */
+export class RpcMetrics {
+  readonly #requests: Counter<RpcLabel>;
+  readonly #duration: Histogram<RpcLabel>;
+
+  constructor(registry: Registry) {
+    this.#requests = new Counter({
+      name: `${PREFIX}rpc_requests_total`,
+      help: "RPCs handled, by service, method and final Connect code (canceled: the client went away)",
+      labelNames: ["service", "method", "code"],
+      registers: [registry],
+    });
+    this.#duration = new Histogram({
+      name: `${PREFIX}rpc_duration_seconds`,
+      help: "Time from an RPC's arrival to its response's end (for streams, the last message), by service, method and code",
+      labelNames: ["service", "method", "code"],
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    });
+  }
+
+  /** One RPC ended with `code` after `seconds`. */
+  observe(service: string, method: string, code: string, seconds: number): void {
+    const labels = { service, method, code };
+    this.#requests.inc(labels);
+    this.#duration.observe(labels, seconds);
+  }
+
+  /** The interceptor that feeds these metrics; it must see final codes (outside the error mapper). */
+  interceptor(): Interceptor {
+    return (next) => async (req) => {
+      const started = performance.now();
+      const service = req.service.typeName;
+      const method = req.method.name;
+      const done = (code: string) => this.observe(service, method, code, (performance.now() - started) / 1000);
+      try {
+        const res = await next(req);
+        if (!res.stream) {
+          done("ok");
+          return res;
+        }
+        return { ...res, message: watchStream(res.message, req.signal, done) };
+      } catch (reason) {
+        done(codeName(ConnectError.from(reason).code));
+        throw reason;
+      }
+    };
+  }
+}
