@@ -4,6 +4,7 @@ import type { EngineObserver } from "../engine/config.js";
 import type { Engine } from "../engine/engine.js";
 import type { CredentialTable } from "../security/credentials.js";
 import type { HttpRoutes } from "../server/http-routes.js";
+import type { RpcObserver } from "../server/interceptors.js";
 import { DaemonMetrics } from "./metrics.js";
 import { createMetricsRoute, type MetricsAccess } from "./metrics-route.js";
 import { observeSession } from "./session-observer.js";
@@ -58,10 +59,11 @@ export class Observability {
     this.metrics?.attach(engine);
   }
 
-  /** For ServerOptions.observe: the metrics and tracing interceptors, where enabled. */
-  get interceptors(): { metrics?: Interceptor; tracing?: Interceptor } {
+  /** For ServerOptions.observe: the RPC metrics' observer and the tracing interceptor, where enabled. */
+  get interceptors(): { rpc?: RpcObserver; tracing?: Interceptor } {
+    const rpc = this.metrics?.rpc;
     return {
-      ...(this.metrics ? { metrics: this.metrics.rpc.interceptor() } : {}),
+      ...(rpc ? { rpc: (service: string, method: string, code: string, seconds: number) => rpc.observe(service, method, code, seconds) } : {}),
       ...(this.enabled ? { tracing: createTracingInterceptor(this.tracing?.tracer, this.#turns) } : {}),
     };
   }

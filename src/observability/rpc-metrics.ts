@@ -1,7 +1,5 @@
-import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Histogram, type Registry } from "prom-client";
-import { codeName, DURATION_BUCKETS, PREFIX } from "./registry.js";
-import { watchStream } from "./stream-end.js";
+import { DURATION_BUCKETS, PREFIX } from "./registry.js";
 
 type RpcLabel = "service" | "method" | "code";
 
@@ -36,25 +34,5 @@ export class RpcMetrics {
     this.#requests.inc(labels);
     this.#duration.observe(labels, seconds);
   }
-
-  /** The interceptor that feeds these metrics; it must see final codes (outside the error mapper). */
-  interceptor(): Interceptor {
-    return (next) => async (req) => {
-      const started = performance.now();
-      const service = req.service.typeName;
-      const method = req.method.name;
-      const done = (code: string) => this.observe(service, method, code, (performance.now() - started) / 1000);
-      try {
-        const res = await next(req);
-        if (!res.stream) {
-          done("ok");
-          return res;
-        }
-        return { ...res, message: watchStream(res.message, req.signal, done) };
-      } catch (reason) {
-        done(codeName(ConnectError.from(reason).code));
-        throw reason;
-      }
-    };
-  }
 }
+

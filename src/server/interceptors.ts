@@ -33,13 +33,17 @@ async function* mapStreamErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
  * session it names, outcome, duration, for streams the message count, and the trace id
  * (the caller's traceparent, or the server span's when tracing is on). Never a secret.
  */
-export function createLoggingInterceptor(logger: Logger): Interceptor {
+/** Hears every call's end: its service, method, final Connect code and duration. */
+export type RpcObserver = (service: string, method: string, code: string, seconds: number) => void;
+
+export function createLoggingInterceptor(logger: Logger, observe?: RpcObserver): Interceptor {
   return (next) => async (call) => {
     const started = performance.now();
     const rpc = `${call.service.name}.${call.method.name}`;
     // Unary and server-streaming requests have one message (a stream's is read before next() returns).
     const { req, message } = tapRequestMessage(call);
     const done = (code: string, messages?: number, err?: unknown) => {
+      observe?.(call.service.typeName, call.method.name, code, (performance.now() - started) / 1000);
       // Set by the authorization interceptor further in, on the same context values.
       const principal = req.contextValues.get(principalKey);
       // Set by the tracing interceptor when there is one; else the caller's own, if valid.

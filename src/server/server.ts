@@ -5,7 +5,7 @@ import type { CredentialTable } from "../security/credentials.js";
 import { createRequestHandler, type NodeHandler } from "./adapter.js";
 import { createAuthorizationInterceptor } from "./authorization.js";
 import { createHttpRoutes, type HttpRoutes } from "./http-routes.js";
-import { createErrorInterceptor, createLoggingInterceptor } from "./interceptors.js";
+import { createErrorInterceptor, createLoggingInterceptor, type RpcObserver } from "./interceptors.js";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS, DualProtocolListener, type TlsFiles } from "./listener.js";
 import { probeRoutes } from "./routes/health-service.js";
 import { routes } from "./routes/index.js";
@@ -40,8 +40,11 @@ export interface ServerOptions {
   extraRoutes?: HttpRoutes;
   /** Streams still open this long after close() started are cut. */
   forceCloseMs?: number;
-  /** Metrics and tracing interceptors (src/observability), placed in the chain by the server. */
-  observe?: { metrics?: Interceptor; tracing?: Interceptor };
+  /**
+   * Observability (src/observability): `rpc` hears each call's end from the logging
+   * interceptor (one stream wrapper for both), `tracing` is placed in the chain.
+   */
+  observe?: { rpc?: RpcObserver; tracing?: Interceptor };
 }
 
 export interface HotplexServer {
@@ -75,12 +78,11 @@ export function createServer(options: ServerOptions): HotplexServer {
       maxRequestBytes: requestLimits.maxRequestBytes,
       maxConnections: connectionLimits.maxConnections,
     }),
-    // Order matters: logging and metrics see the final Connect code; tracing (inside them, so
+    // Order matters: logging (which also feeds the RPC metrics) sees the final Connect code; tracing (inside them, so
     // the log line gets its trace id) too, and its span covers every later step; the error
     // mapper corrects codes of everything inside it; authorization runs before any handler.
     interceptors: [
-      createLoggingInterceptor(logger),
-      ...(options.observe?.metrics ? [options.observe.metrics] : []),
+      createLoggingInterceptor(logger, options.observe?.rpc),
       ...(options.observe?.tracing ? [options.observe.tracing] : []),
       createErrorInterceptor(),
       createAuthorizationInterceptor((denial) =>
