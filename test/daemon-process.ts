@@ -1,3 +1,4 @@
+import { type Code, ConnectError } from "@connectrpc/connect";
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -69,4 +70,28 @@ export function startDaemonProcess(dir: string, args: string[] = [], env: Record
 /** SIGKILLs every daemon a test left running. */
 export function killDaemonProcesses(): void {
   for (const child of running) child.kill("SIGKILL");
+}
+
+/** Resolves with the next log line of the daemon that `match` accepts. */
+export function logLine(daemon: DaemonProcess, match: (record: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    const lines = createInterface({ input: daemon.child.stdout! });
+    lines.on("line", (line) => {
+      const record = JSON.parse(line) as Record<string, unknown>;
+      if (match(record)) {
+        lines.close();
+        resolve(record);
+      }
+    });
+  });
+}
+
+/** The Connect code a call fails with, or "ok". */
+export async function codeOf(promise: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await promise;
+    return "ok";
+  } catch (error) {
+    return ConnectError.from(error).code;
+  }
 }

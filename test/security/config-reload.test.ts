@@ -1,12 +1,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { hashToken } from "../../src/security/credentials.js";
-import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
+import { codeOf, type DaemonProcess, killDaemonProcesses, logLine, startDaemonProcess } from "../daemon-process.js";
 import { testToken, transportFor } from "../harness.js";
 
 const dirs: string[] = [];
@@ -15,28 +14,6 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-// Resolves with the next log line of the daemon that `match` accepts.
-function logLine(daemon: DaemonProcess, match: (record: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    const lines = createInterface({ input: daemon.child.stdout! });
-    lines.on("line", (line) => {
-      const record = JSON.parse(line) as Record<string, unknown>;
-      if (match(record)) {
-        lines.close();
-        resolve(record);
-      }
-    });
-  });
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await promise;
-    return "ok";
-  } catch (error) {
-    return (error as ConnectError).code;
-  }
-}
 
 const credentials = (name: string, token: string) =>
   `credentials:\n  - name: ${name}\n    tenant: acme\n    roles: [client]\n    token-sha256: ${hashToken(token)}\n`;
