@@ -87,6 +87,15 @@ describe("exit codes and hints", () => {
     expect(err).toMatch(/^error: invalid_argument: .*session_id/);
   });
 
+  it("reads a flag-like prompt as an option unless it follows --, then sends it as text", async () => {
+    const flagLike = await cli([...addr(), "--token", CLIENT, "exec", "s", "--x=1"]);
+    expect(flagLike.code).toBe(2);
+    expect(flagLike.err).toMatch(/unknown option '--x=1'/);
+    const asText = await cli([...addr(), "--token", CLIENT, "exec", "--json", "flag-like", "--", "--x=1"]);
+    expect(asText.code).toBe(0);
+    expect(asText.out).toContain("--x=1");
+  });
+
   it.each([
     ["an unknown command", ["bogus"], /unknown command 'bogus'/],
     ["an unknown option", ["sessions", "--bogus"], /unknown option '--bogus'/],
