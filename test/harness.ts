@@ -216,6 +216,15 @@ export function isAlive(pid: number): boolean {
 }
 
 /** Polls a condition with setImmediate-free waits; for conditions no event announces (process death). */
+/**
+ * Resolves once the work an in-process daemon deferred to after the current tick (RPC log
+ * lines, event observers: see AfterTick) has run: it was queued before the response that
+ * the caller has just read went out, and setImmediate callbacks run in order.
+ */
+export function afterDeferred(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
 export async function waitUntil(condition: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {

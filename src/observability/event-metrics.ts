@@ -1,6 +1,7 @@
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
 import { RuleSeverity, StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { Decider, RequestKind } from "../../gen/hotplex/v1/interaction_pb.js";
+import { DeferredCounter, DeferredHistogram } from "./deferred.js";
 import { BoundedLabel, DURATION_BUCKETS, PREFIX } from "./registry.js";
 
 /** How a turn began: on an agent started for it, on a warm agent, or behind another turn. */
@@ -10,22 +11,24 @@ export type TurnStart = "cold" | "hot" | "queued";
  * The metrics derived from the sessions' events (see session-observer.ts, which reads the
  * events and calls these). Every label is bounded: providers and rule ids come from the
  * config, the rest are enums; no session id, prompt or other client text is ever a label.
+ * Counted through the deferred metrics (deferred.ts): these calls run inside the group
+ * commit, on every turn's path, and prom-client's own per-call label hashing costs more.
  */
 export class EventMetrics {
   // Appended events by payload case, counted in plain numbers (the one per-event cost) and
   // handed to prom-client when scraped.
   readonly #appended = new Map<string | undefined, number>();
-  readonly #agentStarts: Counter<"provider" | "kind">;
-  readonly #agentExits: Counter<"provider" | "reason">;
-  readonly #turnsStarted: Counter<"provider" | "start">;
-  readonly #turnsQueued: Counter<"provider">;
-  readonly #turnsEnded: Counter<"provider" | "outcome">;
-  readonly #turnSeconds: Histogram<"provider" | "outcome">;
-  readonly #firstEventSeconds: Histogram<"provider" | "start">;
-  readonly #permissionRequests: Counter<"provider" | "kind">;
-  readonly #permissionWait: Histogram<"provider" | "decided_by">;
-  readonly #ruleMatches: Counter<"rule_id" | "severity">;
-  readonly #errors: Counter<"code">;
+  readonly #agentStarts: DeferredCounter<"provider" | "kind">;
+  readonly #agentExits: DeferredCounter<"provider" | "reason">;
+  readonly #turnsStarted: DeferredCounter<"provider" | "start">;
+  readonly #turnsQueued: DeferredCounter<"provider">;
+  readonly #turnsEnded: DeferredCounter<"provider" | "outcome">;
+  readonly #turnSeconds: DeferredHistogram<"provider" | "outcome">;
+  readonly #firstEventSeconds: DeferredHistogram<"provider" | "start">;
+  readonly #permissionRequests: DeferredCounter<"provider" | "kind">;
+  readonly #permissionWait: DeferredHistogram<"provider" | "decided_by">;
+  readonly #ruleMatches: DeferredCounter<"rule_id" | "severity">;
+  readonly #errors: DeferredCounter<"code">;
   // Rule ids come from the tenants' config, exit reasons and error codes from the daemon:
   // bounded anyway, so that nothing can ever grow a label without limit.
   readonly #ruleIds = new BoundedLabel(256);
@@ -45,70 +48,70 @@ export class EventMetrics {
         for (const [kind, count] of appended) this.inc({ type: typeLabel(kind) }, count);
       },
     });
-    this.#agentStarts = new Counter({
+    this.#agentStarts = new DeferredCounter({
       name: `${PREFIX}agent_starts_total`,
       help: "Agent processes started, by provider and kind (cold: a new conversation; resumed: a restart on an earlier one)",
       labelNames: ["provider", "kind"],
       registers,
     });
-    this.#agentExits = new Counter({
+    this.#agentExits = new DeferredCounter({
       name: `${PREFIX}agent_exits_total`,
       help: "Agent processes that ended, by provider and reason (exited, crashed, stopped, idle, ...)",
       labelNames: ["provider", "reason"],
       registers,
     });
-    this.#turnsStarted = new Counter({
+    this.#turnsStarted = new DeferredCounter({
       name: `${PREFIX}turns_started_total`,
       help: "Turns whose prompt reached the agent, by provider and start (cold: the agent was started for it; hot: a warm agent)",
       labelNames: ["provider", "start"],
       registers,
     });
-    this.#turnsQueued = new Counter({
+    this.#turnsQueued = new DeferredCounter({
       name: `${PREFIX}turns_queued_total`,
       help: "Turns accepted behind a running one",
       labelNames: ["provider"],
       registers,
     });
-    this.#turnsEnded = new Counter({
+    this.#turnsEnded = new DeferredCounter({
       name: `${PREFIX}turns_ended_total`,
       help: "Turns ended, by provider and outcome",
       labelNames: ["provider", "outcome"],
       registers,
     });
-    this.#turnSeconds = new Histogram({
+    this.#turnSeconds = new DeferredHistogram({
       name: `${PREFIX}turn_duration_seconds`,
       help: "Turn durations from TurnStarted to TurnEnded (TurnEnded.duration_ms), by provider and outcome",
       labelNames: ["provider", "outcome"],
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.#firstEventSeconds = new Histogram({
+    this.#firstEventSeconds = new DeferredHistogram({
       name: `${PREFIX}turn_first_event_seconds`,
       help: "Time from a turn's acceptance (its first event) to the agent's first output, by provider and start (cold, hot, queued)",
       labelNames: ["provider", "start"],
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.#permissionRequests = new Counter({
+    this.#permissionRequests = new DeferredCounter({
       name: `${PREFIX}permission_requests_total`,
       help: "Permission requests and questions put to clients, by provider and kind",
       labelNames: ["provider", "kind"],
       registers,
     });
-    this.#permissionWait = new Histogram({
+    this.#permissionWait = new DeferredHistogram({
       name: `${PREFIX}permission_wait_seconds`,
       help: "Time from PermissionRequested to PermissionResolved, by provider and who decided",
       labelNames: ["provider", "decided_by"],
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.#ruleMatches = new Counter({
+    this.#ruleMatches = new DeferredCounter({
       name: `${PREFIX}rule_matches_total`,
       help: "Tenant rule matches on prompts and tool calls, by rule id and severity",
       labelNames: ["rule_id", "severity"],
       registers,
     });
-    this.#errors = new Counter({
+    this.#errors = new DeferredCounter({
       name: `${PREFIX}error_events_total`,
       help: "Error events logged in sessions, by code",
       labelNames: ["code"],
@@ -122,47 +125,62 @@ export class EventMetrics {
   }
 
   agentStarted(provider: string, kind: StartKind): void {
-    this.#agentStarts.inc({ provider, kind: kind === StartKind.RESUMED ? "resumed" : "cold" });
+    const kindLabel = kind === StartKind.RESUMED ? "resumed" : "cold";
+    this.#agentStarts.inc(key(provider, kindLabel), () => ({ provider, kind: kindLabel }));
   }
 
   agentExited(provider: string, reason: string): void {
-    this.#agentExits.inc({ provider, reason: this.#reasons.value(reason) });
+    const reasonLabel = this.#reasons.value(reason);
+    this.#agentExits.inc(key(provider, reasonLabel), () => ({ provider, reason: reasonLabel }));
   }
 
   turnQueued(provider: string): void {
-    this.#turnsQueued.inc({ provider });
+    this.#turnsQueued.inc(provider, () => ({ provider }));
   }
 
   turnStarted(provider: string, cold: boolean): void {
-    this.#turnsStarted.inc({ provider, start: cold ? "cold" : "hot" });
+    const start = cold ? "cold" : "hot";
+    this.#turnsStarted.inc(key(provider, start), () => ({ provider, start }));
   }
 
   firstEvent(provider: string, start: TurnStart, seconds: number): void {
-    this.#firstEventSeconds.observe({ provider, start }, seconds);
+    this.#firstEventSeconds.observe(key(provider, start), () => ({ provider, start }), seconds);
   }
 
   /** A turn ended; `seconds` is its duration when it started at all. */
   turnEnded(provider: string, outcome: TurnOutcome, seconds: number | undefined): void {
-    const labels = { provider, outcome: enumLabel(TurnOutcome, outcome) };
-    this.#turnsEnded.inc(labels);
-    if (seconds !== undefined) this.#turnSeconds.observe(labels, seconds);
+    const outcomeLabel = enumLabel(TurnOutcome, outcome);
+    const labelKey = key(provider, outcomeLabel);
+    const make = () => ({ provider, outcome: outcomeLabel });
+    this.#turnsEnded.inc(labelKey, make);
+    if (seconds !== undefined) this.#turnSeconds.observe(labelKey, make, seconds);
   }
 
   permissionRequested(provider: string, kind: RequestKind): void {
-    this.#permissionRequests.inc({ provider, kind: enumLabel(RequestKind, kind) });
+    const kindLabel = enumLabel(RequestKind, kind);
+    this.#permissionRequests.inc(key(provider, kindLabel), () => ({ provider, kind: kindLabel }));
   }
 
   permissionResolved(provider: string, decider: Decider, seconds: number): void {
-    this.#permissionWait.observe({ provider, decided_by: enumLabel(Decider, decider) }, seconds);
+    const decidedBy = enumLabel(Decider, decider);
+    this.#permissionWait.observe(key(provider, decidedBy), () => ({ provider, decided_by: decidedBy }), seconds);
   }
 
   ruleMatched(ruleId: string, severity: RuleSeverity): void {
-    this.#ruleMatches.inc({ rule_id: this.#ruleIds.value(ruleId), severity: enumLabel(RuleSeverity, severity) });
+    const ruleLabel = this.#ruleIds.value(ruleId);
+    const severityLabel = enumLabel(RuleSeverity, severity);
+    this.#ruleMatches.inc(key(ruleLabel, severityLabel), () => ({ rule_id: ruleLabel, severity: severityLabel }));
   }
 
   errorEvent(code: string): void {
-    this.#errors.inc({ code: this.#errorCodes.value(code) });
+    const codeLabel = this.#errorCodes.value(code);
+    this.#errors.inc(codeLabel, () => ({ code: codeLabel }));
   }
+}
+
+// A label set's key: its values in the metric's label order.
+function key(first: string, second: string): string {
+  return `${first}\u0000${second}`;
 }
 
 /** An enum value as a label: TurnOutcome.TIMED_OUT → "timed_out"; a value the enum lacks → "unknown". */

@@ -7,6 +7,7 @@ import type { HttpRoutes } from "../server/http-routes.js";
 import type { RpcObserver } from "../server/interceptors.js";
 import { DaemonMetrics } from "./metrics.js";
 import { createMetricsRoute, type MetricsAccess } from "./metrics-route.js";
+import { AfterTick } from "./after-tick.js";
 import { observeSession } from "./session-observer.js";
 import { createTracingInterceptor } from "./tracing-interceptor.js";
 import type { Tracing } from "./tracing.js";
@@ -31,12 +32,15 @@ export class Observability {
   readonly tracing: Tracing | undefined;
   readonly #turns: TurnTraces | undefined;
   readonly #logger: Logger;
+  /** Observing events and writing RPC lines, done once the tick that produced them is over. */
+  readonly later: AfterTick;
 
   constructor(options: ObservabilityOptions) {
     this.metrics = options.metrics ? new DaemonMetrics() : undefined;
     this.tracing = options.tracing;
     this.#turns = this.enabled ? new TurnTraces() : undefined;
     this.#logger = options.logger;
+    this.later = new AfterTick((error) => this.#logger.error({ err: error }, "observing failed"));
   }
 
   /** Whether anything is observed at all. */
@@ -49,7 +53,15 @@ export class Observability {
     if (!this.enabled) return undefined;
     const parts = { metrics: this.metrics?.events, turns: this.#turns, tracer: this.tracing?.tracer, logger: this.#logger };
     return {
-      session: (session) => observeSession(session, parts),
+      // The events' readers go first: the observer sees each batch after this tick, with the
+      // time it was published.
+      session: (session) => {
+        const observe = observeSession(session, parts);
+        return (events) => {
+          const publishedAt = performance.now();
+          this.later.run(() => observe(events, publishedAt));
+        };
+      },
       ...(this.metrics ? { commit: this.metrics.store.observer } : {}),
     };
   }

@@ -11,9 +11,15 @@ export const PREFIX = "hotplex_";
  */
 export function createRegistry(): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  // The event loop's delay sampled every 100 ms rather than prom-client's 10: a stall still
+  // delays the sample timer (it is always armed), and an idle daemon wakes 10 times a second
+  // instead of 100 (measured: 6.7 ms of CPU per second idle at 10 ms).
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   return registry;
 }
+
+/** How often the event loop delay (nodejs_eventloop_lag_*) is sampled. */
+export const EVENT_LOOP_SAMPLE_MS = 100;
 
 /** Buckets for durations of milliseconds to minutes (RPCs, turns, approvals), in seconds. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];

@@ -1,4 +1,5 @@
-import { Counter, Histogram, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import { DeferredCounter, DeferredHistogram } from "./deferred.js";
 import { DURATION_BUCKETS, PREFIX } from "./registry.js";
 
 type RpcLabel = "service" | "method" | "code";
@@ -6,20 +7,21 @@ type RpcLabel = "service" | "method" | "code";
 /**
  * RPCs by service, method and final Connect code, and their durations (a stream's until its
  * last message). The labels are bounded by construction: only the methods the router
- * serves reach an interceptor, and codes are an enum.
+ * serves reach an interceptor, and codes are an enum. Deferred (deferred.ts): this runs on
+ * every call.
  */
 export class RpcMetrics {
-  readonly #requests: Counter<RpcLabel>;
-  readonly #duration: Histogram<RpcLabel>;
+  readonly #requests: DeferredCounter<RpcLabel>;
+  readonly #duration: DeferredHistogram<RpcLabel>;
 
   constructor(registry: Registry) {
-    this.#requests = new Counter({
+    this.#requests = new DeferredCounter({
       name: `${PREFIX}rpc_requests_total`,
       help: "RPCs handled, by service, method and final Connect code (canceled: the client went away)",
       labelNames: ["service", "method", "code"],
       registers: [registry],
     });
-    this.#duration = new Histogram({
+    this.#duration = new DeferredHistogram({
       name: `${PREFIX}rpc_duration_seconds`,
       help: "Time from an RPC's arrival to its response's end (for streams, the last message), by service, method and code",
       labelNames: ["service", "method", "code"],
@@ -30,9 +32,10 @@ export class RpcMetrics {
 
   /** One RPC ended with `code` after `seconds`. */
   observe(service: string, method: string, code: string, seconds: number): void {
-    const labels = { service, method, code };
-    this.#requests.inc(labels);
-    this.#duration.observe(labels, seconds);
+    const key = `${service}\u0000${method}\u0000${code}`;
+    const make = () => ({ service, method, code });
+    this.#requests.inc(key, make);
+    this.#duration.observe(key, make, seconds);
   }
 }
 

@@ -3,7 +3,6 @@ import type { Logger } from "pino";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import type { ObservedSession } from "../engine/config.js";
 import type { Event } from "../events/event.js";
-import type { EventObserver } from "../events/event-log.js";
 import { enumLabel, type EventMetrics, type TurnStart } from "./event-metrics.js";
 import type { TurnTrace, TurnTraces } from "./turn-traces.js";
 
@@ -14,7 +13,7 @@ export interface ObserverParts {
   turns?: TurnTraces;
   /** Spans per turn, children of the Execute span (only with an exporter). */
   tracer?: Tracer;
-  /** One line per ended turn, with its trace id. */
+  /** One line per ended turn, with its trace id (at debug). */
   logger?: Logger;
 }
 
@@ -46,7 +45,7 @@ const MAX_WAITS = 256;
  * Cheap per event (the common text delta is a counter and a string comparison); the work
  * happens at a turn's edges. Never throws: it runs inside the group commit.
  */
-export function observeSession(session: ObservedSession, parts: ObserverParts): EventObserver {
+export function observeSession(session: ObservedSession, parts: ObserverParts): (events: readonly Event[], now?: number) => void {
   const { metrics, turns: traces, tracer, logger } = parts;
   const { provider } = session;
   const turns = new Map<string, TurnState>();
@@ -82,7 +81,7 @@ export function observeSession(session: ObservedSession, parts: ObserverParts): 
     if (!turn || turn.answered) return;
     turn.answered = true;
     metrics?.firstEvent(provider, startOf(turn), (now - turn.acceptedAt) / 1000);
-    turn.span?.addEvent("first output");
+    turn.span?.addEvent("first output", performance.timeOrigin + now);
   };
   // The turn's trace, from the Execute call that started it (its TurnQueued or TurnStarted).
   const claim = (turn: TurnState, turnId: string, requestId: string) => {
@@ -102,7 +101,7 @@ export function observeSession(session: ObservedSession, parts: ObserverParts): 
     // On a cold turn the agent started before TurnStarted, which began the span.
     if (turn.cold) turn.span.addEvent("agent started", performance.timeOrigin + turn.startedAgentAt);
   };
-  const ended = (turn: TurnState, turnId: string, event: Event & { payload: { case: "turnEnded" } }) => {
+  const ended = (turn: TurnState, turnId: string, event: Event & { payload: { case: "turnEnded" } }, now: number) => {
     const { outcome, durationMs } = event.payload.value;
     const seconds = turn.started ? Number(durationMs) / 1000 : undefined;
     metrics?.turnEnded(provider, outcome, seconds);
@@ -110,12 +109,15 @@ export function observeSession(session: ObservedSession, parts: ObserverParts): 
     if (turn.span) {
       turn.span.setAttributes({ "hotplex.turn.outcome": outcomeName, "hotplex.turn.start": startOf(turn) });
       if (outcome === TurnOutcome.FAILED || outcome === TurnOutcome.TIMED_OUT) turn.span.setStatus({ code: SpanStatusCode.ERROR, message: outcomeName });
-      turn.span.end();
+      // When it was published: this observer may see it a little later.
+      turn.span.end(performance.timeOrigin + now);
       turn.span = undefined;
     }
-    if (logger) {
+    // At debug: the Execute call's own RPC line already carries the session, its duration and
+    // trace id at info, and a second line per turn costs a hot turn more than the metrics do.
+    if (logger?.isLevelEnabled("debug")) {
       turnLog ??= logger.child({ session: session.sessionId, tenant: session.tenant });
-      turnLog.info(
+      turnLog.debug(
         { turn: turnId, provider, outcome: outcomeName, start: startOf(turn), ms: seconds === undefined ? undefined : Number(durationMs), trace_id: turn.trace?.ids.traceId },
         "turn ended",
       );
@@ -123,9 +125,9 @@ export function observeSession(session: ObservedSession, parts: ObserverParts): 
     forget(turnId);
   };
 
-  return (events) => {
+  // `now`: when the events were published (the caller may observe them a little later).
+  return (events: readonly Event[], now = performance.now()) => {
     try {
-      const now = performance.now();
       for (const event of events) {
         const { payload } = event;
         metrics?.appended(payload.case);
@@ -155,7 +157,7 @@ export function observeSession(session: ObservedSession, parts: ObserverParts): 
             if (turn) {
               turn.cold = true;
               turn.startedAgentAt = now;
-              turn.span?.addEvent("agent started");
+              turn.span?.addEvent("agent started", performance.timeOrigin + now);
             }
             metrics?.agentStarted(provider, payload.value.kind);
             break;
@@ -178,7 +180,7 @@ export function observeSession(session: ObservedSession, parts: ObserverParts): 
             if (!turn) break;
             // A turn that ended without a word from the agent: its end is its first event.
             if (turn.started) answered(turn, now);
-            ended(turn, event.turnId, event as Event & { payload: { case: "turnEnded" } });
+            ended(turn, event.turnId, event as Event & { payload: { case: "turnEnded" } }, now);
             break;
           case "ruleMatched":
             metrics?.ruleMatched(payload.value.ruleId, payload.value.severity);

@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { connectErrorFromReason } from "./errors.js";
+import { AfterTick } from "../observability/after-tick.js";
 import { codeName } from "../observability/registry.js";
 import { tapRequestMessage } from "../observability/request-message.js";
 import { watchStream } from "../observability/stream-end.js";
@@ -28,39 +29,47 @@ async function* mapStreamErrors<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
   }
 }
 
+/** Hears every call's end: its service, method, final Connect code and duration. */
+export type RpcObserver = (service: string, method: string, code: string, seconds: number) => void;
+
 /**
  * One log line per RPC: method, caller (credential name and tenant, once authorized), the
  * session it names, outcome, duration, for streams the message count, and the trace id
  * (the caller's traceparent, or the server span's when tracing is on). Never a secret.
+ * Written, and handed to `observe`, once the tick in which the call ended is over: the
+ * response's end goes out first, and a busy tick's lines are written back to back.
  */
-/** Hears every call's end: its service, method, final Connect code and duration. */
-export type RpcObserver = (service: string, method: string, code: string, seconds: number) => void;
-
 export function createLoggingInterceptor(logger: Logger, observe?: RpcObserver): Interceptor {
+  const later = new AfterTick((error) => logger.error({ err: error }, "writing an RPC line failed"));
   return (next) => async (call) => {
     const started = performance.now();
     const rpc = `${call.service.name}.${call.method.name}`;
     // Unary and server-streaming requests have one message (a stream's is read before next() returns).
     const { req, message } = tapRequestMessage(call);
     const done = (code: string, messages?: number, err?: unknown) => {
-      observe?.(call.service.typeName, call.method.name, code, (performance.now() - started) / 1000);
-      // Set by the authorization interceptor further in, on the same context values.
-      const principal = req.contextValues.get(principalKey);
-      // Set by the tracing interceptor when there is one; else the caller's own, if valid.
-      const trace = req.contextValues.get(traceKey) ?? parseTraceparent(req.header.get("traceparent"));
-      const line = {
-        rpc,
-        code,
-        ms: Math.round(performance.now() - started),
-        messages,
-        principal: principal?.name,
-        tenant: principal?.tenant || undefined,
-        session: sessionOf(message()),
-        trace_id: trace?.traceId,
-        span_id: trace?.spanId,
-      };
-      if (err && code === "internal") logger.error({ ...line, err }, "rpc failed");
-      else logger.info(line, "rpc");
+      const ms = performance.now() - started;
+      const failed = err !== undefined && code === "internal";
+      if (!observe && !logger.isLevelEnabled(failed ? "error" : "info")) return;
+      later.run(() => {
+        observe?.(call.service.typeName, call.method.name, code, ms / 1000);
+        // Set by the authorization interceptor further in, on the same context values.
+        const principal = req.contextValues.get(principalKey);
+        // Set by the tracing interceptor when there is one; else the caller's own, if valid.
+        const trace = req.contextValues.get(traceKey) ?? parseTraceparent(req.header.get("traceparent"));
+        const line = {
+          rpc,
+          code,
+          ms: Math.round(ms),
+          messages,
+          principal: principal?.name,
+          tenant: principal?.tenant || undefined,
+          session: sessionOf(message()),
+          trace_id: trace?.traceId,
+          span_id: trace?.spanId,
+        };
+        if (failed) logger.error({ ...line, err }, "rpc failed");
+        else logger.info(line, "rpc");
+      });
     };
     try {
       const res = await next(req);

@@ -2,7 +2,7 @@ import { mkdirSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { collect, executeEvents, startTestDaemon, type TestDaemon } from "../harness.js";
+import { afterDeferred, collect, executeEvents, startTestDaemon, type TestDaemon } from "../harness.js";
 
 async function codeOf(promise: Promise<unknown>): Promise<{ code: Code; message: string }> {
   const error = await promise.then(
@@ -122,6 +122,7 @@ describe("the daemon's logs", () => {
       await daemon.client.getSnapshot({ sessionId: "logged" });
       await codeOf(daemon.client.getSnapshot({ sessionId: "missing" }));
       await daemon.client.stopSession({ sessionId: "logged" });
+      await afterDeferred();
       const rpcs = records.filter((r) => r.msg === "rpc").map((r) => [r.rpc, r.code]);
       expect(rpcs).toEqual([
         ["SessionService.Execute", "ok"],

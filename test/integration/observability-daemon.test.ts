@@ -58,10 +58,10 @@ describe("hotplexd's metrics and tracing options", () => {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("serves /metrics, writes turn lines with the trace id and exports the spans of an Execute and its turn", async () => {
+  it("serves /metrics, writes turn lines (at debug) with the trace id and exports the spans of an Execute and its turn", async () => {
     const collector = await startCollector();
     try {
-      const daemon = await startDaemonProcess(scratch(), ["--trace-exporter", "otlp", "--trace-endpoint", collector.url]);
+      const daemon = await startDaemonProcess(scratch(), ["--trace-exporter", "otlp", "--trace-endpoint", collector.url, "--log-level", "debug"]);
       const lines: Record<string, unknown>[] = [];
       createInterface({ input: daemon.child.stdout! }).on("line", (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
       const traceId = randomBytes(16).toString("hex");

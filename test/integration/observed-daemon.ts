@@ -25,13 +25,15 @@ export interface ObservedDaemonOptions {
   providerInstances?: Provider[];
   storeKind?: "memory" | "sqlite";
   engine?: TestDaemonOptions["engine"];
+  /** The server's log level (debug by default: turn lines are written at debug). */
+  logLevel?: "debug" | "info";
 }
 
 export interface ObservedDaemon {
   daemon: TestDaemon;
   url: string;
   observability: Observability;
-  /** The log records of the observed server (RPC lines, turn lines), info and up. */
+  /** The log records of the observed server (RPC lines, turn lines), at the log level and up. */
   records: Record<string, unknown>[];
   /** Finished spans (tracing only). */
   spans: () => ReadableSpan[];
@@ -46,7 +48,7 @@ export interface ObservedDaemon {
 
 export async function startObservedDaemon(options: ObservedDaemonOptions = {}): Promise<ObservedDaemon> {
   const records: Record<string, unknown>[] = [];
-  const logger = pino({ level: "info" }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
+  const logger = pino({ level: options.logLevel ?? "debug" }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
   const exporter = options.tracing ? new InMemorySpanExporter() : undefined;
   const observability = new Observability({
     metrics: options.metrics ?? true,

@@ -1,12 +1,12 @@
-// One log line per RPC (method, code, duration, caller, tenant, session, trace id) and one
-// per turn (session, outcome, trace id), captured from pino; hostile session ids and trace
+// One log line per RPC (method, code, duration, caller, tenant, session, trace id) and, at
+// debug, one per turn (session, outcome, trace id), captured from pino; hostile session ids and trace
 // headers stay out of them or are cut short.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashToken } from "../../src/security/credentials.js";
 import { FakeProvider } from "../fixtures/fake-provider.js";
-import { executeEvents, testToken, waitUntil } from "../harness.js";
+import { afterDeferred, executeEvents, testToken, waitUntil } from "../harness.js";
 import { type ObservedDaemon, startObservedDaemon } from "./observed-daemon.js";
 
 const TOKEN = testToken("rpc-log");
@@ -38,6 +38,7 @@ describe("the log lines of RPCs and turns", () => {
     const before = d.records.length;
     await executeEvents(d.client.execute({ sessionId: "log-1", prompt: "hi", config: FAKE }, { headers: { traceparent: trace.header } }));
     await d.client.getSnapshot({ sessionId: "log-1" }, { headers: { traceparent: trace.header } });
+    await afterDeferred();
     const lines = d.records.slice(before).filter((record) => record.msg === "rpc");
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({
@@ -54,23 +55,39 @@ describe("the log lines of RPCs and turns", () => {
     expect(lines[1]).toMatchObject({ rpc: "SessionService.GetSnapshot", code: "ok", session: "log-1", trace_id: trace.traceId });
   });
 
-  it("writes one line per turn with the session, its outcome and the trace id of the Execute that started it", async () => {
+  it("writes one line per turn at debug with the session, its outcome and the trace id of the Execute that started it", async () => {
     const trace = traceparent();
     const events = await executeEvents(d.client.execute({ sessionId: "log-2", prompt: "hi", config: FAKE }, { headers: { traceparent: trace.header } }));
+    await afterDeferred();
     const turnLines = d.records.filter((record) => record.msg === "turn ended" && record.session === "log-2");
     expect(turnLines).toHaveLength(1);
     expect(turnLines[0]).toMatchObject({ tenant: "acme", turn: events[0]?.turnId, provider: "fake", outcome: "completed", start: "cold", trace_id: trace.traceId });
     // A turn without a trace has a line all the same.
     await executeEvents(d.client.execute({ sessionId: "log-2", prompt: "again" }));
+    await afterDeferred();
     const again = d.records.filter((record) => record.msg === "turn ended" && record.session === "log-2");
     expect(again).toHaveLength(2);
     expect(again[1]).toMatchObject({ outcome: "completed", start: "hot" });
     expect(again[1]?.trace_id).toBeUndefined();
   });
 
+  it("writes no turn line at info: the Execute line is the turn's line there", async () => {
+    const info = await startObservedDaemon({ providerInstances: [new FakeProvider("fake")], logLevel: "info" });
+    try {
+      await executeEvents(info.client.execute({ sessionId: "log-info", prompt: "hi", config: FAKE }));
+      await executeEvents(info.client.execute({ sessionId: "log-info", prompt: "again" }));
+      await afterDeferred();
+      expect(info.records.filter((record) => record.msg === "rpc" && record.rpc === "SessionService.Execute")).toHaveLength(2);
+      expect(info.records.some((record) => record.msg === "turn ended")).toBe(false);
+    } finally {
+      await info.close();
+    }
+  });
+
   it("logs the final code of a failed call, and of a stream the client cancelled", async () => {
     const error = await d.client.getSnapshot({ sessionId: "log-missing" }).catch((e: unknown) => e);
     expect((error as ConnectError).code).toBe(Code.NotFound);
+    await afterDeferred();
     expect(rpcLines("SessionService.GetSnapshot").at(-1)).toMatchObject({ code: "not_found", session: "log-missing", tenant: "acme" });
 
     await executeEvents(d.client.execute({ sessionId: "log-3", prompt: "hi", config: FAKE }));
@@ -90,6 +107,7 @@ describe("the log lines of RPCs and turns", () => {
     const hostile = `${"A".repeat(10_000)}\n{"msg":"forged"}`;
     const error = await d.client.getSnapshot({ sessionId: hostile }, { headers: { traceparent: `00-${"g".repeat(32)}-${"0".repeat(16)}-01` } }).catch((e: unknown) => e);
     expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    await afterDeferred();
     const line = rpcLines("SessionService.GetSnapshot").at(-1);
     expect(line?.code).toBe("invalid_argument");
     expect(line?.session).toBe(`${"A".repeat(128)}…`);
@@ -112,6 +130,7 @@ describe("log lines with metrics off and no exporter", () => {
     try {
       const trace = traceparent();
       await executeEvents(d.client.execute({ sessionId: "quiet", prompt: "hi", config: FAKE }, { headers: { traceparent: trace.header } }));
+      await afterDeferred();
       expect(d.records.find((record) => record.msg === "rpc" && record.rpc === "SessionService.Execute")).toMatchObject({
         session: "quiet",
         trace_id: trace.traceId,

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { FakeProvider } from "../fixtures/fake-provider.js";
-import { executeEvents, followUntil, turnEndOf, waitUntil } from "../harness.js";
+import { afterDeferred, executeEvents, followUntil, turnEndOf, waitUntil } from "../harness.js";
 import { type ObservedDaemon, startObservedDaemon } from "./observed-daemon.js";
 
 const FAKE = { provider: "fake" };
@@ -156,6 +156,7 @@ describe("tracing with an exporter", () => {
     const caller = callerTrace(false);
     const client = d.clientFor(undefined, "connect");
     await client.listSessions({}, { headers: { traceparent: caller.header } });
+    await afterDeferred();
     const line = d.records.findLast((record) => record.msg === "rpc" && record.rpc === "SessionService.ListSessions");
     expect(line?.trace_id).toBe(caller.traceId);
     expect(spansOf(caller.traceId)).toEqual([]);
@@ -169,6 +170,7 @@ describe("tracing without an exporter", () => {
       expect(d.observability.tracing).toBeUndefined();
       const caller = callerTrace();
       await executeEvents(d.client.execute({ sessionId: "plain", prompt: "hi", config: FAKE }, { headers: { traceparent: caller.header } }));
+      await afterDeferred();
       expect(d.spans()).toEqual([]);
       const turnLine = d.records.find((record) => record.msg === "turn ended");
       expect(turnLine).toMatchObject({ session: "plain", tenant: "default", outcome: "completed", trace_id: caller.traceId });
