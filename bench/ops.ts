@@ -39,14 +39,14 @@ function freePort(): Promise<number> {
 }
 
 // utime + stime of a process, in ms (fields 14 and 15 of /proc/<pid>/stat, in clock ticks).
-function cpuMsOf(pid: number): number {
+export function cpuMsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticksPerMs = 100 / 1000; // USER_HZ is 100 on Linux
   return (Number(fields[11]) + Number(fields[12])) / ticksPerMs;
 }
 
-async function startSide(name: string, args: string[]): Promise<Side> {
+export async function startSide(name: string, args: string[]): Promise<Side> {
   const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-ops-"));
   mkdirSync(path.join(scratch, "home"), { recursive: true });
   const port = await freePort();
