@@ -49,7 +49,8 @@ export function createLoggingInterceptor(logger: Logger, observe?: RpcObserver):
     const done = (code: string, messages?: number, err?: unknown) => {
       const ms = performance.now() - started;
       const failed = err !== undefined && code === "internal";
-      if (!observe && !logger.isLevelEnabled(failed ? "error" : "info")) return;
+      const level = failed ? "error" : call.service.typeName === HEALTH_SERVICE ? "debug" : "info";
+      if (!observe && !logger.isLevelEnabled(level)) return;
       later.run(() => {
         observe?.(call.service.typeName, call.method.name, code, ms / 1000);
         // Set by the authorization interceptor further in, on the same context values.
@@ -68,7 +69,7 @@ export function createLoggingInterceptor(logger: Logger, observe?: RpcObserver):
           span_id: trace?.spanId,
         };
         if (failed) logger.error({ ...line, err }, "rpc failed");
-        else logger.info(line, "rpc");
+        else logger[level](line, "rpc");
       });
     };
     try {
@@ -85,6 +86,9 @@ export function createLoggingInterceptor(logger: Logger, observe?: RpcObserver):
     }
   };
 }
+
+// Probes call Health every few seconds, forever: their lines are at debug, not in the way.
+const HEALTH_SERVICE = "grpc.health.v1.Health";
 
 // The session a request names (most requests have a session_id), cut to the longest valid
 // id plus a marker: the field is the client's, and one line must stay one short line.

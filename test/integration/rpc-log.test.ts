@@ -1,9 +1,11 @@
 // One log line per RPC (method, code, duration, caller, tenant, session, trace id) and, at
 // debug, one per turn (session, outcome, trace id), captured from pino; hostile session ids and trace
 // headers stay out of them or are cut short.
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Health } from "../../gen/health/v1/health_pb.js";
 import { hashToken } from "../../src/security/credentials.js";
 import { FakeProvider } from "../fixtures/fake-provider.js";
 import { afterDeferred, executeEvents, testToken, waitUntil } from "../harness.js";
@@ -71,17 +73,27 @@ describe("the log lines of RPCs and turns", () => {
     expect(again[1]?.trace_id).toBeUndefined();
   });
 
-  it("writes no turn line at info: the Execute line is the turn's line there", async () => {
+  it("writes no turn line and no health probe's line at info: the Execute line is the turn's line there", async () => {
     const info = await startObservedDaemon({ providerInstances: [new FakeProvider("fake")], logLevel: "info" });
     try {
       await executeEvents(info.client.execute({ sessionId: "log-info", prompt: "hi", config: FAKE }));
       await executeEvents(info.client.execute({ sessionId: "log-info", prompt: "again" }));
+      const health = createClient(Health, createConnectTransport({ baseUrl: info.url, httpVersion: "1.1" }));
+      await health.check({ service: "" });
       await afterDeferred();
       expect(info.records.filter((record) => record.msg === "rpc" && record.rpc === "SessionService.Execute")).toHaveLength(2);
       expect(info.records.some((record) => record.msg === "turn ended")).toBe(false);
+      expect(info.records.some((record) => record.rpc === "Health.Check")).toBe(false);
     } finally {
       await info.close();
     }
+  });
+
+  it("logs health probes at debug", async () => {
+    const health = createClient(Health, createConnectTransport({ baseUrl: d.url, httpVersion: "1.1" }));
+    await health.check({ service: "" });
+    await afterDeferred();
+    expect(d.records.findLast((record) => record.rpc === "Health.Check")).toMatchObject({ level: 20, code: "ok" });
   });
 
   it("logs the final code of a failed call, and of a stream the client cancelled", async () => {
