@@ -30,7 +30,7 @@ interface PeerTurn {
 }
 
 /** One turn the way a per-message host does it: a fresh CLI process. */
-function peerTurn(args: string[], cwd: string, env: Record<string, string>, prompt: string): Promise<PeerTurn> {
+export function peerTurn(args: string[], cwd: string, env: Record<string, string>, prompt: string): Promise<PeerTurn> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(claudePath, [...PEER_ARGS, ...args], { cwd, env, stdio: ["pipe", "pipe", "pipe"] });

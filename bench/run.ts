@@ -6,6 +6,7 @@ import path from "node:path";
 
 const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult> }>> = {
   "hot-vs-cold": () => import("./hot-vs-cold.js"),
+  "cold-start": () => import("./cold-start.js"),
   overhead: () => import("./overhead.js"),
   throughput: () => import("./throughput.js"),
   scale: () => import("./scale.js"),
