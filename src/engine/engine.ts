@@ -1013,6 +1013,8 @@ function summaryOf(session: Session): SessionSummary {
     lastSeq: BigInt(session.log.lastSeq),
     incarnation: session.incarnation,
     title: session.view.interaction.title,
+    provider: session.view.provider,
+    turns: session.view.stats.stats.turns,
   });
 }
 

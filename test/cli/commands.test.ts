@@ -36,8 +36,10 @@ describe("session commands", () => {
     expect(lines[0]).toMatch(/^SESSION +STATUS +PROVIDER +TITLE +TURNS +LAST ACTIVE$/);
     expect(lines[1]).toMatch(/^beta +ready +claude-code +the second one +1 +\d+s ago$/);
     expect(lines[2]).toMatch(/^alpha +ready +claude-code +- +2 +\d+s ago$/);
-    const json = JSON.parse((await cli([...as(CLIENT), "sessions", "--json"])).out) as { sessions: { sessionId: string }[] };
+    const json = JSON.parse((await cli([...as(CLIENT), "sessions", "--json"])).out) as { sessions: { sessionId: string; provider: string; turns: number }[] };
     expect(json.sessions.map((s) => s.sessionId)).toEqual(["beta", "alpha"]);
+    // The summaries themselves carry provider and turns (the table needs no snapshot per row).
+    expect(json.sessions.map((s) => [s.provider, s.turns])).toEqual([["claude-code", 1], ["claude-code", 2]]);
   });
 
   it("snapshot, stats and providers print what the daemon says", async () => {

@@ -30,31 +30,16 @@ export function printJson<D extends DescMessage>(ctx: CommandContext, schema: D,
   ctx.print(`${toJsonString(schema, message)}\n`);
 }
 
-// Details (provider, turns) come from one snapshot per listed session, a few at a time.
-const DETAIL_CONCURRENCY = 8;
-
 export async function sessionsCommand(ctx: CommandContext, o: JsonOption & { limit?: number }): Promise<number> {
   const response = await ctx.clients.session.listSessions({}, UNARY);
   if (o.json) {
     printJson(ctx, ListSessionsResponseSchema, response);
     return ExitCode.Ok;
   }
-  const shown = response.sessions.slice(0, o.limit ?? 100);
-  const details = new Map<string, SessionInfo>();
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < shown.length; i = next++) {
-      const id = shown[i]!.sessionId;
-      const snapshot = await ctx.clients.session.getSnapshot({ sessionId: id }, UNARY).catch(() => undefined);
-      if (snapshot?.session) details.set(id, snapshot.session);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(DETAIL_CONCURRENCY, shown.length) }, worker));
   const now = Date.now();
-  const rows = shown.map((s) => {
-    const info = details.get(s.sessionId);
-    return [s.sessionId, statusName(s.status), info?.provider ?? "-", s.title || "-", info ? String(info.stats?.turns ?? 0) : "-", formatAgo(s.lastActiveAt, now)];
-  });
+  // One call: the summaries carry the provider and the turn count.
+  const shown = response.sessions.slice(0, o.limit ?? 100);
+  const rows = shown.map((s) => [s.sessionId, statusName(s.status), s.provider || "-", s.title || "-", String(s.turns), formatAgo(s.lastActiveAt, now)]);
   if (rows.length === 0) {
     ctx.print("no sessions\n");
     return ExitCode.Ok;
