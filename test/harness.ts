@@ -13,6 +13,7 @@ import { type CredentialSpec, CredentialTable, hashToken } from "../src/security
 import { agentEnvironment } from "../src/security/env.js";
 import { type ProviderSettings, providerSettings } from "../src/providers/registry.js";
 import type { Provider } from "../src/providers/provider.js";
+import type { HttpRoutes } from "../src/server/http-routes.js";
 import type { ConnectionLimits, TlsFiles } from "../src/server/listener.js";
 import { createServer, type HotplexServer, type RequestLimits } from "../src/server/server.js";
 
@@ -66,6 +67,8 @@ export interface TestDaemonOptions {
   requestLimits?: RequestLimits;
   connectionLimits?: ConnectionLimits;
   tls?: TlsFiles;
+  /** Plain HTTP routes on the API's port (ServerOptions.extraRoutes), given the daemon's credentials. */
+  extraRoutes?: (credentials: () => CredentialTable) => HttpRoutes;
 }
 
 /** A transport for the given protocol: Connect over HTTP/1.1, gRPC over HTTP/2. */
@@ -123,6 +126,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     connectionLimits: options.connectionLimits,
     tls: options.tls,
     version: "test",
+    ...(options.extraRoutes ? { extraRoutes: options.extraRoutes(() => credentials) } : {}),
   });
   const address = await server.listen("127.0.0.1", 0);
   const clientFor = (protocol: Protocol, token = options.token) =>

@@ -54,7 +54,7 @@ export async function metricsReply(options: MetricsRouteOptions, headers: Incomi
 
 /** /metrics as a route of the server's plain HTTP routes (ServerOptions.extraRoutes). */
 export function createMetricsRoute(options: MetricsRouteOptions): HttpRoute {
-  return (req) => metricsReply(options, req.headers);
+  return (req) => metricsReply(options, req.headers, req.peer);
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Logger } from "pino";
+import type { PeerIdentity } from "../security/credentials.js";
 import type { NodeHandler, NodeRequest, NodeResponse } from "./adapter.js";
 
 /** What a plain HTTP route sees of a request: never its body. */
@@ -10,6 +11,8 @@ export interface HttpRouteRequest {
   /** The query string without its "?" ("" when there is none). */
   query: string;
   headers: IncomingHttpHeaders;
+  /** The verified TLS client certificate of the connection, when there is one. */
+  peer?: PeerIdentity;
 }
 
 /** A route's whole answer; the dispatcher writes it (and leaves the body out for HEAD). */
@@ -34,6 +37,8 @@ export interface HttpRoutesOptions {
   logger: Logger;
   /** Requests for paths no route has; 404 when unset. */
   fallback?: NodeHandler;
+  /** The connection's verified client certificate (the listener's), for routes that authenticate. */
+  peerIdentity?: (req: NodeRequest) => PeerIdentity | undefined;
 }
 
 /**
@@ -71,7 +76,7 @@ export function createHttpRoutes(routes: HttpRoutes, options: HttpRoutesOptions)
     }
     const query = queryAt < 0 ? "" : url.slice(queryAt + 1);
     Promise.resolve()
-      .then(() => route({ method, path, query, headers: req.headers }))
+      .then(() => route({ method, path, query, headers: req.headers, peer: options.peerIdentity?.(req) }))
       .then(
         (answer) => reply(req, res, answer),
         (error: unknown) => {

@@ -100,7 +100,7 @@ export function createServer(options: ServerOptions): HotplexServer {
     credentials: options.credentials,
     peerIdentity: (req) => listener?.peerIdentity(req),
     logger,
-    fallback: createHttpRoutes({ ...probes, ...options.extraRoutes }, { logger, fallback: options.fallback }),
+    fallback: createHttpRoutes({ ...probes, ...options.extraRoutes }, { logger, fallback: options.fallback, peerIdentity: (req) => listener?.peerIdentity(req) }),
   });
   listener = new DualProtocolListener(handler, { limits: connectionLimits, tls: options.tls, forceCloseMs: options.forceCloseMs });
   const scheme = options.tls ? "https" : "http";

@@ -7,13 +7,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import https from "node:https";
 import tls from "node:tls";
 import { type Client, Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
+import { Observability } from "../../src/observability/observability.js";
 import { hashToken } from "../../src/security/credentials.js";
+import { pino } from "pino";
 import { executeEvents, startTestDaemon, type TestDaemon, testToken, textOf, turnEndOf } from "../harness.js";
 import { closedByServer, connect, exchange } from "./raw-http.js";
 
@@ -383,5 +386,50 @@ describe("TLS connection deadlines", () => {
       const events = await executeEvents(client.execute({ sessionId: `after-${flavor}`, prompt: "still here" }));
       expect(textOf(events)).toBe("echo: still here");
     }
+  });
+});
+
+/** GET /metrics over TLS: its status, presenting `identity` (and `token`) when given. */
+function metricsStatus(port: number, options: ClientOptions): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/metrics",
+        ca: options.ca,
+        ...(options.identity ? { cert: options.identity.cert, key: options.identity.key } : {}),
+        headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+        agent: false,
+      },
+      (response) => {
+        response.resume();
+        response.once("end", () => resolve(response.statusCode ?? 0));
+      },
+    );
+    request.once("error", reject);
+    request.end();
+  });
+}
+
+describe("TLS client certificates on /metrics", () => {
+  it("lets a verified admin certificate read /metrics, and no other certificate or caller", async () => {
+    const observability = new Observability({ metrics: true, logger: pino({ level: "silent" }) });
+    const daemon = await startTlsDaemon({
+      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.ca },
+      credentials: [
+        { name: "ops", tenant: "default", roles: ["admin"], clientCertSha256: fingerprintOf(pki.client.cert) },
+        { name: "app", tenant: "default", roles: ["client"], tokenSha256: hashToken(TOKEN) },
+      ],
+      extraRoutes: (credentials) => observability.routes(credentials, "admin"),
+    });
+    const port = daemon.server.port;
+    expect(await metricsStatus(port, { ca: pki.ca, identity: pki.client })).toBe(200);
+    // Verified by the CA but registered nowhere; signed by a CA the daemon does not trust; none.
+    expect(await metricsStatus(port, { ca: pki.ca, identity: pki.stranger })).toBe(401);
+    expect(await metricsStatus(port, { ca: pki.ca, identity: pki.untrusted }).catch(() => 0)).not.toBe(200);
+    expect(await metricsStatus(port, { ca: pki.ca })).toBe(401);
+    // A client credential's token is known but not an admin.
+    expect(await metricsStatus(port, { ca: pki.ca, token: TOKEN })).toBe(403);
   });
 });
