@@ -185,31 +185,36 @@ class Scan {
   run(): string[] | undefined {
     const src = this.src;
     const n = src.length;
+    // Module bindings as locals: the loop below reads them for every character.
+    const delta = DELTA;
+    const symbol = SYMBOL;
+    const found = FOUND;
+    const classOf = CLASS;
     let i = 0;
     let state = 0;
     while (i < n) {
       let c = src.charCodeAt(i);
-      let kind = CLASS[c]!;
+      let kind = classOf[c]!;
       if (kind <= ODD) {
         // A run of word characters, in one tight loop: most of any input.
         if (!this.inWord) this.startWord(i);
         let hit = 0;
         for (;;) {
-          state = DELTA[(state << SHIFT) | SYMBOL[c]!]!;
-          hit |= FOUND[state]!;
+          state = delta[(state << SHIFT) | symbol[c]!]!;
+          hit |= found[state]!;
           if (kind === LOOK) this.look(src, i, c);
           else if (kind === ODD) this.suspicious = true;
           i += 1;
           if (i >= n) break;
           c = src.charCodeAt(i);
-          kind = CLASS[c]!;
+          kind = classOf[c]!;
           if (kind > ODD) break;
         }
         if (hit === 1) this.needs = true;
         continue;
       }
-      state = DELTA[(state << SHIFT) | SYMBOL[c]!]!;
-      if (FOUND[state] === 1) this.needs = true;
+      state = delta[(state << SHIFT) | symbol[c]!]!;
+      if (found[state] === 1) this.needs = true;
       switch (kind) {
         case BLANK:
           if (!this.endWord(i)) return undefined;
@@ -276,10 +281,10 @@ class Scan {
           for (let j = i + 1; j < end; j += 1) {
             const d = src.charCodeAt(j);
             if (c === 34 && (d === 36 || d === 96 || d === 92)) return undefined;
-            state = DELTA[(state << SHIFT) | SYMBOL[d]!]!;
-            if (FOUND[state] === 1) this.needs = true;
+            state = delta[(state << SHIFT) | symbol[d]!]!;
+            if (found[state] === 1) this.needs = true;
             if (d > 126 || (d < 32 && d !== 9 && d !== 10)) this.suspicious = true;
-            else if (CLASS[d] === LOOK) this.look(src, j, d);
+            else if (classOf[d] === LOOK) this.look(src, j, d);
           }
           i = end + 1;
           break;
