@@ -85,8 +85,9 @@ export class Observability {
     return this.metrics ? { "/metrics": createMetricsRoute({ metrics: this.metrics, credentials, access }) } : {};
   }
 
-  /** Exports the spans still buffered. */
+  /** Observes what is still queued (the last turns' spans end there), then exports the spans still buffered. */
   async shutdown(): Promise<void> {
+    this.later.flush();
     await this.tracing?.shutdown();
   }
 }
