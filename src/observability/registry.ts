@@ -19,7 +19,7 @@ export function createRegistry(): Registry {
 }
 
 /** How often the event loop delay (nodejs_eventloop_lag_*) is sampled. */
-export const EVENT_LOOP_SAMPLE_MS = 100;
+const EVENT_LOOP_SAMPLE_MS = 100;
 
 /** Buckets for durations of milliseconds to minutes (RPCs, turns, approvals), in seconds. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];

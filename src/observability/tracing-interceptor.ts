@@ -29,20 +29,20 @@ export function createTracingInterceptor(tracer: Tracer | undefined, turns: Turn
   return (next) => async (call) => {
     const header = call.header.get("traceparent");
     const isExecute = call.method === SessionService.method.execute;
-    // Without spans, only an Execute with a caller's trace has anything to hand on: every
-    // other call passes untouched (nothing tapped, no wrapper on its stream).
-    const callerIds = !tracer && isExecute && header ? parseTraceparent(header) : undefined;
-    if (!tracer && (!callerIds || !turns)) return next(call);
-    // Execute's request (session and request id), read once next() returned.
-    const { req, message } = isExecute && turns ? tapRequestMessage(call) : { req: call, message: () => undefined };
     if (!tracer) {
-      if (!callerIds || !turns) return next(req);
+      // Without spans, only an Execute with a caller's trace has anything to hand on: every
+      // other call passes untouched (nothing tapped, no wrapper on its stream).
+      const callerIds = isExecute && header ? parseTraceparent(header) : undefined;
+      if (!callerIds || !turns) return next(call);
+      const { req, message } = tapRequestMessage(call);
       req.contextValues.set(traceKey, callerIds);
       const res = await next(req);
       const expected = expectTurn(req, message(), turns, { ids: callerIds });
       if (!expected || !res.stream) return res;
       return { ...res, message: watchStream(res.message, req.signal, (code) => releaseOnFailure(turns, expected, code)) };
     }
+    // Execute's request (session and request id), read once next() returned.
+    const { req, message } = isExecute && turns ? tapRequestMessage(call) : { req: call, message: () => undefined };
     const parent = parentContext(header, req.header.get("tracestate"));
     const span = tracer.startSpan(
       `${req.service.typeName}/${req.method.name}`,
