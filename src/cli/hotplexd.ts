@@ -7,6 +7,7 @@ import { CredentialTable, hashToken } from "../security/credentials.js";
 import { createServer } from "../server/server.js";
 import { StoreOpenError } from "../store/sqlite-store.js";
 import { ConfigError, type DaemonConfig, loadConfig, OPTIONS, reloadConfig } from "./config.js";
+import { logDestination, reportDrops } from "./log-destination.js";
 import { startMemoryRelease } from "./memory-release.js";
 import { printConfig } from "./print-config.js";
 import { hotplexVersion } from "./version.js";
@@ -57,7 +58,9 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = pino({ level: config.logLevel, base: { service: "hotplexd" } }, logDestination());
+  const destination = logDestination(1);
+  const logger = pino({ level: config.logLevel, base: { service: "hotplexd" } }, destination);
+  reportDrops(destination, logger);
   for (const warning of config.warnings) logger.warn(warning);
   const observability = new Observability({
     metrics: config.observability.metrics,
@@ -168,36 +171,6 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
-}
-
-// How much log output may wait for stdout; past it, lines are dropped (and the drop logged).
-const LOG_BUFFER_BYTES = 16 * 1024 * 1024;
-
-// Lines are written in chunks of at least this much, or when LOG_FLUSH_MS passed.
-const LOG_CHUNK_BYTES = 4096;
-const LOG_FLUSH_MS = 250;
-
-/**
- * stdout, written asynchronously and in chunks: a line is queued and written off the event
- * loop with the lines around it, so a slow reader (a full pipe, a busy disk: a synchronous
- * write to a file measured ~100 µs per line here while the store committed, and every
- * asynchronous one wakes a thread) never stalls a turn. A line waits at most LOG_FLUSH_MS.
- * Bounded: a reader that stops reading costs at most LOG_BUFFER_BYTES, then lines are dropped
- * and the count logged once writing works again. pino flushes what waits when the process exits.
- */
-function logDestination(): ReturnType<typeof pino.destination> {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: LOG_CHUNK_BYTES, periodicFlush: LOG_FLUSH_MS, maxLength: LOG_BUFFER_BYTES });
-  let dropped = 0;
-  destination.on("drop", () => {
-    dropped += 1;
-    if (dropped > 1) return;
-    // Said once the buffer has room again (the line itself goes through it).
-    setTimeout(() => {
-      destination.write(`${JSON.stringify({ level: 40, time: Date.now(), service: "hotplexd", dropped, msg: "log lines dropped: stdout was not read fast enough" })}\n`);
-      dropped = 0;
-    }, 1_000).unref();
-  });
-  return destination;
 }
 
 main().catch((error: unknown) => {
