@@ -110,6 +110,23 @@ const optionShape = Object.fromEntries(
     .map((name) => [name, (LIST_OPTIONS.has(name) ? listValue : MAP_OPTIONS.has(name) ? mapValue : scalar).optional()]),
 );
 
+/** One launch config to keep agents started ahead of demand for (hotplex.yaml `prewarm`). */
+const prewarmSchema = z
+  .object({
+    tenant: z.string().regex(TENANT_NAME, "a tenant name: 1-63 of [a-z0-9_-]").optional(),
+    provider: z.string().min(1).optional(),
+    model: z.string().optional(),
+    "permission-mode": z.string().optional(),
+    "allowed-tools": stringList.optional(),
+    "disallowed-tools": stringList.optional(),
+    "system-prompt": z.string().optional(),
+    "append-system-prompt": z.string().optional(),
+    approvals: z.enum(["agent", "client"]).optional(),
+    size: z.number().int().min(1).max(64),
+    idle: z.string().min(1).optional(),
+  })
+  .strict();
+
 const fileSchema = z
   .object({
     ...optionShape,
@@ -117,6 +134,7 @@ const fileSchema = z
     credentials: z.array(credentialSchema).optional(),
     "tenant-defaults": tenantSchema.optional(),
     tenants: z.record(z.string().regex(TENANT_NAME, "a tenant name: 1-63 of [a-z0-9_-]"), tenantSchema).optional(),
+    prewarm: z.array(prewarmSchema).max(64).optional(),
   })
   .strict();
 
@@ -125,6 +143,7 @@ export type LimitsSpec = z.infer<typeof limitsSchema>;
 export type TenantSpec = z.infer<typeof tenantSchema>;
 export type RulesSpec = z.infer<typeof rulesSchema>;
 export type CredentialEntry = z.infer<typeof credentialSchema>;
+export type PrewarmEntry = z.infer<typeof prewarmSchema>;
 
 /** The config file, validated but not yet merged with flags and environment. */
 export interface ConfigFile {
@@ -137,6 +156,7 @@ export interface ConfigFile {
   credentials: CredentialEntry[];
   tenantDefaults: TenantSpec | undefined;
   tenants: Map<string, TenantSpec>;
+  prewarm: PrewarmEntry[];
 }
 
 // A value that fits no form of a union (a list option given a list with a bad entry) is
@@ -209,5 +229,6 @@ export function readConfigFile(file: string): ConfigFile {
     credentials: data.credentials ?? [],
     tenantDefaults: data["tenant-defaults"],
     tenants: new Map(Object.entries(data.tenants ?? {})),
+    prewarm: data.prewarm ?? [],
   };
 }

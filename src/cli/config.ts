@@ -5,6 +5,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { validate as isUuid } from "uuid";
 import { type ApprovalDefault, DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
+import { create } from "@bufbuild/protobuf";
+import { ApprovalMode, SessionConfigSchema } from "../../gen/hotplex/v1/session_pb.js";
+import type { PrewarmSpec } from "../engine/prewarm.js";
 import { parseEgressRule } from "../process/egress-proxy.js";
 import { ACP_QUIRKS } from "../providers/acp/quirks.js";
 import { PERMISSION_MODES } from "../providers/claude-code/provider.js";
@@ -67,6 +70,7 @@ export interface DaemonConfig {
 export interface ReloadableConfig {
   credentials: CredentialSpec[];
   tenants: TenantDirectory;
+  prewarm: readonly PrewarmSpec[];
 }
 
 /** Where an option's value came from. */
@@ -199,6 +203,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, load: LoadOpt
       },
       approvals: { defaultMode: approvalMode(get("approvals")), timeoutMs: ms("approval-timeout") },
       tenants: resolveTenants(file, idleTimeoutMs),
+      prewarm: prewarmSpecs(file),
       logBounds: DEFAULT_TAIL_BOUNDS,
       store: storeConfig(get("store"), str("data-dir"), get("durability")),
       retention: {
@@ -244,7 +249,26 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, load: LoadOpt
  */
 export function reloadConfig(argv: string[], env: NodeJS.ProcessEnv): ReloadableConfig {
   const fresh = loadConfig(argv, env);
-  return { credentials: fresh.credentials, tenants: fresh.engine.tenants };
+  return { credentials: fresh.credentials, tenants: fresh.engine.tenants, prewarm: fresh.engine.prewarm ?? [] };
+}
+
+// The file's `prewarm` entries as the engine takes them (it checks each config as a session's).
+function prewarmSpecs(file: ConfigFile | undefined): PrewarmSpec[] {
+  return (file?.prewarm ?? []).map((entry, i) => ({
+    tenant: entry.tenant ?? "default",
+    config: create(SessionConfigSchema, {
+      provider: entry.provider ?? "",
+      model: entry.model ?? "",
+      permissionMode: entry["permission-mode"] ?? "",
+      allowedTools: entry["allowed-tools"] ?? [],
+      disallowedTools: entry["disallowed-tools"] ?? [],
+      systemPrompt: entry["system-prompt"] ?? "",
+      appendSystemPrompt: entry["append-system-prompt"] ?? "",
+      approvalMode: entry.approvals === "client" ? ApprovalMode.CLIENT : entry.approvals === "agent" ? ApprovalMode.AGENT : ApprovalMode.UNSPECIFIED,
+    }),
+    size: entry.size,
+    idleMs: entry.idle === undefined ? 0 : durationMs(`${file!.where(["prewarm", i, "idle"])}: prewarm.${i}.idle`, entry.idle),
+  }));
 }
 
 // The per-session agent log: none (0), or at least a few entries' worth, at most MAX_SESSION_LOG_BYTES.

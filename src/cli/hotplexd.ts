@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { HotplexError } from "../errors.js";
 import { readFileSync } from "node:fs";
 import { pino } from "pino";
 import { Engine } from "../engine/engine.js";
@@ -75,7 +76,8 @@ async function main(): Promise<void> {
   try {
     engine = await Engine.open({ ...config.engine, observer: observability.engineObserver }, logger);
   } catch (error) {
-    if (error instanceof StoreOpenError || (error instanceof Error && error.message.includes("--sandbox-uid"))) {
+    // A config the engine refuses (a store it cannot open, a pre-warm config no session could have).
+    if (error instanceof StoreOpenError || error instanceof HotplexError || (error instanceof Error && error.message.includes("--sandbox-uid"))) {
       process.stderr.write(`hotplexd: ${error.message}\n`);
       process.exit(1);
     }
@@ -126,9 +128,11 @@ async function main(): Promise<void> {
   process.on("SIGHUP", () => {
     try {
       const fresh = reloadConfig(argv, process.env);
+      // First what can still refuse the file (a pre-warm config a session could not have).
+      engine.configurePrewarm(fresh.prewarm);
       credentials = new CredentialTable(fresh.credentials);
       engine.updateTenants(fresh.tenants);
-      logger.info({ credentials: credentials.size, tenants: fresh.tenants.names.length }, "config reloaded");
+      logger.info({ credentials: credentials.size, tenants: fresh.tenants.names.length, prewarm: fresh.prewarm.length }, "config reloaded");
     } catch (error) {
       logger.error({ err: error instanceof ConfigError ? error.message : error }, "config reload failed; the running config stays");
     }

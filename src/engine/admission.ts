@@ -30,10 +30,14 @@ export class Admission {
   // Per tenant, when its turns of the last minute were admitted (oldest first).
   readonly #recentTurns = new Map<string, number[]>();
 
-  constructor(pool: Pool, limits: DaemonLimits, tenants: () => TenantDirectory) {
+  /** Pre-warmed agents running or starting, of one tenant or of all. */
+  readonly #warm: (tenant?: string) => number;
+
+  constructor(pool: Pool, limits: DaemonLimits, tenants: () => TenantDirectory, warm: (tenant?: string) => number = () => 0) {
     this.#pool = pool;
     this.#limits = limits;
     this.#tenants = tenants;
+    this.#warm = warm;
   }
 
   /**
@@ -90,15 +94,31 @@ export class Admission {
     this.#recentTurns.set(tenant, times);
   }
 
-  /** Why no further agent process of `tenant` may start, or undefined when one may. */
-  whyNoProcess(tenant: string): string | undefined {
-    if (this.#pool.liveCount() >= this.#limits.maxLiveSessions) {
+  /**
+   * Why no further agent process of `tenant` may start, or undefined when one may. A
+   * session's start does not count pre-warmed agents (they make way for it: `withWarm`
+   * false); starting another pre-warmed agent does.
+   */
+  whyNoProcess(tenant: string, withWarm = false): string | undefined {
+    if (this.#pool.liveCount() + (withWarm ? this.#warm() : 0) >= this.#limits.maxLiveSessions) {
       return `the daemon runs its maximum number of live sessions; stop one or retry later (limit max-sessions = ${this.#limits.maxLiveSessions})`;
     }
     const { liveAgents } = this.#tenants().settingsOf(tenant).limits;
-    if (liveAgents > 0 && this.#pool.liveCount(tenant) >= liveAgents) {
+    if (liveAgents > 0 && this.#pool.liveCount(tenant) + (withWarm ? this.#warm(tenant) : 0) >= liveAgents) {
       return `this tenant runs its maximum number of live agents; stop a session or retry later (limit live_agents = ${liveAgents})`;
     }
+    return undefined;
+  }
+
+  /**
+   * Whether `tenant`'s live and pre-warmed agents together are past a limit (a session
+   * just started counts among the live ones): then a pre-warmed agent must make way.
+   * "node" or "tenant" names the limit.
+   */
+  overLimit(tenant: string): "node" | "tenant" | undefined {
+    if (this.#pool.liveCount() + this.#warm() > this.#limits.maxLiveSessions) return "node";
+    const { liveAgents } = this.#tenants().settingsOf(tenant).limits;
+    if (liveAgents > 0 && this.#pool.liveCount(tenant) + this.#warm(tenant) > liveAgents) return "tenant";
     return undefined;
   }
 

@@ -1,6 +1,7 @@
 import type { EventObserver, LogBounds } from "../events/event-log.js";
 import type { CommitObserver } from "../events/group-committer.js";
 import type { SandboxSettings } from "../process/sandbox.js";
+import type { PrewarmSpec } from "./prewarm.js";
 import { DEFAULT_PROVIDER_SETTINGS, type ProviderSettings } from "../providers/registry.js";
 import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../security/tenant-policy.js";
 import type { SessionLimits } from "../session/session.js";
@@ -76,6 +77,8 @@ export interface EngineConfig {
   sandbox: SandboxSettings;
   /** Metrics and tracing: sees every session's events and every store commit. */
   observer?: EngineObserver;
+  /** Launch configs to keep agents started ahead of demand for (none: every first turn starts its agent). */
+  prewarm?: readonly PrewarmSpec[];
 }
 
 /** Agents are sandboxed where bubblewrap works, with these limits each. */

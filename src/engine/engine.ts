@@ -54,6 +54,7 @@ import { MemoryStore } from "../store/memory-store.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import type { SessionRecord, Store } from "../store/store.js";
 import { Admission } from "./admission.js";
+import { PREWARMED_PREFIX, PrewarmPool, type PrewarmSpec } from "./prewarm.js";
 import { type AuditEntry, type AuditKind, AuditLog } from "./audit-log.js";
 import type { ApprovalDefault, EngineConfig } from "./config.js";
 import { ServingPhase, ServingState } from "./serving-state.js";
@@ -149,6 +150,8 @@ export class Engine {
   /** Where each open stream is in its log; kept only with an observer (see openStreams). */
   readonly #readers = new Set<OpenReader>();
   #streamsClosed: (() => void) | undefined;
+  /** Agents started ahead of demand (EngineConfig.prewarm). */
+  readonly prewarmed: PrewarmPool;
 
   private constructor(config: EngineConfig, logger: Logger, store: Store, providers: ProviderRegistry) {
     this.#config = config;
@@ -163,11 +166,50 @@ export class Engine {
     this.#committer = new GroupCommitter(store, logger, config.observer?.commit);
     this.pool = new Pool();
     this.#rules = new TenantRules(() => this.#tenants, config.workRoot);
+    this.prewarmed = new PrewarmPool({
+      provider: (name) => (this.providers.has(name) ? this.providers.get(name) : undefined),
+      launcher: this.#launcher,
+      sandbox: this.sandbox,
+      workRoot: config.workRoot,
+      stateRoot: config.stateRoot,
+      ...(config.agentHomeTemplate ? { homeTemplate: config.agentHomeTemplate } : {}),
+      envFor: (provider) => this.#envFor(provider),
+      launchFor: (tenant, sessionConfig) => {
+        const { policy } = this.#tenants.settingsOf(tenant);
+        checkSessionPolicy(sessionConfig, policy);
+        return launchConfig(sessionConfig, config.approvals.defaultMode, policy, this.#rules.active(tenant));
+      },
+      hasRoom: (tenant) => !this.#draining && this.#admission.whyNoProcess(tenant, true) === undefined,
+      claim: (key, tenant, dir) => this.#claims.claim(key, tenant, "", dir),
+      release: (key) => this.#claims.release(key),
+      newLog: () => this.#agentLogs.create(),
+      maxLineBytes: config.limits.maxLineBytes,
+      stopGraceMs: config.limits.stopGraceMs,
+      logger,
+    });
     this.#admission = new Admission(
       this.pool,
       { maxLiveSessions: config.maxLiveSessions, maxStoredSessions: config.maxStoredSessions },
       () => this.#tenants,
+      (tenant) => this.prewarmed.count(tenant),
     );
+  }
+
+  // An agent's environment: the daemon's allow-listed variables for its provider.
+  #envFor(provider: Provider): Record<string, string> {
+    return environmentFor(
+      this.#config.agentEnv,
+      provider.envAllowList,
+      this.providers.all.filter((other) => other !== provider).flatMap((other) => other.envAllowList),
+    );
+  }
+
+  // Pre-warmed agents make way for a cold start while live and pre-warmed agents together
+  // are past a limit: the tenant's own first, any for the node's.
+  #makeRoom(tenant: string): void {
+    for (let over = this.#admission.overLimit(tenant); over; over = this.#admission.overLimit(tenant)) {
+      if (!this.prewarmed.evict(over === "tenant" ? tenant : undefined)) return;
+    }
   }
 
   /**
@@ -191,7 +233,10 @@ export class Engine {
       if (uid !== undefined) chownSync(engine.#egress.socketPath, uid, gid ?? uid);
       chmodSync(engine.#egress.socketPath, 0o600);
     }
+    // Checked before anything is recovered: a bad spec fails the start.
+    const prewarm = engine.#checkPrewarm(config.prewarm ?? []);
     await engine.#recover();
+    engine.prewarmed.configure(prewarm);
     engine.#compactor = setInterval(() => engine.compact(), config.compactIntervalMs);
     engine.#compactor.unref();
     return engine;
@@ -209,9 +254,36 @@ export class Engine {
     return this.#tenants;
   }
 
+  /**
+   * Keeps agents ready for these launch configs (replacing the ones before). Each config is
+   * validated as a session's would be; its provider defaults to the daemon's default.
+   */
+  configurePrewarm(specs: readonly PrewarmSpec[]): void {
+    this.prewarmed.configure(this.#checkPrewarm(specs));
+  }
+
+  #checkPrewarm(specs: readonly PrewarmSpec[]): PrewarmSpec[] {
+    return specs.map((spec, i) => {
+      const config = clone(SessionConfigSchema, spec.config);
+      try {
+        if (config.workDir) throw new HotplexError("invalid_argument", "work_dir must be empty: each pre-warmed agent has a work dir of its own");
+        validateConfig(config);
+        const provider = this.providers.get(config.provider);
+        config.provider = provider.name;
+        provider.validateConfig(launchConfig(config, this.#config.approvals.defaultMode));
+      } catch (error) {
+        throw new HotplexError("invalid_argument", `prewarm.${i}: ${(error as Error).message}`);
+      }
+      if (!Number.isSafeInteger(spec.size) || spec.size < 0) throw new HotplexError("invalid_argument", `prewarm.${i}: size must be a whole number ≥ 0`);
+      return { ...spec, config };
+    });
+  }
+
   /** Puts new tenant settings in force (a config reload); running sessions keep their config. */
   updateTenants(tenants: TenantDirectory): void {
     this.#tenants = tenants;
+    // A policy change may change what pre-warmed agents are launched with.
+    this.prewarmed.refill();
   }
 
   async #recover(): Promise<void> {
@@ -220,6 +292,12 @@ export class Engine {
     for (const record of records) {
       const key = { tenant: record.tenant, sessionId: record.sessionId };
       const session = this.#createSession(key, record.config, record.workDir, record);
+      // Only ever a pre-warmed agent's dir of the session's own tenant (the registry is ours, but be sure).
+      const taken = session.view.interaction.stateDir;
+      if (taken && (path.dirname(taken) !== path.join(this.#config.stateRoot, key.tenant) || !path.basename(taken).startsWith(PREWARMED_PREFIX))) {
+        this.#logger.warn({ session: key.sessionId, tenant: key.tenant, stateDir: taken }, "ignoring a stored state dir outside the tenant's");
+        session.view.interaction.stateDir = "";
+      }
       this.pool.getOrCreate(key, () => session);
       this.#claims.claim(keyString(key), key.tenant, key.sessionId, record.workDir);
       if (record.pgid > 0) {
@@ -232,6 +310,10 @@ export class Engine {
       session.log.touch();
     }
     await Promise.all(orphans);
+    // Pre-warmed agents the previous daemon left: their processes end and their dirs go,
+    // but for those a session took (its dirs now).
+    const taken = new Set(this.pool.all().flatMap((session) => [session.stateDir, session.view.workDir]));
+    await PrewarmPool.sweep(this.#config.workRoot, this.#config.stateRoot, taken, this.#config.limits.stopGraceMs, this.sandbox, this.#logger);
     this.#committer.flush();
     if (records.length > 0) this.#logger.info({ sessions: records.length }, "sessions restored from the store");
   }
@@ -319,7 +401,8 @@ export class Engine {
       // The work dir is resolved (realpath syscalls) only when a session is created or
       // reconfigured, not on every turn of a warm session.
       session.checkReconfigurable();
-      const workDir = this.#workDirFor(key, config, policy);
+      // The same work_dir keeps the dir the session has (a pre-warmed agent's, say).
+      const workDir = config.workDir === session.config.workDir ? session.view.workDir : this.#workDirFor(key, config, policy);
       session.reconfigure(config, workDir);
       this.#claims.claim(keyString(key), tenant, key.sessionId, workDir);
     }
@@ -624,7 +707,7 @@ export class Engine {
     const parentConversation = parent.view.providerSessionId;
     const child = this.pool.getOrCreate(key, () => this.#createSession(key, config, workDir));
     this.#claims.claim(keyString(key), tenant, newSessionId, workDir);
-    const transcripts = parent.provider.transcriptFiles(parentConversation, parent.view.workDir, path.join(this.#stateDir({ tenant, sessionId }), "home"));
+    const transcripts = parent.provider.transcriptFiles(parentConversation, parent.view.workDir, parent.home);
     try {
       // An agent may write its transcript a moment after it ends a turn (tens of ms, more
       // than a turn behind on hot turns, seen): copy it once it holds the turns copied.
@@ -678,8 +761,10 @@ export class Engine {
     this.#rules.forget(keyString(key));
     // The session's HOME holds the agent's transcript: kept unless asked, so that the id,
     // used again, continues that conversation.
-    const stateDir = this.#stateDir(key);
-    const home = path.join(stateDir, "home");
+    // A session that took a pre-warmed agent keeps that agent's dirs (the id, used again,
+    // starts a new conversation: nothing links it to them any more).
+    const stateDir = session.stateDir;
+    const home = session.home;
     await Promise.all(
       (await readdir(stateDir).catch(() => [] as string[]))
         .filter((entry) => entry !== "home" || deleteTranscript)
@@ -742,6 +827,8 @@ export class Engine {
   async drain(graceMs: number, cutShort?: AbortSignal): Promise<DrainResult> {
     this.serving.enter(ServingPhase.DRAINING);
     this.#draining = true;
+    // No session will take them now.
+    await this.prewarmed.close();
     const busy = this.pool.all().filter((session) => session.busy);
     let finished = 0;
     let timer: NodeJS.Timeout | undefined;
@@ -773,6 +860,7 @@ export class Engine {
     this.serving.enter(ServingPhase.STOPPING);
     clearInterval(this.#compactor);
     this.#draining = true;
+    await this.prewarmed.close();
     await this.pool.shutdown();
     // Shared agent servers end once no session uses them.
     await this.providers.close();
@@ -853,11 +941,7 @@ export class Engine {
       },
       launcher: this.#launcher,
       agentLog: this.#agentLogs.create(),
-      env: environmentFor(
-        this.#config.agentEnv,
-        provider.envAllowList,
-        this.providers.all.filter((other) => other !== provider).flatMap((other) => other.envAllowList),
-      ),
+      env: this.#envFor(provider),
       log,
       limits: { ...this.#config.limits, approvalTimeoutMs: this.#config.approvals.timeoutMs },
       logger: this.#logger,
@@ -865,6 +949,13 @@ export class Engine {
       incarnation: restored?.incarnation ?? randomUUID(),
       restored,
       whyNoProcess: () => this.#admission.whyNoProcess(key.tenant),
+      takeWarm: (launch) => {
+        const warm = this.prewarmed.take(key.tenant, provider.name, launch);
+        // The session's dir is the agent's from now on: its claim moves there.
+        if (warm) this.#claims.claim(keyString(key), key.tenant, key.sessionId, warm.paths.workDir);
+        return warm;
+      },
+      makeRoom: () => this.#makeRoom(key.tenant),
       rules: {
         judge: (input) => this.#rules.judge(key.tenant, keyString(key), input),
         audit: (kind, match, what) =>

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { chown, lchown, lstat, mkdir, writeFile } from "node:fs/promises";
+import { chown, lchown, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { AgentProcess, type ProcessExit, processStartTime } from "./agent-process.js";
 import type { Command } from "./command.js";
 import { identityString } from "./orphans.js";
@@ -29,6 +30,19 @@ export interface LaunchedAgent {
    * group, its cgroup) has been ended too.
    */
   readonly exited: Promise<ProcessExit>;
+}
+
+/**
+ * Gives a tree the daemon created for an agent (a new HOME from the operator's template) to
+ * the agent's user. Links are changed themselves, never followed.
+ */
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await lchown(dir, uid, gid);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(file, uid, gid);
+    else await lchown(file, uid, gid);
+  }
 }
 
 /** Thrown when an agent cannot be started; the message says why, for the turn's error. */

@@ -111,6 +111,8 @@ export class AgentLog {
   #nextIndex = 1;
   #liveProcesses = 0;
   #closed = false;
+  /** Set once another log took this one's entries: everything written here goes there. */
+  #forward: AgentLog | undefined;
   readonly #waiters = new Set<() => void>();
 
   constructor(maxBytes = DEFAULT_SESSION_LOG_BYTES, budget?: AgentLogBudget) {
@@ -141,6 +143,25 @@ export class AgentLog {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Takes over `other` (a pre-warmed agent's log, when a session takes the agent): its
+   * entries are appended here, newly numbered, and whatever its processes write from now
+   * on lands here too. `other` keeps nothing.
+   */
+  absorb(other: AgentLog): void {
+    if (other === this || other.#forward) return;
+    for (const entry of other.read(0, Number.MAX_SAFE_INTEGER)) this.#append(entry.source, entry.text, entry.pid);
+    this.#liveProcesses += other.#liveProcesses;
+    other.#liveProcesses = 0;
+    other.#forward = this;
+    other.release();
+  }
+
+  // Where this log's writes go: itself, or the log that absorbed it.
+  #sink(): AgentLog {
+    return this.#forward ?? this;
   }
 
   /** Notes what happened to the agent (spawned, exited, stopped, restarted), as one entry. */
@@ -196,7 +217,7 @@ export class AgentLog {
     void agent.exited.then((exit) => {
       stop();
       stderr.end();
-      this.#liveProcesses -= 1;
+      this.#sink().#liveProcesses -= 1;
       const how = exit.spawnError
         ? `could not start: ${exit.spawnError}`
         : exit.signal
@@ -244,6 +265,7 @@ export class AgentLog {
   }
 
   #append(source: AgentLogSource, raw: string, pid: number, rawChars = raw.length): void {
+    if (this.#forward) return this.#forward.#append(source, raw, pid, rawChars);
     if (this.#closed || this.maxBytes === 0) return;
     let text = escapeControls(raw);
     const truncated = rawChars > this.#maxEntryChars || text.length > this.#maxEntryChars;
@@ -282,10 +304,10 @@ export class AgentLog {
  * A process started for something shared (a tenant's server) is only noted: its output
  * belongs to no single session.
  */
-export function observedLauncher(launcher: AgentLauncher, log: AgentLog, stateDir: string): AgentLauncher {
+export function observedLauncher(launcher: AgentLauncher, log: AgentLog, stateDir: string | (() => string)): AgentLauncher {
   const observed = Object.create(launcher) as AgentLauncher;
   observed.launch = async (request) => {
-    const own = request.paths.stateDir === stateDir;
+    const own = request.paths.stateDir === (typeof stateDir === "string" ? stateDir : stateDir());
     let agent: LaunchedAgent;
     try {
       agent = await launcher.launch(request);

@@ -54,6 +54,11 @@ export class InteractionState {
   readonly #firstSeqs = new Map<string, number>();
   forkedFrom: ForkOrigin | undefined;
   pendingFork: PendingFork | undefined;
+  /**
+   * The session's private dir (its HOME's parent) when it is not the default one for its
+   * id: a session that took a pre-warmed agent keeps that agent's dirs for life.
+   */
+  stateDir = "";
 
   apply(event: Event): void {
     const { payload } = event;
@@ -150,6 +155,7 @@ export class InteractionState {
       sessionRules: [...this.#sessionRules],
       forkedFrom: this.forkedFrom ? toJson(ForkOriginSchema, this.forkedFrom) : null,
       pendingFork: this.pendingFork ?? null,
+      ...(this.stateDir ? { stateDir: this.stateDir } : {}),
     };
     return JSON.stringify(state);
   }
@@ -172,6 +178,7 @@ export class InteractionState {
     for (const rule of state.sessionRules ?? []) this.#sessionRules.add(rule);
     this.forkedFrom = state.forkedFrom ? fromJson(ForkOriginSchema, state.forkedFrom) : undefined;
     this.pendingFork = state.pendingFork ?? undefined;
+    this.stateDir = typeof state.stateDir === "string" ? state.stateDir : "";
   }
 }
 
@@ -184,6 +191,7 @@ interface StoredInteraction {
   sessionRules: string[];
   forkedFrom: JsonValue | null;
   pendingFork: PendingFork | null;
+  stateDir?: string;
 }
 
 // Adds to a bounded set (or map), forgetting the oldest entry.

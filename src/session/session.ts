@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { chown, copyFile, cp, mkdir, readdir, stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { chown, copyFile, cp, mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -28,11 +29,11 @@ import {
   TurnStartedSchema,
 } from "../events/event.js";
 import type { EventLog } from "../events/event-log.js";
-import type { AgentConnection, AgentExit } from "../providers/connection.js";
+import type { AgentConnection, AgentExit, ConnectionHandlers } from "../providers/connection.js";
 import type { AgentDecision, AgentModel, AgentRequest, LaunchConfig, LiveSettings, ParsedOutput, Provider } from "../providers/provider.js";
 import type { SessionRecord } from "../store/store.js";
 import { workDirChanged } from "../security/work-dir.js";
-import { type AgentLauncher, LaunchError } from "../process/launcher.js";
+import { type AgentLauncher, chownTree, LaunchError } from "../process/launcher.js";
 import type { Sandbox } from "../process/sandbox.js";
 import { AgentLog, observedLauncher } from "./agent-log.js";
 import { AgentRun, AgentRunState, startKindFor } from "./agent-run.js";
@@ -45,6 +46,7 @@ import { ruleMatched, type ToolCallRules } from "./rule-matched.js";
 import { SessionView } from "./session-view.js";
 import type { Turn } from "./turn.js";
 import { TurnQueue } from "./turn-queue.js";
+import type { WarmAgent } from "./warm-agent.js";
 
 /** Timing and size limits of one session. */
 export interface SessionLimits {
@@ -111,6 +113,13 @@ export interface SessionOptions {
   whyNoProcess: () => string | undefined;
   /** The tenant's rules for the agent's tool calls (none: every call goes on as asked). */
   rules?: ToolCallRules;
+  /**
+   * A pre-warmed agent started for exactly these launch settings, taken for this session
+   * for the rest of the agent's life (undefined: none is ready, start one cold).
+   */
+  takeWarm?: (launch: LaunchConfig) => WarmAgent | undefined;
+  /** Before a cold start: pre-warmed agents make way when they would hold the limits. */
+  makeRoom?: () => void;
 }
 
 // How long after a turn ends its session's registry entry is stored.
@@ -174,7 +183,7 @@ export class Session {
     this.#logger = options.logger.child({ session: options.sessionId, tenant: options.tenant });
     this.incarnation = options.incarnation;
     this.agentLog = options.agentLog ?? new AgentLog(options.limits.sessionLogBytes);
-    this.#launcher = observedLauncher(options.launcher, this.agentLog, options.stateDir);
+    this.#launcher = observedLauncher(options.launcher, this.agentLog, () => this.stateDir);
     this.#turns = new TurnQueue(options.sessionId, options.limits.queueLimit);
     this.view = new SessionView(options.sessionId, options.provider.name, options.providerSessionId, options.workDir);
     if (options.restored) this.view.restore(options.restored);
@@ -188,6 +197,16 @@ export class Session {
 
   get provider(): Provider {
     return this.#options.provider;
+  }
+
+  /** The session's private dir: the default for its id, or the pre-warmed agent's it took. */
+  get stateDir(): string {
+    return this.view.interaction.stateDir || this.#options.stateDir;
+  }
+
+  /** The session's own HOME (its agent's settings and transcripts). */
+  get home(): string {
+    return this.view.interaction.stateDir ? path.join(this.view.interaction.stateDir, "home") : this.#options.home;
   }
 
   get providerName(): string {
@@ -529,7 +548,8 @@ export class Session {
    */
   async prepareFork(from: string[], fork: PendingFork): Promise<void> {
     await this.#prepareHome();
-    const { provider, home, sandbox } = this.#options;
+    const { provider, sandbox } = this.#options;
+    const home = this.home;
     const to = provider.transcriptFiles(fork.providerSessionId, this.view.workDir, home);
     await Promise.all(
       from.map(async (file, i) => {
@@ -656,7 +676,7 @@ export class Session {
     const rules = this.#options.rules;
     if (!rules || (!request.command && !request.path)) return "pass";
     const { workDir } = this.view;
-    const home = this.#options.home;
+    const home = this.home;
     const input = request.command
       ? ({ kind: "command", command: request.command, cwd: workDir, home } as const)
       : ({ kind: "file", operation: "write", path: request.path, cwd: workDir, home } as const);
@@ -789,6 +809,9 @@ export class Session {
       this.#failStart(run, `the session's config is no longer allowed: ${(error as Error).message}`);
       return;
     }
+    const warm = this.#warmFor(run, launch);
+    if (warm) return this.#adopt(run, turn, warm, launch);
+    this.#options.makeRoom?.();
     try {
       await mkdir(this.view.workDir, { recursive: true });
       const { uid, gid } = this.#options.sandbox.settings;
@@ -826,30 +849,62 @@ export class Session {
         mode: fork ? "fork" : kind === StartKind.RESUMED ? "resume" : "new",
         ...(fork ? { forkFrom: fork.providerSessionId, ...(fork.at ? { forkAt: fork.at } : {}) } : {}),
         config: launch,
-        paths: { workDir: this.view.workDir, home: this.#options.home, stateDir: this.#options.stateDir },
+        paths: { workDir: this.view.workDir, home: this.home, stateDir: this.stateDir },
         daemonPaths: { workRoot: this.#options.workRoot, stateRoot: this.#options.stateRoot },
         env: this.#options.env,
         maxLineBytes: this.#options.limits.maxLineBytes,
         launcher: this.#launcher,
-        // A connection reports only while its run is this session's current one.
-        handlers: {
-          onOutput: (item) => {
-            if (this.#run === run && run.state !== AgentRunState.ENDED && run.connection) this.#onOutput(run, run.connection, item);
-          },
-          onFault: (code, message) => {
-            if (this.#run === run && run.state !== AgentRunState.ENDED && run.connection) this.#agentFault(run, run.connection, code, message);
-          },
-        },
+        handlers: this.#handlersFor(run),
       });
     } catch (error) {
       this.#failStart(run, error instanceof LaunchError ? error.message : `cannot start the agent: ${String(error)}`);
       return;
     }
+    this.#connected(run, turn, connection, kind);
+  }
+
+  // A connection reports only while its run is this session's current one.
+  #handlersFor(run: AgentRun): ConnectionHandlers {
+    return {
+      onOutput: (item) => {
+        if (this.#run === run && run.state !== AgentRunState.ENDED && run.connection) this.#onOutput(run, run.connection, item);
+      },
+      onFault: (code, message) => {
+        if (this.#run === run && run.state !== AgentRunState.ENDED && run.connection) this.#agentFault(run, run.connection, code, message);
+      },
+    };
+  }
+
+  // A pre-warmed agent for this start, when one may serve it: a new conversation (not a
+  // resume, a fork or the retry of a refused start) in the default work dir, for an id
+  // that never had a HOME (one that had continues its conversation there, started cold).
+  #warmFor(run: AgentRun, launch: LaunchConfig): WarmAgent | undefined {
+    const take = this.#options.takeWarm;
+    if (!take || run.kind !== StartKind.COLD || run.retried || this.#hasConversation || this.view.interaction.pendingFork) return undefined;
+    if (this.config.workDir !== "" || this.view.interaction.stateDir !== "" || existsSync(this.#options.home)) return undefined;
+    return take(launch);
+  }
+
+  // Takes a pre-warmed agent: its dirs and conversation id become the session's for good,
+  // its log joins the session's, and the turn's prompt is its first input.
+  #adopt(run: AgentRun, turn: Turn, warm: WarmAgent, launch: LaunchConfig): void {
+    this.view.workDir = warm.paths.workDir;
+    this.view.interaction.stateDir = warm.paths.stateDir;
+    this.view.providerSessionId = warm.providerSessionId;
+    this.agentLog.absorb(warm.agentLog);
+    this.agentLog.lifecycle(`took a pre-warmed agent (pid ${warm.pid}, started ${Date.now() - warm.startedAtMs} ms before)`, warm.pid);
+    this.#launch = launch;
+    this.#connected(run, turn, warm.adopt(this.#handlersFor(run)), run.kind);
+  }
+
+  // The run has its agent: from now on the agent's exit ends the run.
+  #connected(run: AgentRun, turn: Turn, connection: AgentConnection, kind: StartKind): void {
     if (turn.ended || this.#run !== run) {
       // Stopped while the agent was being started: it never gets the turn.
       run.ended();
-      await connection.close(0);
-      if (this.#run === run) this.#syncStatus("");
+      void connection.close(0).then(() => {
+        if (this.#run === run) this.#syncStatus("");
+      });
       return;
     }
     run.connected(connection);
@@ -925,7 +980,8 @@ export class Session {
   // The session's HOME, created on first use: the operator's template, and the transcripts
   // of a conversation from before sessions had their own HOME (so it resumes there).
   async #prepareHome(): Promise<void> {
-    const { home, homeTemplate, legacyHome, sandbox } = this.#options;
+    const { homeTemplate, legacyHome, sandbox } = this.#options;
+    const home = this.home;
     const exists = await stat(home).then(
       () => true,
       () => false,
@@ -1244,15 +1300,6 @@ export class Session {
   #clearIdleTimer(): void {
     this.#idleTimer?.clear();
     this.#idleTimer = undefined;
-  }
-}
-
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  await chown(dir, uid, gid);
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const file = path.join(dir, entry.name);
-    if (entry.isDirectory()) await chownTree(file, uid, gid);
-    else await chown(file, uid, gid);
   }
 }
 

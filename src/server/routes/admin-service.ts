@@ -84,6 +84,7 @@ export function adminServiceRoutes(engine: Engine, facts: ServerFacts): (router:
             maxConnections: facts.maxConnections,
           },
           liveSessions: engine.pool.liveCount(),
+          prewarmedAgents: engine.prewarmed.count(),
           storedSessions: engine.pool.size,
           draining: engine.draining,
           tenants: engine.tenants.names,
