@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { chown, lchown, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
+import { chownSync, mkdirSync, writeFileSync } from "node:fs";
+import { lchown, lstat, mkdir, readdir } from "node:fs/promises";
 import path from "node:path";
 import { AgentProcess, type ProcessExit, processStartTime } from "./agent-process.js";
 import type { Command } from "./command.js";
@@ -79,7 +80,7 @@ export class AgentLauncher {
     const { uid, gid } = sandbox.settings;
     try {
       const files = { ...command.files, ...sandbox.launchFiles(paths.stateDir) };
-      await writeLaunchFiles(paths.stateDir, files, uid === undefined ? undefined : { uid, gid: gid ?? uid });
+      writeLaunchFiles(paths.stateDir, files, uid === undefined ? undefined : { uid, gid: gid ?? uid });
     } catch (error) {
       throw new LaunchError(`cannot prepare the agent's files: ${String(error)}`);
     }
@@ -114,15 +115,15 @@ export class AgentLauncher {
 }
 
 // The files a command refers to, in the session's private state dir: owner-only modes,
-// since they may hold a system prompt the client considers confidential.
-async function writeLaunchFiles(stateDir: string, files: Record<string, string>, owner?: { uid: number; gid: number }): Promise<void> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+// since they may hold a system prompt the client considers confidential. Synchronous: a
+// few small files in a local dir cost tens of µs, a thread-pool round trip each costs a
+// millisecond or more on a busy loop, on the path of every cold start.
+function writeLaunchFiles(stateDir: string, files: Record<string, string>, owner?: { uid: number; gid: number }): void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   // An agent running as its own user reads them (and no other user can).
-  if (owner) await chown(stateDir, owner.uid, owner.gid);
-  await Promise.all(
-    Object.entries(files).map(async ([file, content]) => {
-      await writeFile(file, content, { mode: 0o600 });
-      if (owner) await chown(file, owner.uid, owner.gid);
-    }),
-  );
+  if (owner) chownSync(stateDir, owner.uid, owner.gid);
+  for (const [file, content] of Object.entries(files)) {
+    writeFileSync(file, content, { mode: 0o600 });
+    if (owner) chownSync(file, owner.uid, owner.gid);
+  }
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync } from "node:fs";
 import { chown, copyFile, cp, mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -813,10 +813,12 @@ export class Session {
     if (warm) return this.#adopt(run, turn, warm, launch);
     this.#options.makeRoom?.();
     try {
-      await mkdir(this.view.workDir, { recursive: true });
+      // Synchronous: a metadata call on a local dir takes tens of µs, where a thread-pool
+      // round trip costs a millisecond or more on a busy loop, on the cold start's path.
+      mkdirSync(this.view.workDir, { recursive: true });
       const { uid, gid } = this.#options.sandbox.settings;
       // An agent running as its own user must be able to write its work dir.
-      if (uid !== undefined) await chown(this.view.workDir, uid, gid ?? uid);
+      if (uid !== undefined) chownSync(this.view.workDir, uid, gid ?? uid);
     } catch (error) {
       this.#failStart(run, `cannot create work dir: ${String(error)}`);
       return;
@@ -982,12 +984,9 @@ export class Session {
   async #prepareHome(): Promise<void> {
     const { homeTemplate, legacyHome, sandbox } = this.#options;
     const home = this.home;
-    const exists = await stat(home).then(
-      () => true,
-      () => false,
-    );
-    if (exists) return;
-    await mkdir(home, { recursive: true, mode: 0o700 });
+    // Synchronous for the same reason as the work dir's (the common case ends here).
+    if (existsSync(home)) return;
+    mkdirSync(home, { recursive: true, mode: 0o700 });
     if (homeTemplate) await cp(homeTemplate, home, { recursive: true });
     if (legacyHome && this.#hasConversation) {
       const { provider } = this.#options;
