@@ -19,10 +19,11 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { claudeEnv, startMockAnthropic } from "../test/fixtures/mock-anthropic.js";
 import { type BenchResult, isMain, report, repoRoot, type Row, summarize } from "./lib.js";
-import { connectClient, grpcClient, loadNote, promptLine, revision, shuffle, startInProcessDaemon, timedExecute } from "./overhead.js";
+import { AGENT_ARGS, connectClient, grpcClient, loadNote, promptLine, revision, shuffle, startInProcessDaemon, timedExecute } from "./overhead.js";
 
 const claudePath = path.join(repoRoot, "node_modules", ".bin", "claude");
-const PEER_ARGS = ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"];
+// The flags hotplex starts the CLI with, so that both sides run the same CLI work.
+const PEER_ARGS = AGENT_ARGS;
 
 interface PeerTurn {
   ms: number;

@@ -73,6 +73,8 @@ export async function startInProcessDaemon(options: {
   wrapProvider?: (provider: Provider) => Provider;
   /** The tenants' settings (default: the daemon's defaults, every built-in rule set on). */
   tenants?: EngineConfig["tenants"];
+  /** Launch configs to keep agents started ahead of demand for. */
+  prewarm?: EngineConfig["prewarm"];
 }): Promise<InProcessDaemon> {
   const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-bench-"));
   const workRoot = path.join(scratch, "work");
@@ -96,6 +98,7 @@ export async function startInProcessDaemon(options: {
       logBounds: DEFAULT_TAIL_BOUNDS,
       ...(options.sandbox ? { sandbox: options.sandbox } : {}),
       ...(options.tenants ? { tenants: options.tenants } : {}),
+      ...(options.prewarm ? { prewarm: options.prewarm } : {}),
     },
   );
   const logger = pino({ level: "info" }, pino.destination({ dest: "/dev/null", sync: true }));

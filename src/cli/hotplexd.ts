@@ -2,7 +2,8 @@
 import { HotplexError } from "../errors.js";
 import { readFileSync } from "node:fs";
 import { pino } from "pino";
-import { Engine } from "../engine/engine.js";
+import { createEngine } from "../engine/create-engine.js";
+import type { Engine } from "../engine/engine.js";
 import { Observability } from "../observability/observability.js";
 import { CredentialTable, hashToken } from "../security/credentials.js";
 import { createServer } from "../server/server.js";
@@ -74,7 +75,8 @@ async function main(): Promise<void> {
   });
   let engine: Engine;
   try {
-    engine = await Engine.open({ ...config.engine, observer: observability.engineObserver }, logger);
+    // The same entry a program embedding hotplex uses; the daemon adds the RPC server around it.
+    engine = (await createEngine({ ...config.engine, observer: observability.engineObserver, logger })).engine;
   } catch (error) {
     // A config the engine refuses (a store it cannot open, a pre-warm config no session could have).
     if (error instanceof StoreOpenError || error instanceof HotplexError || (error instanceof Error && error.message.includes("--sandbox-uid"))) {

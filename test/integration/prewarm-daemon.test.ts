@@ -72,6 +72,30 @@ describe("hotplexd with pre-warmed agents", () => {
     expect(textOf(resumed)).toContain("remember FIG");
   }, 60_000);
 
+  it("takes a changed pre-warm config on SIGHUP, and keeps the running one when the new one is bad", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "hotplex-prewarm-daemon-"));
+    scratch.push(dir);
+    const stateRoot = path.join(dir, "state");
+    const configFile = path.join(dir, "hotplex.yaml");
+    writeFileSync(configFile, "prewarm:\n  - size: 1\n");
+    const daemon = await startDaemonProcess(dir, ["--config", configFile], { HOTPLEX_STATE_DIR: stateRoot });
+    const waiting = () => prewarmedDirs(stateRoot).filter((entry) => entry.pgid > 0 && !entry.adopted).length;
+    await waitUntil(() => waiting() === 1, 10_000, "one pre-warmed agent");
+    writeFileSync(configFile, "prewarm:\n  - size: 2\n");
+    daemon.child.kill("SIGHUP");
+    await waitUntil(() => waiting() === 2, 10_000, "two pre-warmed agents after the reload");
+    let log = "";
+    daemon.child.stdout?.on("data", (chunk: Buffer) => (log += chunk.toString()));
+    writeFileSync(configFile, "prewarm:\n  - size: 1\n    provider: nope\n");
+    daemon.child.kill("SIGHUP");
+    await waitUntil(() => log.includes("config reload failed"), 10_000, "the failed reload's log line");
+    expect(log).toContain("prewarm.0:");
+    expect(waiting()).toBe(2);
+    writeFileSync(configFile, "prewarm: []\n");
+    daemon.child.kill("SIGHUP");
+    await waitUntil(() => prewarmedDirs(stateRoot).length === 0, 10_000, "no pre-warmed agents once none is configured");
+  }, 60_000);
+
   it("refuses a pre-warm config no session could have, naming the entry", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "hotplex-prewarm-daemon-"));
     scratch.push(dir);
