@@ -5,7 +5,7 @@ import { type CallOptions, Code, type Client, ConnectError } from "@connectrpc/c
 import type { Event, TurnEnded } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import type { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
-import { resumingSubscribe, type RetryPolicy } from "./resuming-subscribe.js";
+import { DEFAULT_RETRY_POLICY, resumingSubscribe, type RetryPolicy } from "./resuming-subscribe.js";
 
 /** Events one at a time, or a call's responses that carry them in batches (`events`). */
 export type EventSource = AsyncIterable<Event> | AsyncIterable<{ events: Event[] }>;
@@ -82,7 +82,7 @@ export async function waitForStatus(client: StatusClient, sessionId: string, wan
       : new ConnectError("waiting for the status was canceled", Code.Canceled);
   try {
     if (options.signal?.aborted) throw ended();
-    const snapshot = await client.getSnapshot({ sessionId }, { signal: stop.signal, headers: options.headers });
+    const snapshot = await withRetries(() => client.getSnapshot({ sessionId }, { signal: stop.signal, headers: options.headers }), { ...DEFAULT_RETRY_POLICY, ...options.retry }, stop.signal);
     const status = snapshot.session?.status ?? SessionStatus.UNSPECIFIED;
     if (statuses.has(status)) return status;
     const events = resumingSubscribe(client, {
@@ -104,6 +104,20 @@ export async function waitForStatus(client: StatusClient, sessionId: string, wan
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);
     stop.abort();
+  }
+}
+
+// A unary call retried as the subscription retries (a daemon restarting, a connection reset).
+async function withRetries<T>(call: () => Promise<T>, policy: RetryPolicy, signal: AbortSignal): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await call();
+    } catch (reason) {
+      const error = ConnectError.from(reason);
+      if (signal.aborted || !policy.retryable(error) || attempt > policy.maxAttempts) throw error;
+      const step = Math.min(policy.maxDelayMs, policy.initialDelayMs * policy.multiplier ** (attempt - 1));
+      await new Promise((resolve) => setTimeout(resolve, Math.round(step / 2 + (step / 2) * policy.random())));
+    }
   }
 }
 

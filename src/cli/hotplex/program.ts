@@ -16,6 +16,7 @@ import {
   stopCommand,
 } from "./commands/sessions.js";
 import { tailCommand, type TailOptions } from "./commands/tail.js";
+import { waitCommand, WAITABLE, type WaitOptions } from "./commands/wait.js";
 import { type CommandContext, type ContextFlags, createContext } from "./context.js";
 import { EXIT_CODES_HELP } from "./errors.js";
 import type { CliIo } from "./io.js";
@@ -114,6 +115,15 @@ export function buildProgram(io: CliIo, state: RunState): Command {
     .option("--retries <n>", "reconnect attempts in a row before giving up (default 10)", uint("--retries", 1_000))
     .option("--thinking", "show the model's thinking")
     .action(act((ctx, session: string, o: TailOptions) => tailCommand(ctx, session, o)));
+
+  program
+    .command("wait")
+    .description("wait until a session has a status (e.g. ready: its turn ended); rides out daemon restarts")
+    .argument("<session>", "session id")
+    .requiredOption("--status <names>", `one or more of ${Object.keys(WAITABLE).join(", ")} (comma-separated or repeated)`, repeatable)
+    .option("--timeout <seconds>", "give up after this long (exit 3)", uint("--timeout", 7 * 24 * 3600))
+    .option("--retries <n>", "reconnect attempts in a row before giving up (default 10)", uint("--retries", 1_000))
+    .action(act((ctx, session: string, o: WaitOptions) => waitCommand(ctx, session, o)));
 
   program
     .command("sessions")
