@@ -57,9 +57,10 @@ describe("interactive control on the fake provider", () => {
   };
   // Starts a turn and waits until its first permission request is logged.
   const askedIn = async (id: string, prompt: string, config: object = CLIENT) => {
+    // Where the log stands before the turn: the request may be logged before any call made after Execute returns.
+    const { lastSeq } = await daemon.client.getSnapshot({ sessionId: id }).catch(() => ({ lastSeq: 0n }));
     const turn = executeEvents(daemon.client.execute({ sessionId: id, prompt, config }));
     turn.catch(() => {});
-    const { lastSeq } = await daemon.client.getSnapshot({ sessionId: id }).catch(() => ({ lastSeq: 0n }));
     const events = await followUntil(daemon.client, id, (e) => e.payload.case === "permissionRequested", lastSeq);
     const request = payloads(events, "permissionRequested").at(-1);
     if (!request) throw new Error("no request");
