@@ -29,6 +29,13 @@ function load(argv: string[] = [], env: NodeJS.ProcessEnv = {}) {
   return loadConfig(["--work-root", workRoot, ...argv], env);
 }
 
+/** loadConfig with `text` as the config file. */
+function fromFile(text: string) {
+  const file = path.join(tmp, "hotplex.yaml");
+  writeFileSync(file, text);
+  return load(["--config", file]);
+}
+
 function configError(fn: () => unknown): ConfigError {
   try {
     fn();
@@ -459,11 +466,6 @@ tenants:
 });
 
 describe("the tenants' rules in the config file", () => {
-  const fromFile = (text: string) => {
-    const file = path.join(tmp, "hotplex.yaml");
-    writeFileSync(file, text);
-    return load(["--config", file]);
-  };
   it("takes built-in sets, the operator's own rules and allow-paths, per tenant over the defaults", () => {
     const config = fromFile(`
 tenant-defaults:
@@ -521,5 +523,22 @@ describe("the sandbox options", () => {
     writeFileSync(token, FLAG_TOKEN);
     const { hiddenPaths } = load(["--token-file", token, "--data-dir", path.join(tmp, "d"), "--state-dir", path.join(tmp, "s")]).engine.sandbox;
     expect(hiddenPaths).toEqual(expect.arrayContaining([token, path.join(tmp, "d"), path.join(tmp, "s")]));
+  });
+});
+
+describe("pre-warmed agents in the config file", () => {
+  it("takes each entry as a session config, a size and an idle time", () => {
+    const [spec] = fromFile("prewarm:\n  - tenant: acme\n    model: claude-x\n    permission-mode: plan\n    allowed-tools: [Read]\n    approvals: client\n    size: 3\n    idle: 10m\n").engine.prewarm ?? [];
+    expect(spec).toMatchObject({ tenant: "acme", size: 3, idleMs: 600_000, config: { model: "claude-x", permissionMode: "plan", allowedTools: ["Read"], approvalMode: 2 } });
+    expect(fromFile("prewarm:\n  - size: 1\n").engine.prewarm?.[0]).toMatchObject({ tenant: "default", idleMs: 0 });
+  });
+  it("refuses what no pool can be, naming the file, line and key", () => {
+    expect(configError(() => fromFile("prewarm:\n  - size: 1\n    idle: soon\n")).message).toMatch(/hotplex\.yaml:3: prewarm\.0\.idle "soon" must be a duration/);
+    expect(configError(() => fromFile("prewarm:\n  - size: 1000\n")).message).toMatch(/prewarm\.0\.size: .*64/);
+    expect(configError(() => fromFile("prewarm:\n  - size: -1\n")).message).toMatch(/prewarm\.0\.size/);
+    expect(configError(() => fromFile("prewarm:\n  - size: 1\n    tenant: ../etc\n")).message).toMatch(/prewarm\.0\.tenant: a tenant name/);
+    expect(configError(() => fromFile("prewarm:\n  - size: 1\n    work-dir: /etc\n")).message).toMatch(/unknown key "work-dir"/);
+    expect(configError(() => fromFile("prewarm:\n  - size: 1\n    approvals: maybe\n")).message).toMatch(/prewarm\.0\.approvals/);
+    expect(configError(() => fromFile(`prewarm:\n${"  - size: 1\n".repeat(65)}`)).message).toMatch(/prewarm: .*64/);
   });
 });

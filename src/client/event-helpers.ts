@@ -5,7 +5,7 @@ import { type CallOptions, Code, type Client, ConnectError } from "@connectrpc/c
 import type { Event, TurnEnded } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionStatus } from "../../gen/hotplex/v1/session_pb.js";
 import type { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
-import { DEFAULT_RETRY_POLICY, resumingSubscribe, type RetryPolicy } from "./resuming-subscribe.js";
+import { DEFAULT_RETRY_POLICY, resumingSubscribe, retryDelay, type RetryPolicy, sleep } from "./resuming-subscribe.js";
 
 /** Events one at a time, or a call's responses that carry them in batches (`events`). */
 export type EventSource = AsyncIterable<Event> | AsyncIterable<{ events: Event[] }>;
@@ -115,8 +115,7 @@ async function withRetries<T>(call: () => Promise<T>, policy: RetryPolicy, signa
     } catch (reason) {
       const error = ConnectError.from(reason);
       if (signal.aborted || !policy.retryable(error) || attempt > policy.maxAttempts) throw error;
-      const step = Math.min(policy.maxDelayMs, policy.initialDelayMs * policy.multiplier ** (attempt - 1));
-      await new Promise((resolve) => setTimeout(resolve, Math.round(step / 2 + (step / 2) * policy.random())));
+      await sleep(retryDelay(policy, attempt), signal);
     }
   }
 }

@@ -236,17 +236,23 @@ export class ResumingSubscription implements AsyncIterable<Event> {
     throw new SequenceError(seq < expected ? "duplicate" : "gap", expected, seq);
   }
 
-  // Exponential backoff with "full jitter" between half the step and the whole step, so
-  // that many clients cut by one daemon restart do not come back in lockstep.
   #delay(attempt: number): number {
-    const { initialDelayMs, maxDelayMs, multiplier, random } = this.#policy;
-    const step = Math.min(maxDelayMs, initialDelayMs * multiplier ** (attempt - 1));
-    return Math.round(step / 2 + (step / 2) * random());
+    return retryDelay(this.#policy, attempt);
   }
 }
 
-// Waits, or returns early when the signal fires.
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * The wait before retry `attempt` (1 for the first): exponential backoff with "full jitter"
+ * between half the step and the whole step, so that many clients cut by one daemon restart
+ * do not come back in lockstep.
+ */
+export function retryDelay(policy: Pick<RetryPolicy, "initialDelayMs" | "maxDelayMs" | "multiplier" | "random">, attempt: number): number {
+  const step = Math.min(policy.maxDelayMs, policy.initialDelayMs * policy.multiplier ** (attempt - 1));
+  return Math.round(step / 2 + (step / 2) * policy.random());
+}
+
+/** Waits, or returns early when the signal fires. */
+export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const timer = setTimeout(done, ms);

@@ -13,7 +13,9 @@ import { type SessionConfig, SessionConfigSchema, type SessionInfo, type Session
 import type { ProviderInfo, SessionSummary } from "../../gen/hotplex/v1/session_service_pb.js";
 import type { SandboxSettings } from "../process/sandbox.js";
 import type { AgentModel, LiveSettings } from "../providers/provider.js";
+import { HotplexError } from "../errors.js";
 import { agentEnvironment } from "../security/env.js";
+import { isTenantName } from "../security/principal.js";
 import type { Durability } from "../store/sqlite-store.js";
 import { DEFAULT_SANDBOX, type EngineConfig, type EngineLimits, engineConfig, type StoreConfig } from "./config.js";
 import { type Caller, type ClientDecision, Engine } from "./engine.js";
@@ -91,6 +93,8 @@ export class HotplexEngine {
 
   /** @internal Use createEngine (or forTenant). */
   constructor(engine: Engine, caller: Caller) {
+    // A tenant names directories (its work root) and registry keys: never a path.
+    checkTenant(caller.tenant);
     this.engine = engine;
     this.#caller = caller;
   }
@@ -126,7 +130,11 @@ export class HotplexEngine {
 
   /** Events after `afterSeq` (replayed from the log), then live ones while `follow`. */
   subscribe(sessionId: string, options: SubscribeOptions = {}): EventSubscription {
-    const subscription = this.engine.subscribe(this.#caller, sessionId, options.afterSeq ?? 0, options.follow ?? true, options.incarnation ?? "", options.signal);
+    const afterSeq = options.afterSeq ?? 0;
+    if (typeof afterSeq === "number" ? !Number.isSafeInteger(afterSeq) || afterSeq < 0 : afterSeq < 0n) {
+      throw new HotplexError("invalid_argument", `afterSeq ${String(afterSeq)} is not a sequence number (a whole number from 0)`);
+    }
+    const subscription = this.engine.subscribe(this.#caller, sessionId, afterSeq, options.follow ?? true, options.incarnation ?? "", options.signal);
     return {
       status: subscription.status,
       incarnation: subscription.incarnation,
@@ -227,6 +235,7 @@ export class HotplexEngine {
  */
 export async function createEngine(options: EngineOptions = {}): Promise<HotplexEngine> {
   const { workRoot, stateRoot, store, agentEnv, limits, sandbox, prewarm, logger, tenant, ...rest } = options;
+  if (tenant !== undefined) checkTenant(tenant);
   const home = homedir();
   const config = engineConfig(
     {
@@ -246,6 +255,10 @@ export async function createEngine(options: EngineOptions = {}): Promise<Hotplex
   );
   const engine = await Engine.open(config, logger ?? pino({ level: "silent" }));
   return new HotplexEngine(engine, { tenant: tenant ?? "default", name: "embedded" });
+}
+
+function checkTenant(tenant: string): void {
+  if (!isTenantName(tenant)) throw new HotplexError("invalid_argument", `tenant ${JSON.stringify(tenant.slice(0, 80))} is invalid: use 1-63 of [a-z0-9_-], starting with a letter or digit`);
 }
 
 function storeConfig(store: EngineOptions["store"], home: string): StoreConfig {

@@ -53,6 +53,7 @@ import { TenantRules } from "./tenant-rules.js";
 import { MemoryStore } from "../store/memory-store.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import type { SessionRecord, Store } from "../store/store.js";
+import { isTenantName } from "../security/principal.js";
 import { Admission } from "./admission.js";
 import { PREWARMED_PREFIX, PrewarmPool, type PrewarmSpec } from "./prewarm.js";
 import { type AuditEntry, type AuditKind, AuditLog } from "./audit-log.js";
@@ -266,6 +267,7 @@ export class Engine {
     return specs.map((spec, i) => {
       const config = clone(SessionConfigSchema, spec.config);
       try {
+        if (!isTenantName(spec.tenant)) throw new HotplexError("invalid_argument", `tenant ${JSON.stringify(String(spec.tenant).slice(0, 80))} is not a tenant name (1-63 of [a-z0-9_-])`);
         if (config.workDir) throw new HotplexError("invalid_argument", "work_dir must be empty: each pre-warmed agent has a work dir of its own");
         validateConfig(config);
         const provider = this.providers.get(config.provider);
@@ -275,6 +277,7 @@ export class Engine {
         throw new HotplexError("invalid_argument", `prewarm.${i}: ${(error as Error).message}`);
       }
       if (!Number.isSafeInteger(spec.size) || spec.size < 0) throw new HotplexError("invalid_argument", `prewarm.${i}: size must be a whole number ≥ 0`);
+      if (!Number.isSafeInteger(spec.idleMs) || spec.idleMs < 0) throw new HotplexError("invalid_argument", `prewarm.${i}: idleMs must be a whole number of milliseconds ≥ 0`);
       return { ...spec, config };
     });
   }

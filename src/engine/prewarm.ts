@@ -116,7 +116,8 @@ export class PrewarmPool {
     clearInterval(this.#idleTimer);
     const idle = kept.map((lane) => lane.spec.idleMs).filter((ms) => ms > 0);
     if (idle.length > 0) {
-      this.#idleTimer = setInterval(() => this.shrinkIdle(), Math.max(50, Math.min(...idle) / 4));
+      // At most a minute apart (an idle time past 2^31 ms must not overflow the timer).
+      this.#idleTimer = setInterval(() => this.shrinkIdle(), Math.min(60_000, Math.max(50, Math.min(...idle) / 4)));
       this.#idleTimer.unref();
     }
     this.refill();
@@ -245,6 +246,7 @@ export class PrewarmPool {
     const paths = { workDir: path.join(this.#deps.workRoot, tenant, PREWARMED_PREFIX + id), home: path.join(stateDir, "home"), stateDir };
     const log = this.#deps.newLog();
     const agent = new WarmAgent(id, tenant, provider.name, randomUUID(), launch, paths, log);
+    agent.onUnusable = (why) => this.#failed(lane, agent, why);
     lane.agents.push(agent);
     this.#deps.claim(claimKey(agent), tenant, paths.workDir);
     try {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { chownSync, existsSync, mkdirSync } from "node:fs";
-import { chown, copyFile, cp, mkdir, stat } from "node:fs/promises";
+import { copyFile, cp, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";

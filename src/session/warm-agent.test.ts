@@ -45,10 +45,14 @@ describe("a pre-warmed agent", () => {
     expect(refused.takeable).toBe(false);
 
     const flooding = warmAgent();
+    const told: string[] = [];
+    flooding.onUnusable = (why) => told.push(why);
     flooding.connected(connection());
     for (let i = 0; i < 100; i += 1) flooding.handlers.onOutput(init);
     expect(flooding.takeable).toBe(false);
-    expect(flooding.unusable).toContain("more than 64 outputs");
+    expect(flooding.unusable).toContain("more than 16 outputs");
+    // Told once, so the pool ends it at once.
+    expect(told).toEqual([flooding.unusable]);
 
     const dead = warmAgent();
     dead.connected(connection(false));

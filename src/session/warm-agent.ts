@@ -23,8 +23,9 @@ export enum WarmAgentState {
 }
 
 // What an agent may say before its first prompt and still be taken: agents that print an
-// init line or two are fine; one that floods while idle is not kept.
-const MAX_BUFFERED_OUTPUTS = 64;
+// init line or two are fine; one that says more while idle is not kept (and what it said
+// is dropped at once: each item may be a line of up to the line limit).
+const MAX_BUFFERED_OUTPUTS = 16;
 
 /**
  * An agent process started ahead of demand, for one launch config, in a work dir, HOME and
@@ -44,18 +45,26 @@ export class WarmAgent {
   readonly handlers: ConnectionHandlers = {
     onOutput: (item) => {
       if (this.#target) return this.#target.onOutput(item);
-      if (this.#buffered.length >= MAX_BUFFERED_OUTPUTS) {
-        this.#unusable ??= `it printed more than ${MAX_BUFFERED_OUTPUTS} outputs before its first prompt`;
-        return;
-      }
+      if (this.#unusable) return;
+      if (this.#buffered.length >= MAX_BUFFERED_OUTPUTS) return this.#becomeUnusable(`it printed more than ${MAX_BUFFERED_OUTPUTS} outputs before its first prompt`);
       this.#buffered.push(item);
-      if (item.type === "fatal_startup") this.#unusable ??= `it refused to start: ${item.message}`;
+      if (item.type === "fatal_startup") this.#becomeUnusable(`it refused to start: ${item.message}`);
     },
     onFault: (code, message) => {
       if (this.#target) return this.#target.onFault(code, message);
-      this.#unusable ??= `agent fault ${code}: ${message}`;
+      this.#becomeUnusable(`agent fault ${code}: ${message}`);
     },
   };
+
+  /** Called once, when it can no longer be taken for what it said (the pool ends it). */
+  onUnusable: ((why: string) => void) | undefined;
+
+  #becomeUnusable(why: string): void {
+    if (this.#unusable !== undefined) return;
+    this.#unusable = why;
+    this.#buffered.length = 0;
+    this.onUnusable?.(why);
+  }
 
   constructor(
     /** Names its directories and its conversation; never a session's id. */

@@ -40,5 +40,7 @@ describe("hotplex wait", () => {
     expect(bad.err).toContain("is not a status");
     expect(bad.err).not.toContain("\u001b[31m");
     expect((await cli([...at(), "wait", "nope", "--status", "ready"])).code).toBe(5);
+    for (const timeout of ["-1", "1e9", "--status=busy", ""]) expect((await cli([...at(), "wait", "idle", "--status", "busy", "--timeout", timeout])).code).toBe(2);
+    expect((await cli([...at(), "wait", "idle", "--status", ""])).code).toBe(2);
   });
 });

@@ -89,6 +89,10 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
       expect(codeOf(() => engine.snapshot("missing"))).toBe("not_found");
       expect(() => engine.snapshot("missing")).toThrow(/does not exist/);
       expect(() => engine.execute("ok", "hi", { config: { workDir: "/etc" } })).toThrow(/outside the work root/);
+      // A tenant names directories: never a path.
+      expect(() => engine.forTenant("../outside")).toThrow(/tenant "\.\.\/outside" is invalid/);
+      expect(() => engine.forTenant("")).toThrow(HotplexError);
+      for (const afterSeq of [-1, 1.5, Number.NaN, -1n]) expect(codeOf(() => engine.subscribe("ok", { afterSeq }))).toBe("invalid_argument");
       const turn = await collectTurn(engine.execute("ok", "still here"));
       expect(turn.ended?.outcome).toBe(TurnOutcome.COMPLETED);
     });
@@ -116,6 +120,11 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
     const stopped = await engine.stop("stopme");
     expect(stopped.session.status).toBe(SessionStatus.DEAD);
     expect(isAlive(pid.pid)).toBe(false);
+  });
+
+  it("refuses a tenant option that is not a tenant name before opening anything", async () => {
+    const d = dirs();
+    await expect(createEngine({ workRoot: d.workRoot, stateRoot: d.stateRoot, store: "memory", tenant: "a/../../b" })).rejects.toThrow(/tenant "a\/\.\.\/\.\.\/b" is invalid/);
   });
 
   it("keeps tenants apart through forTenant", async () => {

@@ -33,13 +33,18 @@ function prewarmedDirs(stateRoot: string): { name: string; pgid: number; adopted
     });
 }
 
+// A scratch dir for one daemon, with its config file holding `config`.
+function daemonDir(config: string): { dir: string; stateRoot: string; configFile: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), "hotplex-prewarm-daemon-"));
+  scratch.push(dir);
+  const configFile = path.join(dir, "hotplex.yaml");
+  writeFileSync(configFile, config);
+  return { dir, stateRoot: path.join(dir, "state"), configFile };
+}
+
 describe("hotplexd with pre-warmed agents", () => {
   it("takes them from its config file, and after a kill -9 ends the ones no session took and keeps the taken one's dirs", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "hotplex-prewarm-daemon-"));
-    scratch.push(dir);
-    const stateRoot = path.join(dir, "state");
-    const configFile = path.join(dir, "hotplex.yaml");
-    writeFileSync(configFile, "prewarm:\n  - model: warm-model\n    size: 1\n");
+    const { dir, stateRoot, configFile } = daemonDir("prewarm:\n  - model: warm-model\n    size: 1\n");
     const env = { HOTPLEX_STATE_DIR: stateRoot };
     const daemon: DaemonProcess = await startDaemonProcess(dir, ["--config", configFile], env);
     const client = createClient(SessionService, transportFor(daemon.url, "connect"));
@@ -73,11 +78,7 @@ describe("hotplexd with pre-warmed agents", () => {
   }, 60_000);
 
   it("takes a changed pre-warm config on SIGHUP, and keeps the running one when the new one is bad", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "hotplex-prewarm-daemon-"));
-    scratch.push(dir);
-    const stateRoot = path.join(dir, "state");
-    const configFile = path.join(dir, "hotplex.yaml");
-    writeFileSync(configFile, "prewarm:\n  - size: 1\n");
+    const { dir, stateRoot, configFile } = daemonDir("prewarm:\n  - size: 1\n");
     const daemon = await startDaemonProcess(dir, ["--config", configFile], { HOTPLEX_STATE_DIR: stateRoot });
     const waiting = () => prewarmedDirs(stateRoot).filter((entry) => entry.pgid > 0 && !entry.adopted).length;
     await waitUntil(() => waiting() === 1, 10_000, "one pre-warmed agent");
@@ -97,10 +98,7 @@ describe("hotplexd with pre-warmed agents", () => {
   }, 60_000);
 
   it("refuses a pre-warm config no session could have, naming the entry", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "hotplex-prewarm-daemon-"));
-    scratch.push(dir);
-    const configFile = path.join(dir, "hotplex.yaml");
-    writeFileSync(configFile, "prewarm:\n  - provider: no-such-agent\n    size: 1\n");
+    const { dir, configFile } = daemonDir("prewarm:\n  - provider: no-such-agent\n    size: 1\n");
     await expect(startDaemonProcess(dir, ["--config", configFile], { HOTPLEX_STATE_DIR: path.join(dir, "state") })).rejects.toThrow(/prewarm\.0: .*no-such-agent/);
     writeFileSync(configFile, "prewarm:\n  - model: m\n    size: 0\n");
     await expect(startDaemonProcess(dir, ["--config", configFile])).rejects.toThrow(/prewarm\.0\.size/);

@@ -209,6 +209,32 @@ describe("pre-warmed agents", () => {
     expect(textOf(next)).toContain("remember PLUM");
   });
 
+  it("refuse specs no session could have, naming the entry, and keep the pool in force", async () => {
+    daemon = await startTestDaemon({ engine: { prewarm: [spec({ size: 1 })] } });
+    const d = daemon;
+    await waitUntil(() => ready(d).length === 1, 10_000, "a pre-warmed agent");
+    const refused = (bad: Partial<PrewarmSpec>) => {
+      try {
+        d.engine.configurePrewarm([spec({ size: 1, ...bad })]);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return "accepted";
+    };
+    expect(refused({ tenant: "../etc" })).toMatch(/^prewarm\.0: tenant "\.\.\/etc" is not a tenant name/);
+    expect(refused({ config: create(SessionConfigSchema, { model: "--settings=/tmp/x" }) })).toMatch(/^prewarm\.0: config\.model must be/);
+    expect(refused({ config: create(SessionConfigSchema, { model: "m".repeat(100_000) }) })).toMatch(/^prewarm\.0: config\.model must be/);
+    expect(refused({ config: create(SessionConfigSchema, { workDir: "elsewhere" }) })).toMatch(/^prewarm\.0: work_dir must be empty/);
+    expect(refused({ config: create(SessionConfigSchema, { provider: "nope" }) })).toMatch(/^prewarm\.0: .*nope/);
+    expect(refused({ size: -1 })).toMatch(/size must be a whole number/);
+    expect(refused({ size: Number.NaN })).toMatch(/size must be a whole number/);
+    expect(refused({ idleMs: -5 })).toMatch(/idleMs must be/);
+    expect(refused({ idleMs: 2 ** 40 })).toBe("accepted");
+    // Nothing refused replaced the pool, and an idle time past the timer's range did not break it.
+    await waitUntil(() => ready(d).length === 1, 10_000, "the pool still in force");
+    expect(d.engine.prewarmed.count()).toBe(1);
+  });
+
   it("end with the daemon and leave no dirs behind but the sessions'", async () => {
     const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-prewarm-"));
     const dirs = { workRoot: path.join(scratch, "work"), home: path.join(scratch, "home") };
