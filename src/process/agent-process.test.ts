@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentProcess } from "./agent-process.js";
 
@@ -68,5 +70,59 @@ describe("a wrapped agent's output watch", () => {
     await new Promise((resolve) => setTimeout(resolve, 1_600));
     expect(reports).toBe(0);
     expect(agent.alive).toBe(true);
+  });
+});
+
+describe("how an agent process ends", () => {
+  function plain(file: string, args: string[], cwd = "/"): AgentProcess {
+    const lines: string[] = [];
+    const agent = new AgentProcess({
+      command: { file, args },
+      cwd,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      onLine: (line) => lines.push(line),
+      maxLineBytes: 1 << 20,
+      onOverlongLine: () => {},
+      onOutputClosed: () => {},
+    });
+    started.push(agent);
+    return agent;
+  }
+
+  it("reports an exit code, its output read to the end, and stderr's tail", async () => {
+    const agent = plain("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"]);
+    expect(agent.pid).toBeGreaterThan(0);
+    const exit = await agent.exited;
+    expect(exit).toEqual({ exitCode: 3, signal: undefined, spawnError: undefined, stderrTail: "err\n" });
+    expect(agent.alive).toBe(false);
+    expect(agent.writeLine("late")).toBe(false);
+  });
+
+  it("reports the signal that ended it, and the one the daemon sent", async () => {
+    const agent = plain("/bin/sh", ["-c", "echo ready; exec sleep 30"]);
+    const exit = await agent.terminate(5_000);
+    expect(exit.exitCode).toBeUndefined();
+    expect(exit.signal).toBe("SIGTERM");
+    expect(exit.signalSent).toBe("SIGTERM");
+    expect(exit.spawnError).toBeUndefined();
+  });
+
+  it("reports a program that does not exist, is not executable or cannot be passed, as a spawn error", async () => {
+    const missing = await plain("/nonexistent/agent", []).exited;
+    expect(missing.spawnError).toMatch(/ENOENT/);
+    expect(missing.exitCode).toBeUndefined();
+    const dir = mkdtempSync(path.join(tmpdir(), "hotplex-agent-"));
+    const file = path.join(dir, "not-executable");
+    writeFileSync(file, "#!/bin/sh\necho never\n", { mode: 0o644 });
+    const notExecutable = await plain(file, []).exited;
+    expect(notExecutable.spawnError).toMatch(/EACCES/);
+    rmSync(dir, { recursive: true });
+    // A NUL byte cannot reach execve: node refuses the arguments before any process exists.
+    const invalid = plain("/bin/echo", ["a\u0000b"]);
+    expect(invalid.pid).toBe(0);
+    expect(invalid.alive).toBe(false);
+    expect((await invalid.exited).spawnError).toMatch(/null bytes/);
+    const badCwd = await plain("/bin/echo", [], "/nonexistent/dir").exited;
+    expect(badCwd.spawnError).toMatch(/ENOENT/);
   });
 });

@@ -1,5 +1,5 @@
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
-import { execa, type ResultPromise } from "execa";
 import type { Command } from "./command.js";
 import { LineSplitter, TailBuffer } from "./line-splitter.js";
 
@@ -56,7 +56,7 @@ export class AgentProcess {
    * a short while when something else still holds the pipes.
    */
   readonly exited: Promise<ProcessExit>;
-  readonly #child: ResultPromise;
+  readonly #child: ChildProcessWithoutNullStreams | undefined;
   readonly #stderr = new TailBuffer();
   readonly #stderrListeners = new Set<(chunk: Buffer) => void>();
   readonly #agentDepth: number;
@@ -65,27 +65,27 @@ export class AgentProcess {
   #gone = false;
 
   constructor(options: AgentProcessOptions) {
-    this.#child = execa(options.command.file, options.command.args, {
-      cwd: options.cwd,
-      env: options.env,
-      extendEnv: false,
-      ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
-      // A new process group, led by the agent: kill(-pid) reaches its descendants.
-      detached: true,
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
-      buffer: false,
-      reject: false,
-      // The session decides when to stop the agent; execa's exit hook would only kill
-      // the leader, not the group.
-      cleanup: false,
-      stripFinalNewline: false,
-    });
-    this.pid = this.#child.pid ?? 0;
+    // node:child_process directly: execa's own work per spawn (~2 ms here) is on every
+    // cold start's path, and this class needs none of what it adds.
+    let spawnFailure: string | undefined;
+    try {
+      this.#child = spawn(options.command.file, options.command.args, {
+        cwd: options.cwd,
+        env: options.env,
+        ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
+        // A new process group, led by the agent: kill(-pid) reaches its descendants.
+        detached: true,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+    } catch (error) {
+      // Invalid arguments or a refused uid throw at once; both mean it never ran.
+      this.#child = undefined;
+      spawnFailure = error instanceof Error ? error.message : String(error);
+    }
+    this.pid = this.#child?.pid ?? 0;
     this.#agentDepth = options.agentDepth ?? 0;
     const lines = new LineSplitter(options.onLine, options.maxLineBytes, options.onOverlongLine);
-    const stdout = this.#child.stdout;
+    const stdout = this.#child?.stdout;
     const stdoutEnded = new Promise<void>((resolve) => {
       if (!stdout) return resolve();
       stdout.on("data", (chunk: Buffer) => lines.push(chunk));
@@ -98,44 +98,61 @@ export class AgentProcess {
           if (!this.#gone && this.pid !== 0) options.onOutputClosed();
         }, OUTPUT_DRAIN_MS);
         timer.unref();
-        this.#child.once("exit", () => clearTimeout(timer));
+        this.#child?.once("exit", () => clearTimeout(timer));
       });
       stdout.once("close", () => resolve());
     });
     // Drained continuously: a chatty agent must never block on a full stderr pipe.
-    this.#child.stderr?.on("data", (chunk: Buffer) => {
+    this.#child?.stderr.on("data", (chunk: Buffer) => {
       this.#stderr.push(chunk.toString("utf8"));
       for (const listener of this.#stderrListeners) listener(chunk);
     });
     // Writes after the agent exited fail with EPIPE; the exit is reported on its own.
-    this.#child.stdin?.on("error", () => {});
+    this.#child?.stdin.on("error", () => {});
     // Inside a sandbox the wrappers above the agent hold our stdout pipe too, so its end
     // never shows when only the agent closes it: look at the agent's fd 1 instead.
     const watch = this.#agentDepth > 0 && this.pid !== 0 ? setInterval(() => this.#checkAgentOutput(options.onOutputClosed), OUTPUT_WATCH_MS) : undefined;
     watch?.unref();
+    const child = this.#child;
+    let exitCode: number | undefined;
+    let exitSignal: string | undefined;
     const gone = new Promise<void>((resolve) => {
-      this.#child.once("exit", () => {
+      child?.once("exit", (code, signal) => {
+        exitCode = code ?? undefined;
+        exitSignal = signal ?? undefined;
         this.#gone = true;
         clearInterval(watch);
         resolve();
       });
     });
-    // execa settles once the process exited *and* its pipes closed. Give the pipes a
-    // moment after the exit, then close our ends, so a pipe held by a stray descendant
-    // cannot keep the exit (and a stop, and shutdown) waiting.
+    // Give the pipes a moment after the exit, then close our ends, so a pipe held by a
+    // stray descendant cannot keep the exit (and a stop, and shutdown) waiting.
     void gone.then(async () => {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([stdoutEnded, new Promise<void>((resolve) => (timer = setTimeout(resolve, OUTPUT_DRAIN_MS)))]);
       clearTimeout(timer);
-      this.#child.stdout?.destroy();
-      this.#child.stderr?.destroy();
+      child?.stdout.destroy();
+      child?.stderr.destroy();
     });
-    this.exited = this.#child.then((result) => {
-      const failedToSpawn = this.pid === 0 || (result.exitCode === undefined && result.signal === undefined);
+    // Settles once the process exited and its pipes closed ('close'), or when it could
+    // not be started: 'error' without a pid (ENOENT, EACCES…), or the throw above.
+    const settled = new Promise<string | undefined>((resolve) => {
+      if (child === undefined) return resolve(spawnFailure ?? "the process could not be started");
+      child.once("close", () => resolve(undefined));
+      child.on("error", (error) => {
+        if (child.pid !== undefined) return;
+        child.stdout.destroy();
+        child.stderr.destroy();
+        child.stdin.destroy();
+        resolve(error.message);
+      });
+    });
+    this.exited = settled.then((failure) => {
+      const failedToSpawn = failure !== undefined || this.pid === 0 || (exitCode === undefined && exitSignal === undefined);
       this.#exit = {
-        exitCode: result.exitCode,
-        signal: result.signal,
-        spawnError: failedToSpawn ? (result.cause instanceof Error ? result.cause.message : result.shortMessage) : undefined,
+        exitCode,
+        signal: exitSignal,
+        spawnError: failedToSpawn ? (failure ?? "the process ended without an exit status") : undefined,
         stderrTail: this.#stderr.toString(),
         ...(this.#signalSent ? { signalSent: this.#signalSent } : {}),
       };
@@ -192,7 +209,7 @@ export class AgentProcess {
 
   /** Writes one line to the agent's stdin. Returns false if the agent is gone. */
   writeLine(line: string): boolean {
-    const stdin = this.#child.stdin;
+    const stdin = this.#child?.stdin;
     if (!this.alive || !stdin || stdin.destroyed || stdin.writableEnded) return false;
     stdin.write(line + "\n");
     return true;
