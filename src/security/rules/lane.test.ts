@@ -56,6 +56,19 @@ describe("the plain lane", () => {
     for (const program of INERT_PROGRAMS) for (const word of words) same({ kind: "command", command: `${program} ${word}`, cwd, home });
   });
 
+  it("reads non-ASCII input byte by byte as the full analysis reads its characters", () => {
+    const texts = ["echo 'café' && rm -rf ./dist", "npm run build -- --name=日本 && rm -rf /", "git commit -m \"✓ done\" && ls", "ls ./ü && cat ~/.ssh/id_rsa", "echo \ud83d\ude00 && rm -rf ./x && echo \ud83d\ude00 && rm -rf ./x"];
+    for (const text of texts) same({ kind: "command", command: text, cwd, home });
+    // Kept pipelines are the input's own text, not re-encoded bytes.
+    expect(plainPipelines("ls && rm -rf ./é && ls && rm -rf ./é", { maxWords: 1000 })).toEqual(["rm -rf ./é"]);
+    // A lone surrogate has no exact UTF-8 form: the whole input goes to the full analysis.
+    expect(plainPipelines("echo \ud800 && ls", { maxWords: 1000 })).toBeUndefined();
+    same({ kind: "command", command: "echo \ud800 && rm -rf /", cwd, home });
+    // A long input (past the scan's first buffer) is cut like a short one.
+    const long = Array.from({ length: 3000 }, (_, k) => (k % 500 === 7 ? "rm -rf ./out" : "npm test")).join(" && ");
+    expect(plainPipelines(long, { maxWords: 100_000 })).toEqual(["rm -rf ./out"]);
+  });
+
   it("covers every alternative of the hot pattern with a keyword", () => {
     const alternatives = HOT.source.replace(/\([^)]*\)/g, "").split("|").map((a) => a.replace(/\\/g, "").toLowerCase());
     for (const alternative of alternatives) expect(KEYWORDS.some((k) => alternative.includes(k)), alternative).toBe(true);

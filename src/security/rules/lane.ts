@@ -49,14 +49,14 @@ export const KEYWORDS: readonly string[] = [
  * character to its letter of the keywords' alphabet (0: none), DELTA[state * SYMBOLS +
  * symbol] is the next state and FOUND[state] says a keyword ends there. Finding every
  * keyword costs one lookup in a table small enough for the first-level cache per
- * character of the scan that runs anyway.
+ * byte of the scan that runs anyway.
  */
 const { SYMBOL, SYMBOLS, DELTA, FOUND } = buildAutomaton(KEYWORDS);
 const SHIFT = Math.log2(SYMBOLS);
 
 function buildAutomaton(words: readonly string[]): { SYMBOL: Uint8Array; SYMBOLS: number; DELTA: Uint16Array; FOUND: Uint8Array } {
-  // Every UTF-16 code unit has an entry (0 above ASCII), so the scan needs no range check.
-  const symbol = new Uint8Array(65536);
+  // Every byte has an entry (0 above ASCII), so the scan needs no range check.
+  const symbol = new Uint8Array(256);
   let used = 1;
   for (const word of words) for (const ch of word.toLowerCase()) if (symbol[ch.charCodeAt(0)] === 0) symbol[ch.charCodeAt(0)] = used++;
   // A power of two, so that a state's row is a shift away.
@@ -115,14 +115,37 @@ export interface LaneOptions {
  * undefined when the input is not plain shell and must be analyzed whole.
  */
 export function plainPipelines(src: string, options: LaneOptions): string[] | undefined {
-  return new Scan(src, options).run();
+  const n = encode(src);
+  if (n < 0) return undefined;
+  return new Scan(src, SCRATCH.subarray(0, n), n === src.length, options).run();
 }
 
-/** Names by length and first character, so a word is looked up without being copied. */
+/**
+ * The scan reads UTF-8 bytes from one reusable buffer rather than the string: a byte
+ * from a typed array costs a third of a charCodeAt here, and the scan reads every one.
+ * Every byte of a non-ASCII character is ≥ 0x80 (ODD, like the character itself), and
+ * every byte the scan acts on is ASCII, so the cuts are the same.
+ */
+let SCRATCH = new Uint8Array(16 * 1024);
+let SCRATCH_TEXT = Buffer.from(SCRATCH.buffer, SCRATCH.byteOffset, SCRATCH.byteLength);
+const ENCODER = new TextEncoder();
+
+/** Encodes `src` into SCRATCH; its byte length, or -1 when it holds a lone surrogate (no exact UTF-8). */
+function encode(src: string): number {
+  if (src.length * 3 > SCRATCH.length) {
+    SCRATCH = new Uint8Array(src.length * 3);
+    SCRATCH_TEXT = Buffer.from(SCRATCH.buffer, SCRATCH.byteOffset, SCRATCH.byteLength);
+  }
+  const { written } = ENCODER.encodeInto(src, SCRATCH);
+  if (written !== src.length && !src.isWellFormed()) return -1;
+  return written;
+}
+
+/** Names by length and first byte, so a word is looked up without being copied. */
 function indexNames(names: Iterable<string>): Map<number, string[]> {
   const index = new Map<number, string[]>();
   for (const name of names) {
-    const key = name.length * 65536 + name.charCodeAt(0);
+    const key = name.length * 256 + name.charCodeAt(0);
     index.set(key, [...(index.get(key) ?? []), name]);
   }
   return index;
@@ -130,14 +153,21 @@ function indexNames(names: Iterable<string>): Map<number, string[]> {
 const INERT_INDEX = indexNames(INERT_PROGRAMS);
 const STATEFUL_INDEX = indexNames(STATEFUL);
 
-function isListed(index: Map<number, string[]>, src: string, start: number, end: number): boolean {
-  const names = index.get((end - start) * 65536 + src.charCodeAt(start));
+function isListed(index: Map<number, string[]>, bytes: Uint8Array, start: number, end: number): boolean {
+  const names = index.get((end - start) * 256 + bytes[start]!);
   if (names === undefined) return false;
-  for (const name of names) if (src.startsWith(name, start)) return true;
+  for (const name of names) if (sameBytes(bytes, start, name)) return true;
   return false;
 }
 
-// Character classes of the scan (ASCII; anything above is ODD).
+/** bytes[start…] begins with the ASCII string `text`. */
+function sameBytes(bytes: Uint8Array, start: number, text: string): boolean {
+  if (start + text.length > bytes.length) return false;
+  for (let k = 0; k < text.length; k += 1) if (bytes[start + k] !== text.charCodeAt(k)) return false;
+  return true;
+}
+
+// Character classes of the scan (ASCII; every byte above is ODD).
 const WORD = 0;
 const LOOK = 1;
 const ODD = 2;
@@ -149,7 +179,7 @@ const GT = 7;
 const HASH = 8;
 const QUOTE = 9;
 const BAIL = 10;
-const CLASS = new Uint8Array(65536).fill(ODD);
+const CLASS = new Uint8Array(256).fill(ODD);
 CLASS.fill(WORD, 32, 127);
 for (const c of "/.=~:*?[]") CLASS[c.charCodeAt(0)] = LOOK;
 for (const c of " \t\r") CLASS[c.charCodeAt(0)] = BLANK;
@@ -162,11 +192,11 @@ CLASS[39] = QUOTE;
 CLASS[34] = QUOTE;
 for (const c of "$`\\(){}<!") CLASS[c.charCodeAt(0)] = BAIL;
 
-/** One pass over the input; fields rather than closures, so the loop stays fast. */
+/** One pass over the input's bytes; fields rather than closures, so the loop stays fast. */
 class Scan {
   private readonly units: string[] = [];
-  /** The pipelines kept so far, by length. */
-  private readonly byLength = new Map<number, string[]>();
+  /** Where the pipelines kept so far start, by their length in bytes. */
+  private readonly kept = new Map<number, number[]>();
   private unitStart = 0;
   private needs = false;
   private hasProgram = false;
@@ -179,13 +209,26 @@ class Scan {
 
   constructor(
     private readonly src: string,
+    private readonly bytes: Uint8Array,
+    /** Byte offsets are string offsets (the input is ASCII). */
+    private readonly ascii: boolean,
     private readonly options: LaneOptions,
   ) {}
 
+  /** The byte at `j`, or -1 past the end. */
+  private at(j: number): number {
+    return j < this.bytes.length ? this.bytes[j]! : -1;
+  }
+
+  /** The input's text between two byte offsets. */
+  private text(start: number, end: number): string {
+    return this.ascii ? this.src.slice(start, end) : SCRATCH_TEXT.toString("utf8", start, end);
+  }
+
   run(): string[] | undefined {
-    const src = this.src;
-    const n = src.length;
-    // Module bindings as locals: the loop below reads them for every character.
+    const bytes = this.bytes;
+    const n = bytes.length;
+    // Module bindings as locals: the loop below reads them for every byte.
     const delta = DELTA;
     const symbol = SYMBOL;
     const found = FOUND;
@@ -193,7 +236,7 @@ class Scan {
     let i = 0;
     let state = 0;
     while (i < n) {
-      let c = src.charCodeAt(i);
+      let c = bytes[i]!;
       let kind = classOf[c]!;
       if (kind <= ODD) {
         // A run of word characters, in one tight loop: most of any input.
@@ -202,11 +245,11 @@ class Scan {
         for (;;) {
           state = delta[(state << SHIFT) | symbol[c]!]!;
           hit |= found[state]!;
-          if (kind === LOOK) this.look(src, i, c);
+          if (kind === LOOK) this.look(i, c);
           else if (kind === ODD) this.suspicious = true;
           i += 1;
           if (i >= n) break;
-          c = src.charCodeAt(i);
+          c = bytes[i]!;
           kind = classOf[c]!;
           if (kind > ODD) break;
         }
@@ -222,7 +265,7 @@ class Scan {
           break;
         case END:
           // newline, ; (;; belongs to case, which is not plain)
-          if (c === 59 && src.charCodeAt(i + 1) === 59) return undefined;
+          if (c === 59 && this.at(i + 1) === 59) return undefined;
           if (!this.endWord(i)) return undefined;
           this.endPipeline(i, i + 1);
           i += 1;
@@ -230,7 +273,7 @@ class Scan {
         case AMP: {
           // &: && ends a pipeline, &> redirects, & alone runs in the background.
           if (!this.endWord(i)) return undefined;
-          const next = src.charCodeAt(i + 1);
+          const next = this.at(i + 1);
           if (next === 38) {
             this.endPipeline(i, i + 2);
             i += 2;
@@ -246,7 +289,7 @@ class Scan {
         case PIPE: {
           // |: || ends a pipeline; | and |& join the next stage.
           if (!this.endWord(i)) return undefined;
-          const next = src.charCodeAt(i + 1);
+          const next = this.at(i + 1);
           if (next === 124) {
             this.endPipeline(i, i + 2);
             i += 2;
@@ -263,28 +306,28 @@ class Scan {
           break;
         case HASH:
           if (this.inWord) {
-            this.look(src, i, c);
+            this.look(i, c);
             i += 1;
           } else {
             // A comment runs to the end of the line.
-            const end = src.indexOf("\n", i);
+            const end = bytes.indexOf(10, i);
             i = end < 0 ? n : end;
             state = 0;
           }
           break;
         case QUOTE: {
           // '…' is literal; "…" is too when nothing in it expands or escapes.
-          const end = src.indexOf(c === 39 ? "'" : '"', i + 1);
+          const end = bytes.indexOf(c, i + 1);
           if (end < 0) return undefined;
           if (!this.inWord) this.startWord(i);
           this.quoted = true;
           for (let j = i + 1; j < end; j += 1) {
-            const d = src.charCodeAt(j);
+            const d = bytes[j]!;
             if (c === 34 && (d === 36 || d === 96 || d === 92)) return undefined;
             state = delta[(state << SHIFT) | symbol[d]!]!;
             if (found[state] === 1) this.needs = true;
             if (d > 126 || (d < 32 && d !== 9 && d !== 10)) this.suspicious = true;
-            else if (classOf[d] === LOOK) this.look(src, j, d);
+            else if (classOf[d] === LOOK) this.look(j, d);
           }
           i = end + 1;
           break;
@@ -304,49 +347,51 @@ class Scan {
     this.wordStart = i;
     this.quoted = false;
     this.suspicious = false;
-    const c = this.src.charCodeAt(i);
+    const c = this.bytes[i]!;
     // An absolute or home path, or a dot entry other than ./name, names something outside
     // the working directory or the directory itself.
     if (c === 47 || c === 126) this.suspicious = true;
     else if (c === 46) {
-      const next = this.src.charCodeAt(i + 1);
-      const after = this.src.charCodeAt(i + 2);
-      if (next !== 47 || Number.isNaN(after) || after === 46 || after === 47 || isBreak(after)) this.suspicious = true;
+      const next = this.at(i + 1);
+      const after = this.at(i + 2);
+      if (next !== 47 || after === -1 || after === 46 || after === 47 || isBreak(after)) this.suspicious = true;
     }
   }
 
   /** Marks the word for characters that make any word worth a look. */
-  private look(src: string, j: number, d: number): void {
+  private look(j: number, d: number): void {
     if (d === 126 || d === 58 || d === 42 || d === 63 || d === 91 || d === 93) this.suspicious = true; // ~ : * ? [ ]
     else if (d === 46) {
-      const prev = src.charCodeAt(j - 1);
+      const prev = this.at(j - 1);
       if (prev === 46 || prev === 47) this.suspicious = true; // .. /.
     } else if (d === 47) {
-      if (src.charCodeAt(j - 1) === 61 || src.charCodeAt(this.wordStart) === 45) this.suspicious = true; // =/ and -x/path
+      if (this.at(j - 1) === 61 || this.bytes[this.wordStart] === 45) this.suspicious = true; // =/ and -x/path
     } else if (d === 61) {
-      const next = src.charCodeAt(j + 1);
+      const next = this.at(j + 1);
       if (next === 126 || next === 46) this.suspicious = true; // =~ =.
     }
   }
 
   private redirect(i: number): number {
-    const src = this.src;
+    const bytes = this.bytes;
     // A descriptor copy (2>&1, >&2) or /dev/null changes no file; any other target is a write.
     if (this.inWord) {
-      this.fdCandidate = /^[0-9]+$/.test(src.slice(this.wordStart, i)) && !this.quoted;
+      let digits = this.wordStart < i;
+      for (let k = this.wordStart; k < i && digits; k += 1) digits = bytes[k]! >= 48 && bytes[k]! <= 57;
+      this.fdCandidate = digits && !this.quoted;
       if (!this.fdCandidate) this.needs = true;
       if (!this.endWord(i)) return -1;
     }
     let j = i + 1;
-    if (src.charCodeAt(j) === 62 || src.charCodeAt(j) === 124) j += 1;
-    if (src.charCodeAt(j) === 38) {
+    if (this.at(j) === 62 || this.at(j) === 124) j += 1;
+    if (this.at(j) === 38) {
       j += 1;
       const start = j;
-      while (j < src.length && ((src.charCodeAt(j) >= 48 && src.charCodeAt(j) <= 57) || src.charCodeAt(j) === 45)) j += 1;
+      while (j < bytes.length && ((bytes[j]! >= 48 && bytes[j]! <= 57) || bytes[j] === 45)) j += 1;
       return j === start ? -1 : j;
     }
-    while (src.charCodeAt(j) === 32 || src.charCodeAt(j) === 9) j += 1;
-    if (src.startsWith("/dev/null", j) && isBreak(src.charCodeAt(j + 9))) return j + 9;
+    while (this.at(j) === 32 || this.at(j) === 9) j += 1;
+    if (sameBytes(bytes, j, "/dev/null") && isBreak(this.at(j + 9))) return j + 9;
     this.needs = true;
     return j;
   }
@@ -369,9 +414,9 @@ class Scan {
       this.needs = true;
       return true;
     }
-    if (isListed(INERT_INDEX, this.src, this.wordStart, end)) {
-      if (this.options.named === undefined || !this.options.named(this.src.slice(this.wordStart, end))) return true;
-    } else if (isListed(STATEFUL_INDEX, this.src, this.wordStart, end)) return false;
+    if (isListed(INERT_INDEX, this.bytes, this.wordStart, end)) {
+      if (this.options.named === undefined || !this.options.named(this.text(this.wordStart, end))) return true;
+    } else if (isListed(STATEFUL_INDEX, this.bytes, this.wordStart, end)) return false;
     // Not inert, an assignment (A=1 cmd), a path (./x), or named by a rule: analyze it.
     this.needs = true;
     return true;
@@ -379,17 +424,18 @@ class Scan {
 
   private endPipeline(end: number, next: number): void {
     if (this.needs) {
-      const src = this.src;
+      const bytes = this.bytes;
       let start = this.unitStart;
-      while (start < end && isBlank(src.charCodeAt(start))) start += 1;
-      while (end > start && isBlank(src.charCodeAt(end - 1))) end -= 1;
+      while (start < end && isBlank(bytes[start]!)) start += 1;
+      while (end > start && isBlank(bytes[end - 1]!)) end -= 1;
       // A pipeline seen before is analyzed once: compared in place, without a copy.
-      const same = this.byLength.get(end - start);
-      if (start < end && (same === undefined || !same.some((text) => src.startsWith(text, start)))) {
-        const text = src.slice(start, end);
-        if (same === undefined) this.byLength.set(end - start, [text]);
-        else same.push(text);
-        this.units.push(text);
+      if (start < end) {
+        const same = this.kept.get(end - start);
+        if (same === undefined || !same.some((at) => equalRuns(bytes, at, start, end - start))) {
+          if (same === undefined) this.kept.set(end - start, [start]);
+          else same.push(start);
+          this.units.push(this.text(start, end));
+        }
       }
     }
     this.needs = false;
@@ -398,11 +444,17 @@ class Scan {
   }
 }
 
+/** bytes[a…a+length) equals bytes[b…b+length). */
+function equalRuns(bytes: Uint8Array, a: number, b: number, length: number): boolean {
+  for (let k = 0; k < length; k += 1) if (bytes[a + k] !== bytes[b + k]) return false;
+  return true;
+}
+
 function isBlank(c: number): boolean {
   return c === 32 || c === 9 || c === 13 || c === 10;
 }
 
-/** The end of a word: end of input, a blank or an operator. */
+/** The end of a word: end of input (-1), a blank or an operator. */
 function isBreak(c: number): boolean {
-  return Number.isNaN(c) || c === 32 || c === 9 || c === 10 || c === 13 || c === 59 || c === 38 || c === 124 || c === 41 || c === 60 || c === 62;
+  return c === -1 || c === 32 || c === 9 || c === 10 || c === 13 || c === 59 || c === 38 || c === 124 || c === 41 || c === 60 || c === 62;
 }

@@ -29,6 +29,9 @@ export interface PromptSegment {
 
 /** NFKC (full-width and compatibility letters become ASCII), invisible characters removed. */
 export function normalizePrompt(text: string): string {
+  // ASCII is its own NFKC form and holds no invisible character: most prompts are ASCII,
+  // and telling so (its UTF-8 length is its length) costs far less than normalizing.
+  if (Buffer.byteLength(text, "utf8") === text.length) return text;
   return text.normalize("NFKC").replace(ZERO_WIDTH, "");
 }
 
@@ -96,13 +99,14 @@ export function promptSegments(text: string, maxSegments = 256): PromptSegment[]
   for (let k = 0; k < sentences.length && segments.length < maxSegments; k += 1) {
     const sentence = sentences[k]!;
     const hasCode = sentence.includes("\u0000");
-    if (!hasCode && !MAY_HOLD_COMMAND.test(sentence)) continue;
-    // A fence alone is framed by its neighbours, which may differ: never merged.
+    // A fence alone is framed by its neighbours, which may differ: never merged. Any other
+    // sentence seen before is skipped before any pattern is tried on it.
     const fenceAlone = hasCode && FENCE_ALONE.test(sentence);
     if (!fenceAlone) {
       if (seen.has(sentence)) continue;
       seen.add(sentence);
     }
+    if (!hasCode && !MAY_HOLD_COMMAND.test(sentence)) continue;
     const bare = hasCode ? sentence.replace(PLACEHOLDER, " ").trim() : sentence.trim();
     let framing: boolean | undefined;
     const frame = () => (framing ??= isInstruction(hasCode ? sentence.replace(PLACEHOLDER, (_, n: string) => codes[Number(n)]?.code ?? "") : sentence));
