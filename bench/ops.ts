@@ -9,11 +9,11 @@
 // OPS_NODE_FLAGS adds node flags to every daemon (for example "--cpu-prof --cpu-prof-dir=DIR").
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
 import { type BenchResult, isMain, repoRoot, report, type Row, summarize } from "./lib.js";
 import { connectClient, instantAgentPath, loadNote, revision, type SessionClient, shuffle, timedExecute } from "./overhead.js";
+import { freePort } from "../test/fixtures/free-port.js";
 
 interface Side {
   name: string;
@@ -24,18 +24,6 @@ interface Side {
   /** The daemon process's user + system CPU over the latency phase, in ms. */
   cpuMs: number;
   close(): Promise<void>;
-}
-
-// A free loopback port (the off sides log nothing, not even where they listen).
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 // utime + stime of a process, in ms (fields 14 and 15 of /proc/<pid>/stat, in clock ticks).

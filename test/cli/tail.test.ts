@@ -2,7 +2,6 @@
 // a fixed port and one data dir) is stopped, killed and started again under the CLI,
 // which must print every event exactly once, in order.
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fromJsonString } from "@bufbuild/protobuf";
@@ -13,20 +12,13 @@ import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
 import { executeEvents, transportFor } from "../harness.js";
 import { cli, cliProcess, fakeIo } from "./cli-io.js";
+import { freePort } from "../fixtures/free-port.js";
 
 const scratch: string[] = [];
 afterEach(() => {
   killDaemonProcesses();
   for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A daemon that can be restarted on the same port and data. */
 async function restartableDaemon() {

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { toBinary } from "@bufbuild/protobuf";
@@ -11,23 +10,13 @@ import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import { collectTurn, resumingSubscribe, waitForStatus } from "../../src/client/index.js";
 import { killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
 import { transportFor, waitUntil } from "../harness.js";
+import { freePort } from "../fixtures/free-port.js";
 
 const scratch: string[] = [];
 afterEach(() => {
   killDaemonProcesses();
   for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe("the client helpers against a daemon killed with SIGKILL and started again", () => {
   it("deliver every stored seq exactly once, in order, with the stored bytes; waitForStatus rides the restart out", async () => {

@@ -1,0 +1,61 @@
+/**
+ * The Lua scripts behind ownership and the fenced append. Each runs atomically on the
+ * session's shard, so "check the lease, then write" can never interleave with another
+ * node's takeover.
+ */
+
+/**
+ * Acquire: KEYS lease, epoch; ARGV node, nonce, ttl ms. Only when nobody holds the lease:
+ * the next epoch (INCR, never reused) and the lease `<epoch>:<node>:<nonce>` with its TTL.
+ * Returns the token, or false when the lease is held.
+ */
+export const ACQUIRE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local epoch = redis.call('INCR', KEYS[2])
+local token = epoch .. ':' .. ARGV[1] .. ':' .. ARGV[2]
+redis.call('SET', KEYS[1], token, 'PX', ARGV[3])
+return token
+`;
+
+/** Renew: KEYS lease; ARGV token, ttl ms. 1 when the caller still holds it, 0 when not. */
+export const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`;
+
+/** Release: KEYS lease; ARGV token. 1 when it was the caller's and is gone, 0 when not. */
+export const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * The fenced append: KEYS lease, log; ARGV token, epoch, first seq, then one event's bytes
+ * per argument (seqs first, first + 1, …). Checked before anything is written:
+ * - the lease is the caller's, else error FENCED (another node owns the session now);
+ * - the log's last id: the whole batch already there (a retry after an unknown outcome)
+ *   returns 0 and writes nothing; the first seq right after it appends; anything else is
+ *   error SEQ (a gap or an overlap: the caller's idea of the log is wrong).
+ * Returns the number of events appended. Each entry holds the event (e) and the epoch (ep)
+ * of the owner that wrote it.
+ */
+export const FENCED_APPEND = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED the session is owned by another node') end
+local first = tonumber(ARGV[3])
+local count = #ARGV - 3
+local top = 0
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 then top = tonumber(string.match(last[1][1], '^(%d+)')) end
+if top == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then top = tonumber(string.match(info[i + 1], '^(%d+)')) end
+  end
+end
+if top >= first + count - 1 then return 0 end
+if first ~= top + 1 then return redis.error_reply('SEQ the log ends at ' .. top .. ', not ' .. (first - 1)) end
+for i = 1, count do
+  redis.call('XADD', KEYS[2], (first + i - 1) .. '-0', 'e', ARGV[3 + i], 'ep', ARGV[2])
+end
+return count
+`;

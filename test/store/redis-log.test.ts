@@ -1,0 +1,207 @@
+// The Redis building blocks of scale-out (issue #16): leases with epochs, the fenced
+// append, reads that detect trimming and lost tails, against a real redis-server.
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sessionKeys } from "../../src/store/redis/keys.js";
+import { type LeaseTimings, SessionLease } from "../../src/store/redis/lease.js";
+import { AheadOfLogError, appendFenced, FencedError, lastGeneratedSeq, MAX_BATCH, OutOfRangeError, readLog, SeqError, trimLog } from "../../src/store/redis/stream-log.js";
+import { startRedis, type TestRedis } from "../fixtures/redis-server.js";
+
+let server: TestRedis;
+let redis: Redis;
+let other: Redis;
+let counter = 0;
+const TIMINGS: LeaseTimings = { ttlMs: 10_000, marginMs: 3_000 };
+const fresh = () => sessionKeys("hp:", `t1/s${++counter}`);
+const bytes = (text: string) => Buffer.from(text, "utf8");
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = server.client();
+  other = server.client();
+});
+afterAll(async () => server?.stop());
+
+describe("session keys", () => {
+  it("put every key of a session under one hash tag, and refuse what would break it", () => {
+    const keys = sessionKeys("hp:", "tenant-a/session.1:x");
+    const tags = Object.values(keys).map((key) => /\{([^}]*)\}/.exec(key)?.[1]);
+    expect(new Set(tags)).toEqual(new Set(["tenant-a/session.1:x"]));
+    for (const bad of ["t/{s}", "t/s}", "{t}/s", "t", "t/", "/s", "t/s/x", "t/s\n", "t/" + "s".repeat(129), ""]) {
+      expect(() => sessionKeys("hp:", bad), bad).toThrow(RangeError);
+    }
+  });
+});
+
+describe("a session's lease", () => {
+  it("goes to exactly one of many nodes asking at once, with an epoch that only grows", async () => {
+    const keys = fresh();
+    const leases = await Promise.all(Array.from({ length: 40 }, (_, k) => SessionLease.acquire(k % 2 ? redis : other, keys, `n${k}`, TIMINGS)));
+    const won = leases.filter((lease) => lease !== undefined);
+    expect(won).toHaveLength(1);
+    expect(won[0]!.epoch).toBe(1);
+    expect(await won[0]!.release()).toBe(true);
+    const next = await SessionLease.acquire(redis, keys, "n2", TIMINGS);
+    expect(next?.epoch).toBe(2);
+    expect(next?.token).toMatch(/^2:n2:[0-9a-f-]{36}$/);
+  });
+
+  it("cannot be renewed or released by a holder it was taken from", async () => {
+    const keys = fresh();
+    const first = (await SessionLease.acquire(redis, keys, "a", { ttlMs: 150, marginMs: 50 }))!;
+    // Until it expires, nobody else gets it.
+    expect(await SessionLease.acquire(other, keys, "b", TIMINGS)).toBeUndefined();
+    let second: SessionLease | undefined;
+    while (!(second = await SessionLease.acquire(other, keys, "b", TIMINGS))) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(second.epoch).toBe(first.epoch + 1);
+    expect(await first.renew()).toBe(false);
+    expect(await first.release()).toBe(false);
+    expect(await redis.get(keys.lease)).toBe(second.token);
+    expect(await second.renew()).toBe(true);
+  });
+
+  it("tells its holder to stop before anyone else can take it over (self-fencing)", async () => {
+    const keys = fresh();
+    let now = 1_000;
+    const lease = (await SessionLease.acquire(redis, keys, "a", { ttlMs: 300, marginMs: 100 }, () => now))!;
+    // Deadline: from when the acquire was sent, the ttl less the margin.
+    expect(lease.mustStopBy).toBe(1_200);
+    expect(lease.valid).toBe(true);
+    now = 1_150;
+    expect(await lease.renew()).toBe(true);
+    expect(lease.mustStopBy).toBe(1_350);
+    now = 1_350;
+    expect(lease.valid).toBe(false);
+    // The real clock: another node gets it only after the holder's deadline passed.
+    const real = (await SessionLease.acquire(redis, fresh(), "a", { ttlMs: 300, marginMs: 100 }))!;
+    const realKeys = sessionKeys("hp:", `t1/s${counter}`);
+    let takenAt = 0;
+    while (!(await SessionLease.acquire(other, realKeys, "b", TIMINGS))) await new Promise((resolve) => setTimeout(resolve, 5));
+    takenAt = performance.now();
+    expect(takenAt).toBeGreaterThan(real.mustStopBy);
+  });
+
+  it("refuses node ids and timings that would break the token or the fencing", async () => {
+    const keys = fresh();
+    for (const node of ["", "a:b", "a b", "x".repeat(65), "n\n"]) await expect(SessionLease.acquire(redis, keys, node, TIMINGS), node).rejects.toThrow(RangeError);
+    for (const timings of [{ ttlMs: 10, marginMs: 0 }, { ttlMs: 1000, marginMs: 1000 }, { ttlMs: 1000, marginMs: -1 }, { ttlMs: 1.5e9, marginMs: 0 }, { ttlMs: Number.NaN, marginMs: 0 }]) {
+      await expect(SessionLease.acquire(redis, keys, "a", timings), JSON.stringify(timings)).rejects.toThrow(RangeError);
+    }
+    expect(await redis.exists(keys.lease, keys.epoch)).toBe(0);
+  });
+});
+
+describe("the fenced append", () => {
+  it("stores events under seqs 1..N with their bytes and the writer's epoch, read back in pages", async () => {
+    const keys = fresh();
+    const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
+    const events = Array.from({ length: MAX_BATCH + 90 }, (_, k) => Buffer.from([k & 0xff, 0, 0xff, 10, 13, (k >> 8) & 0xff]));
+    expect(await appendFenced(redis, keys, lease, 1, events)).toBe(events.length);
+    const read = [];
+    for (let page = await readLog(redis, keys, 0, 100); page.length > 0; page = await readLog(redis, keys, read.length, 100)) read.push(...page);
+    expect(read.map((e) => e.seq)).toEqual(events.map((_, k) => k + 1));
+    expect(read.map((e) => e.bytes)).toEqual(events);
+    expect(new Set(read.map((e) => e.epoch))).toEqual(new Set([lease.epoch]));
+  });
+
+  it("stores nothing twice when a batch is sent again after an unknown outcome", async () => {
+    const keys = fresh();
+    const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
+    const batch = [bytes("one"), bytes("two")];
+    expect(await appendFenced(redis, keys, lease, 1, batch)).toBe(2);
+    expect(await appendFenced(redis, keys, lease, 1, batch)).toBe(0);
+    expect(await appendFenced(redis, keys, lease, 3, [bytes("three")])).toBe(1);
+    expect((await readLog(redis, keys, 0, 10)).map((e) => e.bytes.toString())).toEqual(["one", "two", "three"]);
+  });
+
+  it("refuses a gap or an overlap, and writes nothing of it", async () => {
+    const keys = fresh();
+    const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
+    await expect(appendFenced(redis, keys, lease, 2, [bytes("x")])).rejects.toThrow(SeqError);
+    await appendFenced(redis, keys, lease, 1, [bytes("a"), bytes("b")]);
+    await expect(appendFenced(redis, keys, lease, 2, [bytes("b"), bytes("c")])).rejects.toThrow(/ends at 2/);
+    await expect(appendFenced(redis, keys, lease, 5, [bytes("e")])).rejects.toThrow(SeqError);
+    expect(await lastGeneratedSeq(redis, keys)).toBe(2);
+    for (const seq of [0, -1, 1.5, Number.NaN]) await expect(appendFenced(redis, keys, lease, seq, [bytes("x")])).rejects.toThrow(RangeError);
+  });
+
+  it("is refused to a node whose lease was taken over, and to one past its own deadline", async () => {
+    const keys = fresh();
+    const old = (await SessionLease.acquire(redis, keys, "a", { ttlMs: 150, marginMs: 50 }))!;
+    await appendFenced(redis, keys, old, 1, [bytes("by a")]);
+    // Past its deadline the old owner refuses to write on its own, before Redis is asked.
+    while (old.valid) await new Promise((resolve) => setTimeout(resolve, 10));
+    await expect(appendFenced(redis, keys, old, 2, [bytes("late")])).rejects.toThrow(FencedError);
+    let next: SessionLease | undefined;
+    while (!(next = await SessionLease.acquire(other, keys, "b", TIMINGS))) await new Promise((resolve) => setTimeout(resolve, 10));
+    await appendFenced(other, keys, next, 2, [bytes("by b")]);
+    // A holder that ignores its deadline (a paused process with a stale view) is refused by Redis.
+    const stale = Object.create(old, { valid: { value: true } }) as SessionLease;
+    await expect(appendFenced(redis, keys, stale, 3, [bytes("zombie")])).rejects.toThrow(FencedError);
+    const log = await readLog(redis, keys, 0, 10);
+    expect(log.map((e) => [e.seq, e.bytes.toString(), e.epoch])).toEqual([
+      [1, "by a", old.epoch],
+      [2, "by b", next.epoch],
+    ]);
+  });
+
+  it("keeps seqs dense and each epoch to one writer when two nodes race for a session", async () => {
+    const keys = fresh();
+    const timings = { ttlMs: 200, marginMs: 60 };
+    const writers = ["a", "b"].map((node, k) => ({ node, redis: k === 0 ? redis : other }));
+    const byEpoch = new Map<number, string>();
+    let next = 1;
+    const deadline = Date.now() + 1_500;
+    await Promise.all(
+      writers.map(async ({ node, redis: client }) => {
+        while (Date.now() < deadline) {
+          const lease = await SessionLease.acquire(client, keys, node, timings);
+          if (!lease) {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            continue;
+          }
+          byEpoch.set(lease.epoch, node);
+          // Write a few events, then stop renewing: the other node takes over.
+          for (let k = 0; k < 5 && lease.valid; k += 1) {
+            const seq = (await lastGeneratedSeq(client, keys)) + 1;
+            try {
+              await appendFenced(client, keys, lease, seq, [bytes(`${node}:${lease.epoch}:${seq}`)]);
+              next = Math.max(next, seq + 1);
+            } catch (error) {
+              if (!(error instanceof FencedError || error instanceof SeqError)) throw error;
+            }
+          }
+          while (lease.valid) await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      }),
+    );
+    const log = await readLog(redis, keys, 0, 10_000);
+    expect(log.length).toBeGreaterThan(5);
+    expect(log.map((e) => e.seq)).toEqual(log.map((_, k) => k + 1));
+    for (let k = 1; k < log.length; k += 1) expect(log[k]!.epoch).toBeGreaterThanOrEqual(log[k - 1]!.epoch);
+    for (const event of log) expect(event.bytes.toString().split(":")[0]).toBe(byEpoch.get(event.epoch));
+    expect(new Set(log.map((e) => e.epoch)).size).toBeGreaterThan(1);
+  });
+});
+
+describe("reading the log", () => {
+  it("reports trimmed events instead of skipping them, and a reader past the log's end", async () => {
+    const keys = fresh();
+    const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
+    await appendFenced(redis, keys, lease, 1, Array.from({ length: 10 }, (_, k) => bytes(`e${k + 1}`)));
+    await trimLog(redis, keys, 6);
+    await expect(readLog(redis, keys, 0, 5)).rejects.toThrow(OutOfRangeError);
+    await expect(readLog(redis, keys, 4, 5)).rejects.toMatchObject({ afterSeq: 4, firstSeq: 6 });
+    expect((await readLog(redis, keys, 5, 100)).map((e) => e.seq)).toEqual([6, 7, 8, 9, 10]);
+    expect(await readLog(redis, keys, 10, 100)).toEqual([]);
+    // Trimmed to nothing: the ids stay, so a reader behind is told, one at the end is not.
+    await trimLog(redis, keys, 11);
+    await expect(readLog(redis, keys, 3, 100)).rejects.toMatchObject({ firstSeq: 11 });
+    expect(await readLog(redis, keys, 10, 100)).toEqual([]);
+    expect(await appendFenced(redis, keys, lease, 11, [bytes("e11")])).toBe(1);
+    // A seq the log never had (a failover lost its tail): refused, never served.
+    await expect(readLog(redis, keys, 12, 100)).rejects.toThrow(AheadOfLogError);
+    await expect(readLog(redis, fresh(), 3, 100)).rejects.toMatchObject({ lastSeq: 0 });
+    for (const seq of [-1, 0.5, Number.NaN]) await expect(readLog(redis, keys, seq, 10)).rejects.toThrow(RangeError);
+  });
+});
