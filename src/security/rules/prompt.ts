@@ -196,15 +196,18 @@ function proseCommands(sentence: string): string[] {
   let leading = true;
   for (let j = 0; j < words.length && found.length < 3; j += 1) {
     const raw = words[j]!;
-    const word = raw.replace(/^[("'“‘*_]+/, "").replace(/[,:;)"'”’*_]+$/, "");
+    const lead = raw.replace(/^[("'“‘*_]+/, "");
+    const word = lead.replace(/[,:;)"'”’*_]+$/, "");
     const lower = word.toLowerCase();
     const next = words[j + 1] ?? "";
     const program = lower.slice(lower.lastIndexOf("/") + 1);
     const shellLike = /^[-/~.$|>&<;]|\/dev\/|[|>]|^[ugoa]*[+=][rwxXst]+$|^[0-7]{3,4}$/.test(next) || next.includes("=");
     const isTrigger = TRIGGERS.has(program) || /^mkfs\./.test(program);
-    const special = /^[^\s]*\(\)\s*\{?|^:\(\)|^[A-Z_][A-Z0-9_]*=/.test(word) || word.includes("/dev/tcp/");
+    // A function definition is tested before trailing punctuation is stripped: `b()` ends in
+    // the ")" that stripping removes.
+    const special = /^[^\s]*\(\)\s*\{?|^:\(\)|^[A-Z_][A-Z0-9_]*=/.test(word) || /^[^\s()]+\(\)$/.test(lead) || word.includes("/dev/tcp/");
     if ((isTrigger && (leading || shellLike)) || special) {
-      const rest = [word, ...words.slice(j + 1)].join(" ").replace(/[.,;:!?)"'”’]+$/, "");
+      const rest = [/^[^\s()]+\(\)$/.test(lead) ? lead : word, ...words.slice(j + 1)].join(" ").replace(/[.,;:!?"'”’]+$/, "").replace(/(?<!\()\)+$/, "");
       found.push(rest);
       j = words.length;
     }
