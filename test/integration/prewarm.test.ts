@@ -76,6 +76,32 @@ describe("pre-warmed agents", () => {
     expect(ready(d).map((agent) => agent.pid)).not.toContain(started.pid);
   });
 
+  it("end an agent that talks before its first prompt, retry with backoff, and start sessions cold meanwhile", async () => {
+    // The fake CLI prints 40 text deltas at start with this model (no real CLI does).
+    const chatty = () => create(SessionConfigSchema, { model: "chatty-before-input-40" });
+    daemon = await startTestDaemon({ engine: { prewarm: [spec({ config: chatty(), size: 1 })] } });
+    const d = daemon;
+    const seen = new Set<number>();
+    const watch = setInterval(() => {
+      for (const agent of d.engine.prewarmed.list()) if (agent.pid > 0) seen.add(agent.pid);
+    }, 5);
+    try {
+      // Started, found unusable, ended, and started again (with backoff) at least twice.
+      await waitUntil(() => seen.size >= 2 && [...seen].every((pid) => !isAlive(pid) || d.engine.prewarmed.list().some((a) => a.pid === pid)), 15_000, "two chatty agents started and ended");
+      // Backing off between attempts: no agent ready, so a session with that config starts cold.
+      await waitUntil(() => d.engine.prewarmed.list().length === 0, 15_000, "the pool to back off");
+      const events = await run(d, "chatty", "hello", chatty());
+      // A cold start: a process of its own, and none of the unasked output in the turn.
+      const started = startedOf(events);
+      expect(seen.has(started.pid)).toBe(false);
+      expect(path.basename(started.workDir)).not.toMatch(/^\.prewarmed-/);
+      expect(turnEndOf(events).outcome).toBe(TurnOutcome.COMPLETED);
+    } finally {
+      clearInterval(watch);
+    }
+    for (const pid of seen) if (!d.engine.prewarmed.list().some((a) => a.pid === pid)) expect(isAlive(pid), `chatty agent ${pid}`).toBe(false);
+  });
+
   it("share nothing between two sessions that took consecutive agents: files, HOME, work dir, environment", async () => {
     daemon = await startTestDaemon({ engine: { prewarm: [spec({ size: 1 })] } });
     const d = daemon;
