@@ -7,8 +7,8 @@ import { PREFIX } from "./registry.js";
 /**
  * Gauges read from the engine when scraped, so they are exact at that moment and cost
  * nothing in between: sessions by status, queued turns, pending approvals (per tenant:
- * tenants come from the config), and the open streams with how far behind their session's
- * log they are (aggregated: never a label per session).
+ * tenants come from the config), pre-warmed agents, and the open streams with how far
+ * behind their session's log they are (aggregated: never a label per session).
  */
 export class EngineGauges {
   #engine: Engine | undefined;
@@ -17,6 +17,7 @@ export class EngineGauges {
     const registers = [registry];
     const sessions = () => this.#engine?.pool.all() ?? [];
     const streams = () => this.#engine?.openStreams() ?? [];
+    const warm = () => this.#engine?.prewarmed.list() ?? [];
     new Gauge({
       name: `${PREFIX}sessions`,
       help: "Sessions in the registry, by tenant and status",
@@ -51,6 +52,16 @@ export class EngineGauges {
           const pending = session.view.interaction.pending.size;
           if (pending > 0) this.inc({ tenant: session.tenant }, pending);
         }
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}prewarmed_agents`,
+      help: "Agents started ahead of demand (server config prewarm) and not taken yet, by tenant, provider and state (starting, ready)",
+      labelNames: ["tenant", "provider", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const agent of warm()) this.inc({ tenant: agent.tenant, provider: agent.provider, state: agent.state });
       },
     });
     new Gauge({

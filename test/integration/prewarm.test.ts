@@ -12,6 +12,7 @@ import { defaultPolicy, NO_TENANT_LIMITS, TenantDirectory } from "../../src/secu
 import { createClient } from "@connectrpc/connect";
 import { AdminService } from "../../gen/hotplex/v1/admin_service_pb.js";
 import { hashToken } from "../../src/security/credentials.js";
+import { startObservedDaemon } from "./observed-daemon.js";
 import { executeEvents, isAlive, startTestDaemon, type TestDaemon, testToken, textOf, transportFor, turnEndOf, waitUntil } from "../harness.js";
 
 const spec = (overrides: Partial<PrewarmSpec> = {}): PrewarmSpec => ({
@@ -100,6 +101,26 @@ describe("pre-warmed agents", () => {
       clearInterval(watch);
     }
     for (const pid of seen) if (!d.engine.prewarmed.list().some((a) => a.pid === pid)) expect(isAlive(pid), `chatty agent ${pid}`).toBe(false);
+  });
+
+  it("are counted in Prometheus by tenant, provider and state, and leave the count when taken", async () => {
+    const observed = await startObservedDaemon({ engine: { prewarm: [spec()] } });
+    try {
+      const d = observed.daemon;
+      await waitUntil(() => ready(d).length === 2, 10_000, "two pre-warmed agents");
+      const provider = ready(d)[0]!.provider;
+      const labels = { tenant: "default", provider, state: "ready" };
+      expect((await observed.metrics()).get("hotplex_prewarmed_agents", labels)).toBe(2);
+      const taken = startedOf(await executeEvents(observed.client.execute({ sessionId: "counted", prompt: "hello", config: warmConfig() }))).pid;
+      // Taken: it serves its session now and is no pre-warmed agent any more; the refill is.
+      await waitUntil(() => ready(d).length === 2 && !ready(d).some((agent) => agent.pid === taken), 10_000, "the pool to refill");
+      const after = await observed.metrics();
+      expect(after.get("hotplex_prewarmed_agents", labels)).toBe(2);
+      expect(after.get("hotplex_prewarmed_agents")).toBe(2);
+      expect(new Set(after.matching("hotplex_prewarmed_agents").map((sample) => sample.labels.state))).toEqual(new Set(["ready"]));
+    } finally {
+      await observed.close();
+    }
   });
 
   it("share nothing between two sessions that took consecutive agents: files, HOME, work dir, environment", async () => {
