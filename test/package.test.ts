@@ -43,6 +43,8 @@ describe("the npm package", () => {
     expect(files).toContain("dist/src/client/index.d.ts");
     expect(files).toContain("dist/src/cli/hotplexd.js");
     expect(files).toContain("proto/hotplex/v1/session_service.proto");
+    // package.json says Apache-2.0: the license text ships with it.
+    expect(files).toContain("LICENSE");
     expect(files.filter((file) => /\.test\.|^src\/|^test\/|scratch|\.ts$/.test(file) && !file.endsWith(".d.ts"))).toEqual([]);
   });
 
