@@ -18,7 +18,7 @@ describe("the npm package", () => {
   beforeAll(() => {
     // Built and packed from a copy, so the repo's own dist/ is never touched.
     mkdirSync(staged);
-    for (const entry of ["package.json", "README.md", "proto", "src", "gen", "tsconfig.json", "tsconfig.build.json"]) {
+    for (const entry of ["package.json", "README.md", "LICENSE", "proto", "src", "gen", "tsconfig.json", "tsconfig.build.json"]) {
       cpSync(path.join(repoRoot, entry), path.join(staged, entry), { recursive: true });
     }
     symlinkSync(path.join(repoRoot, "node_modules"), path.join(staged, "node_modules"));
