@@ -12,7 +12,7 @@ import { type Facts, newFacts } from "./facts.js";
 import { plainPipelines } from "./lane.js";
 import { clip } from "./matchers.js";
 import { isUnder, normalizePath } from "./normalize.js";
-import { normalizePrompt, promptSegments } from "./prompt.js";
+import { LONG_CODE, normalizePrompt, promptSegments } from "./prompt.js";
 import { isCriticalDir, isSystemPath, type JudgeContext, type Rule } from "./rule.js";
 import { SETS } from "./sets/index.js";
 import { type Budget, newBudget } from "./tokenizer.js";
@@ -143,9 +143,12 @@ export class RuleEngine {
       const discussions = newFacts();
       const seen = new Set<string>();
       for (const segment of segments) {
-        const key = `${segment.instruction ? "i" : "d"}${segment.language}\u0000${segment.code}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
+        // A long code is judged again rather than hashed (it is rarely repeated).
+        if (segment.code.length < LONG_CODE) {
+          const key = `${segment.instruction ? "i" : "d"}${segment.language}\u0000${segment.code}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+        }
         if (segment.code.length > LIMITS.commandBytes) {
           segment.code = segment.code.slice(0, LIMITS.commandBytes);
           limit(out, "size", `a command in the prompt is longer than ${LIMITS.commandBytes / 1024} KiB; only its start was judged`, "warn");

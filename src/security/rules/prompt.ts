@@ -16,6 +16,8 @@
  * "difference", "is it safe", a question mark, "never", "don't"…) and has no such verb.
  * So "explain what rm -rf / does" warns, "explain it, then run rm -rf /" blocks.
  */
+import { replaceFences } from "./fences.js";
+
 const ZERO_WIDTH = /[\u00ad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]/g;
 
 export interface PromptSegment {
@@ -35,7 +37,6 @@ export function normalizePrompt(text: string): string {
   return text.normalize("NFKC").replace(ZERO_WIDTH, "");
 }
 
-const FENCE = /^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\n`]*)\n([\s\S]*?)(?:\n[ \t]{0,3}\1[`~]*[ \t]*(?=\n|$)|$(?![\s\S]))/gm;
 // Inline spans hold no backticks (so a failed match stops at the next one: linear time).
 const INLINE = /(`{1,3})([^`]{1,4000}?)\1(?!`)/g;
 const PLACEHOLDER = /\u0000(\d+)\u0000/g;
@@ -71,13 +72,18 @@ export function isInstruction(sentence: string): boolean {
   return !DISCUSSION.test(s);
 }
 
+/** Codes this long are not looked up to find repeats (see placeholder in promptSegments). */
+export const LONG_CODE = 1024;
+
 export function promptSegments(text: string, maxSegments = 256): PromptSegment[] {
   const segments: PromptSegment[] = [];
   const codes: { code: string; origin: "fence" | "inline"; language: string }[] = [];
   // Fences and inline spans become placeholders so that the prose around them is still read;
-  // the same code gets the same number, so a repeated sentence reads the same.
+  // the same code gets the same number, so a repeated sentence reads the same. A long code
+  // (a script) gets a number of its own: hashing it costs more than judging a repeat.
   const numbers = new Map<string, number>();
   const placeholder = (code: string, origin: "fence" | "inline", language: string): number => {
+    if (code.length >= LONG_CODE) return codes.push({ code, origin, language }) - 1;
     const key = `${origin}\u0000${language}\u0000${code}`;
     let n = numbers.get(key);
     if (n === undefined) {
@@ -87,7 +93,7 @@ export function promptSegments(text: string, maxSegments = 256): PromptSegment[]
     return n;
   };
   let prose = text.includes("```") || text.includes("~~~")
-    ? text.replace(FENCE, (_, _fence: string, language: string, body: string) => `\n\u0000${placeholder(flat(body), "fence", language.trim().split(/\s+/)[0]!.toLowerCase())}\u0000\n`)
+    ? replaceFences(text, (info, body) => `\n\u0000${placeholder(flat(body), "fence", info.trim().split(/\s+/)[0]!.toLowerCase())}\u0000\n`)
     : text;
   if (prose.includes("`")) prose = prose.replace(INLINE, (_, _ticks: string, body: string) => `\u0000${placeholder(body.trim(), "inline", "")}\u0000`);
   // Nothing to find: no code and no sentence that could name a program.
