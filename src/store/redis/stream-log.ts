@@ -89,18 +89,7 @@ export async function readLog(redis: Redis, keys: SessionKeys, afterSeq: number,
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new RangeError(`after seq ${afterSeq} is not a non-negative integer`);
   const count = Math.max(1, Math.min(Math.floor(limit), 10_000));
   const entries = await redis.xrangeBuffer(keys.log, `(${afterSeq}-0`, "+", "COUNT", count);
-  const events: StoredBytes[] = [];
-  for (const [id, fields] of entries) {
-    const seq = Number(id.toString("latin1").split("-")[0]);
-    let bytes: Buffer | undefined;
-    let epoch = 0;
-    for (let k = 0; k + 1 < fields.length; k += 2) {
-      const name = fields[k]!.toString("latin1");
-      if (name === "e") bytes = fields[k + 1];
-      else if (name === "ep") epoch = Number(fields[k + 1]!.toString("latin1"));
-    }
-    events.push({ seq, bytes: bytes ?? Buffer.alloc(0), epoch });
-  }
+  const events = entries.map(entryOf);
   const first = events[0];
   if (first !== undefined && first.seq !== afterSeq + 1) throw new OutOfRangeError(afterSeq, first.seq);
   if (first === undefined) {
@@ -125,4 +114,17 @@ export async function lastGeneratedSeq(redis: Redis, keys: SessionKeys): Promise
 export async function trimLog(redis: Redis, keys: SessionKeys, firstKept: number): Promise<number> {
   if (!Number.isSafeInteger(firstKept) || firstKept < 1) throw new RangeError(`first kept seq ${firstKept} is not a positive integer`);
   return (await redis.xtrim(keys.log, "MINID", `${firstKept}-0`)) as number;
+}
+
+/** A stream entry as it comes from XRANGE / XREAD (ids and fields as bytes). */
+export function entryOf([id, fields]: [Buffer, Buffer[]]): StoredBytes {
+  const seq = Number(id.toString("latin1").split("-")[0]);
+  let bytes: Buffer | undefined;
+  let epoch = 0;
+  for (let k = 0; k + 1 < fields.length; k += 2) {
+    const name = fields[k]!.toString("latin1");
+    if (name === "e") bytes = fields[k + 1];
+    else if (name === "ep") epoch = Number(fields[k + 1]!.toString("latin1"));
+  }
+  return { seq, bytes: bytes ?? Buffer.alloc(0), epoch };
 }
