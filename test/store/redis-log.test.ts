@@ -4,7 +4,7 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sessionKeys } from "../../src/store/redis/keys.js";
 import { type LeaseTimings, SessionLease } from "../../src/store/redis/lease.js";
-import { AheadOfLogError, appendFenced, FencedError, lastGeneratedSeq, MAX_BATCH, OutOfRangeError, readLog, SeqError, trimLog } from "../../src/store/redis/stream-log.js";
+import { AheadOfLogError, appendFenced, FencedError, lastGeneratedSeq, MAX_BATCH, OutOfRangeError, readLog, readMeta, SeqError, trimLog } from "../../src/store/redis/stream-log.js";
 import { startRedis, type TestRedis } from "../fixtures/redis-server.js";
 
 let server: TestRedis;
@@ -181,6 +181,43 @@ describe("the fenced append", () => {
     for (let k = 1; k < log.length; k += 1) expect(log[k]!.epoch).toBeGreaterThanOrEqual(log[k - 1]!.epoch);
     for (const event of log) expect(event.bytes.toString().split(":")[0]).toBe(byEpoch.get(event.epoch));
     expect(new Set(log.map((e) => e.epoch)).size).toBeGreaterThan(1);
+  });
+});
+
+describe("the registry entry committed with the events", () => {
+  it("is stored with its batch or not at all, and a retried older batch never overwrites a newer one", async () => {
+    const keys = fresh();
+    const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
+    expect(await readMeta(redis, keys)).toBeUndefined();
+    await appendFenced(redis, keys, lease, 1, [bytes("e1"), bytes("e2")], bytes("meta@2"));
+    expect((await readMeta(redis, keys))?.toString()).toBe("meta@2");
+    await appendFenced(redis, keys, lease, 3, [bytes("e3")], bytes("meta@3"));
+    // The first batch again (its outcome was unknown): nothing is written, the entry stays.
+    expect(await appendFenced(redis, keys, lease, 1, [bytes("e1"), bytes("e2")], bytes("meta@2"))).toBe(0);
+    expect((await readMeta(redis, keys))?.toString()).toBe("meta@3");
+    // A gap writes neither.
+    await expect(appendFenced(redis, keys, lease, 9, [bytes("e9")], bytes("meta@9"))).rejects.toThrow(SeqError);
+    expect((await readMeta(redis, keys))?.toString()).toBe("meta@3");
+    // The entry alone (a checkpoint with no new events), under the lease.
+    expect(await appendFenced(redis, keys, lease, 4, [], bytes("meta@3'"))).toBe(0);
+    expect((await readMeta(redis, keys))?.toString()).toBe("meta@3'");
+    await expect(appendFenced(redis, keys, lease, 4, [], Buffer.alloc(0))).rejects.toThrow(RangeError);
+    // A batch past one script's limit: the entry goes with its last part.
+    const many = Array.from({ length: MAX_BATCH * 2 + 3 }, (_, k) => bytes(`m${k}`));
+    await appendFenced(redis, keys, lease, 4, many, bytes("meta@big"));
+    expect(await lastGeneratedSeq(redis, keys)).toBe(3 + many.length);
+    expect((await readMeta(redis, keys))?.toString()).toBe("meta@big");
+  });
+
+  it("is refused with its events to a node that lost the lease", async () => {
+    const keys = fresh();
+    const old = (await SessionLease.acquire(redis, keys, "a", { ttlMs: 150, marginMs: 50 }))!;
+    await appendFenced(redis, keys, old, 1, [bytes("by a")], bytes("meta by a"));
+    let next: SessionLease | undefined;
+    while (!(next = await SessionLease.acquire(other, keys, "b", TIMINGS))) await new Promise((resolve) => setTimeout(resolve, 10));
+    const stale = Object.create(old, { valid: { value: true } }) as SessionLease;
+    await expect(appendFenced(redis, keys, stale, 2, [], bytes("meta by a, late"))).rejects.toThrow(FencedError);
+    expect((await readMeta(redis, keys))?.toString()).toBe("meta by a");
   });
 });
 

@@ -30,32 +30,37 @@ return 0
 `;
 
 /**
- * The fenced append: KEYS lease, log; ARGV token, epoch, first seq, then one event's bytes
- * per argument (seqs first, first + 1, …). Checked before anything is written:
+ * The fenced commit: KEYS lease, log, meta; ARGV token, epoch, first seq, the session's
+ * registry entry ("" to leave it as it is), then one event's bytes per argument (seqs
+ * first, first + 1, …). Checked before anything is written:
  * - the lease is the caller's, else error FENCED (another node owns the session now);
  * - the log's last id: the whole batch already there (a retry after an unknown outcome)
- *   returns 0 and writes nothing; the first seq right after it appends; anything else is
- *   error SEQ (a gap or an overlap: the caller's idea of the log is wrong).
- * Returns the number of events appended. Each entry holds the event (e) and the epoch (ep)
- * of the owner that wrote it.
+ *   returns 0 and writes nothing, not even the entry (a newer one may be there); the first
+ *   seq right after it appends; anything else is error SEQ (a gap or an overlap: the
+ *   caller's idea of the log is wrong).
+ * Then the events and the entry are written together. Returns the number of events
+ * appended. Each log entry holds the event (e) and the epoch (ep) of the owner that wrote it.
  */
-export const FENCED_APPEND = `
+export const FENCED_COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED the session is owned by another node') end
 local first = tonumber(ARGV[3])
-local count = #ARGV - 3
-local top = 0
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #last > 0 then top = tonumber(string.match(last[1][1], '^(%d+)')) end
-if top == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  local info = redis.call('XINFO', 'STREAM', KEYS[2])
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then top = tonumber(string.match(info[i + 1], '^(%d+)')) end
+local count = #ARGV - 4
+if count > 0 then
+  local top = 0
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  if #last > 0 then top = tonumber(string.match(last[1][1], '^(%d+)')) end
+  if top == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+    local info = redis.call('XINFO', 'STREAM', KEYS[2])
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then top = tonumber(string.match(info[i + 1], '^(%d+)')) end
+    end
+  end
+  if top >= first + count - 1 then return 0 end
+  if first ~= top + 1 then return redis.error_reply('SEQ the log ends at ' .. top .. ', not ' .. (first - 1)) end
+  for i = 1, count do
+    redis.call('XADD', KEYS[2], (first + i - 1) .. '-0', 'e', ARGV[4 + i], 'ep', ARGV[2])
   end
 end
-if top >= first + count - 1 then return 0 end
-if first ~= top + 1 then return redis.error_reply('SEQ the log ends at ' .. top .. ', not ' .. (first - 1)) end
-for i = 1, count do
-  redis.call('XADD', KEYS[2], (first + i - 1) .. '-0', 'e', ARGV[3 + i], 'ep', ARGV[2])
-end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
 return count
 `;

@@ -7,7 +7,7 @@
 import type { Redis } from "ioredis";
 import type { SessionKeys } from "./keys.js";
 import type { SessionLease } from "./lease.js";
-import { FENCED_APPEND } from "./scripts.js";
+import { FENCED_COMMIT } from "./scripts.js";
 
 /** Most events in one script call: bounded arguments and a bounded time the shard is held. */
 export const MAX_BATCH = 512;
@@ -56,20 +56,24 @@ export interface StoredBytes {
 }
 
 /**
- * Appends events `firstSeq`, `firstSeq + 1`, … under `lease`. Resolves to how many were
- * stored (0: all of them already were, a retry after an unknown outcome); rejects with
- * FencedError when the lease is not the caller's any more, SeqError on a gap or overlap.
+ * Appends events `firstSeq`, `firstSeq + 1`, … under `lease`, and with the last batch the
+ * session's registry entry `meta` when given (both or neither are stored). Resolves to how
+ * many events were stored (0: all of them already were, a retry after an unknown outcome);
+ * rejects with FencedError when the lease is not the caller's any more, SeqError on a gap
+ * or overlap.
  */
-export async function appendFenced(redis: Redis, keys: SessionKeys, lease: SessionLease, firstSeq: number, events: readonly Buffer[]): Promise<number> {
+export async function appendFenced(redis: Redis, keys: SessionKeys, lease: SessionLease, firstSeq: number, events: readonly Buffer[], meta?: Buffer): Promise<number> {
   if (!Number.isSafeInteger(firstSeq) || firstSeq < 1) throw new RangeError(`first seq ${firstSeq} is not a positive integer`);
-  if (events.length === 0) return 0;
+  if (meta !== undefined && meta.length === 0) throw new RangeError("an empty registry entry");
+  if (events.length === 0 && meta === undefined) return 0;
   // A holder past its deadline may already be replaced: it must not write (self-fencing).
   if (!lease.valid) throw new FencedError("the lease was not renewed in time; this node must stop the session's agent");
   let stored = 0;
-  for (let start = 0; start < events.length; start += MAX_BATCH) {
+  for (let start = 0; start === 0 || start < events.length; start += MAX_BATCH) {
     const batch = events.slice(start, start + MAX_BATCH);
+    const last = start + MAX_BATCH >= events.length;
     try {
-      stored += (await redis.eval(FENCED_APPEND, 2, keys.lease, keys.log, lease.token, String(lease.epoch), String(firstSeq + start), ...batch)) as number;
+      stored += (await redis.eval(FENCED_COMMIT, 3, keys.lease, keys.log, keys.meta, lease.token, String(lease.epoch), String(firstSeq + start), last && meta ? meta : "", ...batch)) as number;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (message.startsWith("FENCED")) throw new FencedError(message.slice("FENCED ".length));
@@ -78,6 +82,11 @@ export async function appendFenced(redis: Redis, keys: SessionKeys, lease: Sessi
     }
   }
   return stored;
+}
+
+/** The session's registry entry as last committed; undefined when none was. */
+export async function readMeta(redis: Redis, keys: SessionKeys): Promise<Buffer | undefined> {
+  return (await redis.getBuffer(keys.meta)) ?? undefined;
 }
 
 /**
