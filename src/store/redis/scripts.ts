@@ -64,3 +64,36 @@ end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
 return count
 `;
+
+/**
+ * A node's heartbeat: KEYS nodes (a sorted set: node → expiry, in Redis's own ms), info
+ * (the node's hash); ARGV node, ttl ms, then field/value pairs (address, load, capacity).
+ * Redis's clock, not the nodes': their clocks may disagree. Dead nodes' entries are pruned.
+ * Returns Redis's time in ms.
+ */
+export const HEARTBEAT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if #ARGV > 2 then redis.call('HSET', KEYS[2], unpack(ARGV, 3)) end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return now
+`;
+
+/**
+ * The live nodes: KEYS nodes; ARGV the info key prefix. For each node whose heartbeat has
+ * not expired (by Redis's clock): its id, its expiry, then its hash as field/value pairs.
+ */
+export const LIVE_NODES = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
+for i = 1, #live, 2 do
+  table.insert(out, live[i])
+  table.insert(out, live[i + 1])
+  table.insert(out, redis.call('HGETALL', ARGV[1] .. live[i]))
+end
+return out
+`;
