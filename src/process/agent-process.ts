@@ -107,8 +107,11 @@ export class AgentProcess {
       this.#stderr.push(chunk.toString("utf8"));
       for (const listener of this.#stderrListeners) listener(chunk);
     });
-    // Writes after the agent exited fail with EPIPE; the exit is reported on its own.
+    // Writes after the agent exited fail with EPIPE, and a read of a broken pipe can fail
+    // too: the exit is reported on its own, and a stream error must never be unhandled.
     this.#child?.stdin.on("error", () => {});
+    this.#child?.stdout.on("error", () => {});
+    this.#child?.stderr.on("error", () => {});
     // Inside a sandbox the wrappers above the agent hold our stdout pipe too, so its end
     // never shows when only the agent closes it: look at the agent's fd 1 instead.
     const watch = this.#agentDepth > 0 && this.pid !== 0 ? setInterval(() => this.#checkAgentOutput(options.onOutputClosed), OUTPUT_WATCH_MS) : undefined;

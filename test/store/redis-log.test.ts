@@ -230,6 +230,8 @@ describe("reading the log", () => {
     await expect(readLog(redis, keys, 0, 5)).rejects.toThrow(OutOfRangeError);
     await expect(readLog(redis, keys, 4, 5)).rejects.toMatchObject({ afterSeq: 4, firstSeq: 6 });
     expect((await readLog(redis, keys, 5, 100)).map((e) => e.seq)).toEqual([6, 7, 8, 9, 10]);
+    // A limit that is no number reads one event, never an error from Redis.
+    for (const limit of [Number.NaN, Infinity, -5, 0]) expect((await readLog(redis, keys, 5, limit)).map((e) => e.seq), String(limit)).toEqual([6]);
     expect(await readLog(redis, keys, 10, 100)).toEqual([]);
     // Trimmed to nothing: the ids stay, so a reader behind is told, one at the end is not.
     await trimLog(redis, keys, 11);

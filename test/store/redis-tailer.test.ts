@@ -14,7 +14,7 @@ let server: TestRedis;
 let writer: Redis;
 let counter = 0;
 const TIMINGS = { ttlMs: 60_000, marginMs: 10_000 };
-const OPTIONS = { blockMs: 5_000, count: 500, retryMs: 50 };
+const OPTIONS = { prefix: "hp:", blockMs: 5_000, count: 500, retryMs: 50 };
 
 beforeAll(async () => {
   server = await startRedis({ appendOnly: true });
@@ -135,6 +135,15 @@ describe("the stream tailer", () => {
     } finally {
       await tailer.close();
     }
+  });
+
+  it("removes its doorbell when closed", async () => {
+    const tailer = new StreamTailer(server.client(), server.client(), { ...OPTIONS, prefix: "doorbell-test:" });
+    tailer.watch((await session()).keys.log, 0, recorder());
+    for (let k = 0; k < 100 && (await writer.keys("doorbell-test:tailer:*")).length === 0; k += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await writer.keys("doorbell-test:tailer:*")).toHaveLength(1);
+    await tailer.close();
+    expect(await writer.keys("doorbell-test:tailer:*")).toEqual([]);
   });
 
   it("refuses a position that is not a seq", () => {

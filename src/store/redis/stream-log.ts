@@ -96,7 +96,7 @@ export async function readMeta(redis: Redis, keys: SessionKeys): Promise<Buffer 
  */
 export async function readLog(redis: Redis, keys: SessionKeys, afterSeq: number, limit: number): Promise<StoredBytes[]> {
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new RangeError(`after seq ${afterSeq} is not a non-negative integer`);
-  const count = Math.max(1, Math.min(Math.floor(limit), 10_000));
+  const count = Number.isFinite(limit) ? Math.max(1, Math.min(Math.floor(limit), 10_000)) : 1;
   const entries = await redis.xrangeBuffer(keys.log, `(${afterSeq}-0`, "+", "COUNT", count);
   const events = entries.map(entryOf);
   const first = events[0];

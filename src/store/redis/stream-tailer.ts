@@ -7,17 +7,24 @@
  * past the next seq means Redis trimmed what lies between, and that watch ends with an
  * OutOfRangeError instead of a gap. A lost connection (Redis restarted, a failover) is
  * retried from the same positions, so nothing is skipped or delivered twice. A change to
- * the watched set wakes the blocked read at once (CLIENT UNBLOCK from a second connection).
+ * the watched set wakes the blocked read at once: the read always includes a doorbell stream
+ * of this tailer's own, and a change adds an entry to it from a second connection. (CLIENT
+ * UNBLOCK would race: sent before the read reaches Redis, it wakes nothing; an entry added
+ * before the read arrives still ends it at once, since the read asks for entries after the
+ * last one it saw.)
  *
  * A watch should start at a seq the log has (readLog checks that; the tailer cannot tell a
  * position past the end from one not reached yet). One connection reads streams of any
  * hash slot only on a single Redis; on Redis Cluster
  * XREAD across slots fails (CROSSSLOT), so a cluster needs one tailer per shard.
  */
+import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { entryOf, OutOfRangeError, type StoredBytes } from "./stream-log.js";
 
 export interface TailerOptions {
+  /** Prefix of the doorbell's key (the tailer's own stream, removed by close). */
+  prefix: string;
   /** The longest one XREAD blocks (it is woken early when the watched set changes). */
   blockMs: number;
   /** The most entries one reply carries per stream. */
@@ -44,8 +51,9 @@ export class StreamTailer {
   readonly #control: Redis;
   readonly #options: TailerOptions;
   readonly #watched = new Map<symbol, Watched>();
-  #readerId: number | undefined;
-  #blocked = false;
+  readonly #doorbell: string;
+  /** The id of the last doorbell entry a read returned. */
+  #rang = "0-0";
   #closed = false;
   #wake: (() => void) | undefined;
   readonly #loop: Promise<void>;
@@ -55,8 +63,7 @@ export class StreamTailer {
     this.#reader = reader;
     this.#control = control;
     this.#options = options;
-    // After a reconnect the connection has another id (and an old one may be someone else's).
-    reader.on("ready", () => (this.#readerId = undefined));
+    this.#doorbell = `${options.prefix}tailer:${randomUUID()}`;
     this.#loop = this.#run();
   }
 
@@ -76,12 +83,19 @@ export class StreamTailer {
     this.#closed = true;
     this.#changed();
     await this.#loop;
+    await this.#control.del(this.#doorbell).catch(() => {});
   }
 
   #changed(): void {
     this.#wake?.();
-    // A blocked read would otherwise wait out its block time with the old set.
-    if (this.#blocked && this.#readerId !== undefined) void this.#control.call("CLIENT", "UNBLOCK", String(this.#readerId)).catch(() => {});
+    // A blocked read would otherwise wait out its block time with the old set. The entry
+    // expires with the key a day after the last change, should this process die.
+    void this.#control
+      .multi()
+      .xadd(this.#doorbell, "MAXLEN", "1", "*", "r", "1")
+      .pexpire(this.#doorbell, 86_400_000)
+      .exec()
+      .catch(() => {});
   }
 
   async #run(): Promise<void> {
@@ -92,22 +106,19 @@ export class StreamTailer {
         continue;
       }
       try {
-        this.#readerId ??= (await this.#reader.call("CLIENT", "ID")) as number;
         // Several watches of one stream read from the lowest position; each gets what it lacks.
         const from = new Map<string, number>();
         for (const { key, afterSeq } of this.#watched.values()) from.set(key, Math.min(from.get(key) ?? afterSeq, afterSeq));
         const keys = [...from.keys()];
-        this.#blocked = true;
-        let reply: [Buffer, [Buffer, Buffer[]][]][] | null;
-        try {
-          reply = (await this.#reader.xreadBuffer("COUNT", this.#options.count, "BLOCK", this.#options.blockMs, "STREAMS", ...keys, ...keys.map((key) => `${from.get(key)}-0`))) as typeof reply;
-        } finally {
-          this.#blocked = false;
+        const ids = keys.map((key) => `${from.get(key)}-0`);
+        const reply = (await this.#reader.xreadBuffer("COUNT", this.#options.count, "BLOCK", this.#options.blockMs, "STREAMS", ...keys, this.#doorbell, ...ids, this.#rang)) as [Buffer, [Buffer, Buffer[]][]][] | null;
+        for (const [keyBytes, entries] of reply ?? []) {
+          const key = keyBytes.toString("utf8");
+          if (key === this.#doorbell) this.#rang = entries.at(-1)?.[0].toString("latin1") ?? this.#rang;
+          else this.#deliver(key, entries.map(entryOf));
         }
-        for (const [keyBytes, entries] of reply ?? []) this.#deliver(keyBytes.toString("utf8"), entries.map(entryOf));
       } catch {
         // The connection was lost (or Redis refused): the positions stay, the next read resumes there.
-        this.#readerId = undefined;
         if (!this.#closed) await new Promise((resolve) => setTimeout(resolve, this.#options.retryMs));
       }
     }
