@@ -2,7 +2,7 @@
 // generated texts made of what fences are made of (backticks, tildes, blanks, newlines,
 // carriage returns, info words).
 import { describe, expect, it } from "vitest";
-import { FENCE_PATTERN, replaceFences } from "./fences.js";
+import { FENCE_PATTERN, INLINE_PATTERN, replaceFences, replaceInlineCode } from "./fences.js";
 
 const mark = (info: string, body: string) => `<${JSON.stringify(info)}|${JSON.stringify(body)}>`;
 const byPattern = (text: string) => text.replace(FENCE_PATTERN, (_, _run: string, info: string, body: string) => mark(info, body));
@@ -40,6 +40,26 @@ describe("the fence scanner", () => {
       let text = "";
       for (let j = 0, n = 1 + random(14); j < n; j += 1) text += pieces[random(pieces.length)];
       expect(replaceFences(text, mark), JSON.stringify(text)).toBe(byPattern(text));
+    }
+  });
+});
+
+describe("the inline code scanner", () => {
+  const spans = (text: string) => text.replace(INLINE_PATTERN, (_, _run: string, body: string) => `<${body}>`);
+  it("finds the spans the expression finds", () => {
+    for (const text of ["run `npm test` now", "``a`b``", "````x``", "```x```", "`a` and `b`", "`` ` ``", "`unclosed", "``x`", "`x``", "a ``` b ` c", "`" + "y".repeat(4001) + "`", "`" + "y".repeat(4000) + "`", "", "``"]) {
+      expect(replaceInlineCode(text, (body) => `<${body}>`), JSON.stringify(text)).toBe(spans(text));
+    }
+  });
+
+  it("agrees with the expression on generated texts", () => {
+    const pieces = ["`", "``", "```", "````", "a", " ", "b c", "\n", "x".repeat(1500)];
+    let seed = 11;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    for (let k = 0; k < 20_000; k += 1) {
+      let text = "";
+      for (let j = 0, n = 1 + random(12); j < n; j += 1) text += pieces[random(pieces.length)];
+      expect(replaceInlineCode(text, (body) => `<${body}>`), JSON.stringify(text.slice(0, 200))).toBe(spans(text));
     }
   });
 });

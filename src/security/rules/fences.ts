@@ -82,3 +82,33 @@ function closingEnd(text: string, at: number, run: string): number {
 function isLineTerminator(c: number): boolean {
   return c === 10 || c === 13 || c === 0x2028 || c === 0x2029;
 }
+
+/** The expression inline code spans were found with (flag g): a run of 1–3 backticks, a body without backticks, the same run. */
+export const INLINE_PATTERN = /(`{1,3})([^`]{1,4000}?)\1(?!`)/g;
+
+/**
+ * `text.replace(INLINE_PATTERN, (_, run, body) => replace(body))`, by backtick runs: a span
+ * opens at the end of a run (its last 1–3 backticks) and closes at the next run when that
+ * run is exactly as long, at most as long as the opening run, and 1 to 4000 characters
+ * away; a run that closes nothing may open the next span.
+ */
+export function replaceInlineCode(text: string, replace: (body: string) => string): string {
+  let out = "";
+  let copied = 0;
+  let a = text.indexOf("`");
+  while (a >= 0) {
+    let b = a;
+    while (text.charCodeAt(b) === 96) b += 1;
+    const q = text.indexOf("`", b);
+    if (q < 0) break;
+    let r = q;
+    while (text.charCodeAt(r) === 96) r += 1;
+    const length = r - q;
+    if (length <= 3 && length <= b - a && q - b <= 4000) {
+      out += text.slice(copied, b - length) + replace(text.slice(b, q));
+      copied = r;
+      a = text.indexOf("`", r);
+    } else a = q;
+  }
+  return copied === 0 ? text : out + text.slice(copied);
+}

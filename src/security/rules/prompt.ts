@@ -16,7 +16,7 @@
  * "difference", "is it safe", a question mark, "never", "don't"…) and has no such verb.
  * So "explain what rm -rf / does" warns, "explain it, then run rm -rf /" blocks.
  */
-import { replaceFences } from "./fences.js";
+import { replaceFences, replaceInlineCode } from "./fences.js";
 
 const ZERO_WIDTH = /[\u00ad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]/g;
 
@@ -38,7 +38,6 @@ export function normalizePrompt(text: string): string {
 }
 
 // Inline spans hold no backticks (so a failed match stops at the next one: linear time).
-const INLINE = /(`{1,3})([^`]{1,4000}?)\1(?!`)/g;
 const PLACEHOLDER = /\u0000(\d+)\u0000/g;
 const FENCE_ALONE = /^\s*\u0000\d+\u0000\s*$/;
 
@@ -81,27 +80,26 @@ export function promptSegments(text: string, maxSegments = 256): PromptSegment[]
   // Fences and inline spans become placeholders so that the prose around them is still read;
   // the same code gets the same number, so a repeated sentence reads the same. A long code
   // (a script) gets a number of its own: hashing it costs more than judging a repeat.
-  const numbers = new Map<string, number>();
+  const numbers = new TextIndex<number>();
   const placeholder = (code: string, origin: "fence" | "inline", language: string): number => {
     if (code.length >= LONG_CODE) return codes.push({ code, origin, language }) - 1;
-    const key = `${origin}\u0000${language}\u0000${code}`;
-    let n = numbers.get(key);
+    let n = numbers.get(code, (k) => codes[k]!.origin === origin && codes[k]!.language === language);
     if (n === undefined) {
       n = codes.push({ code, origin, language }) - 1;
-      numbers.set(key, n);
+      numbers.add(code, n);
     }
     return n;
   };
   let prose = text.includes("```") || text.includes("~~~")
     ? replaceFences(text, (info, body) => `\n\u0000${placeholder(flat(body), "fence", info.trim().split(/\s+/)[0]!.toLowerCase())}\u0000\n`)
     : text;
-  if (prose.includes("`")) prose = prose.replace(INLINE, (_, _ticks: string, body: string) => `\u0000${placeholder(body.trim(), "inline", "")}\u0000`);
+  if (prose.includes("`")) prose = replaceInlineCode(prose, (body) => `\u0000${placeholder(body.trim(), "inline", "")}\u0000`);
   // Nothing to find: no code and no sentence that could name a program.
   if (codes.length === 0 && !MAY_HOLD_COMMAND.test(prose)) return segments;
   const sentences = splitSentences(prose);
   // A sentence repeated word for word yields the same segments again (its placeholders
   // are numbered apart, so only the text outside them is compared): read it once.
-  const seen = new Set<string>();
+  const seen = new TextIndex<true>();
   for (let k = 0; k < sentences.length && segments.length < maxSegments; k += 1) {
     const sentence = sentences[k]!;
     const hasCode = sentence.includes("\u0000");
@@ -109,8 +107,8 @@ export function promptSegments(text: string, maxSegments = 256): PromptSegment[]
     // sentence seen before is skipped before any pattern is tried on it.
     const fenceAlone = hasCode && FENCE_ALONE.test(sentence);
     if (!fenceAlone) {
-      if (seen.has(sentence)) continue;
-      seen.add(sentence);
+      if (seen.get(sentence) !== undefined) continue;
+      seen.add(sentence, true);
     }
     if (!hasCode && !MAY_HOLD_COMMAND.test(sentence)) continue;
     const bare = hasCode ? sentence.replace(PLACEHOLDER, " ").trim() : sentence.trim();
@@ -220,4 +218,31 @@ function proseCommands(sentence: string): string[] {
     if (!FILLERS.has(lower)) leading = false;
   }
   return found;
+}
+
+/**
+ * Texts seen so far, found by their length and a few characters before a comparison: a
+ * Map or Set keyed by the text would hash every new slice, which here costs more than the
+ * comparisons (a prompt's sentences and spans are fresh slices each time).
+ */
+class TextIndex<V> {
+  readonly #byShape = new Map<number, { text: string; value: V }[]>();
+
+  get(text: string, accept?: (value: V) => boolean): V | undefined {
+    for (const entry of this.#byShape.get(shape(text)) ?? []) if (entry.text === text && (accept === undefined || accept(entry.value))) return entry.value;
+    return undefined;
+  }
+
+  add(text: string, value: V): void {
+    const key = shape(text);
+    const entries = this.#byShape.get(key);
+    if (entries === undefined) this.#byShape.set(key, [{ text, value }]);
+    else entries.push({ text, value });
+  }
+}
+
+function shape(text: string): number {
+  const n = text.length;
+  if (n === 0) return 0;
+  return ((n * 31 + text.charCodeAt(0)) * 31 + text.charCodeAt(n >> 1)) * 31 + text.charCodeAt(n - 1);
 }
