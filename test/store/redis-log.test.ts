@@ -4,7 +4,7 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sessionKeys } from "../../src/store/redis/keys.js";
 import { type LeaseTimings, SessionLease } from "../../src/store/redis/lease.js";
-import { AheadOfLogError, appendFenced, FencedError, lastGeneratedSeq, MAX_BATCH, OutOfRangeError, readLog, readMeta, SeqError, trimLog } from "../../src/store/redis/stream-log.js";
+import { AheadOfLogError, commitFenced, FencedError, lastGeneratedSeq, MAX_BATCH, OutOfRangeError, readLog, readMeta, SeqError, trimLog } from "../../src/store/redis/stream-log.js";
 import { startRedis, type TestRedis } from "../fixtures/redis-server.js";
 
 let server: TestRedis;
@@ -96,7 +96,7 @@ describe("the fenced append", () => {
     const keys = fresh();
     const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
     const events = Array.from({ length: MAX_BATCH + 90 }, (_, k) => Buffer.from([k & 0xff, 0, 0xff, 10, 13, (k >> 8) & 0xff]));
-    expect(await appendFenced(redis, keys, lease, 1, events)).toBe(events.length);
+    expect(await commitFenced(redis, keys, lease, 1, events)).toBe(events.length);
     const read = [];
     for (let page = await readLog(redis, keys, 0, 100); page.length > 0; page = await readLog(redis, keys, read.length, 100)) read.push(...page);
     expect(read.map((e) => e.seq)).toEqual(events.map((_, k) => k + 1));
@@ -108,36 +108,36 @@ describe("the fenced append", () => {
     const keys = fresh();
     const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
     const batch = [bytes("one"), bytes("two")];
-    expect(await appendFenced(redis, keys, lease, 1, batch)).toBe(2);
-    expect(await appendFenced(redis, keys, lease, 1, batch)).toBe(0);
-    expect(await appendFenced(redis, keys, lease, 3, [bytes("three")])).toBe(1);
+    expect(await commitFenced(redis, keys, lease, 1, batch)).toBe(2);
+    expect(await commitFenced(redis, keys, lease, 1, batch)).toBe(0);
+    expect(await commitFenced(redis, keys, lease, 3, [bytes("three")])).toBe(1);
     expect((await readLog(redis, keys, 0, 10)).map((e) => e.bytes.toString())).toEqual(["one", "two", "three"]);
   });
 
   it("refuses a gap or an overlap, and writes nothing of it", async () => {
     const keys = fresh();
     const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
-    await expect(appendFenced(redis, keys, lease, 2, [bytes("x")])).rejects.toThrow(SeqError);
-    await appendFenced(redis, keys, lease, 1, [bytes("a"), bytes("b")]);
-    await expect(appendFenced(redis, keys, lease, 2, [bytes("b"), bytes("c")])).rejects.toThrow(/ends at 2/);
-    await expect(appendFenced(redis, keys, lease, 5, [bytes("e")])).rejects.toThrow(SeqError);
+    await expect(commitFenced(redis, keys, lease, 2, [bytes("x")])).rejects.toThrow(SeqError);
+    await commitFenced(redis, keys, lease, 1, [bytes("a"), bytes("b")]);
+    await expect(commitFenced(redis, keys, lease, 2, [bytes("b"), bytes("c")])).rejects.toThrow(/ends at 2/);
+    await expect(commitFenced(redis, keys, lease, 5, [bytes("e")])).rejects.toThrow(SeqError);
     expect(await lastGeneratedSeq(redis, keys)).toBe(2);
-    for (const seq of [0, -1, 1.5, Number.NaN]) await expect(appendFenced(redis, keys, lease, seq, [bytes("x")])).rejects.toThrow(RangeError);
+    for (const seq of [0, -1, 1.5, Number.NaN]) await expect(commitFenced(redis, keys, lease, seq, [bytes("x")])).rejects.toThrow(RangeError);
   });
 
   it("is refused to a node whose lease was taken over, and to one past its own deadline", async () => {
     const keys = fresh();
     const old = (await SessionLease.acquire(redis, keys, "a", { ttlMs: 150, marginMs: 50 }))!;
-    await appendFenced(redis, keys, old, 1, [bytes("by a")]);
+    await commitFenced(redis, keys, old, 1, [bytes("by a")]);
     // Past its deadline the old owner refuses to write on its own, before Redis is asked.
     while (old.valid) await new Promise((resolve) => setTimeout(resolve, 10));
-    await expect(appendFenced(redis, keys, old, 2, [bytes("late")])).rejects.toThrow(FencedError);
+    await expect(commitFenced(redis, keys, old, 2, [bytes("late")])).rejects.toThrow(FencedError);
     let next: SessionLease | undefined;
     while (!(next = await SessionLease.acquire(other, keys, "b", TIMINGS))) await new Promise((resolve) => setTimeout(resolve, 10));
-    await appendFenced(other, keys, next, 2, [bytes("by b")]);
+    await commitFenced(other, keys, next, 2, [bytes("by b")]);
     // A holder that ignores its deadline (a paused process with a stale view) is refused by Redis.
     const stale = Object.create(old, { valid: { value: true } }) as SessionLease;
-    await expect(appendFenced(redis, keys, stale, 3, [bytes("zombie")])).rejects.toThrow(FencedError);
+    await expect(commitFenced(redis, keys, stale, 3, [bytes("zombie")])).rejects.toThrow(FencedError);
     const log = await readLog(redis, keys, 0, 10);
     expect(log.map((e) => [e.seq, e.bytes.toString(), e.epoch])).toEqual([
       [1, "by a", old.epoch],
@@ -165,7 +165,7 @@ describe("the fenced append", () => {
           for (let k = 0; k < 5 && lease.valid; k += 1) {
             const seq = (await lastGeneratedSeq(client, keys)) + 1;
             try {
-              await appendFenced(client, keys, lease, seq, [bytes(`${node}:${lease.epoch}:${seq}`)]);
+              await commitFenced(client, keys, lease, seq, [bytes(`${node}:${lease.epoch}:${seq}`)]);
               next = Math.max(next, seq + 1);
             } catch (error) {
               if (!(error instanceof FencedError || error instanceof SeqError)) throw error;
@@ -189,22 +189,22 @@ describe("the registry entry committed with the events", () => {
     const keys = fresh();
     const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
     expect(await readMeta(redis, keys)).toBeUndefined();
-    await appendFenced(redis, keys, lease, 1, [bytes("e1"), bytes("e2")], bytes("meta@2"));
+    await commitFenced(redis, keys, lease, 1, [bytes("e1"), bytes("e2")], bytes("meta@2"));
     expect((await readMeta(redis, keys))?.toString()).toBe("meta@2");
-    await appendFenced(redis, keys, lease, 3, [bytes("e3")], bytes("meta@3"));
+    await commitFenced(redis, keys, lease, 3, [bytes("e3")], bytes("meta@3"));
     // The first batch again (its outcome was unknown): nothing is written, the entry stays.
-    expect(await appendFenced(redis, keys, lease, 1, [bytes("e1"), bytes("e2")], bytes("meta@2"))).toBe(0);
+    expect(await commitFenced(redis, keys, lease, 1, [bytes("e1"), bytes("e2")], bytes("meta@2"))).toBe(0);
     expect((await readMeta(redis, keys))?.toString()).toBe("meta@3");
     // A gap writes neither.
-    await expect(appendFenced(redis, keys, lease, 9, [bytes("e9")], bytes("meta@9"))).rejects.toThrow(SeqError);
+    await expect(commitFenced(redis, keys, lease, 9, [bytes("e9")], bytes("meta@9"))).rejects.toThrow(SeqError);
     expect((await readMeta(redis, keys))?.toString()).toBe("meta@3");
     // The entry alone (a checkpoint with no new events), under the lease.
-    expect(await appendFenced(redis, keys, lease, 4, [], bytes("meta@3'"))).toBe(0);
+    expect(await commitFenced(redis, keys, lease, 4, [], bytes("meta@3'"))).toBe(0);
     expect((await readMeta(redis, keys))?.toString()).toBe("meta@3'");
-    await expect(appendFenced(redis, keys, lease, 4, [], Buffer.alloc(0))).rejects.toThrow(RangeError);
+    await expect(commitFenced(redis, keys, lease, 4, [], Buffer.alloc(0))).rejects.toThrow(RangeError);
     // A batch past one script's limit: the entry goes with its last part.
     const many = Array.from({ length: MAX_BATCH * 2 + 3 }, (_, k) => bytes(`m${k}`));
-    await appendFenced(redis, keys, lease, 4, many, bytes("meta@big"));
+    await commitFenced(redis, keys, lease, 4, many, bytes("meta@big"));
     expect(await lastGeneratedSeq(redis, keys)).toBe(3 + many.length);
     expect((await readMeta(redis, keys))?.toString()).toBe("meta@big");
   });
@@ -212,11 +212,11 @@ describe("the registry entry committed with the events", () => {
   it("is refused with its events to a node that lost the lease", async () => {
     const keys = fresh();
     const old = (await SessionLease.acquire(redis, keys, "a", { ttlMs: 150, marginMs: 50 }))!;
-    await appendFenced(redis, keys, old, 1, [bytes("by a")], bytes("meta by a"));
+    await commitFenced(redis, keys, old, 1, [bytes("by a")], bytes("meta by a"));
     let next: SessionLease | undefined;
     while (!(next = await SessionLease.acquire(other, keys, "b", TIMINGS))) await new Promise((resolve) => setTimeout(resolve, 10));
     const stale = Object.create(old, { valid: { value: true } }) as SessionLease;
-    await expect(appendFenced(redis, keys, stale, 2, [], bytes("meta by a, late"))).rejects.toThrow(FencedError);
+    await expect(commitFenced(redis, keys, stale, 2, [], bytes("meta by a, late"))).rejects.toThrow(FencedError);
     expect((await readMeta(redis, keys))?.toString()).toBe("meta by a");
   });
 });
@@ -225,7 +225,7 @@ describe("reading the log", () => {
   it("reports trimmed events instead of skipping them, and a reader past the log's end", async () => {
     const keys = fresh();
     const lease = (await SessionLease.acquire(redis, keys, "a", TIMINGS))!;
-    await appendFenced(redis, keys, lease, 1, Array.from({ length: 10 }, (_, k) => bytes(`e${k + 1}`)));
+    await commitFenced(redis, keys, lease, 1, Array.from({ length: 10 }, (_, k) => bytes(`e${k + 1}`)));
     await trimLog(redis, keys, 6);
     await expect(readLog(redis, keys, 0, 5)).rejects.toThrow(OutOfRangeError);
     await expect(readLog(redis, keys, 4, 5)).rejects.toMatchObject({ afterSeq: 4, firstSeq: 6 });
@@ -237,7 +237,7 @@ describe("reading the log", () => {
     await trimLog(redis, keys, 11);
     await expect(readLog(redis, keys, 3, 100)).rejects.toMatchObject({ firstSeq: 11 });
     expect(await readLog(redis, keys, 10, 100)).toEqual([]);
-    expect(await appendFenced(redis, keys, lease, 11, [bytes("e11")])).toBe(1);
+    expect(await commitFenced(redis, keys, lease, 11, [bytes("e11")])).toBe(1);
     // A seq the log never had (a failover lost its tail): refused, never served.
     await expect(readLog(redis, keys, 12, 100)).rejects.toThrow(AheadOfLogError);
     await expect(readLog(redis, fresh(), 3, 100)).rejects.toMatchObject({ lastSeq: 0 });

@@ -5,7 +5,7 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sessionKeys } from "../../src/store/redis/keys.js";
 import { SessionLease } from "../../src/store/redis/lease.js";
-import { appendFenced, OutOfRangeError, type StoredBytes, trimLog } from "../../src/store/redis/stream-log.js";
+import { commitFenced, OutOfRangeError, type StoredBytes, trimLog } from "../../src/store/redis/stream-log.js";
 import { StreamTailer, type TailWatch } from "../../src/store/redis/stream-tailer.js";
 import { startRedis, type TestRedis } from "../fixtures/redis-server.js";
 import { waitUntil } from "../harness.js";
@@ -31,7 +31,7 @@ async function session() {
     keys,
     async append(count: number) {
       const events = Array.from({ length: count }, (_, k) => Buffer.from(`${keys.log}#${next + k}`));
-      await appendFenced(writer, keys, lease, next, events);
+      await commitFenced(writer, keys, lease, next, events);
       next += count;
     },
     get lastSeq() {

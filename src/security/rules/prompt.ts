@@ -16,7 +16,7 @@
  * "difference", "is it safe", a question mark, "never", "don't"…) and has no such verb.
  * So "explain what rm -rf / does" warns, "explain it, then run rm -rf /" blocks.
  */
-import { replaceFences, replaceInlineCode } from "./fences.js";
+import { replaceFences, replaceInlineCode } from "./code-spans.js";
 
 const ZERO_WIDTH = /[\u00ad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]/g;
 

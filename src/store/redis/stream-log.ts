@@ -62,7 +62,7 @@ export interface StoredBytes {
  * rejects with FencedError when the lease is not the caller's any more, SeqError on a gap
  * or overlap.
  */
-export async function appendFenced(redis: Redis, keys: SessionKeys, lease: SessionLease, firstSeq: number, events: readonly Buffer[], meta?: Buffer): Promise<number> {
+export async function commitFenced(redis: Redis, keys: SessionKeys, lease: SessionLease, firstSeq: number, events: readonly Buffer[], meta?: Buffer): Promise<number> {
   if (!Number.isSafeInteger(firstSeq) || firstSeq < 1) throw new RangeError(`first seq ${firstSeq} is not a positive integer`);
   if (meta !== undefined && meta.length === 0) throw new RangeError("an empty registry entry");
   if (events.length === 0 && meta === undefined) return 0;

@@ -2,7 +2,7 @@
 // generated texts made of what fences are made of (backticks, tildes, blanks, newlines,
 // carriage returns, info words).
 import { describe, expect, it } from "vitest";
-import { FENCE_PATTERN, INLINE_PATTERN, replaceFences, replaceInlineCode } from "./fences.js";
+import { FENCE_PATTERN, INLINE_PATTERN, replaceFences, replaceInlineCode } from "./code-spans.js";
 
 const mark = (info: string, body: string) => `<${JSON.stringify(info)}|${JSON.stringify(body)}>`;
 const byPattern = (text: string) => text.replace(FENCE_PATTERN, (_, _run: string, info: string, body: string) => mark(info, body));

@@ -1,5 +1,8 @@
 /**
- * Code fences in a prompt, found by a scanner rather than a regular expression: the
+ * Code in a prompt: fences and inline spans, each found by a scanner rather than a regular
+ * expression.
+ *
+ * Code fences, found by a scanner rather than a regular expression: the
  * expression (FENCE_PATTERN, kept for the tests that hold the two to the same results)
  * tries its lazy body at every character after an opener, which costs more than all
  * the rest of reading a 4 KiB script; this looks only at line starts and newlines.
