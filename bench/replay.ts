@@ -63,7 +63,7 @@ function replayConfig(dataDir: string): EngineConfig {
 }
 
 /** Writes the sessions' records and events straight through SqliteStore.commit. */
-function seed(dataDir: string): { seconds: number; events: number; dbBytes: number } {
+async function seed(dataDir: string): Promise<{ seconds: number; events: number; dbBytes: number }> {
   const store = new SqliteStore(dataDir, "normal");
   const start = performance.now();
   let total = 0;
@@ -105,11 +105,11 @@ function seed(dataDir: string): { seconds: number; events: number; dbBytes: numb
           }),
         });
       }
-      store.commit(batch, [{ ...record, lastSeq: to }]);
+      await store.commit(batch, [{ ...record, lastSeq: to }]);
     }
     total += events;
   }
-  store.close();
+  await store.close();
   return { seconds: (performance.now() - start) / 1000, events: total, dbBytes: statSync(path.join(dataDir, "hotplex.db")).size };
 }
 
@@ -269,7 +269,7 @@ function median<T>(runs: T[], key: (run: T) => number): T {
 export async function main(): Promise<BenchResult> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "hotplex-bench-replay-"));
   try {
-    const seeded = seed(dataDir);
+    const seeded = await seed(dataDir);
     process.stderr.write(`replay: seeded ${seeded.events} events in ${seeded.seconds.toFixed(1)} s\n`);
     const rows: Row[] = [];
     const daemon = await startDaemon(dataDir);

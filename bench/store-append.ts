@@ -153,7 +153,7 @@ async function runCase(c: Case): Promise<Run> {
     const seconds = (performance.now() - start) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const written1 = writtenSoFar();
-    inner.close();
+    await inner.close();
     const fileBytes = c.store === "sqlite" ? fileSize(path.join(dir, "hotplex.db")) : undefined;
     if (committed !== perSession * c.sessions) throw new Error(`${c.label}: committed ${committed}, expected ${perSession * c.sessions}`);
     return {

@@ -1,5 +1,5 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { homedir, hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DEFAULT_NAMESPACE } from "../engine/config.js";
@@ -176,6 +176,34 @@ describe("loadConfig", () => {
     const error = configError(() => load([`${flag}=${value}`]));
     expect(error.message).toContain(flag);
     expect(error.message).toContain(`"${value}"`);
+  });
+
+  it.each([
+    [["--redis-url", "http://redis.example:6379"], "--redis-url", "must start with redis:// or rediss://"],
+    [["--redis-url", "not a url"], "--redis-url", "is not a URL"],
+    [["--redis-tls-ca", "/etc/ssl/ca.pem"], "--redis-tls-ca", "needs a rediss:// URL"],
+    [["--redis-url", "rediss://r.example:6380", "--redis-tls-ca", "/nonexistent/ca.pem"], "/nonexistent/ca.pem", "cannot read the Redis CA file"],
+    [["--redis-prefix", "a{b}"], "--redis-prefix", "[A-Za-z0-9._:-]"],
+    [["--node-id", "a b/c"], "--node-id", "must be 1 to 64 of"],
+    [["--node-id", "n".repeat(65)], "--node-id", "must be 1 to 64 of"],
+    [["--lease-ttl", "200ms"], "--lease-ttl", "between 1s and 10m"],
+    [["--lease-ttl", "2s", "--lease-margin", "1s"], "--lease-margin", "less than half of the lease ttl"],
+  ])("rejects a Redis store setting %j, naming %s", (args, named, message) => {
+    const error = configError(() => load(["--store", "redis", ...args]));
+    expect(error.message).toContain(named);
+    expect(error.message).toContain(message);
+  });
+
+  it("takes a Redis store's settings, the host name as the node id by default", () => {
+    const config = load(["--store", "redis", "--redis-url", "redis://:pw@10.0.0.5:6380/2", "--lease-ttl", "6s", "--lease-margin", "1500ms"]);
+    expect(config.engine.store).toEqual({
+      kind: "redis",
+      url: "redis://:pw@10.0.0.5:6380/2",
+      prefix: "hp:",
+      nodeId: hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64),
+      leaseTtlMs: 6000,
+      leaseMarginMs: 1500,
+    });
   });
 
   it("rejects a bad value from the environment under the option's name", () => {

@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { validate as isUuid } from "uuid";
-import { type ApprovalDefault, DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type StoreConfig } from "../engine/config.js";
+import { type ApprovalDefault, DEFAULT_TAIL_BOUNDS, type EngineConfig, MAX_PROMPT_BYTES, type RedisStoreConfig, type StoreConfig } from "../engine/config.js";
 import { create } from "@bufbuild/protobuf";
 import { ApprovalMode, SessionConfigSchema } from "../../gen/hotplex/v1/session_pb.js";
 import type { PrewarmSpec } from "../engine/prewarm.js";
@@ -205,7 +205,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, load: LoadOpt
       tenants: resolveTenants(file, idleTimeoutMs),
       prewarm: prewarmSpecs(file),
       logBounds: DEFAULT_TAIL_BOUNDS,
-      store: storeConfig(get("store"), str("data-dir"), get("durability")),
+      store: storeConfig(get, str("data-dir"), get("durability")),
       retention: {
         maxEvents: num("retain-events"),
         maxBytes: num("retain-bytes"),
@@ -514,13 +514,51 @@ function approvalMode(mode: { value: string; where: string }): ApprovalDefault {
   return mode.value;
 }
 
-function storeConfig(kind: { value: string; where: string }, dataDir: string, durability: { value: string; where: string }): StoreConfig {
+function storeConfig(get: (name: OptionName) => { value: string; where: string }, dataDir: string, durability: { value: string; where: string }): StoreConfig {
+  const kind = get("store");
   if (kind.value === "memory") return { kind: "memory" };
-  if (kind.value !== "sqlite") throw new ConfigError(`${kind.where} "${kind.value}" must be sqlite or memory`);
+  if (kind.value === "redis") return redisStoreConfig(get);
+  if (kind.value !== "sqlite") throw new ConfigError(`${kind.where} "${kind.value}" must be sqlite, memory or redis`);
   if (durability.value !== "normal" && durability.value !== "full") {
     throw new ConfigError(`${durability.where} "${durability.value}" must be normal or full`);
   }
   return { kind: "sqlite", dataDir: path.resolve(expandHome(dataDir)), durability: durability.value };
+}
+
+// A node id as leases carry it (see store/redis/lease.ts).
+const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+function redisStoreConfig(get: (name: OptionName) => { value: string; where: string }): RedisStoreConfig {
+  const url = get("redis-url");
+  let parsed: URL;
+  try {
+    parsed = new URL(url.value);
+  } catch {
+    throw new ConfigError(`${url.where} is not a URL: use redis://host:port or rediss://host:port`);
+  }
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") throw new ConfigError(`${url.where} must start with redis:// or rediss:// (TLS), not ${parsed.protocol}//`);
+  const ca = get("redis-tls-ca");
+  if (ca.value && parsed.protocol !== "rediss:") throw new ConfigError(`${ca.where} needs a rediss:// URL (TLS)`);
+  let tlsCa: Buffer | undefined;
+  if (ca.value) {
+    try {
+      tlsCa = readFileSync(path.resolve(expandHome(ca.value)));
+    } catch (error) {
+      throw new ConfigError(`cannot read the Redis CA file ${ca.value}: ${(error as Error).message}`);
+    }
+  }
+  const prefix = get("redis-prefix");
+  if (!/^[A-Za-z0-9._:-]{0,64}$/.test(prefix.value)) throw new ConfigError(`${prefix.where} may hold up to 64 of [A-Za-z0-9._:-]`);
+  const node = get("node-id");
+  const nodeId = node.value || hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64);
+  if (!NODE_ID.test(nodeId)) throw new ConfigError(`${node.where} "${nodeId.slice(0, 80)}" must be 1 to 64 of [A-Za-z0-9._-]`);
+  const ttl = get("lease-ttl");
+  const margin = get("lease-margin");
+  const leaseTtlMs = durationMs(ttl.where, ttl.value);
+  const leaseMarginMs = durationMs(margin.where, margin.value);
+  if (leaseTtlMs < 1000 || leaseTtlMs > 600_000) throw new ConfigError(`${ttl.where} must be between 1s and 10m`);
+  if (leaseMarginMs < 0 || leaseMarginMs >= leaseTtlMs / 2) throw new ConfigError(`${margin.where} must be less than half of the lease ttl (${leaseTtlMs} ms)`);
+  return { kind: "redis", url: url.value, ...(tlsCa ? { tlsCa } : {}), prefix: prefix.value, nodeId, leaseTtlMs, leaseMarginMs };
 }
 
 function expandHome(value: string): string {

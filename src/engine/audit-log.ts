@@ -42,19 +42,27 @@ export class AuditLog {
     this.#logger = logger;
   }
 
+  /**
+   * Stores an entry (in the order entries are recorded) and mirrors it to the daemon's
+   * log once stored. Never throws: a full disk must not turn a refusal into a crash; the
+   * log line still tells.
+   */
   record(entry: AuditEntry, nowMs = Date.now()): void {
     const record = { timeMs: nowMs, tenant: "", sessionId: "", ...entry };
+    let stored: Promise<number>;
     try {
-      const id = this.#store.appendAudit(record, KEPT_ENTRIES);
-      this.#logger.info({ audit: id, ...entry }, "audit");
+      stored = this.#store.appendAudit(record, KEPT_ENTRIES);
     } catch (error) {
-      // A full disk must not turn a refusal into a crash; the log line still tells.
-      this.#logger.error({ err: error, ...entry }, "audit entry could not be stored");
+      stored = Promise.reject(error);
     }
+    stored.then(
+      (id) => this.#logger.info({ audit: id, ...entry }, "audit"),
+      (error: unknown) => this.#logger.error({ err: error, ...entry }, "audit entry could not be stored"),
+    );
   }
 
-  list(afterId: number, limit: number): AuditEvent[] {
-    return this.#store.readAudit(afterId, limit).map(toEvent);
+  async list(afterId: number, limit: number): Promise<AuditEvent[]> {
+    return (await this.#store.readAudit(afterId, limit)).map(toEvent);
   }
 }
 

@@ -22,7 +22,24 @@ import type { Durability } from "../store/sqlite-store.js";
 import type { RetentionPolicy } from "../store/store.js";
 
 /** Where sessions and events are kept. */
-export type StoreConfig = { kind: "memory" } | { kind: "sqlite"; dataDir: string; durability: Durability };
+export type StoreConfig = { kind: "memory" } | { kind: "sqlite"; dataDir: string; durability: Durability } | RedisStoreConfig;
+
+/** A store on a Redis shared by every node (scale-out); see docs/scale-out.md. */
+export interface RedisStoreConfig {
+  kind: "redis";
+  /** redis://[user:password@]host:port[/db], or rediss:// for TLS. */
+  url: string;
+  /** PEM CA certificates to verify a TLS Redis with (the system's when unset). */
+  tlsCa?: Buffer;
+  /** Put before every key: several deployments may share one Redis. */
+  prefix: string;
+  /** This node's id in the leases it holds: unique per node, stable across its restarts. */
+  nodeId: string;
+  /** How long a session's lease lives unless renewed. */
+  leaseTtlMs: number;
+  /** How long before its lease could expire a node must have stopped the session's agent. */
+  leaseMarginMs: number;
+}
 
 /** A session as an observer of its events knows it. */
 export interface ObservedSession {

@@ -175,8 +175,8 @@ export class HotplexEngine {
   }
 
   /** Answers a PermissionRequested event (allow, deny, or a question's answers); returns the seq of its PermissionResolved. */
-  respond(sessionId: string, requestId: string, decision: ClientDecision): bigint {
-    return BigInt(this.engine.respondPermission(this.#caller, sessionId, requestId, decision));
+  async respond(sessionId: string, requestId: string, decision: ClientDecision): Promise<bigint> {
+    return BigInt(await this.engine.respondPermission(this.#caller, sessionId, requestId, decision));
   }
 
   /** Adds input to the running turn (providers with the steer capability). */
@@ -186,8 +186,8 @@ export class HotplexEngine {
   }
 
   /** Drops a queued turn before it starts. */
-  cancelTurn(sessionId: string, turnId: string): bigint {
-    return BigInt(this.engine.cancelTurn(this.#caller, sessionId, turnId));
+  async cancelTurn(sessionId: string, turnId: string): Promise<bigint> {
+    return BigInt(await this.engine.cancelTurn(this.#caller, sessionId, turnId));
   }
 
   /** Changes the model or permission mode of a live agent between turns. */
@@ -206,8 +206,8 @@ export class HotplexEngine {
     return { ...result, lastSeq: BigInt(result.lastSeq) };
   }
 
-  setTitle(sessionId: string, title: string): bigint {
-    return BigInt(this.engine.setTitle(this.#caller, sessionId, title));
+  async setTitle(sessionId: string, title: string): Promise<bigint> {
+    return BigInt(await this.engine.setTitle(this.#caller, sessionId, title));
   }
 
   /** A new session whose conversation starts as a copy of this one's (up to `upToTurnId` when given). */

@@ -50,9 +50,8 @@ import type { RequestedTurn } from "../session/interaction-state.js";
 import { MAX_INPUT_JSON_BYTES } from "../session/permission-request.js";
 import { ruleMatched } from "../session/rule-matched.js";
 import { TenantRules } from "./tenant-rules.js";
-import { MemoryStore } from "../store/memory-store.js";
-import { SqliteStore } from "../store/sqlite-store.js";
-import type { SessionRecord, Store } from "../store/store.js";
+import { openStore } from "../store/open-store.js";
+import type { Retained, SessionRecord, Store } from "../store/store.js";
 import { isTenantName } from "../security/principal.js";
 import { Admission } from "./admission.js";
 import { PREWARMED_PREFIX, PrewarmPool, type PrewarmSpec } from "./prewarm.js";
@@ -133,6 +132,7 @@ export class Engine {
   readonly #claims = new WorkDirClaims();
   readonly #rules: TenantRules;
   #compactor: NodeJS.Timeout | undefined;
+  #compaction: Promise<void> | undefined;
   readonly providers: ProviderRegistry;
   readonly #launcher: AgentLauncher;
   /** Every session's agent log together: bounded per session and over the sessions whose agent is gone. */
@@ -223,9 +223,9 @@ export class Engine {
     const registry = providers
       ? new ProviderRegistry(providers, providers[0]?.name ?? config.providers.defaultProvider)
       : ProviderRegistry.fromSettings(config.providers);
-    const store =
-      config.store.kind === "sqlite" ? new SqliteStore(config.store.dataDir, config.store.durability) : new MemoryStore(config.retention);
+    const store = await openStore(config.store, config.retention);
     const engine = new Engine(config, logger, store, registry);
+    store.onLost = (key, why) => engine.#lost(key, why);
     if (config.sandbox.network === "allow" && engine.sandbox.enabled) {
       const rules = (config.sandbox.allowedHosts ?? []).map(parseEgressRule);
       engine.#egress = await EgressProxy.start(path.join(config.stateRoot, ".egress.sock"), rules, logger);
@@ -238,7 +238,7 @@ export class Engine {
     const prewarm = engine.#checkPrewarm(config.prewarm ?? []);
     await engine.#recover();
     engine.prewarmed.configure(prewarm);
-    engine.#compactor = setInterval(() => engine.compact(), config.compactIntervalMs);
+    engine.#compactor = setInterval(() => void engine.compact(), config.compactIntervalMs);
     engine.#compactor.unref();
     return engine;
   }
@@ -290,11 +290,19 @@ export class Engine {
   }
 
   async #recover(): Promise<void> {
-    const records = this.store.loadSessions().map((record) => catchUpRecord(record, this.#storedAfter(record.key, record.lastSeq)));
+    const stored = await this.store.loadSessions();
+    const records: SessionRecord[] = [];
     const orphans: Promise<void>[] = [];
-    for (const record of records) {
+    // One session at a time: only one session's events since its checkpoint are held at once.
+    for (const checkpoint of stored) {
+      const record = catchUpRecord(checkpoint, await collect(this.#storedAfter(checkpoint.key, checkpoint.lastSeq)));
+      // Another node's session (a store many nodes share): its agent and its turn are that
+      // node's; this one keeps a copy and runs it only once it holds it (Store.own).
+      const others = record.owner !== undefined && record.owner.node !== this.store.node;
+      records.push(record);
+      const retained = { firstSeq: (await this.store.firstSeq(record.key)) ?? record.lastSeq + 1, bytes: await this.store.sessionBytes(record.key) };
       const key = { tenant: record.tenant, sessionId: record.sessionId };
-      const session = this.#createSession(key, record.config, record.workDir, record);
+      const session = this.#createSession(key, record.config, record.workDir, record, retained);
       // Only ever a pre-warmed agent's dir of the session's own tenant (the registry is ours, but be sure).
       const taken = session.view.interaction.stateDir;
       if (taken && (path.dirname(taken) !== path.join(this.#config.stateRoot, key.tenant) || !path.basename(taken).startsWith(PREWARMED_PREFIX))) {
@@ -303,6 +311,7 @@ export class Engine {
       }
       this.pool.getOrCreate(key, () => session);
       this.#claims.claim(keyString(key), key.tenant, key.sessionId, record.workDir);
+      if (others) continue;
       if (record.pgid > 0) {
         orphans.push(
           endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger, (launch) => this.sandbox.leftover(launch)),
@@ -317,13 +326,13 @@ export class Engine {
     // but for those a session took (its dirs now).
     const taken = new Set(this.pool.all().flatMap((session) => [session.stateDir, session.view.workDir]));
     await PrewarmPool.sweep(this.#config.workRoot, this.#config.stateRoot, taken, this.#config.limits.stopGraceMs, this.sandbox, this.#logger);
-    this.#committer.flush();
+    await this.#committer.flush();
     if (records.length > 0) this.#logger.info({ sessions: records.length }, "sessions restored from the store");
   }
 
   // A session's stored events after `afterSeq`, in order, a page at a time.
-  *#storedAfter(key: string, afterSeq: number): Generator<Event> {
-    for (let page = this.store.readEvents(key, afterSeq, 256); page.length > 0; page = this.store.readEvents(key, afterSeq, 256)) {
+  async *#storedAfter(key: string, afterSeq: number): AsyncGenerator<Event> {
+    for (let page = await this.store.readEvents(key, afterSeq, 256); page.length > 0; page = await this.store.readEvents(key, afterSeq, 256)) {
       yield* page;
       afterSeq = Number(page[page.length - 1]?.seq);
     }
@@ -332,24 +341,34 @@ export class Engine {
   // Stores every registry entry that is behind its log, so that what the entries miss
   // is in the stored events (retention must not drop those before they are folded in).
   // False when some entry could not be stored (the commit failed and will be retried).
-  #checkpoint(): boolean {
+  async #checkpoint(): Promise<boolean> {
     const behind = (session: Session) => session.log.recordedSeq < session.log.assignedSeq;
     for (const session of this.pool.all()) if (behind(session)) session.log.touch();
-    this.#committer.flush();
+    await this.#committer.flush();
     return !this.pool.all().some(behind);
   }
 
-  /** Enforces retention now (also runs periodically). */
-  compact(nowMs = Date.now()): void {
+  /**
+   * Enforces retention now (also runs periodically); never throws. A call while one runs
+   * waits for that one and returns: one compaction at a time.
+   */
+  compact(nowMs = Date.now()): Promise<void> {
+    this.#compaction ??= this.#compact(nowMs).finally(() => {
+      this.#compaction = undefined;
+    });
+    return this.#compaction;
+  }
+
+  async #compact(nowMs: number): Promise<void> {
     try {
-      if (!this.#checkpoint()) {
+      if (!(await this.#checkpoint())) {
         this.#logger.warn("retention postponed: the session registry could not be stored");
         return;
       }
-      const moved = this.store.compact(this.#config.retention, nowMs);
-      for (const [key, firstSeq] of moved) {
+      const moved = await this.store.compact(this.#config.retention, nowMs);
+      for (const [key, retained] of moved) {
         const [tenant = "", sessionId = ""] = splitKey(key);
-        this.pool.get({ tenant, sessionId })?.log.retainedFrom(firstSeq);
+        this.pool.get({ tenant, sessionId })?.log.retainedFrom(retained);
       }
     } catch (error) {
       this.#logger.error({ err: error }, "compaction failed");
@@ -545,7 +564,7 @@ export class Engine {
     const session = this.#session(caller.tenant, sessionId);
     await session.stop("stopped");
     // The SessionEnded event is in the answer's last_seq: commit it first.
-    this.#committer.flush();
+    await this.#committer.flush();
     return this.snapshot(caller, sessionId);
   }
 
@@ -562,7 +581,7 @@ export class Engine {
     const turn = session.interrupt(turnId);
     await turn.done;
     // The TurnEnded event is in the answer's last_seq: commit it first.
-    this.#committer.flush();
+    await this.#committer.flush();
     return { turnId: turn.id, outcome: turn.outcome, lastSeq: session.log.lastSeq };
   }
 
@@ -574,7 +593,7 @@ export class Engine {
   }
 
   /** Answers a pending permission request or question; returns the last seq, PermissionResolved included. */
-  respondPermission(caller: Caller, sessionId: string, requestId: string, decision: ClientDecision | undefined): number {
+  async respondPermission(caller: Caller, sessionId: string, requestId: string, decision: ClientDecision | undefined): Promise<number> {
     const session = this.#session(caller.tenant, sessionId);
     if (!requestId) throw new HotplexError("invalid_argument", "request_id is empty: send PermissionRequested.request_id");
     validateRequestId(requestId);
@@ -601,7 +620,7 @@ export class Engine {
     }
     session.respond(requestId, agentDecision, caller.name);
     // The PermissionResolved event is in the answer's last_seq: commit it first.
-    this.#committer.flush();
+    await this.#committer.flush();
     return session.log.lastSeq;
   }
 
@@ -617,17 +636,17 @@ export class Engine {
     const ruled = this.#judgePrompt(caller, sessionId, prompt);
     const steered = await session.steer(prompt, turnId);
     for (const match of ruled.matches) session.log.append(steered.turnId, { case: "ruleMatched", value: ruleMatched(match, ruled.bypassed) });
-    this.#committer.flush();
+    await this.#committer.flush();
     return steered;
   }
 
   /** Cancels a queued turn. */
-  cancelTurn(caller: Caller, sessionId: string, turnId: string): number {
+  async cancelTurn(caller: Caller, sessionId: string, turnId: string): Promise<number> {
     const session = this.#session(caller.tenant, sessionId);
     if (!turnId) throw new HotplexError("invalid_argument", "turn_id is empty: name the queued turn (SessionInfo.queued)");
     validateRequestId(turnId, "turn_id");
     session.cancelQueued(turnId);
-    this.#committer.flush();
+    await this.#committer.flush();
     return session.log.lastSeq;
   }
 
@@ -645,7 +664,7 @@ export class Engine {
     const { policy } = this.#tenants.settingsOf(caller.tenant);
     this.#checkPolicy(caller, sessionId, config, policy, "hotplex.v1.SessionService/ChangeSettings");
     await session.changeSettings(settings, config);
-    this.#committer.flush();
+    await this.#committer.flush();
     return this.snapshot(caller, sessionId);
   }
 
@@ -660,16 +679,16 @@ export class Engine {
   async resetSession(caller: Caller, sessionId: string): Promise<{ providerSessionId: string; lastSeq: number }> {
     const session = this.#session(caller.tenant, sessionId);
     const providerSessionId = await session.reset();
-    this.#committer.flush();
+    await this.#committer.flush();
     return { providerSessionId, lastSeq: session.log.lastSeq };
   }
 
   /** Sets a session's title. */
-  setTitle(caller: Caller, sessionId: string, title: string): number {
+  async setTitle(caller: Caller, sessionId: string, title: string): Promise<number> {
     const session = this.#session(caller.tenant, sessionId);
     validateTitle(title);
     session.setTitle(title);
-    this.#committer.flush();
+    await this.#committer.flush();
     return session.log.lastSeq;
   }
 
@@ -700,7 +719,7 @@ export class Engine {
     if (this.#draining) throw new HotplexError("unavailable", "the daemon is draining: it creates no more sessions");
     if (parent.busy) throw new HotplexError("failed_precondition", `session "${sessionId}" has a turn running or queued: fork it between turns`);
     if (!parent.hasConversation) throw new HotplexError("failed_precondition", `session "${sessionId}" has no conversation yet: run a turn first`);
-    const { at, last } = this.#forkRefs(parent, upToTurnId);
+    const { at, last } = await this.#forkRefs(parent, upToTurnId);
     this.#admission.admitTurn(tenant, undefined, 0, false);
     const config = clone(SessionConfigSchema, parent.config);
     // The fork's own work dir (the parent's files stay the parent's).
@@ -718,7 +737,7 @@ export class Engine {
       await child.prepareFork(transcripts, { providerSessionId: parentConversation, at });
     } catch (error) {
       this.#forget(key, child);
-      this.store.deleteSession(keyString(key));
+      await this.store.deleteSession(keyString(key));
       throw new HotplexError("internal", `cannot copy the parent's conversation: ${(error as Error).message}`);
     }
     child.log.append("", {
@@ -727,17 +746,17 @@ export class Engine {
     });
     if (title) child.log.append("", { case: "titleChanged", value: create(TitleChangedSchema, { title }) });
     child.log.touch();
-    this.#committer.flush();
+    await this.#committer.flush();
     this.#logger.info({ session: newSessionId, parent: sessionId, tenant, upToTurnId }, "session forked");
     return this.snapshot(caller, newSessionId);
   }
 
   // The provider's reference to the end of turn `upToTurnId` of the session (its
   // TurnEnded's; "" for none asked), and to the end of its last turn that has one.
-  #forkRefs(session: Session, upToTurnId: string): { at: string; last: string } {
+  async #forkRefs(session: Session, upToTurnId: string): Promise<{ at: string; last: string }> {
     let at: string | undefined;
     let last = "";
-    for (const event of this.#storedAfter(keyString({ tenant: session.tenant, sessionId: session.sessionId }), 0)) {
+    for await (const event of this.#storedAfter(keyString({ tenant: session.tenant, sessionId: session.sessionId }), 0)) {
       if (event.payload.case !== "turnEnded") continue;
       const ref = event.payload.value.providerTurnRef;
       if (ref) last = ref;
@@ -757,10 +776,10 @@ export class Engine {
     const { tenant } = caller;
     const session = this.#session(tenant, sessionId);
     await session.stop("deleted");
-    this.#committer.flush();
+    await this.#committer.flush();
     const key = { tenant, sessionId };
     this.#forget(key, session);
-    this.store.deleteSession(keyString(key));
+    await this.store.deleteSession(keyString(key));
     this.#rules.forget(keyString(key));
     // The session's HOME holds the agent's transcript: kept unless asked, so that the id,
     // used again, continues that conversation.
@@ -848,7 +867,7 @@ export class Engine {
     const turnsFinished = finished;
     const running = this.pool.all().filter((session) => session.live);
     await Promise.all(running.map((session) => session.stop("drained")));
-    this.#committer.flush();
+    await this.#committer.flush();
     this.#logger.info({ turnsFinished, sessionsStopped: running.length }, "drained");
     return { turnsFinished, sessionsStopped: running.length };
   }
@@ -867,13 +886,14 @@ export class Engine {
     await this.pool.shutdown();
     // Shared agent servers end once no session uses them.
     await this.providers.close();
-    this.#checkpoint();
+    await this.#checkpoint();
     this.#closing.abort();
     await this.#streamsDone(STREAM_DRAIN_MS);
     this.#cut.abort();
-    this.#checkpoint();
-    this.#committer.close();
-    this.store.close();
+    await this.#compaction;
+    await this.#checkpoint();
+    await this.#committer.close();
+    await this.store.close();
     await this.#egress?.close();
   }
 
@@ -885,12 +905,26 @@ export class Engine {
     return session;
   }
 
-  // Forgets a session: the pool, its work dir claim, its log's readers.
-  #forget(key: SessionKey, session: Session): void {
+  // Forgets a session: the pool, its work dir claim, its log's readers (ended with `reason`,
+  // or told the session was deleted).
+  #forget(key: SessionKey, session: Session, reason?: HotplexError): void {
     this.pool.remove(key);
     this.#claims.release(keyString(key));
-    session.log.close();
+    session.log.close(reason);
     session.agentLog.close();
+  }
+
+  // The store lost this node's hold on a session: another node runs it (or may at any
+  // moment). Its agent ends at once and this node forgets its copy; its readers end with
+  // UNAVAILABLE and may read it again from the node that runs it.
+  #lost(storeKey: string, why: string): void {
+    const [tenant = "", sessionId = ""] = splitKey(storeKey);
+    const key = { tenant, sessionId };
+    const session = this.pool.get(key);
+    if (!session) return;
+    this.#logger.warn({ session: sessionId, tenant, why }, "another node runs the session now; its agent here is ended");
+    session.fence(why);
+    this.#forget(key, session, new HotplexError("unavailable", `session "${sessionId}" is run by another node now (${why}); this node no longer serves it`));
   }
 
   /**
@@ -905,7 +939,7 @@ export class Engine {
     return path.join(this.#config.stateRoot, key.tenant, key.sessionId);
   }
 
-  #createSession(key: SessionKey, config: SessionConfig, workDir: string, restored?: SessionRecord): Session {
+  #createSession(key: SessionKey, config: SessionConfig, workDir: string, restored?: SessionRecord, retained?: Retained): Session {
     // The log asks the session for its registry entry at each commit; the session
     // needs the log to exist first.
     let session: Session | undefined;
@@ -913,7 +947,8 @@ export class Engine {
       store: this.store,
       key: keyString(key),
       committer: this.#committer,
-      record: () => session?.record(),
+      record: (pending) => session?.record(pending),
+      ...(retained ? { retained } : {}),
     });
     const providerName = restored?.provider || config.provider || this.providers.defaultProvider;
     const provider = this.providers.has(providerName) ? this.providers.get(providerName) : unavailableProvider(providerName);
@@ -952,6 +987,7 @@ export class Engine {
       incarnation: restored?.incarnation ?? randomUUID(),
       restored,
       whyNoProcess: () => this.#admission.whyNoProcess(key.tenant),
+      ...(this.store.own ? { own: () => this.store.own!(keyString(key), log.assignedSeq) } : {}),
       takeWarm: (launch) => {
         const warm = this.prewarmed.take(key.tenant, provider.name, launch);
         // The session's dir is the agent's from now on: its claim moves there.
@@ -1115,4 +1151,11 @@ function summaryOf(session: Session): SessionSummary {
 function splitKey(key: string): [string, string] {
   const slash = key.indexOf("/");
   return [key.slice(0, slash), key.slice(slash + 1)];
+}
+
+/** Every item of an async iterable, in an array. */
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const all: T[] = [];
+  for await (const item of items) all.push(item);
+  return all;
 }

@@ -1,10 +1,24 @@
 import { getEventListeners } from "node:events";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { describe, expect, it } from "vitest";
-import { OutOfRangeError } from "../errors.js";
-import type { EventPayload } from "./event.js";
-import { EventLog } from "./event-log.js";
-import { catchError, range, seqs, text, tick } from "./test-support.js";
+import pino from "pino";
+import { describe, expect, it, vi } from "vitest";
+import { HotplexError, OutOfRangeError } from "../errors.js";
+import { MemoryStore } from "../store/memory-store.js";
+import type { Retained, RetentionPolicy, SessionRecord, StoredEvent } from "../store/store.js";
+import type { Event, EventPayload } from "./event.js";
+import { EventLog, type LogBacking } from "./event-log.js";
+import { GroupCommitter } from "./group-committer.js";
+import { range, seqs, text, tick } from "./test-support.js";
+
+/** What `promise` rejects with; fails if it resolves. */
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    (value) => {
+      throw new Error(`expected a rejection, got ${String(value)}`);
+    },
+    (error: unknown) => error,
+  );
+}
 
 /** The weight the log gives a payload, measured on a fresh unbounded log. */
 function weigh(payload: EventPayload): number {
@@ -67,18 +81,18 @@ describe("EventLog ordering", () => {
     expect(log.bytes).toBe(0);
   });
 
-  it("continues from the lastSeq it was constructed with", () => {
+  it("continues from the lastSeq it was constructed with", async () => {
     const log = new EventLog("s1", undefined, 41);
     expect(log.lastSeq).toBe(41);
     expect(log.firstSeq).toBe(42);
-    expect(log.read(41)).toEqual([]);
+    expect(await log.read(41)).toEqual([]);
     expect(Number(log.append("t", text("a")).seq)).toBe(42);
     expect(Number(log.append("t", text("b")).seq)).toBe(43);
     expect(log.firstSeq).toBe(42);
-    expect(seqs(log.read(41))).toEqual([42, 43]);
+    expect(seqs(await log.read(41))).toEqual([42, 43]);
     // What came before the restart is not retained.
     expectOutOfRange(
-      catchError(() => log.read(0)),
+      await rejectionOf(log.read(0)),
       { requestedAfterSeq: 0n, firstSeq: 42, lastSeq: 43 },
     );
   });
@@ -95,71 +109,71 @@ describe("EventLog.read", () => {
     return log;
   }
 
-  it("returns every event after 0", () => {
-    expect(seqs(logOf(5).read(0))).toEqual([1, 2, 3, 4, 5]);
+  it("returns every event after 0", async () => {
+    expect(seqs(await logOf(5).read(0))).toEqual([1, 2, 3, 4, 5]);
   });
 
-  it("returns the rest after a given seq", () => {
+  it("returns the rest after a given seq", async () => {
     const log = logOf(5);
-    expect(seqs(log.read(2))).toEqual([3, 4, 5]);
-    expect(seqs(log.read(4))).toEqual([5]);
+    expect(seqs(await log.read(2))).toEqual([3, 4, 5]);
+    expect(seqs(await log.read(4))).toEqual([5]);
   });
 
-  it("returns the same event objects that append returned", () => {
+  it("returns the same event objects that append returned", async () => {
     const log = new EventLog("s1");
     const first = log.append("t", text("a"));
-    expect(log.read(0)[0]).toBe(first);
+    expect((await log.read(0))[0]).toBe(first);
   });
 
-  it("returns at most limit events", () => {
+  it("returns at most limit events", async () => {
     const log = logOf(10);
-    expect(seqs(log.read(0, 3))).toEqual([1, 2, 3]);
-    expect(seqs(log.read(7, 3))).toEqual([8, 9, 10]);
-    expect(seqs(log.read(8, 3))).toEqual([9, 10]);
+    expect(seqs(await log.read(0, 3))).toEqual([1, 2, 3]);
+    expect(seqs(await log.read(7, 3))).toEqual([8, 9, 10]);
+    expect(seqs(await log.read(8, 3))).toEqual([9, 10]);
   });
 
-  it("returns at most 256 events by default", () => {
+  it("returns at most 256 events by default", async () => {
     const log = logOf(300);
-    expect(seqs(log.read(0))).toEqual(range(1, 256));
-    expect(seqs(log.read(256))).toEqual(range(257, 300));
+    expect(seqs(await log.read(0))).toEqual(range(1, 256));
+    expect(seqs(await log.read(256))).toEqual(range(257, 300));
   });
 
-  it("returns nothing after the last seq", () => {
-    expect(logOf(5).read(5)).toEqual([]);
-    expect(logOf(0).read(0)).toEqual([]);
+  it("returns nothing after the last seq", async () => {
+    expect(await logOf(5).read(5)).toEqual([]);
+    expect(await logOf(0).read(0)).toEqual([]);
   });
 
-  it("throws OutOfRangeError for an after seq beyond the last event", () => {
+  it("throws OutOfRangeError for an after seq beyond the last event", async () => {
     const log = logOf(5);
-    const error = catchError(() => log.read(6));
+    const error = await rejectionOf(log.read(6));
     expectOutOfRange(error, { requestedAfterSeq: 6n, firstSeq: 1, lastSeq: 5 });
     expect((error as Error).message).toContain("beyond the last event (5)");
     expectOutOfRange(
-      catchError(() => logOf(0).read(1)),
+      await rejectionOf(logOf(0).read(1)),
       { requestedAfterSeq: 1n, firstSeq: 1, lastSeq: 0 },
     );
   });
 
-  it("throws OutOfRangeError naming the first retained seq for an after seq before the retained window", () => {
+  it("throws OutOfRangeError naming the first retained seq for an after seq before the retained window", async () => {
     const log = new EventLog("s1", { maxEvents: 4, maxBytes: Number.MAX_SAFE_INTEGER });
     for (let i = 1; i <= 10; i++) log.append("t", text(`e${i}`));
     expect(log.firstSeq).toBe(7);
-    const error = catchError(() => log.read(5));
+    const error = await rejectionOf(log.read(5));
     expectOutOfRange(error, { requestedAfterSeq: 5n, firstSeq: 7, lastSeq: 10 });
     expect((error as Error).message).toContain("resume with after_seq = 6");
     expectOutOfRange(
-      catchError(() => log.read(0)),
+      await rejectionOf(log.read(0)),
       { requestedAfterSeq: 0n, firstSeq: 7, lastSeq: 10 },
     );
     // Just before the window is still fine.
-    expect(seqs(log.read(6))).toEqual([7, 8, 9, 10]);
+    expect(seqs(await log.read(6))).toEqual([7, 8, 9, 10]);
   });
 });
 
 describe("EventLog bounds", () => {
   const size = weigh(text("x"));
 
-  it("drops the oldest events beyond maxEvents", () => {
+  it("drops the oldest events beyond maxEvents", async () => {
     const log = new EventLog("s1", { maxEvents: 3, maxBytes: Number.MAX_SAFE_INTEGER });
     log.append("t", text("x"));
     log.append("t", text("x"));
@@ -170,17 +184,17 @@ describe("EventLog bounds", () => {
     expect(log.size).toBe(3);
     log.append("t", text("x"));
     expect(log.firstSeq).toBe(3);
-    expect(seqs(log.read(2))).toEqual([3, 4, 5]);
+    expect(seqs(await log.read(2))).toEqual([3, 4, 5]);
     expect(log.bytes).toBe(3 * size);
   });
 
-  it("keeps a single event with maxEvents 1", () => {
+  it("keeps a single event with maxEvents 1", async () => {
     const log = new EventLog("s1", { maxEvents: 1, maxBytes: Number.MAX_SAFE_INTEGER });
     for (let i = 1; i <= 5; i++) {
       log.append("t", text("x"));
       expect(log.size).toBe(1);
       expect(log.firstSeq).toBe(i);
-      expect(seqs(log.read(i - 1))).toEqual([i]);
+      expect(seqs(await log.read(i - 1))).toEqual([i]);
     }
   });
 
@@ -195,7 +209,7 @@ describe("EventLog bounds", () => {
     expect(log.bytes).toBe(3 * size);
   });
 
-  it("keeps bytes within maxBytes for events of varying size and counts exactly what it retains", () => {
+  it("keeps bytes within maxBytes for events of varying size and counts exactly what it retains", async () => {
     const maxBytes = 5000;
     const log = new EventLog("s1", { maxEvents: 1000, maxBytes });
     const weights = new Map<number, number>();
@@ -211,10 +225,10 @@ describe("EventLog bounds", () => {
       const older = weights.get(log.firstSeq - 1);
       if (older !== undefined) expect(retained + older).toBeGreaterThan(maxBytes);
     }
-    expect(seqs(log.read(log.firstSeq - 1, 1000))).toEqual(range(log.firstSeq, 500));
+    expect(seqs(await log.read(log.firstSeq - 1, 1000))).toEqual(range(log.firstSeq, 500));
   });
 
-  it("keeps a single newest event that alone is over maxBytes", () => {
+  it("keeps a single newest event that alone is over maxBytes", async () => {
     const log = new EventLog("s1", { maxEvents: 1000, maxBytes: 4 * size });
     log.append("t", text("x"));
     log.append("t", text("x"));
@@ -224,7 +238,7 @@ describe("EventLog bounds", () => {
     expect(log.firstSeq).toBe(3);
     expect(log.bytes).toBe(weigh(big));
     expect(log.bytes).toBeGreaterThan(4 * size);
-    expect(seqs(log.read(2))).toEqual([3]);
+    expect(seqs(await log.read(2))).toEqual([3]);
     // The next small event pushes the oversized one out.
     log.append("t", text("x"));
     expect(log.firstSeq).toBe(4);
@@ -257,7 +271,7 @@ describe("EventLog bounds", () => {
     { maxEvents: 100 },
     { maxEvents: 1500 },
     { maxEvents: 5000 },
-  ])("stays bounded over 200k appends with maxEvents $maxEvents", ({ maxEvents }) => {
+  ])("stays bounded over 200k appends with maxEvents $maxEvents", async ({ maxEvents }) => {
     const total = 200_000;
     const log = new EventLog("s1", { maxEvents, maxBytes: Number.MAX_SAFE_INTEGER });
     for (let seq = 1; seq <= total; seq++) {
@@ -269,7 +283,7 @@ describe("EventLog bounds", () => {
         expect(log.firstSeq).toBe(seq - retained + 1);
         expect(log.lastSeq).toBe(seq);
         expect(log.bytes).toBe(weightOf(log.firstSeq, seq));
-        const events = log.read(log.firstSeq - 1, maxEvents);
+        const events = await log.read(log.firstSeq - 1, maxEvents);
         expect(events.length).toBe(retained);
         expect(Number(events[0]?.seq)).toBe(log.firstSeq);
         expect(Number(events.at(-1)?.seq)).toBe(seq);
@@ -282,12 +296,12 @@ describe("EventLog bounds", () => {
         }
         // A read from inside the window starts at the right event too.
         const middle = log.firstSeq - 1 + Math.floor(retained / 2);
-        expect(Number(log.read(middle, 1)[0]?.seq)).toBe(Math.min(middle + 1, seq));
+        expect(Number((await log.read(middle, 1))[0]?.seq)).toBe(Math.min(middle + 1, seq));
       }
     }
   });
 
-  it("stays bounded over 200k appends by bytes alone", () => {
+  it("stays bounded over 200k appends by bytes alone", async () => {
     const total = 200_000;
     const maxBytes = 700 * weigh(text("x"));
     const log = new EventLog("s1", { maxEvents: Number.MAX_SAFE_INTEGER, maxBytes });
@@ -303,7 +317,7 @@ describe("EventLog bounds", () => {
     }
     expect(log.bytes).toBeLessThanOrEqual(maxBytes);
     expect(log.size).toBeGreaterThan(500);
-    expect(log.read(first - 1, 1000).map((event) => Number(event.seq))).toEqual(range(first, total));
+    expect((await log.read(first - 1, 1000)).map((event) => Number(event.seq))).toEqual(range(first, total));
   });
 });
 
@@ -406,5 +420,279 @@ describe("EventLog.waitBeyond", () => {
     log.append("t", text("a"));
     await tick();
     expect(resolutions).toBe(1);
+  });
+});
+
+describe("EventLog.read on a closed log", () => {
+  it("rejects with not_found rather than throwing", async () => {
+    const log = new EventLog("s1");
+    log.append("t", text("a"));
+    log.close();
+    const pending = log.read(0);
+    const error = await rejectionOf(pending);
+    expect(error).toBeInstanceOf(HotplexError);
+    expect((error as HotplexError).code).toBe("not_found");
+  });
+});
+
+describe("EventLog backed by a store", () => {
+  const NO_LIMITS: RetentionPolicy = { maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 };
+  const TAIL = { maxEvents: 4, maxBytes: Number.MAX_SAFE_INTEGER };
+  const KEY = "tenant/s1";
+  const logger = pino({ level: "silent" });
+
+  /** `count` events of session s1, numbered from 1 (made by a log without backing). */
+  async function eventsOf(count: number): Promise<Event[]> {
+    const source = new EventLog("s1", { maxEvents: count + 1, maxBytes: Number.MAX_SAFE_INTEGER });
+    for (let i = 1; i <= count; i++) source.append("t", text(`e${i}`));
+    return source.read(0, count);
+  }
+
+  /** A store already holding `count` events of s1, and a log opened over it the way the engine opens one. */
+  async function reopened(count: number): Promise<{ store: MemoryStore; log: EventLog; retained: Retained }> {
+    const store = new MemoryStore(NO_LIMITS);
+    await store.commit(
+      (await eventsOf(count)).map((event) => ({ key: KEY, event })),
+      [],
+    );
+    const firstSeq = await store.firstSeq(KEY);
+    expect(firstSeq).toBe(1);
+    const retained = { firstSeq: firstSeq ?? count + 1, bytes: await store.sessionBytes(KEY) };
+    const backing: LogBacking = {
+      store,
+      key: KEY,
+      committer: new GroupCommitter(store, logger),
+      record: () => undefined,
+      retained,
+    };
+    return { store, log: new EventLog("s1", TAIL, count, backing), retained };
+  }
+
+  it("starts from what it was handed as retained, without reading the store", async () => {
+    const store = new MemoryStore(NO_LIMITS);
+    const spies = [vi.spyOn(store, "firstSeq"), vi.spyOn(store, "sessionBytes"), vi.spyOn(store, "readEvents")];
+    const committer = new GroupCommitter(store, logger);
+    const log = new EventLog("s1", TAIL, 600, { store, key: KEY, committer, record: () => undefined, retained: { firstSeq: 101, bytes: 1234 } });
+    expect(log.firstSeq).toBe(101);
+    expect(log.storedBytes).toBe(1234);
+    expect(log.retained).toBe(500);
+    for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+  });
+
+  it("serves events older than the tail from the store", async () => {
+    const { log, retained } = await reopened(600);
+    expect(log.firstSeq).toBe(1);
+    expect(log.storedBytes).toBe(retained.bytes);
+    expect(retained.bytes).toBeGreaterThan(0);
+    expect(seqs(await log.read(0, 10))).toEqual(range(1, 10));
+    expect(seqs(await log.read(250, 10))).toEqual(range(251, 256));
+    // The last, partial page is read directly.
+    expect(seqs(await log.read(590, 100))).toEqual(range(591, 600));
+  });
+
+  it("reads an uncached store page once for concurrent readers", async () => {
+    const { store, log } = await reopened(600);
+    const readEvents = vi.spyOn(store, "readEvents");
+    // Both readers start before the store answered either: they share the one page read.
+    const [first, second, third] = await Promise.all([log.read(0, 10), log.read(0, 10), log.read(100, 20)]);
+    expect(seqs(first)).toEqual(range(1, 10));
+    expect(seqs(second)).toEqual(range(1, 10));
+    expect(seqs(third)).toEqual(range(101, 120));
+    expect(readEvents).toHaveBeenCalledTimes(1);
+    expect(readEvents).toHaveBeenCalledWith(KEY, 0, 256);
+    // Cached now: a later reader of the page does not ask the store either.
+    expect(seqs(await log.read(200, 5))).toEqual(range(201, 205));
+    expect(readEvents).toHaveBeenCalledTimes(1);
+    // Another page is another store read, shared the same way.
+    const [fourth, fifth] = await Promise.all([log.read(256, 3), log.read(256, 3)]);
+    expect(seqs(fourth)).toEqual([257, 258, 259]);
+    expect(seqs(fifth)).toEqual([257, 258, 259]);
+    expect(readEvents).toHaveBeenCalledTimes(2);
+    expect(readEvents).toHaveBeenLastCalledWith(KEY, 256, 256);
+  });
+
+  it("rejects a store read that retention overtook with OutOfRangeError instead of returning a gap", async () => {
+    const { store, log } = await reopened(600);
+    const real = store.readEvents.bind(store);
+    // Retention ran while the store answered: what comes back starts later than asked.
+    const readEvents = vi
+      .spyOn(store, "readEvents")
+      .mockImplementation(async (key, afterSeq, limit) => (await real(key, afterSeq, limit)).slice(5));
+    const error = await rejectionOf(log.read(0, 10));
+    expect(error).toBeInstanceOf(OutOfRangeError);
+    expect((error as OutOfRangeError).requestedAfterSeq).toBe(0n);
+    expect((error as OutOfRangeError).lastSeq).toBe(600);
+    // The short page was not cached: the next read asks the store again.
+    const calls = readEvents.mock.calls.length;
+    expect(calls).toBeGreaterThan(0);
+    readEvents.mockRestore();
+    const again = vi.spyOn(store, "readEvents");
+    expect(seqs(await log.read(0, 10))).toEqual(range(1, 10));
+    expect(again).toHaveBeenCalled();
+  });
+
+  it("rejects a store read that a real compaction overtook, and names the new first seq once told", async () => {
+    const { store, log } = await reopened(600);
+    const real = store.readEvents.bind(store);
+    let moved: Map<string, Retained> | undefined;
+    vi.spyOn(store, "readEvents").mockImplementation(async (key, afterSeq, limit) => {
+      // The compaction lands between the log's range check and the store's answer.
+      moved ??= await store.compact({ ...NO_LIMITS, maxEvents: 300 }, Date.now());
+      return real(key, afterSeq, limit);
+    });
+    const error = await rejectionOf(log.read(10, 10));
+    expect(error).toBeInstanceOf(OutOfRangeError);
+    expect((error as OutOfRangeError).requestedAfterSeq).toBe(10n);
+    const retained = moved?.get(KEY);
+    expect(retained?.firstSeq).toBe(301);
+    log.retainedFrom(retained as Retained);
+    expect(log.firstSeq).toBe(301);
+    expect(log.storedBytes).toBe(await store.sessionBytes(KEY));
+    const told = await rejectionOf(log.read(10, 10));
+    expect(told).toBeInstanceOf(OutOfRangeError);
+    expect((told as OutOfRangeError).firstSeq).toBe(301);
+    expect(seqs(await log.read(300, 3))).toEqual([301, 302, 303]);
+  });
+
+  it("returns nothing for a limit of 0 behind the tail instead of rejecting", async () => {
+    const { store, log } = await reopened(600);
+    const committer = log.backing?.committer as GroupCommitter;
+    for (let i = 1; i <= 6; i++) log.append("t", text(`n${i}`));
+    await committer.flush();
+    // A short in-memory tail: seqs 603..606; 0 lies behind it, in the store.
+    expect(log.lastSeq).toBe(606);
+    expect(log.size).toBe(4);
+    expect(log.firstSeq).toBe(1);
+    const readEvents = vi.spyOn(store, "readEvents");
+    expect(await log.read(0, 0)).toEqual([]);
+    expect(await log.read(100, 0)).toEqual([]);
+    expect(readEvents).not.toHaveBeenCalled();
+    // The log is still readable there with a real limit.
+    expect(seqs(await log.read(0, 3))).toEqual([1, 2, 3]);
+    await committer.close();
+  });
+
+  it("names the first seq the store returned after a compaction as the first retained seq", async () => {
+    const { store, log } = await reopened(600);
+    const real = store.readEvents.bind(store);
+    // Retention ran while the store answered: each answer starts at afterSeq + 6.
+    vi.spyOn(store, "readEvents").mockImplementation(async (key, afterSeq, limit) => (await real(key, afterSeq, limit)).slice(5));
+    const error = await rejectionOf(log.read(10, 10));
+    // Resuming from seq 16 (after_seq 15) is what the store can serve now.
+    expectOutOfRange(error, { requestedAfterSeq: 10n, firstSeq: 16, lastSeq: 600 });
+  });
+
+  it("rejects with not_found when the log is closed while a store read is in flight", async () => {
+    const { store, log } = await reopened(600);
+    const real = store.readEvents.bind(store);
+    const readEvents = vi.spyOn(store, "readEvents").mockImplementation(async (key, afterSeq, limit) => {
+      // The session is deleted between the log's check and the store's (complete) answer.
+      log.close();
+      return real(key, afterSeq, limit);
+    });
+    const error = await rejectionOf(log.read(0, 10));
+    expect(readEvents).toHaveBeenCalled();
+    expect(error).toBeInstanceOf(HotplexError);
+    expect(error).not.toBeInstanceOf(OutOfRangeError);
+    expect((error as HotplexError).code).toBe("not_found");
+  });
+
+  /** A memory store whose commits take effect and resolve only when released, one at a time. */
+  class GatedStore extends MemoryStore {
+    readonly gates: (() => void)[] = [];
+
+    override commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Promise<Map<string, Retained>> {
+      // A store reads its arguments before it yields.
+      const given = [...events];
+      const records = [...sessions];
+      return new Promise((resolve, reject) => {
+        this.gates.push(() => super.commit(given, records).then(resolve, reject));
+      });
+    }
+
+    release(): void {
+      const gate = this.gates.shift();
+      if (!gate) throw new Error("no commit is waiting");
+      gate();
+    }
+  }
+
+  it("applies events (onCommit) and publishes them only once the store's commit resolved", async () => {
+    const store = new GatedStore(NO_LIMITS);
+    const committer = new GroupCommitter(store, logger);
+    const log = new EventLog("s1", TAIL, 0, { store, key: KEY, committer, record: () => undefined });
+    const applied: number[][] = [];
+    const published: number[][] = [];
+    log.onCommit = (events) => {
+      // Right before the events become visible, in the same step: not visible yet.
+      expect(log.lastSeq).toBe(Number(events[0]?.seq) - 1);
+      applied.push(seqs(events));
+    };
+    log.onPublish = (events) => published.push(seqs(events));
+    let woken = false;
+    void log.waitBeyond(0).then(() => (woken = true));
+
+    for (let i = 1; i <= 3; i++) log.append("t", text(`e${i}`));
+    const first = committer.flush();
+    await tick();
+    await tick();
+    // The commit is with the store, not acknowledged: nothing applied or visible.
+    expect(store.gates).toHaveLength(1);
+    expect(applied).toEqual([]);
+    expect(published).toEqual([]);
+    expect(log.assignedSeq).toBe(3);
+    expect(log.lastSeq).toBe(0);
+    expect(await log.read(0)).toEqual([]);
+    expect(woken).toBe(false);
+
+    // More events while the first commit runs go with the next one, which waits for it.
+    log.append("t", text("e4"));
+    log.append("t", text("e5"));
+    const second = committer.flush();
+    expect(committer.flush()).toBe(second);
+    await tick();
+    expect(store.gates).toHaveLength(1);
+
+    store.release();
+    await first;
+    expect(applied).toEqual([[1, 2, 3]]);
+    expect(published).toEqual([[1, 2, 3]]);
+    expect(log.lastSeq).toBe(3);
+    expect(seqs(await log.read(0))).toEqual([1, 2, 3]);
+    expect(woken).toBe(true);
+
+    await tick();
+    // The second commit is with the store now; its events are still not applied.
+    expect(store.gates).toHaveLength(1);
+    expect(applied).toEqual([[1, 2, 3]]);
+    expect(log.lastSeq).toBe(3);
+    store.release();
+    await second;
+    expect(applied).toEqual([[1, 2, 3], [4, 5]]);
+    expect(published).toEqual([[1, 2, 3], [4, 5]]);
+    expect(log.lastSeq).toBe(5);
+    expect(seqs(await store.readEvents(KEY, 0, 10))).toEqual([1, 2, 3, 4, 5]);
+    await committer.close();
+  });
+
+  it("applies nothing for a commit the store rejected, and each event once after the retry", async () => {
+    const store = new MemoryStore(NO_LIMITS);
+    const real = store.commit.bind(store);
+    const commit = vi.spyOn(store, "commit").mockRejectedValueOnce(new Error("disk full"));
+    const committer = new GroupCommitter(store, logger);
+    const log = new EventLog("s1", TAIL, 0, { store, key: KEY, committer, record: () => undefined });
+    const applied: number[][] = [];
+    log.onCommit = (events) => applied.push(seqs(events));
+    log.append("t", text("a"));
+    log.append("t", text("b"));
+    await committer.flush();
+    expect(commit).toHaveBeenCalledTimes(1);
+    expect(applied).toEqual([]);
+    expect(log.lastSeq).toBe(0);
+    commit.mockImplementation(real);
+    await committer.flush();
+    expect(applied).toEqual([[1, 2]]);
+    expect(log.lastSeq).toBe(2);
+    await committer.close();
   });
 });

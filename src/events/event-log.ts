@@ -1,6 +1,6 @@
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { HotplexError, OutOfRangeError } from "../errors.js";
-import type { SessionRecord, Store } from "../store/store.js";
+import type { Retained, SessionRecord, Store } from "../store/store.js";
 import { type Event, type EventPayload, EventSchema } from "./event.js";
 import { encodeEvent } from "./encoded-event.js";
 import type { GroupCommitter } from "./group-committer.js";
@@ -14,8 +14,13 @@ export interface LogBacking {
   /** The session's store key, `<tenant>/<session id>`. */
   key: string;
   committer: GroupCommitter;
-  /** The session's registry entry as of the events committed so far. */
-  record: () => SessionRecord | undefined;
+  /**
+   * The session's registry entry as of the published events followed by `pending` (the
+   * ones about to be stored with it): its lastSeq is the last of them.
+   */
+  record: (pending: readonly Event[]) => SessionRecord | undefined;
+  /** What the store held of the session when the log was opened (nothing for a new one). */
+  retained?: Retained;
 }
 
 /** How much of a session's log stays in memory. */
@@ -39,8 +44,8 @@ export const DEFAULT_LOG_BOUNDS: LogBounds = { maxEvents: 100_000, maxBytes: 64 
  *
  * Append-then-publish: `append` assigns the next sequence number; the event becomes
  * visible (to `read`, to waiting readers and to `onCommit`) only once it is stored: at
- * once for a log without backing, after the group commit for a store-backed log, so a
- * sequence number a reader has seen is never lost. Readers pull at their own pace
+ * once for a log without backing, once the store acknowledged the group commit for a
+ * store-backed log, so a sequence number a reader (or a snapshot) has seen is never lost. Readers pull at their own pace
  * (`read` + `waitBeyond`), so a slow reader never blocks the agent or other readers.
  * When retention drops events a reader has not read yet, its next `read` throws
  * OutOfRangeError instead of skipping them silently.
@@ -60,8 +65,6 @@ export class EventLog {
   /** Last assigned seq (ahead of #lastSeq while a commit is pending). */
   #assignedSeq = 0;
   #pending: Event[] = [];
-  /** Last seq given to onCommit. */
-  #appliedSeq = 0;
   /** First seq retained by the backing store (store-backed logs only). */
   #storeFirstSeq = 1;
   /** Encoded bytes of the events the backing store holds (store-backed logs only). */
@@ -70,16 +73,19 @@ export class EventLog {
    * Pages of events read back from the store, shared by readers behind the tail: many
    * subscribers catching up on one session read and decode each page once. Page k holds
    * seqs k * STORE_PAGE + 1 .. (k + 1) * STORE_PAGE; only full pages are kept. Map order
-   * is use order (least recently used first).
+   * is use order (least recently used first). A page being read is kept as its promise,
+   * so readers arriving meanwhile wait for the same read.
    */
-  #pages = new Map<number, Event[]>();
+  #pages = new Map<number, Promise<Event[] | undefined>>();
   #waiters = new Set<() => void>();
   #closed = false;
+  /** Why the log was closed, for its readers (a deleted session when unset). */
+  #closedBy: HotplexError | undefined;
   /** The registry entry must go with the next commit (touch). */
   #recordDue = false;
   /** assignedSeq as of the last registry entry stored. */
   #recordedSeq = 0;
-  /** Called with events right before they become visible (and, when backed, stored). */
+  /** Called with events once they are stored, right before they become visible (same step). */
   onCommit: ((events: readonly Event[]) => void) | undefined;
   /** Called with events once they are visible (stored, published): metrics and tracing. */
   onPublish: EventObserver | undefined;
@@ -90,12 +96,13 @@ export class EventLog {
     this.#bounds = bounds;
     this.#lastSeq = lastSeq;
     this.#assignedSeq = lastSeq;
-    this.#appliedSeq = lastSeq;
     this.#recordedSeq = lastSeq;
     this.#backing = backing;
     if (backing) {
-      this.#storeFirstSeq = backing.store.firstSeq(backing.key) ?? lastSeq + 1;
-      this.#storedBytes = backing.store.sessionBytes(backing.key);
+      // Handed in by whoever opened the log: a store read here would make creating a
+      // session wait for the store.
+      this.#storeFirstSeq = backing.retained?.firstSeq ?? lastSeq + 1;
+      this.#storedBytes = backing.retained?.bytes ?? 0;
     }
   }
 
@@ -152,7 +159,6 @@ export class EventLog {
       this.#pending.push(event);
       this.#backing.committer.schedule(this);
     } else {
-      this.onCommit?.([event]);
       this.published([event]);
     }
     return event;
@@ -177,15 +183,32 @@ export class EventLog {
     return !this.#closed && (this.#recordDue || this.#assignedSeq - this.#recordedSeq >= RECORD_LAG_EVENTS);
   }
 
+  /**
+   * The committer took the registry entry for a commit: a touch from now on (while that
+   * commit is with the store) asks for another entry with the next commit.
+   */
+  recordTaken(): void {
+    this.#recordDue = false;
+  }
+
+  /** The commit that carried the entry failed: it is due again. */
+  recordFailed(): void {
+    if (!this.#closed) this.#recordDue = true;
+  }
+
   /** The registry entry as of `seq` was stored. */
   recorded(seq: number): void {
-    this.#recordDue = false;
     this.#recordedSeq = Math.max(this.#recordedSeq, seq);
   }
 
   /** The last seq the stored registry entry reflects. */
   get recordedSeq(): number {
     return this.#recordedSeq;
+  }
+
+  /** Events appended and not yet handed to the committer. */
+  get pendingCount(): number {
+    return this.#pending.length;
   }
 
   /** Store-backed logs: hands the pending events to the committer. */
@@ -195,38 +218,38 @@ export class EventLog {
     return pending;
   }
 
-  /**
-   * Store-backed logs: applies events to the session (onCommit) right before they are
-   * stored. Events already applied by an earlier, failed commit are not applied twice.
-   */
-  prepareCommit(events: readonly Event[]): void {
-    const fresh = events.filter((event) => Number(event.seq) > this.#appliedSeq);
-    if (fresh.length === 0) return;
-    this.#appliedSeq = Number(fresh[fresh.length - 1]?.seq);
-    this.onCommit?.(fresh);
-  }
-
   /** Store-backed logs: puts events back after a failed commit, ahead of newer ones. */
   restorePending(events: Event[]): void {
     this.#pending = [...events, ...this.#pending];
   }
 
-  /** The store key and current record, for the committer. */
   /**
    * Commits what is pending now instead of on the next turn of the event loop: for an
    * event someone waits on (a permission request the agent is blocked on).
    */
   commitNow(): void {
-    if (this.#pending.length > 0) this.#backing?.committer.flush();
+    if (this.#pending.length > 0) void this.#backing?.committer.flush();
   }
 
   get backing(): LogBacking | undefined {
     return this.#backing;
   }
 
-  /** Makes stored events visible: keeps them in the tail and wakes readers. */
+  /**
+   * Makes stored events visible, in one synchronous step: applies them to the session
+   * (onCommit), keeps them in the tail and wakes readers.
+   */
   published(events: readonly Event[]): void {
     if (events.length === 0) return;
+    try {
+      this.onCommit?.(events);
+    } finally {
+      // Stored either way: a view that failed on them must not hide them from readers.
+      this.#publish(events);
+    }
+  }
+
+  #publish(events: readonly Event[]): void {
     const backed = this.#backing !== undefined;
     for (const event of events) {
       const size = approximateSize(event.payload);
@@ -257,47 +280,60 @@ export class EventLog {
   }
 
   /** The session was deleted: readers are woken and their next read fails with not_found. */
-  close(): void {
+  close(reason?: HotplexError): void {
     this.#closed = true;
+    this.#closedBy = reason;
     this.#wake();
   }
 
   /** Retention moved the store's first seq (after a compaction). */
-  retainedFrom(firstSeq: number): void {
+  retainedFrom({ firstSeq, bytes }: Retained): void {
     this.#storeFirstSeq = firstSeq;
-    if (this.#backing) this.#storedBytes = this.#backing.store.sessionBytes(this.#backing.key);
+    if (this.#backing) this.#storedBytes = bytes;
     for (const index of this.#pages.keys()) if ((index + 1) * STORE_PAGE < firstSeq) this.#pages.delete(index);
     while (this.size > 0 && Number(this.#events[this.#head]?.seq) < firstSeq) this.#dropOldest();
   }
 
   /**
    * Up to `limit` events with seq > afterSeq, in order. Throws OutOfRangeError when
-   * events after `afterSeq` were dropped, or `afterSeq` lies beyond the last event.
+   * events after `afterSeq` were dropped (also while the read was on its way to the store),
+   * or `afterSeq` lies beyond the last event.
    */
-  read(afterSeq: number, limit = 256): Event[] {
-    if (this.#closed) throw new HotplexError("not_found", `session "${this.sessionId}" was deleted`);
-    const first = this.firstSeq;
-    if (afterSeq > this.#lastSeq || afterSeq < first - 1) {
-      throw new OutOfRangeError(this.sessionId, BigInt(afterSeq), first, this.#lastSeq);
-    }
+  async read(afterSeq: number, limit = 256): Promise<Event[]> {
+    this.#checkRange(afterSeq);
+    if (!(limit >= 1)) return [];
     const tailFirst = this.#lastSeq - this.size + 1;
     if (afterSeq < tailFirst - 1 && this.#backing) {
       // Older than the in-memory tail: read from the store, up to where the tail starts.
       const count = Math.min(limit, tailFirst - 1 - afterSeq);
-      const page = this.#storePage(afterSeq);
+      const page = await this.#storePage(afterSeq);
       const start = afterSeq % STORE_PAGE;
       // A read may end inside the page, or run over its end: then the rest comes next time.
-      if (page) return page.slice(start, start + count);
-      const { store, key } = this.#backing;
-      return store.readEvents(key, afterSeq, count);
+      const events = page ? page.slice(start, start + count) : await this.#backing.store.readEvents(this.#backing.key, afterSeq, count);
+      // Deleted, or retention ran, while the store answered: never hand out a gap.
+      this.#checkRange(afterSeq);
+      const first = Number(events[0]?.seq ?? 0);
+      if (first !== afterSeq + 1) {
+        // What the store answered says where the log starts now, ahead of retainedFrom.
+        throw new OutOfRangeError(this.sessionId, BigInt(afterSeq), first > afterSeq + 1 ? first : Math.max(this.firstSeq, afterSeq + 2), this.#lastSeq);
+      }
+      return events;
     }
     const start = this.#head + (afterSeq - tailFirst + 1);
     return this.#events.slice(start, Math.min(start + limit, this.#events.length));
   }
 
+  #checkRange(afterSeq: number): void {
+    if (this.#closed) throw this.#closedBy ?? new HotplexError("not_found", `session "${this.sessionId}" was deleted`);
+    const first = this.firstSeq;
+    if (afterSeq > this.#lastSeq || afterSeq < first - 1) {
+      throw new OutOfRangeError(this.sessionId, BigInt(afterSeq), first, this.#lastSeq);
+    }
+  }
+
   // The cached or freshly read store page holding afterSeq + 1; undefined when that page
   // is not full yet (the end of the log), which is then read directly.
-  #storePage(afterSeq: number): Event[] | undefined {
+  #storePage(afterSeq: number): Promise<Event[] | undefined> {
     const { store, key } = this.#backing as LogBacking;
     const index = Math.floor(afterSeq / STORE_PAGE);
     let page = this.#pages.get(index);
@@ -305,10 +341,19 @@ export class EventLog {
       this.#pages.delete(index);
     } else {
       const pageStart = index * STORE_PAGE;
-      if (pageStart + STORE_PAGE > this.#lastSeq) return undefined;
-      page = store.readEvents(key, pageStart, STORE_PAGE);
-      // Retention dropped the page's start: read around it, without caching.
-      if (page.length < STORE_PAGE) return undefined;
+      if (pageStart + STORE_PAGE > this.#lastSeq) return Promise.resolve(undefined);
+      page = store.readEvents(key, pageStart, STORE_PAGE).then(
+        (events) => {
+          if (events.length === STORE_PAGE && Number(events[0]?.seq) === pageStart + 1) return events;
+          // Retention dropped the page's start: read around it, without caching.
+          if (this.#pages.get(index) === page) this.#pages.delete(index);
+          return undefined;
+        },
+        (error: unknown) => {
+          if (this.#pages.get(index) === page) this.#pages.delete(index);
+          throw error;
+        },
+      );
       if (this.#pages.size >= STORE_PAGES_KEPT) this.#pages.delete(this.#pages.keys().next().value as number);
     }
     this.#pages.set(index, page);

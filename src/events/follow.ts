@@ -32,7 +32,7 @@ export async function* readEventBatches(log: EventLog, afterSeq: number, options
   for (;;) {
     if (cut?.aborted) throw shuttingDown(cursor);
     if (signal?.aborted) return;
-    const events = log.read(cursor, batch);
+    const events = await log.read(cursor, batch);
     if (events.length > 0) {
       cursor = Number(events[events.length - 1]?.seq);
       yield events;

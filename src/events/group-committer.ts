@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { SessionRecord, Store, StoredEvent } from "../store/store.js";
+import { type Retained, type SessionRecord, SessionsFencedError, type Store, type StoredEvent } from "../store/store.js";
 import type { Event } from "./event.js";
 import type { EventLog } from "./event-log.js";
 
@@ -15,7 +15,9 @@ export type CommitObserver = (seconds: number, events: number, failed: boolean) 
 /**
  * Group commit: events appended during one turn of the event loop, across all
  * sessions, are stored in one transaction and only then published. A streaming turn
- * thus pays one commit per batch of output lines, not one per token.
+ * thus pays one commit per batch of output lines, not one per token. Commits are
+ * serialized: while one is with the store, new events gather for the next, so a slow
+ * store gets fewer, larger commits rather than many overlapping ones.
  */
 export class GroupCommitter {
   readonly #store: Store;
@@ -26,6 +28,10 @@ export class GroupCommitter {
   #scheduled: NodeJS.Immediate | undefined;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The commit with the store now, or the last one (settled). */
+  #running: Promise<void> = Promise.resolve();
+  /** A commit waiting for the running one; everything pending when it starts goes with it. */
+  #next: Promise<void> | undefined;
   readonly #observer: CommitObserver | undefined;
 
   constructor(store: Store, logger: Logger, observer?: CommitObserver) {
@@ -38,15 +44,19 @@ export class GroupCommitter {
   schedule(log: EventLog): void {
     if (this.#closed) return;
     this.#dirty.add(log);
-    if (!this.#retry) this.#scheduled ??= setImmediate(() => this.flush());
+    if (!this.#retry) this.#scheduled ??= setImmediate(() => void this.flush());
   }
 
   /**
    * Commits what is pending and stops: the store is about to close, and nothing may be
    * scheduled against it any more (a late registry checkpoint would retry forever).
    */
-  close(): void {
-    this.flush();
+  async close(): Promise<void> {
+    await this.flush();
+    // Appended while that commit was with the store: one more commit takes them.
+    if (this.#dirty.size > 0) await this.flush();
+    const left = [...this.#dirty].reduce((sum, log) => sum + log.pendingCount, 0);
+    if (left > 0) this.#logger.error({ events: left }, "the store is closing with events it could not store");
     this.#closed = true;
     clearImmediate(this.#scheduled);
     clearTimeout(this.#retry);
@@ -56,15 +66,33 @@ export class GroupCommitter {
   }
 
   /**
-   * Commits everything pending now. Each log's events are first applied to its session
-   * (onCommit), then stored (with the session's updated record when one is due), then
-   * published: all in one synchronous step, so no reader ever sees a state between them.
+   * Commits everything pending now (after the commit with the store, if one is). Resolves
+   * once that commit is done: stored and published, or failed (and a retry scheduled).
    */
-  flush(): void {
+  flush(): Promise<void> {
     clearImmediate(this.#scheduled);
     clearTimeout(this.#retry);
     this.#scheduled = undefined;
     this.#retry = undefined;
+    if (this.#next) return this.#next;
+    const next = this.#running.then(() => {
+      this.#next = undefined;
+      return this.#commit();
+    });
+    this.#next = next;
+    // The chain never rejects (#commit does not), or every later commit would be skipped.
+    this.#running = next.catch(() => {});
+    return next;
+  }
+
+  /**
+   * One commit. Each log's registry entry (when one is due) is taken as of the events
+   * going with it; events and entries are stored;
+   * once the store acknowledged, each log's events are applied to its session (onCommit)
+   * and published in one synchronous step, so no reader ever sees a state between them
+   * and a snapshot never names a seq the store could still lose.
+   */
+  async #commit(): Promise<void> {
     if (this.#dirty.size === 0) return;
     const logs = [...this.#dirty];
     this.#dirty.clear();
@@ -72,7 +100,7 @@ export class GroupCommitter {
     const events: StoredEvent[] = [];
     const records: SessionRecord[] = [];
     const recorded: [EventLog, number][] = [];
-    let moved: Map<string, number> | undefined;
+    let moved: Map<string, Retained> | undefined;
     let started = 0;
     for (const log of logs) {
       const backing = log.backing;
@@ -82,32 +110,47 @@ export class GroupCommitter {
       for (const event of pending) events.push({ key: backing.key, event });
     }
     try {
-      for (const [log, pending] of batches) log.prepareCommit(pending);
       for (const log of logs) {
-        const record = log.recordDue ? log.backing?.record() : undefined;
+        const record = log.recordDue ? log.backing?.record(batches.get(log) ?? []) : undefined;
         if (!record) continue;
+        log.recordTaken();
         records.push(record);
         recorded.push([log, record.lastSeq]);
       }
       started = this.#observer ? performance.now() : 0;
-      moved = this.#store.commit(events, records);
+      moved = await this.#store.commit(events, records);
     } catch (error) {
-      this.#observer?.(0, events.length, true);
+      this.#guarded(undefined, () => this.#observer?.(0, events.length, true));
       this.#logger.error({ err: error, events: events.length }, "storing events failed; retrying");
+      // Sessions another node runs: nothing of them may be stored from here (their agents
+      // are stopped through the store's onLost); the other sessions' events go again.
+      const fenced = error instanceof SessionsFencedError ? new Set(error.keys) : undefined;
       for (const [log, pending] of batches) {
+        if (fenced?.has(log.backing?.key ?? "")) continue;
         log.restorePending(pending);
         this.#dirty.add(log);
       }
-      this.#retry = setTimeout(() => this.flush(), RETRY_MS);
+      for (const [log] of recorded) if (!fenced?.has(log.backing?.key ?? "")) log.recordFailed();
+      // A commit already queued takes them; otherwise a retry after a pause.
+      if (!this.#closed && !this.#next) this.#retry = setTimeout(() => void this.flush(), RETRY_MS);
       return;
     }
-    // Outside the try: an observer's failure must never pass for a failed commit.
-    this.#observer?.((performance.now() - started) / 1000, events.length, false);
+    // Stored: from here on nothing may pass for a failed commit, and one log's observer
+    // that throws must not keep the other logs' events from being published.
+    this.#guarded(undefined, () => this.#observer?.((performance.now() - started) / 1000, events.length, false));
     for (const [log, seq] of recorded) log.recorded(seq);
     for (const [log, pending] of batches) {
-      log.published(pending);
-      const first = moved?.get(log.backing?.key ?? "");
-      if (first !== undefined) log.retainedFrom(first);
+      this.#guarded(log, () => log.published(pending));
+      const retained = moved?.get(log.backing?.key ?? "");
+      if (retained !== undefined) this.#guarded(log, () => log.retainedFrom(retained));
+    }
+  }
+
+  #guarded(log: EventLog | undefined, step: () => void): void {
+    try {
+      step();
+    } catch (error) {
+      this.#logger.error({ err: error, session: log?.sessionId }, "a commit's observer failed after the events were stored");
     }
   }
 }

@@ -13,8 +13,18 @@ import { SessionView } from "./session-view.js";
  * is created, starts or loses its process, changes config, goes idle, before retention
  * runs and at least every few thousand events. What happened since is in the events,
  * and the session's state is their fold: status, current turn, statistics, the last seq.
+ *
+ * The live fields (config, agent process, whether a conversation exists) are folded too
+ * when they are as of the record; a record taken from a running session holds them as
+ * they are now, later than any event given, and they stay.
  */
-export function catchUpRecord(record: SessionRecord, events: Iterable<Event>): SessionRecord {
+/**
+ * "as_of_record": a stored checkpoint's live fields, which the events after it update;
+ * "current": taken from the running session after every event given (see Session.record).
+ */
+export type LiveFields = "as_of_record" | "current";
+
+export function catchUpRecord(record: SessionRecord, events: Iterable<Event>, liveFields: LiveFields = "as_of_record"): SessionRecord {
   const view = new SessionView(record.sessionId, record.provider, record.providerSessionId, record.workDir);
   view.restore(record);
   // The turn the checkpoint was taken in stays open until its TurnEnded.
@@ -26,6 +36,7 @@ export function catchUpRecord(record: SessionRecord, events: Iterable<Event>): S
     applied += 1;
     view.apply(event, event.time ? timestampMs(event.time) : record.lastActiveMs);
     caughtUp.lastSeq = Number(event.seq);
+    if (liveFields === "current") continue;
     const { payload } = event;
     if (payload.case === "sessionStarted") caughtUp.hasConversation = true;
     if (payload.case === "conversationReset") {

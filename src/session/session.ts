@@ -18,6 +18,7 @@ import {
 } from "../../gen/hotplex/v1/event_pb.js";
 import {
   ErrorEventSchema,
+  type Event,
   type EventPayload,
   RawOutputSchema,
   SessionEndedSchema,
@@ -36,6 +37,7 @@ import { workDirChanged } from "../security/work-dir.js";
 import { type AgentLauncher, chownTree, LaunchError } from "../process/launcher.js";
 import type { Sandbox } from "../process/sandbox.js";
 import { AgentLog, observedLauncher } from "./agent-log.js";
+import { catchUpRecord } from "./catch-up.js";
 import { AgentRun, AgentRunState, startKindFor } from "./agent-run.js";
 import { type LongTimeout, setLongTimeout } from "./long-timeout.js";
 import { type PendingFork, REMEMBERED_REQUEST_IDS, type RequestedTurn } from "./interaction-state.js";
@@ -111,6 +113,11 @@ export interface SessionOptions {
    * daemon's or the tenant's limit of live agents).
    */
   whyNoProcess: () => string | undefined;
+  /**
+   * Makes this node the session's runner right before an agent starts (a store many nodes
+   * share); rejects, saying why, when another node runs it. Unset: always this node's.
+   */
+  own?: () => Promise<void>;
   /** The tenant's rules for the agent's tool calls (none: every call goes on as asked). */
   rules?: ToolCallRules;
   /**
@@ -229,8 +236,16 @@ export class Session {
     return this.#requests;
   }
 
-  /** The session's registry entry, as of the events applied so far. */
-  record(): SessionRecord {
+  /**
+   * The session's registry entry as of the events published so far followed by `pending`
+   * (those about to be stored with it, not applied to the view yet), with the agent
+   * process, config and conversation as they are now.
+   */
+  record(pending: readonly Event[] = []): SessionRecord {
+    return catchUpRecord(this.#publishedRecord(), pending, "current");
+  }
+
+  #publishedRecord(): SessionRecord {
     const view = this.view;
     const agent = this.#agent;
     return {
@@ -250,7 +265,7 @@ export class Session {
       agentCommand: agent?.alive ? agent.identity : "",
       hasConversation: this.#hasConversation,
       currentTurnId: view.currentTurn?.turnId ?? "",
-      lastSeq: this.log.assignedSeq,
+      lastSeq: this.log.lastSeq,
       extras: view.interaction.toJson(),
     };
   }
@@ -741,6 +756,24 @@ export class Session {
     }
   }
 
+  /**
+   * Another node runs the session now: its agent is ended at once (no grace: it must be
+   * gone before the other node's hold starts) and the session takes no more turns; the
+   * caller forgets it.
+   */
+  fence(why: string): void {
+    this.#closed = true;
+    this.#clearIdleTimer();
+    this.#clearTurnTimers();
+    clearTimeout(this.#checkpointTimer);
+    const agent = this.#agent;
+    if (!agent) return;
+    this.agentLog.lifecycle(`killing the agent: ${why}`, agent.pid);
+    // No grace: its process group is killed right after the signal to end (a shared agent
+    // server ends only this session's part).
+    void agent.close(0).catch(() => undefined);
+  }
+
   /** Stops the session and refuses new turns (daemon shutdown). */
   async close(): Promise<void> {
     this.#closed = true;
@@ -840,6 +873,15 @@ export class Session {
       return;
     }
     if (turn.ended) return this.#failStart(run, "");
+    if (this.#options.own) {
+      try {
+        await this.#options.own();
+      } catch (error) {
+        this.#failStart(run, `this node cannot run the session: ${(error as Error).message}`);
+        return;
+      }
+      if (turn.ended) return this.#failStart(run, "");
+    }
     this.#launch = launch;
     // A fork's first start copies its parent's conversation; every later one resumes its own.
     const fork = kind === StartKind.COLD ? this.view.interaction.pendingFork : undefined;

@@ -2,7 +2,7 @@ import { clone } from "@bufbuild/protobuf";
 import { SessionConfigSchema, SessionStatsSchema } from "../../gen/hotplex/v1/session_pb.js";
 import type { Event } from "../events/event.js";
 import { encodeEvent } from "../events/encoded-event.js";
-import { type AuditRecord, eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
+import { type AuditRecord, eventTimeMs, type Retained, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
 interface SessionEvents {
   events: Event[];
@@ -26,8 +26,8 @@ export class MemoryStore implements Store {
 
   constructor(private readonly policy: RetentionPolicy) {}
 
-  commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Map<string, number> {
-    const moved = new Map<string, number>();
+  async commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Promise<Map<string, Retained>> {
+    const moved = new Map<string, Retained>();
     for (const { key, event } of events) {
       // Encoded bytes, as the SQLite store counts them: retain-bytes means the same in both.
       const size = encodeEvent(event).byteLength;
@@ -41,7 +41,13 @@ export class MemoryStore implements Store {
       log.bytes += size;
       const head = log.head;
       this.#trim(log, this.policy.maxEvents, this.policy.maxBytes);
-      if (log.head !== head) moved.set(key, Number(log.events[log.head]?.seq));
+      if (log.head !== head) moved.set(key, { firstSeq: 0, bytes: 0 });
+    }
+    // As of the whole batch: a later event of a session may have added bytes after a trim.
+    for (const [key, retained] of moved) {
+      const log = this.#events.get(key)!;
+      retained.firstSeq = Number(log.events[log.head]?.seq);
+      retained.bytes = log.bytes;
     }
     for (const record of sessions) {
       // Copies: the caller keeps mutating its own objects.
@@ -54,48 +60,52 @@ export class MemoryStore implements Store {
     return moved;
   }
 
-  readEvents(key: string, afterSeq: number, limit: number): Event[] {
+  async readEvents(key: string, afterSeq: number, limit: number): Promise<Event[]> {
     const log = this.#events.get(key);
-    const first = this.firstSeq(key);
+    const first = this.#firstSeq(key);
     if (!log || first === undefined) return [];
     const start = log.head + Math.max(0, afterSeq - first + 1);
     return log.events.slice(start, Math.min(start + limit, log.events.length));
   }
 
-  firstSeq(key: string): number | undefined {
+  async firstSeq(key: string): Promise<number | undefined> {
+    return this.#firstSeq(key);
+  }
+
+  #firstSeq(key: string): number | undefined {
     const log = this.#events.get(key);
     const event = log?.events[log.head];
     return event ? Number(event.seq) : undefined;
   }
 
-  sessionBytes(key: string): number {
+  async sessionBytes(key: string): Promise<number> {
     return this.#events.get(key)?.bytes ?? 0;
   }
 
-  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): number {
+  async appendAudit(entry: Omit<AuditRecord, "id">, keep: number): Promise<number> {
     const record = { ...entry, id: ++this.#auditId };
     this.#audit.push(record);
     if (this.#audit.length > keep * 2) this.#audit = this.#audit.slice(-keep);
     return record.id;
   }
 
-  readAudit(afterId: number, limit: number): AuditRecord[] {
+  async readAudit(afterId: number, limit: number): Promise<AuditRecord[]> {
     // Ids grow by one per entry, so the first wanted one sits at a known offset.
     const first = this.#audit[0]?.id ?? 1;
     return this.#audit.slice(Math.max(0, afterId + 1 - first), Math.max(0, afterId + 1 - first) + limit);
   }
 
-  loadSessions(): SessionRecord[] {
+  async loadSessions(): Promise<SessionRecord[]> {
     return [...this.#sessions.values()];
   }
 
-  deleteSession(key: string): void {
+  async deleteSession(key: string): Promise<void> {
     this.#events.delete(key);
     this.#sessions.delete(key);
   }
 
-  compact(policy: RetentionPolicy, nowMs: number): Map<string, number> {
-    const moved = new Map<string, number>();
+  async compact(policy: RetentionPolicy, nowMs: number): Promise<Map<string, Retained>> {
+    const moved = new Map<string, Retained>();
     for (const [key, log] of this.#events) {
       const before = log.head;
       this.#trim(log, policy.maxEvents, policy.maxBytes);
@@ -103,15 +113,21 @@ export class MemoryStore implements Store {
         const cutoff = nowMs - policy.maxAgeMs;
         while (log.head < log.events.length && eventTimeMs(log.events[log.head]) < cutoff) this.#drop(log);
       }
-      if (log.head !== before) moved.set(key, this.firstSeq(key) ?? this.#lastSeq(key) + 1);
+      if (log.head !== before) moved.set(key, this.#retained(key, log));
     }
     if (policy.totalMaxBytes > 0) this.#trimTotal(policy.totalMaxBytes, moved);
     return moved;
   }
 
-  close(): void {}
+  async ping(): Promise<void> {}
 
-  #trimTotal(totalMaxBytes: number, moved: Map<string, number>): void {
+  async close(): Promise<void> {}
+
+  #retained(key: string, log: SessionEvents): Retained {
+    return { firstSeq: this.#firstSeq(key) ?? this.#lastSeq(key) + 1, bytes: log.bytes };
+  }
+
+  #trimTotal(totalMaxBytes: number, moved: Map<string, Retained>): void {
     let total = 0;
     for (const log of this.#events.values()) total += log.bytes;
     while (total > totalMaxBytes) {
@@ -125,7 +141,7 @@ export class MemoryStore implements Store {
       if (!oldest) break;
       total -= oldest[1].sizes[oldest[1].head] ?? 0;
       this.#drop(oldest[1]);
-      moved.set(oldest[0], this.firstSeq(oldest[0]) ?? this.#lastSeq(oldest[0]) + 1);
+      moved.set(oldest[0], this.#retained(oldest[0], oldest[1]));
     }
   }
 

@@ -7,7 +7,7 @@ import type { Event } from "../events/event.js";
 import { decodeEvent } from "../events/event-codec.js";
 import { encodeEvent, rememberEncoding } from "../events/encoded-event.js";
 import { migrate } from "./migrations.js";
-import { type AuditRecord, eventTimeMs, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
+import { type AuditRecord, eventTimeMs, type Retained, type RetentionPolicy, type SessionRecord, type Store, type StoredEvent } from "./store.js";
 
 /**
  * How hard a commit tries to reach the disk.
@@ -46,7 +46,11 @@ interface SessionRow {
   extras: string;
 }
 
-/** SQLite in WAL mode: the embedded default store. */
+/**
+ * SQLite in WAL mode: the embedded default store. Every call does its work synchronously
+ * (better-sqlite3) and returns a settled promise: a commit is on disk (per the durability)
+ * before the call returns, and calls are answered in order.
+ */
 export class SqliteStore implements Store {
   readonly kind = "sqlite";
   readonly location: string;
@@ -123,13 +127,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): undefined {
+  async commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Promise<undefined> {
     // Retention is applied by compact(), not per commit.
     this.#commit(events, sessions);
     return undefined;
   }
 
-  readEvents(key: string, afterSeq: number, limit: number): Event[] {
+  async readEvents(key: string, afterSeq: number, limit: number): Promise<Event[]> {
     const rows = this.#readEvents.all(key, afterSeq, limit) as { payload: Buffer }[];
     return rows.map((row) => {
       const event = decodeEvent(row.payload);
@@ -139,16 +143,20 @@ export class SqliteStore implements Store {
     });
   }
 
-  firstSeq(key: string): number | undefined {
+  async firstSeq(key: string): Promise<number | undefined> {
+    return this.#first(key);
+  }
+
+  #first(key: string): number | undefined {
     const row = this.#firstSeq.get(key) as { first: number | null };
     return row.first ?? undefined;
   }
 
-  sessionBytes(key: string): number {
+  async sessionBytes(key: string): Promise<number> {
     return this.#sessionBytes.get(key) as number;
   }
 
-  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): number {
+  async appendAudit(entry: Omit<AuditRecord, "id">, keep: number): Promise<number> {
     const { lastInsertRowid } = this.#insertAudit.run(
       entry.timeMs,
       entry.kind,
@@ -164,7 +172,7 @@ export class SqliteStore implements Store {
     return id;
   }
 
-  readAudit(afterId: number, limit: number): AuditRecord[] {
+  async readAudit(afterId: number, limit: number): Promise<AuditRecord[]> {
     const rows = this.#readAudit.all(afterId, limit) as {
       id: number;
       time_ms: number;
@@ -187,19 +195,19 @@ export class SqliteStore implements Store {
     }));
   }
 
-  loadSessions(): SessionRecord[] {
+  async loadSessions(): Promise<SessionRecord[]> {
     const rows = this.#db.prepare("SELECT * FROM sessions").all() as SessionRow[];
     return rows.map(recordOf);
   }
 
-  deleteSession(key: string): void {
+  async deleteSession(key: string): Promise<void> {
     this.#db.transaction(() => {
       this.#db.prepare("DELETE FROM events WHERE session_key = ?").run(key);
       this.#db.prepare("DELETE FROM sessions WHERE key = ?").run(key);
     })();
   }
 
-  compact(policy: RetentionPolicy, nowMs: number): Map<string, number> {
+  async compact(policy: RetentionPolicy, nowMs: number): Promise<Map<string, Retained>> {
     const touched = new Set<string>();
     const db = this.#db;
     db.transaction(() => {
@@ -257,16 +265,21 @@ export class SqliteStore implements Store {
         }
       }
     })();
-    const moved = new Map<string, number>();
+    const moved = new Map<string, Retained>();
     for (const key of touched) {
-      const first = this.firstSeq(key);
+      const first = this.#first(key);
       const last = (db.prepare("SELECT last_seq FROM sessions WHERE key = ?").get(key) as { last_seq: number } | undefined)?.last_seq ?? 0;
-      moved.set(key, first ?? last + 1);
+      moved.set(key, { firstSeq: first ?? last + 1, bytes: this.#sessionBytes.get(key) as number });
     }
     return moved;
   }
 
-  close(): void {
+  async ping(): Promise<void> {
+    // The cheapest read there is: one indexed lookup of a key no session has.
+    this.#first("");
+  }
+
+  async close(): Promise<void> {
     this.#db.close();
   }
 

@@ -29,10 +29,35 @@ export interface SessionRecord {
   /** The last assigned sequence number; sequence numbers continue from it. */
   lastSeq: number;
   /**
+   * The node that wrote this entry and its ownership period (epoch), in a store many nodes
+   * share; undefined in a store of one node.
+   */
+  owner?: { node: string; epoch: number };
+  /**
    * The rest of the session's folded state (title, pending requests, queued turns, recent
    * request ids, rules, fork origin) as the session's JSON; opaque to the store ("" for none).
    */
   extras: string;
+}
+
+/**
+ * Another node runs the session (or ran it after this node's copy was loaded): this node
+ * must not run it, and must not store anything of it.
+ */
+export class SessionHeldError extends Error {
+  override readonly name = "SessionHeldError";
+}
+
+/** A commit refused for some sessions because another node runs them; the rest may be retried. */
+export class SessionsFencedError extends Error {
+  override readonly name = "SessionsFencedError";
+  constructor(
+    /** Store keys of the sessions refused. */
+    readonly keys: readonly string[],
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** An event on its way to the store. */
@@ -68,42 +93,72 @@ export interface RetentionPolicy {
   totalMaxBytes: number;
 }
 
+/** What a store holds of one session's events: where they start and what they weigh. */
+export interface Retained {
+  /** The first retained seq (the session's lastSeq + 1 when none is left). */
+  firstSeq: number;
+  /** The encoded bytes of the retained events. */
+  bytes: number;
+}
+
 /**
- * Where events and the session registry live. Every method is synchronous and each
- * `commit` is one atomic, durable (per the store's durability setting) transaction:
- * the event log relies on both to publish an event only after it is stored.
+ * Where events and the session registry live. Every method is asynchronous (a store may
+ * be across a network) and each `commit` is one atomic, durable (per the store's
+ * durability setting) transaction: the event log publishes an event, and applies it to
+ * the session's view, only once the commit that holds it has resolved. A store reads
+ * its arguments before its promise settles the first time it yields: callers may change
+ * their objects afterwards. Calls are answered in the order they were made.
  */
 export interface Store {
-  /** "memory" or "sqlite". */
+  /** "memory", "sqlite" or "redis". */
   readonly kind: string;
-  /** Where the data lives, for the operator ("in memory" or a file path). */
+  /** Where the data lives, for the operator ("in memory", a file path, a Redis address). */
   readonly location: string;
   /**
    * Stores events (of any sessions) and the records of their sessions, atomically.
    * A store that applies retention as it stores returns the sessions whose first
    * retained seq moved, as `compact` does.
    */
-  commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Map<string, number> | undefined;
+  commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Promise<Map<string, Retained> | undefined>;
   /** Up to `limit` events of a session with seq > afterSeq, in order. */
-  readEvents(key: string, afterSeq: number, limit: number): Event[];
+  readEvents(key: string, afterSeq: number, limit: number): Promise<Event[]>;
   /** The first retained seq of a session; undefined when it has no events stored. */
-  firstSeq(key: string): number | undefined;
+  firstSeq(key: string): Promise<number | undefined>;
   /** The encoded bytes of a session's stored events (0 when it has none). */
-  sessionBytes(key: string): number;
+  sessionBytes(key: string): Promise<number>;
   /** Appends an audit entry (its id is assigned) and returns the id; at least the newest `keep` entries are kept. */
-  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): number;
+  appendAudit(entry: Omit<AuditRecord, "id">, keep: number): Promise<number>;
   /** Up to `limit` audit entries with an id greater than `afterId`, oldest first. */
-  readAudit(afterId: number, limit: number): AuditRecord[];
+  readAudit(afterId: number, limit: number): Promise<AuditRecord[]>;
   /** Every session record. */
-  loadSessions(): SessionRecord[];
+  loadSessions(): Promise<SessionRecord[]>;
   /** Removes a session's record and events. */
-  deleteSession(key: string): void;
+  deleteSession(key: string): Promise<void>;
   /**
    * Drops events beyond the retention limits. Returns the sessions whose first
-   * retained seq moved, with the new first seq (lastSeq + 1 when none is left).
+   * retained seq moved, with what is retained of them now.
    */
-  compact(policy: RetentionPolicy, nowMs: number): Map<string, number>;
-  close(): void;
+  compact(policy: RetentionPolicy, nowMs: number): Promise<Map<string, Retained>>;
+  /**
+   * This node's id in a store many nodes share (each session run by one node at a time);
+   * undefined for a store of one node, which runs every session it holds.
+   */
+  readonly node?: string;
+  /**
+   * Makes this node the one that runs the session, before an agent of it starts (a store
+   * many nodes share). Rejects with SessionHeldError when another node runs it, or when
+   * this node's copy of the session is behind the store's (another node wrote it since).
+   */
+  own?(key: string, lastSeq: number): Promise<void>;
+  /**
+   * Set by the engine: called when this node lost a session it ran (its hold was not
+   * renewed in time, or a commit was fenced). The session's agent must stop at once, and
+   * nothing more of it may be stored from this node.
+   */
+  onLost?: ((key: string, why: string) => void) | undefined;
+  /** Answers whether the store can be used now (the readiness probe); throws when it cannot. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** An event's time in ms since the epoch (every logged event has one; 0 guards a malformed one). */

@@ -104,7 +104,7 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
     const turn = engine.execute("ask", "[[ask:echo approved-run]]", { config: { approvalMode: ApprovalMode.CLIENT } });
     for await (const event of turn) {
       seen.push(event);
-      if (event.payload.case === "permissionRequested") engine.respond("ask", event.payload.value.requestId, { behavior: "allow", updatedInputJson: "", forSession: false });
+      if (event.payload.case === "permissionRequested") await engine.respond("ask", event.payload.value.requestId, { behavior: "allow", updatedInputJson: "", forSession: false });
     }
     expect(seen.map((e) => e.payload.case)).toContain("permissionResolved");
     expect(seen.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.COMPLETED } });

@@ -226,17 +226,17 @@ describe("retention and the session registry", () => {
     try {
       await executeEvents(daemon.client.execute({ sessionId: "kept", prompt: "[[chunks:10:0]] go" }));
       // The store fails, and the session has an event its stored entry does not reflect yet.
-      const commit = vi.spyOn(daemon.engine.store, "commit").mockImplementation(() => {
+      const commit = vi.spyOn(daemon.engine.store, "commit").mockImplementation(async () => {
         throw new Error("disk full");
       });
       const session = daemon.engine.pool.get({ tenant: "default", sessionId: "kept" })!;
       session.log.append("", { case: "raw", value: create(RawOutputSchema, { line: "late", reason: "test" }) });
-      daemon.engine.compact();
-      expect(daemon.engine.store.firstSeq("default/kept")).toBe(1);
+      await daemon.engine.compact();
+      expect(await daemon.engine.store.firstSeq("default/kept")).toBe(1);
       commit.mockRestore();
-      daemon.engine.compact();
+      await daemon.engine.compact();
       const { lastSeq } = await daemon.client.getSnapshot({ sessionId: "kept" });
-      expect(daemon.engine.store.firstSeq("default/kept")).toBe(Number(lastSeq) - 2);
+      expect(await daemon.engine.store.firstSeq("default/kept")).toBe(Number(lastSeq) - 2);
     } finally {
       await daemon.close();
     }
@@ -258,7 +258,7 @@ describe.each(["memory", "sqlite"] as const)("retention and incarnations with th
       // The turn's end, then the StatusChanged (READY) after it.
       const last = Number(events.at(-1)?.seq) + 1;
       expect(last).toBeGreaterThan(40);
-      daemon.engine.compact();
+      await daemon.engine.compact();
       const error = await collect(daemon.client.subscribe({ sessionId: "short", afterSeq: 0n })).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ConnectError);
       expect((error as ConnectError).code).toBe(Code.OutOfRange);

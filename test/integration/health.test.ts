@@ -141,7 +141,7 @@ describe("grpc.health.v1.Health", () => {
   it("reports NOT_SERVING when the store stops answering, and SERVING once it answers again", async () => {
     const d = await daemon();
     const health = createClient(Health, transports.connect!(d.server.url));
-    const spy = vi.spyOn(d.engine.store, "firstSeq").mockImplementation(() => {
+    const spy = vi.spyOn(d.engine.store, "ping").mockImplementation(async () => {
       throw new Error("disk I/O error");
     });
     expect((await health.check({ service: "" })).status).toBe(Status.NOT_SERVING);

@@ -260,7 +260,7 @@ describe("interactive control on the fake provider", () => {
       const { request } = await askedIn(id, '[[ask:{"command":"r"}]]');
       // A daemon that stops without a shutdown: its engine is abandoned, the store reopened.
       await daemon.server.server.close();
-      daemon.engine.store.close();
+      await daemon.engine.store.close();
       await start();
       const log = await subscribedEvents(daemon, id);
       expect(payloads(log, "permissionResolved").at(-1)).toMatchObject({ requestId: request.requestId, decidedBy: Decider.DAEMON_RESTART });

@@ -38,7 +38,7 @@ describe("a refused call leaves nothing behind", () => {
     expect(daemon.engine.pool.size).toBe(1);
     // Nothing reached the store either.
     await new Promise((resolve) => setImmediate(resolve));
-    expect(daemon.engine.store.loadSessions().map((r) => r.sessionId)).toEqual(["the-one"]);
+    expect((await daemon.engine.store.loadSessions()).map((r) => r.sessionId)).toEqual(["the-one"]);
   });
 });
 

@@ -120,11 +120,11 @@ export function adminServiceRoutes(engine: Engine, facts: ServerFacts): (router:
         }
       },
 
-      listAuditEvents(req) {
+      async listAuditEvents(req) {
         const limit = req.limit === 0 ? 100 : req.limit;
         if (limit > 1000) throw new HotplexError("invalid_argument", `limit ${limit} is more than 1000`);
         if (req.afterId > BigInt(Number.MAX_SAFE_INTEGER)) return { events: [] };
-        return { events: engine.audit.list(Number(req.afterId), limit) };
+        return { events: await engine.audit.list(Number(req.afterId), limit) };
       },
     });
 }

@@ -15,6 +15,8 @@ export interface Readiness {
 // A probe reads the store at most this often: /readyz is unauthenticated, and a flood of
 // probes must not become a flood of queries.
 const STORE_PROBE_MS = 1_000;
+// A store that takes longer than this to answer a probe is reported unusable.
+const STORE_PROBE_TIMEOUT_MS = 2_000;
 
 // Longest service name echoed back in an error.
 const MAX_NAME_IN_MESSAGE = 128;
@@ -23,25 +25,36 @@ const MAX_NAME_IN_MESSAGE = 128;
  * Readiness: the engine's serving phase, and whether its store still answers a query (a
  * daemon whose database went away cannot take a turn, however SERVING its phase).
  */
-export function readinessOf(engine: Engine): () => Readiness {
+export function readinessOf(engine: Engine): () => Promise<Readiness> {
   let checkedAtMs = -Infinity;
-  let storeUsable = true;
-  return () => {
+  let probe: Promise<boolean> = Promise.resolve(true);
+  return async () => {
     const phase = engine.serving.phase;
     if (phase !== ServingPhase.SERVING) return { ready: false, reason: phase === ServingPhase.DRAINING ? "draining" : "stopping" };
     const now = performance.now();
     if (now - checkedAtMs >= STORE_PROBE_MS) {
       checkedAtMs = now;
-      try {
-        // The cheapest read the Store offers: one indexed lookup of a key no session has.
-        engine.store.firstSeq("");
-        storeUsable = true;
-      } catch {
-        storeUsable = false;
-      }
+      // One probe at a time, shared by every caller that arrives meanwhile.
+      probe = storeAnswers(engine);
     }
-    return storeUsable ? { ready: true, reason: "serving" } : { ready: false, reason: "store unusable" };
+    return (await probe) ? { ready: true, reason: "serving" } : { ready: false, reason: "store unusable" };
   };
+}
+
+// Whether the store answers within STORE_PROBE_TIMEOUT_MS: a store that hangs (a network
+// store behind a partition) is as unusable as one that fails.
+async function storeAnswers(engine: Engine): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), STORE_PROBE_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([engine.store.ping().then(() => true), timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -54,7 +67,7 @@ export function healthServiceRoutes(engine: Engine, services: readonly DescServi
   const readiness = readinessOf(engine);
   const names = ["", ...services.map((service) => service.typeName)];
   const known = new Set(names);
-  const status = (): Status => (readiness().ready ? Status.SERVING : Status.NOT_SERVING);
+  const status = async (): Promise<Status> => ((await readiness()).ready ? Status.SERVING : Status.NOT_SERVING);
   const checked = (service: string): string => {
     if (!known.has(service)) {
       throw new ConnectError(
@@ -68,18 +81,18 @@ export function healthServiceRoutes(engine: Engine, services: readonly DescServi
     router.service(
       Health,
       {
-        check(req) {
+        async check(req) {
           checked(req.service);
-          return { status: status() };
+          return { status: await status() };
         },
 
-        list() {
-          const now = status();
+        async list() {
+          const now = await status();
           return { statuses: Object.fromEntries(names.map((name) => [name, { status: now }])) };
         },
 
         watch(req, ctx) {
-          return watch(engine, known.has(req.service) ? status : () => Status.SERVICE_UNKNOWN, ctx);
+          return watch(engine, known.has(req.service) ? status : async () => Status.SERVICE_UNKNOWN, ctx);
         },
       },
       // A health request holds a service name: the same small bound for every protocol.
@@ -94,13 +107,13 @@ export function healthServiceRoutes(engine: Engine, services: readonly DescServi
  * stream ends when the client goes away, or with UNAVAILABLE once the engine shuts down, so
  * that no watcher holds up the server's close.
  */
-async function* watch(engine: Engine, status: () => Status, ctx: HandlerContext): AsyncGenerator<{ status: Status }> {
+async function* watch(engine: Engine, status: () => Promise<Status>, ctx: HandlerContext): AsyncGenerator<{ status: Status }> {
   let sent: Status | undefined;
   for (;;) {
     // Armed before the status is read, so a change between the two is not missed; not at
     // all once stopping, the last phase.
     const changed = engine.serving.phase === ServingPhase.STOPPING ? undefined : engine.serving.nextChange(ctx.signal);
-    const now = status();
+    const now = await status();
     if (now !== sent) {
       sent = now;
       yield { status: now };
@@ -118,8 +131,8 @@ export function probeRoutes(engine: Engine): HttpRoutes {
     // Alive while the process answers at all: a draining daemon is alive, and restarting it
     // would cut the very turns the drain lets finish.
     "/healthz": () => ({ status: 200, body: "ok\n" }),
-    "/readyz": () => {
-      const { ready, reason } = readiness();
+    "/readyz": async () => {
+      const { ready, reason } = await readiness();
       return ready ? { status: 200, body: "ready\n" } : { status: 503, body: `not ready: ${reason}\n` };
     },
   };

@@ -77,8 +77,8 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         return { lastSeq: BigInt(lastSeq) };
       },
 
-      respondPermission(req, ctx) {
-        return { lastSeq: BigInt(engine.respondPermission(callerOf(ctx), req.sessionId, req.requestId, decisionOf(req))) };
+      async respondPermission(req, ctx) {
+        return { lastSeq: BigInt(await engine.respondPermission(callerOf(ctx), req.sessionId, req.requestId, decisionOf(req))) };
       },
 
       async steer(req, ctx) {
@@ -86,8 +86,8 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         return { turnId, seq: BigInt(seq) };
       },
 
-      cancelTurn(req, ctx) {
-        return { lastSeq: BigInt(engine.cancelTurn(callerOf(ctx), req.sessionId, req.turnId)) };
+      async cancelTurn(req, ctx) {
+        return { lastSeq: BigInt(await engine.cancelTurn(callerOf(ctx), req.sessionId, req.turnId)) };
       },
 
       async changeSettings(req, ctx) {
@@ -113,8 +113,8 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         return { session, lastSeq: BigInt(lastSeq) };
       },
 
-      setTitle(req, ctx) {
-        return { lastSeq: BigInt(engine.setTitle(callerOf(ctx), req.sessionId, req.title)) };
+      async setTitle(req, ctx) {
+        return { lastSeq: BigInt(await engine.setTitle(callerOf(ctx), req.sessionId, req.title)) };
       },
     });
 }

@@ -12,6 +12,8 @@ export interface SessionKeys {
   epoch: string;
   /** The session's registry entry. */
   meta: string;
+  /** The encoded bytes of the events the log holds (kept by the commit and trim scripts). */
+  bytes: string;
 }
 
 /** Store keys are `<tenant>/<session id>`, both validated names; nothing else may form a tag. */
@@ -22,5 +24,5 @@ export function sessionKeys(prefix: string, storeKey: string): SessionKeys {
   // keys could land on different shards, and a crafted key could share another's tag.
   if (!STORE_KEY.test(storeKey)) throw new RangeError(`not a session store key: ${JSON.stringify(storeKey.slice(0, 300))}`);
   const tag = `${prefix}{${storeKey}}`;
-  return { log: `${tag}:log`, lease: `${tag}:lease`, epoch: `${tag}:epoch`, meta: `${tag}:meta` };
+  return { log: `${tag}:log`, lease: `${tag}:lease`, epoch: `${tag}:epoch`, meta: `${tag}:meta`, bytes: `${tag}:bytes` };
 }

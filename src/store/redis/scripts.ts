@@ -30,16 +30,18 @@ return 0
 `;
 
 /**
- * The fenced commit: KEYS lease, log, meta; ARGV token, epoch, first seq, the session's
- * registry entry ("" to leave it as it is), then one event's bytes per argument (seqs
- * first, first + 1, …). Checked before anything is written:
+ * The fenced commit: KEYS lease, log, meta, bytes; ARGV token, epoch, first seq, the
+ * session's registry entry ("" to leave it as it is), then one event's bytes per argument
+ * (seqs first, first + 1, …). Checked before anything is written:
  * - the lease is the caller's, else error FENCED (another node owns the session now);
  * - the log's last id: the whole batch already there (a retry after an unknown outcome)
  *   returns 0 and writes nothing, not even the entry (a newer one may be there); the first
  *   seq right after it appends; anything else is error SEQ (a gap or an overlap: the
- *   caller's idea of the log is wrong).
- * Then the events and the entry are written together. Returns the number of events
- * appended. Each log entry holds the event (e) and the epoch (ep) of the owner that wrote it.
+ *   caller's idea of the log is wrong). A log starts at seq 1: one that is gone (a Redis
+ *   that lost its data) refuses a writer that remembers more, rather than leave a gap.
+ * Then the events and the entry are written together, and the log's byte count grows by
+ * the events' sizes. Returns the number of events appended. Each log entry holds the
+ * event (e) and the epoch (ep) of the owner that wrote it.
  */
 export const FENCED_COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED the session is owned by another node') end
@@ -57,12 +59,48 @@ if count > 0 then
   end
   if top >= first + count - 1 then return 0 end
   if first ~= top + 1 then return redis.error_reply('SEQ the log ends at ' .. top .. ', not ' .. (first - 1)) end
+  local size = 0
   for i = 1, count do
     redis.call('XADD', KEYS[2], (first + i - 1) .. '-0', 'e', ARGV[4 + i], 'ep', ARGV[2])
+    size = size + string.len(ARGV[4 + i])
   end
+  redis.call('INCRBY', KEYS[4], size)
 end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
 return count
+`;
+
+/**
+ * Trim: KEYS log, bytes; ARGV first seq kept, most entries dropped by this call. Drops
+ * the oldest entries below the first kept seq (at most that many) and takes their sizes
+ * off the byte count; the stream and its last id stay (ids never go back). Returns how
+ * many entries it dropped: fewer than asked means none below the seq is left.
+ */
+export const TRIM = `
+local entries = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1] .. '-0', 'COUNT', ARGV[2])
+if #entries == 0 then return 0 end
+local size = 0
+for i = 1, #entries do
+  local fields = entries[i][2]
+  for k = 1, #fields, 2 do
+    if fields[k] == 'e' then size = size + string.len(fields[k + 1]) end
+  end
+end
+local top = tonumber(string.match(entries[#entries][1], '^(%d+)'))
+redis.call('XTRIM', KEYS[1], 'MINID', (top + 1) .. '-0')
+redis.call('DECRBY', KEYS[2], size)
+return #entries
+`;
+
+/**
+ * An audit entry: KEYS the audit stream, its id counter; ARGV the entry, how many are kept
+ * at least. The id is the next of the counter (it never goes back); older entries beyond
+ * about twice the kept number are dropped. Returns the id.
+ */
+export const APPEND_AUDIT = `
+local id = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], id .. '-0', 'j', ARGV[1])
+return id
 `;
 
 /**

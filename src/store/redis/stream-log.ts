@@ -7,7 +7,7 @@
 import type { Redis } from "ioredis";
 import type { SessionKeys } from "./keys.js";
 import type { SessionLease } from "./lease.js";
-import { FENCED_COMMIT } from "./scripts.js";
+import { FENCED_COMMIT, TRIM } from "./scripts.js";
 
 /** Most events in one script call: bounded arguments and a bounded time the shard is held. */
 export const MAX_BATCH = 512;
@@ -73,7 +73,7 @@ export async function commitFenced(redis: Redis, keys: SessionKeys, lease: Sessi
     const batch = events.slice(start, start + MAX_BATCH);
     const last = start + MAX_BATCH >= events.length;
     try {
-      stored += (await redis.eval(FENCED_COMMIT, 3, keys.lease, keys.log, keys.meta, lease.token, String(lease.epoch), String(firstSeq + start), last && meta ? meta : "", ...batch)) as number;
+      stored += (await redis.eval(FENCED_COMMIT, 4, keys.lease, keys.log, keys.meta, keys.bytes, lease.token, String(lease.epoch), String(firstSeq + start), last && meta ? meta : "", ...batch)) as number;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (message.startsWith("FENCED")) throw new FencedError(message.slice("FENCED ".length));
@@ -119,11 +119,28 @@ export async function lastGeneratedSeq(redis: Redis, keys: SessionKeys): Promise
   return 0;
 }
 
-/** Drops the events before `firstKept`; the stream and its last id stay (ids never go back). */
+/**
+ * Drops the events before `firstKept` and takes their sizes off the log's byte count, a
+ * bounded number per script call (the shard is not held for long); the stream and its last
+ * id stay (ids never go back). Resolves to how many events were dropped.
+ */
 export async function trimLog(redis: Redis, keys: SessionKeys, firstKept: number): Promise<number> {
   if (!Number.isSafeInteger(firstKept) || firstKept < 1) throw new RangeError(`first kept seq ${firstKept} is not a positive integer`);
-  return (await redis.xtrim(keys.log, "MINID", `${firstKept}-0`)) as number;
+  let dropped = 0;
+  for (;;) {
+    const step = (await redis.eval(TRIM, 2, keys.log, keys.bytes, String(firstKept), String(TRIM_STEP))) as number;
+    dropped += step;
+    if (step < TRIM_STEP) return dropped;
+  }
 }
+
+/** Encoded bytes of the events a log holds (as its byte count says). */
+export async function logBytes(redis: Redis, keys: SessionKeys): Promise<number> {
+  return Number((await redis.get(keys.bytes)) ?? 0);
+}
+
+// Most events one trim script drops.
+const TRIM_STEP = 1024;
 
 /** A stream entry as it comes from XRANGE / XREAD (ids and fields as bytes). */
 export function entryOf([id, fields]: [Buffer, Buffer[]]): StoredBytes {

@@ -1,0 +1,432 @@
+import type { Redis } from "ioredis";
+import type { Event } from "../../events/event.js";
+import { decodeEvent } from "../../events/event-codec.js";
+import { encodeEvent, rememberEncoding } from "../../events/encoded-event.js";
+import {
+  type AuditRecord,
+  eventTimeMs,
+  type Retained,
+  type RetentionPolicy,
+  SessionHeldError,
+  type SessionRecord,
+  SessionsFencedError,
+  type Store,
+  type StoredEvent,
+} from "../store.js";
+import { type SessionKeys, sessionKeys } from "./keys.js";
+import { type LeaseTimings, SessionLease } from "./lease.js";
+import { decodeRecord, encodeRecord, type RecordJson, recordJson } from "./record-codec.js";
+import { APPEND_AUDIT } from "./scripts.js";
+import { commitFenced, entryOf, FencedError, lastGeneratedSeq, logBytes, SeqError, trimLog } from "./stream-log.js";
+
+export interface RedisStoreOptions {
+  /** Put before every key ("hp:" by default): several deployments may share one Redis. */
+  prefix?: string;
+  /** This node's id, in the leases it holds. */
+  node: string;
+  lease: LeaseTimings;
+  /** Where the data lives, for the operator (the Redis address, never its password). */
+  location: string;
+  /** close() also closes the connection (the store opened it). */
+  ownsConnection?: boolean;
+}
+
+// Entries read per XRANGE when retention walks a log.
+const SCAN_PAGE = 256;
+
+/**
+ * The store for many nodes: each session's log a Redis stream with ids `<seq>-0`, its
+ * registry entry, lease, epoch and byte count under one hash tag (Redis Cluster ready),
+ * an index of the sessions, and the audit log.
+ *
+ * Every commit is fenced: this store holds a lease on each session it runs (taken by own()
+ * before an agent starts, or by the first commit; renewed in the background; given up by
+ * deleteSession and close), and a session another node holds is refused. A lease that was
+ * not renewed by its deadline, or a fenced commit, makes the session lost (onLost): the
+ * engine stops its agent before anyone else can take the lease. A commit of several
+ * sessions is atomic per session (its events and registry entry: both or neither), not
+ * across them; a retried commit stores nothing twice (the fenced script skips a batch
+ * already there). Calls on one connection are answered in order.
+ */
+export class RedisStore implements Store {
+  readonly kind = "redis";
+  readonly location: string;
+  readonly node: string;
+  onLost: ((key: string, why: string) => void) | undefined;
+  readonly #redis: Redis;
+  readonly #prefix: string;
+  readonly #node: string;
+  readonly #timings: LeaseTimings;
+  readonly #leases = new Map<string, SessionLease>();
+  /** Acquisitions on their way: one per session, shared by whoever asks meanwhile. */
+  readonly #acquiring = new Map<string, Promise<SessionLease>>();
+  /** Per held lease, the timer at its deadline (self-fencing). */
+  readonly #deadlines = new Map<string, NodeJS.Timeout>();
+  readonly #renewer: NodeJS.Timeout;
+  readonly #index: string;
+  readonly #audit: string;
+  readonly #auditId: string;
+  readonly #ownsConnection: boolean;
+
+  constructor(redis: Redis, options: RedisStoreOptions) {
+    this.#redis = redis;
+    this.#prefix = options.prefix ?? "hp:";
+    this.#node = options.node;
+    this.node = options.node;
+    this.#timings = options.lease;
+    this.location = options.location;
+    this.#ownsConnection = options.ownsConnection ?? false;
+    this.#index = `${this.#prefix}sessions`;
+    // One hash tag for both: the audit script touches them together.
+    this.#audit = `${this.#prefix}{audit}:log`;
+    this.#auditId = `${this.#prefix}{audit}:id`;
+    // Renewed three times per ttl: one late renew still leaves time before the deadline.
+    this.#renewer = setInterval(() => void this.#renewAll(), Math.max(50, Math.floor(options.lease.ttlMs / 3)));
+    this.#renewer.unref();
+  }
+
+  async commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Promise<undefined> {
+    // Everything is read from the arguments before the first await (the caller's objects change).
+    const batches = new Map<string, { events: Buffer[]; firstSeq: number; record?: RecordJson }>();
+    for (const { key, event } of events) {
+      let batch = batches.get(key);
+      if (!batch) {
+        batch = { events: [], firstSeq: Number(event.seq) };
+        batches.set(key, batch);
+      }
+      const bytes = encodeEvent(event);
+      batch.events.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    }
+    for (const record of sessions) {
+      let batch = batches.get(record.key);
+      if (!batch) {
+        batch = { events: [], firstSeq: record.lastSeq + 1 };
+        batches.set(record.key, batch);
+      }
+      batch.record = recordJson(record);
+    }
+    const keys = [...batches.keys()].map((key) => [key, sessionKeys(this.#prefix, key)] as const);
+    // Indexed first (sent ahead of the commits on the one connection, so Redis runs it
+    // first): an indexed session without a record is skipped by loadSessions, a record or
+    // events missing from the index would be lost to loadSessions and retention.
+    const indexed = this.#redis.sadd(this.#index, ...batches.keys());
+    const fenced: string[] = [];
+    const results = await Promise.allSettled(
+      keys.map(async ([key, sessionKeys]) => {
+        const batch = batches.get(key)!;
+        try {
+          const lease = await this.#leaseFor(key, sessionKeys);
+          const meta = batch.record ? encodeRecord(batch.record, { node: this.#node, epoch: lease.epoch }) : undefined;
+          await commitFenced(this.#redis, sessionKeys, lease, batch.firstSeq, batch.events, meta);
+        } catch (error) {
+          // Another node runs it, or wrote it since this node's copy was loaded: nothing of
+          // it may be stored from here, ever; its agent must stop.
+          if (!(error instanceof FencedError || error instanceof SessionHeldError || error instanceof SeqError)) throw error;
+          fenced.push(key);
+          this.#lose(key, error.message);
+        }
+      }),
+    );
+    await indexed;
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+    if (failed) throw failed.reason;
+    if (fenced.length > 0) throw new SessionsFencedError(fenced, `another node runs ${fenced.length === 1 ? `session ${fenced[0]}` : `${fenced.length} sessions`}: not stored here`);
+    // Retention runs in compact(), not per commit.
+    return undefined;
+  }
+
+  async own(key: string, lastSeq: number): Promise<void> {
+    const keys = sessionKeys(this.#prefix, key);
+    const held = this.#leases.get(key);
+    if (held?.valid) return;
+    const lease = await this.#leaseFor(key, keys);
+    // Newly taken: the log must not be ahead of this node's copy (another node ran the
+    // session since this node loaded it; running it from a stale copy would fork its history).
+    const stored = await lastGeneratedSeq(this.#redis, keys);
+    if (stored > lastSeq) {
+      this.#drop(key);
+      await lease.release().catch(() => false);
+      throw new SessionHeldError(`this node's copy of session ${key} ends at seq ${lastSeq} and the store's at ${stored}: another node ran it since`);
+    }
+  }
+
+  async readEvents(key: string, afterSeq: number, limit: number): Promise<Event[]> {
+    const keys = sessionKeys(this.#prefix, key);
+    if (!(limit >= 1)) return [];
+    const count = Math.max(1, Math.min(Math.floor(limit), 10_000));
+    const entries = await this.#redis.xrangeBuffer(keys.log, `(${afterSeq}-0`, "+", "COUNT", count);
+    return entries.map((entry) => {
+      const { bytes } = entryOf(entry);
+      const event = decodeEvent(bytes);
+      // A replay sends these bytes as they are instead of encoding the event again.
+      rememberEncoding(event, bytes);
+      return event;
+    });
+  }
+
+  async firstSeq(key: string): Promise<number | undefined> {
+    const [first] = await this.#redis.xrangeBuffer(sessionKeys(this.#prefix, key).log, "-", "+", "COUNT", 1);
+    return first ? entryOf(first).seq : undefined;
+  }
+
+  async sessionBytes(key: string): Promise<number> {
+    return logBytes(this.#redis, sessionKeys(this.#prefix, key));
+  }
+
+  async appendAudit(entry: Omit<AuditRecord, "id">, keep: number): Promise<number> {
+    return Number(await this.#redis.eval(APPEND_AUDIT, 2, this.#audit, this.#auditId, JSON.stringify(entry), String(Math.max(1, keep))));
+  }
+
+  async readAudit(afterId: number, limit: number): Promise<AuditRecord[]> {
+    const count = Math.max(1, Math.min(Math.floor(limit), 10_000));
+    const entries = await this.#redis.xrange(this.#audit, `(${afterId}-0`, "+", "COUNT", count);
+    return entries.map(([id, fields]) => {
+      const json = fields[fields.indexOf("j") + 1] ?? "{}";
+      return { ...(JSON.parse(json) as Omit<AuditRecord, "id">), id: Number(id.split("-")[0]) };
+    });
+  }
+
+  async loadSessions(): Promise<SessionRecord[]> {
+    const records: SessionRecord[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.#redis.sscan(this.#index, cursor, "COUNT", 500);
+      cursor = next;
+      const metas = await Promise.all(keys.map((key) => this.#redis.getBuffer(sessionKeys(this.#prefix, key).meta)));
+      metas.forEach((meta, i) => {
+        // Indexed, then never committed (a commit that failed after the index was written).
+        if (!meta) return;
+        try {
+          records.push(decodeRecord(meta));
+        } catch (error) {
+          throw new Error(`the registry entry of ${JSON.stringify(keys[i])} cannot be read: ${(error as Error).message}`, { cause: error });
+        }
+      });
+    } while (cursor !== "0");
+    return records;
+  }
+
+  async deleteSession(key: string): Promise<void> {
+    const keys = sessionKeys(this.#prefix, key);
+    const lease = this.#leases.get(key);
+    this.#drop(key);
+    // The epoch stays: an id used again goes on with higher epochs, never repeats one.
+    await Promise.all([this.#redis.del(keys.log, keys.meta, keys.bytes), this.#redis.srem(this.#index, key), lease?.release()]);
+  }
+
+  async compact(policy: RetentionPolicy, nowMs: number): Promise<Map<string, Retained>> {
+    const cuts = new Map<string, number>();
+    const heads: LogHead[] = [];
+    for (const key of await this.#indexed()) {
+      const keys = sessionKeys(this.#prefix, key);
+      const head = await this.#trimPerSession(key, keys, policy, nowMs);
+      if (head.cut > head.first) cuts.set(key, head.cut);
+      heads.push(head);
+    }
+    if (policy.totalMaxBytes > 0) for (const [key, cut] of await this.#totalCuts(heads, policy.totalMaxBytes)) cuts.set(key, cut);
+    const moved = new Map<string, Retained>();
+    for (const [key, cut] of cuts) {
+      const keys = sessionKeys(this.#prefix, key);
+      if ((await trimLog(this.#redis, keys, cut)) === 0) continue;
+      moved.set(key, { firstSeq: (await this.firstSeq(key)) ?? (await this.#recordedLastSeq(keys)) + 1, bytes: await logBytes(this.#redis, keys) });
+    }
+    return moved;
+  }
+
+  // The last seq the session's registry entry names (0 without one), as the other stores
+  // answer where a log emptied by retention starts again.
+  async #recordedLastSeq(keys: SessionKeys): Promise<number> {
+    const meta = await this.#redis.getBuffer(keys.meta);
+    if (!meta) return 0;
+    try {
+      return decodeRecord(meta).lastSeq;
+    } catch {
+      return lastGeneratedSeq(this.#redis, keys);
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.#redis.ping();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#renewer);
+    const leases = [...this.#leases.values()];
+    for (const key of [...this.#leases.keys()]) this.#drop(key);
+    // Given up, so another node can take the sessions at once instead of after the ttl.
+    await Promise.allSettled(leases.map((lease) => lease.release()));
+    if (this.#ownsConnection) await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+
+  // The lease this store holds on a session, taken when it holds none (or lost it).
+  async #leaseFor(key: string, keys: SessionKeys): Promise<SessionLease> {
+    const held = this.#leases.get(key);
+    if (held?.valid) return held;
+    if (held) this.#lose(key, "its hold was not renewed in time");
+    let acquiring = this.#acquiring.get(key);
+    if (!acquiring) {
+      acquiring = this.#acquire(key, keys).then((lease) => {
+        this.#leases.set(key, lease);
+        this.#armDeadline(key, lease);
+        return lease;
+      });
+      const settled = () => this.#acquiring.delete(key);
+      acquiring.then(settled, settled);
+      this.#acquiring.set(key, acquiring);
+    }
+    return acquiring;
+  }
+
+  // Takes the lease. Held by this node's own run from before a restart (its token names this
+  // node, not one of this run's leases), it is waited for once: it expires within the ttl.
+  async #acquire(key: string, keys: SessionKeys): Promise<SessionLease> {
+    for (let attempt = 0; ; attempt += 1) {
+      const lease = await SessionLease.acquire(this.#redis, keys, this.#node, this.#timings);
+      if (lease) return lease;
+      const [holder, left] = await Promise.all([this.#redis.get(keys.lease), this.#redis.pttl(keys.lease)]);
+      const node = String(holder ?? "").split(":")[1];
+      if (node !== this.#node) throw new SessionHeldError(`session ${key} is run by node ${JSON.stringify(node ?? "?")}`);
+      if (attempt > 0) throw new Error(`this node's hold on session ${key} from before its restart has not expired yet (it does within the lease ttl)`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(Math.max(left, 0), this.#timings.ttlMs) + 10));
+    }
+  }
+
+  // Self-fencing: a lease not renewed by its deadline makes the session lost, on this node's
+  // own clock, before the lease can expire in Redis.
+  #armDeadline(key: string, lease: SessionLease): void {
+    clearTimeout(this.#deadlines.get(key));
+    const timer = setTimeout(() => {
+      if (this.#leases.get(key) === lease && !lease.valid) this.#lose(key, "its hold was not renewed in time");
+    }, Math.max(0, lease.mustStopBy - performance.now()) + 1);
+    timer.unref();
+    this.#deadlines.set(key, timer);
+  }
+
+  #drop(key: string): void {
+    this.#leases.delete(key);
+    clearTimeout(this.#deadlines.get(key));
+    this.#deadlines.delete(key);
+  }
+
+  #lose(key: string, why: string): void {
+    this.#drop(key);
+    try {
+      this.onLost?.(key, why);
+    } catch {
+      // The engine's reaction must not break the store's bookkeeping.
+    }
+  }
+
+  async #renewAll(): Promise<void> {
+    await Promise.all(
+      [...this.#leases].map(async ([key, lease]) => {
+        let renewed: boolean;
+        try {
+          renewed = await lease.renew();
+        } catch {
+          // Redis unreachable: the deadline decides.
+          return;
+        }
+        if (this.#leases.get(key) !== lease) return;
+        if (renewed) this.#armDeadline(key, lease);
+        else this.#lose(key, "another node took it over");
+      }),
+    );
+  }
+
+  async #indexed(): Promise<string[]> {
+    const keys: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, page] = await this.#redis.sscan(this.#index, cursor, "COUNT", 500);
+      cursor = next;
+      keys.push(...page);
+    } while (cursor !== "0");
+    return keys;
+  }
+
+  // Per session, the first seq kept after the per-session limits: the longest prefix of the
+  // log that is too many events, too old or too many bytes (the newest event always stays
+  // for the byte limit), found by walking it from its start.
+  async #trimPerSession(key: string, keys: SessionKeys, policy: RetentionPolicy, nowMs: number): Promise<LogHead> {
+    const last = await lastGeneratedSeq(this.#redis, keys);
+    let remaining = await logBytes(this.#redis, keys);
+    const first = (await this.firstSeq(key)) ?? last + 1;
+    const head: LogHead = { key, keys, first, cut: first, last, bytes: remaining };
+    const eventsCut = policy.maxEvents > 0 ? last - policy.maxEvents + 1 : 0;
+    const cutoff = policy.maxAgeMs > 0 ? nowMs - policy.maxAgeMs : -Infinity;
+    const overBytes = () => policy.maxBytes > 0 && remaining > policy.maxBytes;
+    if (first > last || (eventsCut <= first && !overBytes() && policy.maxAgeMs <= 0)) return head;
+    for (let after = first - 1; ; ) {
+      const page = await this.#redis.xrangeBuffer(keys.log, `(${after}-0`, "+", "COUNT", SCAN_PAGE);
+      for (const raw of page) {
+        const { seq, bytes } = entryOf(raw);
+        const old = seq < eventsCut || (cutoff > -Infinity && eventTimeMs(decodeEvent(bytes)) < cutoff) || (overBytes() && seq < last);
+        if (!old) return { ...head, cut: seq, bytes: remaining };
+        remaining -= bytes.length;
+        head.cut = seq + 1;
+      }
+      if (page.length < SCAN_PAGE) return { ...head, bytes: remaining };
+      after = entryOf(page[page.length - 1]!).seq;
+    }
+  }
+
+  // Over all sessions, the oldest events go first until the total fits (ordered by time,
+  // then seq, then key, as the SQLite store orders them): each session's first kept seq.
+  async #totalCuts(heads: LogHead[], totalMaxBytes: number): Promise<Map<string, number>> {
+    let total = heads.reduce((sum, head) => sum + head.bytes, 0);
+    const cuts = new Map<string, number>();
+    if (total <= totalMaxBytes) return cuts;
+    const cursors = heads.filter((head) => head.cut <= head.last).map((head) => ({ head, page: [] as ScannedEntry[], at: 0, done: false }));
+    const peek = async (cursor: (typeof cursors)[number]): Promise<ScannedEntry | undefined> => {
+      if (cursor.at < cursor.page.length) return cursor.page[cursor.at];
+      if (cursor.done) return undefined;
+      const page = await this.#redis.xrangeBuffer(cursor.head.keys.log, `(${cursor.head.cut - 1}-0`, "+", "COUNT", SCAN_PAGE);
+      cursor.page = page.map((raw) => {
+        const { seq, bytes } = entryOf(raw);
+        return { seq, size: bytes.length, timeMs: eventTimeMs(decodeEvent(bytes)) };
+      });
+      cursor.at = 0;
+      cursor.done = page.length < SCAN_PAGE;
+      return cursor.page[0];
+    };
+    while (total > totalMaxBytes) {
+      let oldest: { cursor: (typeof cursors)[number]; entry: ScannedEntry } | undefined;
+      for (const cursor of cursors) {
+        const entry = await peek(cursor);
+        if (!entry) continue;
+        if (!oldest || before(entry, cursor.head.key, oldest.entry, oldest.cursor.head.key)) oldest = { cursor, entry };
+      }
+      if (!oldest) break;
+      total -= oldest.entry.size;
+      oldest.cursor.at += 1;
+      oldest.cursor.head.cut = oldest.entry.seq + 1;
+      cuts.set(oldest.cursor.head.key, oldest.cursor.head.cut);
+    }
+    return cuts;
+  }
+}
+
+interface LogHead {
+  key: string;
+  keys: SessionKeys;
+  /** The first seq the log holds (last + 1 when none). */
+  first: number;
+  /** The first seq kept after the limits so far. */
+  cut: number;
+  last: number;
+  /** Bytes of the events from `cut` on. */
+  bytes: number;
+}
+
+interface ScannedEntry {
+  seq: number;
+  size: number;
+  timeMs: number;
+}
+
+function before(a: ScannedEntry, aKey: string, b: ScannedEntry, bKey: string): boolean {
+  if (a.timeMs !== b.timeMs) return a.timeMs < b.timeMs;
+  if (a.seq !== b.seq) return a.seq < b.seq;
+  return aKey < bKey;
+}
