@@ -5,8 +5,9 @@ import { fileURLToPath } from "node:url";
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
+import { toJsonString } from "@bufbuild/protobuf";
 import { SessionService } from "../gen/hotplex/v1/session_service_pb.js";
-import type { Event } from "../gen/hotplex/v1/event_pb.js";
+import { type Event, EventSchema } from "../gen/hotplex/v1/event_pb.js";
 import { type EngineConfig, engineConfig } from "../src/engine/config.js";
 import { Engine } from "../src/engine/engine.js";
 import { type CredentialSpec, CredentialTable, hashToken } from "../src/security/credentials.js";
@@ -293,4 +294,26 @@ export function processesIn(dir: string): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * What a client received across reconnects: each event must follow the last one seen by
+ * exactly one seq (checked as it arrives); `seen` holds each event's JSON by seq, to compare
+ * with what the store holds afterwards.
+ */
+export function seqRecorder(): { seen: Map<number, string>; readonly lastSeen: number; remember(event: Event): void } {
+  const seen = new Map<number, string>();
+  let lastSeen = 0;
+  return {
+    seen,
+    get lastSeen() {
+      return lastSeen;
+    },
+    remember(event: Event) {
+      const seq = Number(event.seq);
+      if (seq !== lastSeen + 1) throw new Error(`received seq ${seq} after ${lastSeen}: a gap or a duplicate`);
+      lastSeen = seq;
+      seen.set(seq, toJsonString(EventSchema, event));
+    },
+  };
 }

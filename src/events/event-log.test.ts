@@ -479,6 +479,17 @@ describe("EventLog backed by a store", () => {
     for (const spy of spies) expect(spy).not.toHaveBeenCalled();
   });
 
+  it("stores nothing appended after it was closed (the session is gone from this node)", async () => {
+    const { store, log } = await reopened(3);
+    const commit = vi.spyOn(store, "commit");
+    log.close();
+    log.append("t", text("late"));
+    await log.backing!.committer.flush();
+    expect(commit).not.toHaveBeenCalled();
+    expect(log.pendingCount).toBe(0);
+    expect(seqs(await store.readEvents(KEY, 0, 10))).toEqual([1, 2, 3]);
+  });
+
   it("serves events older than the tail from the store", async () => {
     const { log, retained } = await reopened(600);
     expect(log.firstSeq).toBe(1);

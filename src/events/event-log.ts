@@ -142,7 +142,7 @@ export class EventLog {
     return this.#lastSeq - this.firstSeq + 1;
   }
 
-  /** Assigns the next sequence number; the event is published once it is stored. */
+  /** Assigns the next sequence number; the event is published once it is stored (never, once the log is closed). */
   append(turnId: string, payload: EventPayload, timeMs = Date.now()): Event {
     this.#assignedSeq += 1;
     // A literal rather than create(EventSchema, ...): every field is set, and the
@@ -156,6 +156,10 @@ export class EventLog {
       payload,
     };
     if (this.#backing) {
+      // A closed log's session is gone (deleted, or run by another node now): nothing more
+      // of it is stored from here (a late event, say the killed agent's exit, would take the
+      // session's hold in the store again).
+      if (this.#closed) return event;
       this.#pending.push(event);
       this.#backing.committer.schedule(this);
     } else {

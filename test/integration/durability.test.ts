@@ -20,6 +20,7 @@ import {
   textOf,
   transportFor,
   turnEndOf,
+  seqRecorder,
   waitUntil,
 } from "../harness.js";
 
@@ -58,22 +59,16 @@ describe("a daemon killed with SIGKILL", () => {
     const probe = await startDaemonProcess(dir);
     expect(probe.startup).toMatchObject({ store: "sqlite", data: path.join(dir, "data", "hotplex.db") });
     await kill9(probe);
-    const seen = new Map<number, string>();
-    let lastSeen = 0;
-    const remember = (event: Event) => {
-      const seq = Number(event.seq);
-      expect(seq).toBe(lastSeen + 1);
-      lastSeen = seq;
-      seen.set(seq, toJsonString(EventSchema, event));
-    };
+    const history = seqRecorder();
+    const { seen, remember } = history;
 
     const rounds = 4;
     for (let round = 0; round < rounds; round += 1) {
       const daemon = await startDaemonProcess(dir);
       const client = clientOf(daemon);
       // Catch up on what the previous daemon stored after the client lost it.
-      if (lastSeen > 0) {
-        for (const event of await collectEvents(client, lastSeen)) remember(event);
+      if (history.lastSeen > 0) {
+        for (const event of await collectEvents(client, history.lastSeen)) remember(event);
       }
       // A turn that streams thousands of events (3,000 deltas 2 ms apart, so it is still
       // streaming whenever the kill comes), killed at a random point of it.

@@ -14,7 +14,7 @@ import { sessionKeys } from "../../src/store/redis/keys.js";
 import { SessionLease } from "../../src/store/redis/lease.js";
 import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
 import { startRedis, type TestRedis } from "../fixtures/redis-server.js";
-import { collect, executeEvents, isAlive, startTestDaemon, type TestDaemon, transportFor, waitUntil } from "../harness.js";
+import { collect, executeEvents, isAlive, seqRecorder, startTestDaemon, type TestDaemon, transportFor, waitUntil } from "../harness.js";
 
 let redis: TestRedis;
 let prefixes = 0;
@@ -57,14 +57,8 @@ describe("a daemon on the Redis store, killed with SIGKILL", () => {
       HOTPLEX_LEASE_TTL: "1s",
       HOTPLEX_LEASE_MARGIN: "300ms",
     };
-    const seen = new Map<number, string>();
-    let lastSeen = 0;
-    const remember = (event: Event) => {
-      const seq = Number(event.seq);
-      expect(seq).toBe(lastSeen + 1);
-      lastSeen = seq;
-      seen.set(seq, toJsonString(EventSchema, event));
-    };
+    const history = seqRecorder();
+    const { seen, remember } = history;
     const rounds = 2;
     for (let round = 0; round < rounds; round += 1) {
       const daemon = await startDaemonProcess(dir, [], env);
@@ -74,7 +68,7 @@ describe("a daemon on the Redis store, killed with SIGKILL", () => {
         // The restart's own events (the cut turn ended) are stored once the killed run's hold
         // on the session expired: within the lease ttl.
         await vi.waitFor(async () => expect(restartEnds(await logOf(client, "crashy"))).toHaveLength(round), { timeout: 10_000, interval: 100 });
-        for (const event of await logOf(client, "crashy", lastSeen)) remember(event);
+        for (const event of await logOf(client, "crashy", history.lastSeen)) remember(event);
       }
       const killAt = 50 + Math.floor(Math.random() * 1_500);
       let received = 0;
