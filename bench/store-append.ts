@@ -17,7 +17,9 @@ import { GroupCommitter } from "../src/events/group-committer.js";
 import { DEFAULT_TAIL_BOUNDS } from "../src/engine/config.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import { type Durability, SqliteStore } from "../src/store/sqlite-store.js";
+import { RedisStore } from "../src/store/redis/redis-store.js";
 import type { SessionRecord, Store } from "../src/store/store.js";
+import { startRedis, type TestRedis } from "../test/fixtures/redis-server.js";
 import { type BenchResult, isMain, report, type Row } from "./lib.js";
 
 const BURST = 20;
@@ -27,7 +29,7 @@ const TOTAL_EVENTS = Number(process.env.BENCH_STORE_EVENTS ?? 200_000);
 // that is 10,000 fsyncs for 200k events, so that row uses fewer events.
 const FULL_SINGLE_EVENTS = Number(process.env.BENCH_STORE_FULL_EVENTS ?? 20_000);
 
-type StoreKind = "sqlite" | "memory";
+type StoreKind = "sqlite" | "memory" | "redis";
 
 interface Case {
   label: string;
@@ -108,10 +110,23 @@ function recordFor(key: string, sessionId: string, log: () => EventLog): () => S
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+// The Redis rows' server: started once, with an append-only file (fsync every second, the
+// usual production setting), on loopback.
+let redis: TestRedis | undefined;
+let redisRuns = 0;
+
+function openStore(c: Case, dir: string): Store {
+  if (c.store === "sqlite") return new SqliteStore(dir, c.durability === "full" ? "full" : "normal");
+  if (c.store === "redis") {
+    return new RedisStore(redis!.client(), { prefix: `bench${++redisRuns}:`, node: "bench", lease: { ttlMs: 10_000, marginMs: 2_000 }, location: redis!.url });
+  }
+  return new MemoryStore({ maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 });
+}
+
 async function runCase(c: Case): Promise<Run> {
   const dir = mkdtempSync(path.join(tmpdir(), "hotplex-bench-append-"));
   try {
-    const inner: Store = c.store === "sqlite" ? new SqliteStore(dir, c.durability === "full" ? "full" : "normal") : new MemoryStore({ maxEvents: 0, maxBytes: 0, maxAgeMs: 0, totalMaxBytes: 0 });
+    const inner = openStore(c, dir);
     let commits = 0;
     let committed = 0;
     let payloadBytes = 0;
@@ -178,13 +193,18 @@ export async function main(): Promise<BenchResult> {
     { label: "sqlite normal, 50 sessions", store: "sqlite", durability: "normal", sessions: 50, events: TOTAL_EVENTS },
     { label: "sqlite full, 1 session", store: "sqlite", durability: "full", sessions: 1, events: FULL_SINGLE_EVENTS },
     { label: "sqlite full, 50 sessions", store: "sqlite", durability: "full", sessions: 50, events: TOTAL_EVENTS },
+    { label: "redis (AOF, loopback), 1 session", store: "redis", durability: "-", sessions: 1, events: TOTAL_EVENTS },
+    { label: "redis (AOF, loopback), 50 sessions", store: "redis", durability: "-", sessions: 50, events: TOTAL_EVENTS },
     { label: "memory (reference), 1 session", store: "memory", durability: "-", sessions: 1, events: TOTAL_EVENTS },
     { label: "memory (reference), 50 sessions", store: "memory", durability: "-", sessions: 50, events: TOTAL_EVENTS },
   ];
   // BENCH_CASES=substring[|substring]: run only the matching cases.
   const only = process.env.BENCH_CASES?.split("|").filter(Boolean);
   const rows: Row[] = [];
-  for (const c of cases.filter((c) => !only || only.some((o) => c.label.includes(o)))) {
+  const selected = cases.filter((c) => !only || only.some((o) => c.label.includes(o)));
+  if (selected.some((c) => c.store === "redis")) redis = await startRedis({ appendOnly: true });
+  try {
+  for (const c of selected) {
     const runs: Run[] = [];
     for (let r = 0; r < REPEATS; r++) runs.push(await runCase(c));
     const rates = runs.map((run) => run.events / run.seconds);
@@ -211,6 +231,9 @@ export async function main(): Promise<BenchResult> {
     rows.push(row);
     process.stderr.write(`store-append: ${c.label}: ${rates.map((r) => Math.round(r)).join(", ")} events/s\n`);
   }
+  } finally {
+    await redis?.stop();
+  }
   const result: BenchResult = {
     name: "store-append",
     title: "Store append throughput (EventLog + GroupCommitter + store, until published)",
@@ -223,6 +246,7 @@ export async function main(): Promise<BenchResult> {
       `"sqlite full, 1 session" runs ${FULL_SINGLE_EVENTS.toLocaleString("en-US")} events (one fsync per ${BURST}-event commit), the other rows ${TOTAL_EVENTS.toLocaleString("en-US")}.`,
       `MB written = bytes this process passed to write(2) during the case (/proc/self/io wchar): WAL frames plus checkpoints into hotplex.db. payload MB = encoded events alone; the rest is row/index overhead, page granularity (a commit rewrites its last partly filled pages), WAL frame headers and the checkpoint copy.`,
       `CPU µs/event: user + system CPU time of the process per event (append, encode, insert, publish, GC, and the kernel's share of write/fsync): less sensitive to other load on the machine than events/s. db MB: hotplex.db after close (the WAL checkpointed into it): table rows plus the (session_key, seq) primary-key index and the time_ms index.`,
+      `redis rows: RedisStore on a redis-server this bench starts on loopback with appendonly yes (appendfsync everysec): each group commit is one fenced script call per session in it (lease checked, seqs continued, byte count kept), all sent at once on one connection; the lease is taken at the first commit. One node: the issue's target (≥ 100k events/s appended across nodes) is for several nodes on one Redis, not measurable until routing exists.`,
       `memory rows: MemoryStore (no durability, --store memory) through the same EventLog and GroupCommitter: the cost of the write path without SQLite.`,
     ],
   };

@@ -30,6 +30,8 @@ export class GroupCommitter {
   #closed = false;
   /** The commit with the store now, or the last one (settled). */
   #running: Promise<void> = Promise.resolve();
+  /** A commit is with the store (or applying its result). */
+  #busy = false;
   /** A commit waiting for the running one; everything pending when it starts goes with it. */
   #next: Promise<void> | undefined;
   readonly #observer: CommitObserver | undefined;
@@ -75,14 +77,26 @@ export class GroupCommitter {
     this.#scheduled = undefined;
     this.#retry = undefined;
     if (this.#next) return this.#next;
+    // Nothing with the store: the commit starts now, in this turn of the event loop (the
+    // store sees the batch at once; a hop through the promise chain costs every commit).
+    if (!this.#busy) return this.#start();
     const next = this.#running.then(() => {
       this.#next = undefined;
-      return this.#commit();
+      return this.#start();
     });
     this.#next = next;
-    // The chain never rejects (#commit does not), or every later commit would be skipped.
-    this.#running = next.catch(() => {});
     return next;
+  }
+
+  // Runs one commit; #running settles (never rejects) once it is done.
+  #start(): Promise<void> {
+    this.#busy = true;
+    const commit = this.#commit().finally(() => {
+      this.#busy = false;
+    });
+    // The chain never rejects, or every later commit would be skipped.
+    this.#running = commit.catch(() => {});
+    return commit;
   }
 
   /**

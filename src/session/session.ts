@@ -880,7 +880,8 @@ export class Session {
         this.#failStart(run, `this node cannot run the session: ${(error as Error).message}`);
         return;
       }
-      if (turn.ended) return this.#failStart(run, "");
+      // Fenced while it waited (the store found this node's hold lapsed): no agent here.
+      if (turn.ended || this.#closed) return this.#failStart(run, "");
     }
     this.#launch = launch;
     // A fork's first start copies its parent's conversation; every later one resumes its own.
