@@ -6,7 +6,8 @@
  * code (its string literals are judged as commands too), and decoded payloads. Nesting
  * is bounded by LIMITS.depth; what lies deeper is reported as "depth", not passed.
  */
-import { type Facts, HOT, type Invocation, newFacts } from "./facts.js";
+import { type Facts, HOT, type Invocation, newFacts, type UpstreamFacts } from "./facts.js";
+import { readsSecret } from "./secrets.js";
 import { DOWNLOADERS, fileAccesses, NETWORK } from "./files.js";
 import { basename, decodeBase64, foldPipelineOf } from "./fold.js";
 import { type OptionSpec, parseArgs } from "./matchers.js";
@@ -121,9 +122,11 @@ function analyzeScript(script: Script, ctx: AnalyzeContext, depth: number, recor
 function analyzePipeline(pipeline: Pipeline, ctx: AnalyzeContext, depth: number): Invocation[] {
   const all: Invocation[] = [];
   const shells: Invocation[] = [];
+  let upstream = NO_UPSTREAM;
   for (let k = 0; k < pipeline.stages.length; k += 1) {
     const stage = pipeline.stages[k]!;
-    const invocations = analyzeCommandNode(stage, ctx, depth, [...all], pipeline, k);
+    const invocations = analyzeCommandNode(stage, ctx, depth, upstream, pipeline, k);
+    upstream = withStage(upstream, invocations, ctx.home);
     for (const inv of invocations) {
       // A shell whose output goes to the network: `sh -i 2>&1 | nc host 4444`.
       if (NETWORK.has(inv.program) && shells.length > 0) ctx.facts.events.push({ kind: "network-shell", evidence: `${shells[0]!.line} | ${inv.line}` });
@@ -134,7 +137,7 @@ function analyzePipeline(pipeline: Pipeline, ctx: AnalyzeContext, depth: number)
   return all;
 }
 
-function analyzeCommandNode(command: Command, ctx: AnalyzeContext, depth: number, upstream: Invocation[], pipeline: Pipeline, stage: number): Invocation[] {
+function analyzeCommandNode(command: Command, ctx: AnalyzeContext, depth: number, upstream: UpstreamFacts, pipeline: Pipeline, stage: number): Invocation[] {
   const facts = ctx.facts;
   for (const a of command.assignments) facts.assignments.push({ name: a.name, value: a.value.text });
   const inner: Invocation[] = [];
@@ -150,7 +153,7 @@ function analyzeCommandNode(command: Command, ctx: AnalyzeContext, depth: number
 }
 
 /** One program run: records it and its file accesses, then follows what it runs in turn. */
-function invoke(words: Word[], command: Command, ctx: AnalyzeContext, depth: number, upstream: Invocation[], inner: Invocation[], via: string[], pipeline: Pipeline, stage: number): Invocation {
+function invoke(words: Word[], command: Command, ctx: AnalyzeContext, depth: number, upstream: UpstreamFacts, inner: Invocation[], via: string[], pipeline: Pipeline, stage: number): Invocation {
   const facts = ctx.facts;
   let first = words[0]!;
   let args = words.slice(1);
@@ -195,7 +198,7 @@ function invoke(words: Word[], command: Command, ctx: AnalyzeContext, depth: num
   return inv;
 }
 
-function record(program: string, dynamicProgram: boolean, args: Word[], command: Command, ctx: AnalyzeContext, depth: number, upstream: Invocation[], inner: Invocation[], via: string[], line: string, touches = true): Invocation {
+function record(program: string, dynamicProgram: boolean, args: Word[], command: Command, ctx: AnalyzeContext, depth: number, upstream: UpstreamFacts, inner: Invocation[], via: string[], line: string, touches = true): Invocation {
   const redirects = touches ? command.redirects : [];
   let hot = HOT.test(line);
   for (const r of redirects) hot ||= HOT.test(r.target.text);
@@ -390,11 +393,26 @@ function readsStdin(inv: Invocation, command: Command, ctx: AnalyzeContext, dept
   }
   if (stage === 0) return;
   const upstream = inv.upstream;
-  if (upstream.some((u) => DOWNLOADERS.has(u.program))) ctx.facts.events.push({ kind: "download-exec", evidence: `… | ${inv.line}` });
-  if (upstream.some(isDecoder)) ctx.facts.events.push({ kind: "decode-exec", evidence: `… | ${inv.line}` });
-  if (upstream.some((u) => NETWORK.has(u.program) || (u.program === "openssl" && u.args[0]?.text === "s_client"))) ctx.facts.events.push({ kind: "network-shell", evidence: `… | ${inv.line}` });
+  if (upstream.downloader) ctx.facts.events.push({ kind: "download-exec", evidence: `… | ${inv.line}` });
+  if (upstream.decoder) ctx.facts.events.push({ kind: "decode-exec", evidence: `… | ${inv.line}` });
+  if (upstream.network) ctx.facts.events.push({ kind: "network-shell", evidence: `… | ${inv.line}` });
   const text = foldPipelineOf(pipeline, stage);
   if (text !== undefined) analyzeText(text, ctx, depth + 1);
+}
+
+const NO_UPSTREAM: UpstreamFacts = { downloader: false, decoder: false, network: false, secretReader: false };
+
+// The upstream of the next stage: this one's, and what the stage's invocations are.
+function withStage(upstream: UpstreamFacts, invocations: readonly Invocation[], home: string): UpstreamFacts {
+  let { downloader, decoder, network, secretReader } = upstream;
+  for (const u of invocations) {
+    downloader ||= DOWNLOADERS.has(u.program);
+    decoder ||= isDecoder(u);
+    network ||= NETWORK.has(u.program) || (u.program === "openssl" && u.args[0]?.text === "s_client");
+    secretReader ||= readsSecret(u, home);
+  }
+  const same = downloader === upstream.downloader && decoder === upstream.decoder && network === upstream.network && secretReader === upstream.secretReader;
+  return same ? upstream : { downloader, decoder, network, secretReader };
 }
 
 export function isDecoder(inv: Invocation): boolean {

@@ -15,8 +15,8 @@ export interface Invocation {
   /** Wrappers it ran under, outermost first ("sudo", "env", "xargs"…). */
   via: string[];
   depth: number;
-  /** Earlier stages of its pipeline: their output is its input. */
-  upstream: Invocation[];
+  /** What the earlier stages of its pipeline (their output is its input) include. */
+  upstream: UpstreamFacts;
   /** Programs run inside its arguments' $(…) and <(…). */
   inner: Invocation[];
   redirects: Redirect[];
@@ -61,4 +61,20 @@ export interface Facts {
 
 export function newFacts(): Facts {
   return { invocations: [], files: [], assignments: [], sources: [], codes: [], events: [], downloaded: new Set(), executed: [], exceeded: new Set() };
+}
+
+/**
+ * What earlier stages of a pipeline include, folded as the stages are read: keeping the
+ * stages themselves per invocation cost the square of a pipeline's length (a 20,000-stage
+ * pipeline took seconds, found by the hostile-input test).
+ */
+export interface UpstreamFacts {
+  /** A downloader (curl, wget…). */
+  downloader: boolean;
+  /** A decoder (base64 -d, xxd -r, gzip -d…). */
+  decoder: boolean;
+  /** A network client (nc, socat, openssl s_client…). */
+  network: boolean;
+  /** A reader of a secret (a key or token file, the whole environment). */
+  secretReader: boolean;
 }

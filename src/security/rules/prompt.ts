@@ -188,9 +188,14 @@ export function splitSentences(prose: string): string[] {
   return out;
 }
 
-/** Shell prompts at line starts ("$ rm …", "% rm …", "> rm …") are not part of the command. */
+/**
+ * Shell prompts at line starts ("$ rm …", "% rm …", "> rm …") are not part of the command.
+ * Blanks before a prompt are spaces and tabs: `\s*` at every line start would also run over
+ * the newlines after it, so that many empty lines cost their number squared (seconds for a
+ * 200 KB prompt, found by the hostile-input test).
+ */
 function stripPrompts(code: string): string {
-  return /^\s*[$%>#] /m.test(code) ? code.replace(/^(\s*)[$%>] /gm, "$1").replace(/^(\s*)# (?=[a-z])/gm, "$1") : code;
+  return /^[ \t]*[$%>#] /m.test(code) ? code.replace(/^([ \t]*)[$%>] /gm, "$1").replace(/^([ \t]*)# (?=[a-z])/gm, "$1") : code;
 }
 
 /** Commands in a prose sentence: from a trigger word to the end of the sentence. */
@@ -201,7 +206,7 @@ function proseCommands(sentence: string): string[] {
   for (let j = 0; j < words.length && found.length < 3; j += 1) {
     const raw = words[j]!;
     const lead = raw.replace(/^[("'“‘*_]+/, "");
-    const word = lead.replace(/[,:;)"'”’*_]+$/, "");
+    const word = withoutTrailing(lead, WORD_TRAILERS);
     const lower = word.toLowerCase();
     const next = words[j + 1] ?? "";
     const program = lower.slice(lower.lastIndexOf("/") + 1);
@@ -211,13 +216,35 @@ function proseCommands(sentence: string): string[] {
     // the ")" that stripping removes.
     const special = /^[^\s]*\(\)\s*\{?|^:\(\)|^[A-Z_][A-Z0-9_]*=/.test(word) || /^[^\s()]+\(\)$/.test(lead) || word.includes("/dev/tcp/");
     if ((isTrigger && (leading || shellLike)) || special) {
-      const rest = [/^[^\s()]+\(\)$/.test(lead) ? lead : word, ...words.slice(j + 1)].join(" ").replace(/[.,;:!?"'”’]+$/, "").replace(/(?<!\()\)+$/, "");
+      const rest = withoutClosingParens(withoutTrailing([/^[^\s()]+\(\)$/.test(lead) ? lead : word, ...words.slice(j + 1)].join(" "), SENTENCE_TRAILERS));
       found.push(rest);
       j = words.length;
     }
     if (!FILLERS.has(lower)) leading = false;
   }
   return found;
+}
+
+// Trailing punctuation stripped off a word, and off a command found in a sentence. Stripped
+// by a loop from the end: an expression like /[;:]+$/ tries every start in a long run of them
+// and runs to its end each time (seconds for a 100 KB run, found by the hostile-input test).
+const WORD_TRAILERS = new Set(",:;)\"'”’*_");
+const SENTENCE_TRAILERS = new Set(".,;:!?\"'”’");
+
+function withoutTrailing(text: string, trailers: ReadonlySet<string>): string {
+  let end = text.length;
+  while (end > 0 && trailers.has(text[end - 1]!)) end -= 1;
+  return end === text.length ? text : text.slice(0, end);
+}
+
+// The closing parens that end a command, unless they close an empty "()" (a function's).
+function withoutClosingParens(text: string): string {
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 41) end -= 1;
+  if (end === text.length) return text;
+  // As /(?<!\()\)+$/: the run's first paren stays when "(" is right before it.
+  if (end > 0 && text.charCodeAt(end - 1) === 40) end += 1;
+  return text.slice(0, end);
 }
 
 /**

@@ -161,18 +161,46 @@ describe("hostile input never throws", () => {
       "${".repeat(30_000),
       "x=".repeat(30_000) + "$x",
       "python3 -c '" + "socket ".repeat(10_000) + "'",
+      // A pipeline of 20,000 stages: each stage once kept a copy of all before it.
+      "|?".repeat(20_000),
+      "curl x | " + "cat | ".repeat(5_000) + "sh",
     ];
-    for (const command of cases) {
+    // "Fast" relative to a plain input of the same size judged the same way, measured right
+    // before: a blow-up (quadratic or worse) on hostile input is hundreds of times that, while
+    // a loaded machine slows both alike. The floor keeps timer noise on tiny times out.
+    const timeOf = (judge: () => void) => {
       const start = performance.now();
-      const { severity } = engine.verdict({ kind: "command", command, cwd: "/w/s", home: "/home/u" });
-      const took = performance.now() - start;
-      expect(took, command.slice(0, 40)).toBeLessThan(5000);
-      if (command.includes("rm -rf /")) expect(severity, command.slice(0, 40)).not.toBe("pass");
+      judge();
+      return performance.now() - start;
+    };
+    const bound = (reference: number) => Math.max(100 * reference, 250);
+    for (const command of cases) {
+      const plain = `echo ${"a".repeat(command.length)}`;
+      const reference = timeOf(() => engine.verdict({ kind: "command", command: plain, cwd: "/w/s", home: "/home/u" }));
+      let severity = "";
+      const took = timeOf(() => {
+        severity = engine.verdict({ kind: "command", command, cwd: "/w/s", home: "/home/u" }).severity;
+      });
+      expect(took, command.slice(0, 40)).toBeLessThan(bound(reference));
+      // Still found however long: a delete, and a download piped into a shell 5,000 stages on.
+      if (command.includes("rm -rf /") || command.startsWith("curl x |")) expect(severity, command.slice(0, 40)).not.toBe("pass");
     }
-    const prompt = "`".repeat(100_000) + "```".repeat(10_000) + " explain ".repeat(10_000) + "\n".repeat(100_000);
-    const start = performance.now();
-    expect(() => engine.judge({ kind: "prompt", text: prompt.repeat(2) })).not.toThrow();
-    expect(performance.now() - start).toBeLessThan(5000);
+    const prompts = [
+      ("`".repeat(100_000) + "```".repeat(10_000) + " explain ".repeat(10_000) + "\n".repeat(100_000)).repeat(2),
+      // Code followed by many empty lines: a shell-prompt pattern ran over all of them from
+      // every line start (14 s for this one).
+      "`".repeat(100_000) + "\n".repeat(100_000),
+      "```".repeat(10_000) + "\n".repeat(100_000),
+      // One long word of trailing punctuation: stripping it by an expression was quadratic.
+      ";".repeat(80_000) + "x=".repeat(40_000),
+      ":".repeat(80_000) + "rm -rf ".repeat(10_000),
+    ];
+    for (const prompt of prompts) {
+      const prose = "the agent explains the code. ".repeat(Math.ceil(prompt.length / 29)).slice(0, prompt.length);
+      const reference = timeOf(() => engine.judge({ kind: "prompt", text: prose }));
+      const took = timeOf(() => expect(() => engine.judge({ kind: "prompt", text: prompt })).not.toThrow());
+      expect(took, JSON.stringify(prompt.slice(0, 20))).toBeLessThan(bound(reference));
+    }
   });
 
   it("a command past the size cap is judged up to the cap and flagged", () => {
