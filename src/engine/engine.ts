@@ -51,7 +51,7 @@ import { MAX_INPUT_JSON_BYTES } from "../session/permission-request.js";
 import { ruleMatched } from "../session/rule-matched.js";
 import { TenantRules } from "./tenant-rules.js";
 import { openStore } from "../store/open-store.js";
-import type { Retained, SessionRecord, Store } from "../store/store.js";
+import { type Retained, SessionHeldError, type SessionRecord, type Store } from "../store/store.js";
 import { isTenantName } from "../security/principal.js";
 import { Admission } from "./admission.js";
 import { PREWARMED_PREFIX, PrewarmPool, type PrewarmSpec } from "./prewarm.js";
@@ -133,6 +133,8 @@ export class Engine {
   readonly #rules: TenantRules;
   #compactor: NodeJS.Timeout | undefined;
   #compaction: Promise<void> | undefined;
+  /** Sessions being taken from the store (a store many nodes share), by store key. */
+  readonly #taking = new Map<string, Promise<void>>();
   readonly providers: ProviderRegistry;
   readonly #launcher: AgentLauncher;
   /** Every session's agent log together: bounded per session and over the sessions whose agent is gone. */
@@ -226,6 +228,11 @@ export class Engine {
     const store = await openStore(config.store, config.retention);
     const engine = new Engine(config, logger, store, registry);
     store.onLost = (key, why) => engine.#lost(key, why);
+    store.keep = (key) => {
+      const [tenant = "", sessionId = ""] = splitKey(key);
+      const session = engine.pool.get({ tenant, sessionId });
+      return session !== undefined && (session.live || session.busy || session.log.pendingCount > 0);
+    };
     if (config.sandbox.network === "allow" && engine.sandbox.enabled) {
       const rules = (config.sandbox.allowedHosts ?? []).map(parseEgressRule);
       engine.#egress = await EgressProxy.start(path.join(config.stateRoot, ".egress.sock"), rules, logger);
@@ -381,7 +388,7 @@ export class Engine {
    * all happen before anything is created, so a refused call leaves nothing behind and
    * fails before it streams anything.
    */
-  execute(caller: Caller, input: ExecuteInput, signal?: AbortSignal): AsyncIterable<Event[]> {
+  execute(caller: Caller, input: ExecuteInput, signal?: AbortSignal, owned = false): AsyncIterable<Event[]> {
     const { tenant } = caller;
     validateSessionId(input.sessionId);
     validatePrompt(input.prompt, this.#config.maxPromptBytes);
@@ -396,6 +403,9 @@ export class Engine {
       this.#checkApprovals(provider, config);
     }
     const key = { tenant, sessionId: input.sessionId };
+    // A store many nodes share: this node takes the session first (and the store's copy of
+    // it, when another node ran it since), before anything is created or started.
+    if (!owned && this.store.holds && !this.store.holds(keyString(key))) return this.#executeOwned(caller, input, signal);
     const existing = this.pool.get(key);
     if (existing && input.config && existing.providerName !== config.provider) {
       throw new HotplexError(
@@ -905,6 +915,64 @@ export class Engine {
     return session;
   }
 
+  async *#executeOwned(caller: Caller, input: ExecuteInput, signal?: AbortSignal): AsyncGenerator<Event[]> {
+    await this.#take({ tenant: caller.tenant, sessionId: input.sessionId });
+    yield* this.execute(caller, input, signal, true);
+  }
+
+  // Makes this node the one that runs the session (a store many nodes share); when another
+  // node ran it since this node's copy was made, the copy is replaced by the store's, and
+  // what that node left open (a turn, a request) is closed as owner_lost. One at a time per
+  // session: concurrent Executes share it.
+  #take(key: SessionKey): Promise<void> {
+    const storeKey = keyString(key);
+    let taking = this.#taking.get(storeKey);
+    if (!taking) {
+      taking = this.#takeNow(key).finally(() => this.#taking.delete(storeKey));
+      this.#taking.set(storeKey, taking);
+    }
+    return taking;
+  }
+
+  async #takeNow(key: SessionKey): Promise<void> {
+    const storeKey = keyString(key);
+    let stored: number;
+    try {
+      stored = await this.store.own!(storeKey);
+    } catch (error) {
+      if (error instanceof SessionHeldError) {
+        throw new HotplexError("unavailable", `session "${key.sessionId}" runs on another node now (${error.message}); try again once its agent there has ended`);
+      }
+      throw error;
+    }
+    const local = this.pool.get(key);
+    if ((local?.log.assignedSeq ?? 0) >= stored) return;
+    const record = await this.store.loadSession(storeKey);
+    if (local) {
+      local.fence("another node ran the session since; this node takes the store's copy");
+      this.#forget(key, local, new HotplexError("unavailable", `session "${key.sessionId}" was run by another node since this node's copy: read it again`));
+    }
+    if (!record) return;
+    const caughtUp = catchUpRecord(record, await collect(this.#storedAfter(storeKey, record.lastSeq)));
+    const retained = { firstSeq: (await this.store.firstSeq(storeKey)) ?? caughtUp.lastSeq + 1, bytes: await this.store.sessionBytes(storeKey) };
+    if (this.pool.get(key)) return;
+    const session = this.#createSession(key, caughtUp.config, caughtUp.workDir, caughtUp, retained);
+    this.pool.getOrCreate(key, () => session);
+    this.#claims.claim(storeKey, key.tenant, key.sessionId, caughtUp.workDir);
+    session.recoverFromRestart(caughtUp, "owner_lost");
+    session.log.touch();
+    this.#logger.info({ session: key.sessionId, tenant: key.tenant, from: caughtUp.owner?.node, lastSeq: caughtUp.lastSeq }, "took the session over from the store");
+  }
+
+  // Right before an agent of the session starts: this node must hold it, and its copy must
+  // be current (another node may have run it since the Execute that queued this turn).
+  async #ownForStart(key: SessionKey, log: EventLog): Promise<void> {
+    const stored = await this.store.own!(keyString(key));
+    if (stored > log.assignedSeq) {
+      throw new SessionHeldError(`another node ran the session since this node's copy (seq ${log.assignedSeq}, the store's ${stored}): run the turn again`);
+    }
+  }
+
   // Forgets a session: the pool, its work dir claim, its log's readers (ended with `reason`,
   // or told the session was deleted).
   #forget(key: SessionKey, session: Session, reason?: HotplexError): void {
@@ -987,7 +1055,7 @@ export class Engine {
       incarnation: restored?.incarnation ?? randomUUID(),
       restored,
       whyNoProcess: () => this.#admission.whyNoProcess(key.tenant),
-      ...(this.store.own ? { own: () => this.store.own!(keyString(key), log.assignedSeq) } : {}),
+      ...(this.store.own ? { own: () => this.#ownForStart(key, log) } : {}),
       takeWarm: (launch) => {
         const warm = this.prewarmed.take(key.tenant, provider.name, launch);
         // The session's dir is the agent's from now on: its claim moves there.

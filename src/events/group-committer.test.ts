@@ -110,6 +110,10 @@ class RecordingStore implements Store {
     return this.inner.loadSessions();
   }
 
+  loadSession(key: string): Promise<SessionRecord | undefined> {
+    return this.inner.loadSession(key);
+  }
+
   deleteSession(key: string): Promise<void> {
     return this.inner.deleteSession(key);
   }

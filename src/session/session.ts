@@ -273,30 +273,33 @@ export class Session {
   /**
    * Closes what a daemon that stopped without a shutdown left open: the turn that was
    * running ends INTERRUPTED and, if a process was running, the session ends "restart".
+   * With "owner_lost", what another node left open when it lost the session (it died, or
+   * stopped renewing its hold): the same, saying so, and the session ends "owner_lost".
    */
-  recoverFromRestart(record: SessionRecord): void {
+  recoverFromRestart(record: SessionRecord, cause: "restart" | "owner_lost" = "restart"): void {
+    const by = cause === "restart" ? "daemon restart" : "the loss of the node that ran it (owner_lost)";
     for (const request of this.view.interaction.pendingIn()) {
       this.#appendResolved(this.view.interaction.pending.get(request.requestId)?.turnId ?? "", {
         requestId: request.requestId,
         decision: PermissionDecision.DENY,
         decidedBy: Decider.DAEMON_RESTART,
-        message: "the daemon restarted while the request waited",
+        message: cause === "restart" ? "the daemon restarted while the request waited" : "the node running the session was lost while the request waited",
       });
     }
     for (const queued of this.view.interaction.queued.values()) {
       this.log.append(queued.turnId, {
         case: "turnEnded",
-        value: create(TurnEndedSchema, { outcome: TurnOutcome.INTERRUPTED, errorMessage: "interrupted by daemon restart before it started" }),
+        value: create(TurnEndedSchema, { outcome: TurnOutcome.INTERRUPTED, errorMessage: `interrupted by ${by} before it started` }),
       });
     }
     if (record.currentTurnId) {
       this.log.append(record.currentTurnId, {
         case: "turnEnded",
-        value: create(TurnEndedSchema, { outcome: TurnOutcome.INTERRUPTED, errorMessage: "interrupted by daemon restart" }),
+        value: create(TurnEndedSchema, { outcome: TurnOutcome.INTERRUPTED, errorMessage: `interrupted by ${by}` }),
       });
     }
     if (record.status !== SessionStatus.DEAD) {
-      this.log.append("", { case: "sessionEnded", value: create(SessionEndedSchema, { reason: "restart" }) });
+      this.log.append("", { case: "sessionEnded", value: create(SessionEndedSchema, { reason: cause }) });
     }
     this.#syncStatus("");
   }

@@ -99,6 +99,10 @@ export class MemoryStore implements Store {
     return [...this.#sessions.values()];
   }
 
+  async loadSession(key: string): Promise<SessionRecord | undefined> {
+    return this.#sessions.get(key);
+  }
+
   async deleteSession(key: string): Promise<void> {
     this.#events.delete(key);
     this.#sessions.delete(key);

@@ -200,6 +200,11 @@ export class SqliteStore implements Store {
     return rows.map(recordOf);
   }
 
+  async loadSession(key: string): Promise<SessionRecord | undefined> {
+    const row = this.#db.prepare("SELECT * FROM sessions WHERE key = ?").get(key) as SessionRow | undefined;
+    return row ? recordOf(row) : undefined;
+  }
+
   async deleteSession(key: string): Promise<void> {
     this.#db.transaction(() => {
       this.#db.prepare("DELETE FROM events WHERE session_key = ?").run(key);

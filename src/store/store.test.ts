@@ -104,14 +104,16 @@ function expectSameEvents(actual: readonly Event[], expected: readonly Event[]):
  * same comparisons hold for every store.
  */
 async function loadRecords(store: Store): Promise<SessionRecord[]> {
-  return (await store.loadSessions()).map(({ owner, ...rest }) => {
-    if (store.node === undefined) expect(owner).toBeUndefined();
-    else {
-      expect(owner?.node).toBe(store.node);
-      expect(owner?.epoch).toBeGreaterThanOrEqual(1);
-    }
-    return rest;
-  });
+  return (await store.loadSessions()).map((loaded) => ownerChecked(store, loaded));
+}
+
+function ownerChecked(store: Store, { owner, ...rest }: SessionRecord): SessionRecord {
+  if (store.node === undefined) expect(owner).toBeUndefined();
+  else {
+    expect(owner?.node).toBe(store.node);
+    expect(owner?.epoch).toBeGreaterThanOrEqual(1);
+  }
+  return rest;
 }
 
 function byKey(records: readonly SessionRecord[]): Map<string, SessionRecord> {
@@ -444,6 +446,16 @@ describe.each(kinds)("Store contract: $name", ({ open, sizeOf }) => {
   it("reports a session without a record as starting over at 1 when everything is dropped", async () => {
     await store.commit(events(K1, 1, 2, () => 1000), []);
     await expectMoved(store, await store.compact({ ...NO_LIMITS, maxAgeMs: 1 }, 10_000), [[K1, 1]]);
+  });
+
+  it("loads one record by key; undefined for a key without one and after a delete", async () => {
+    expect(await store.loadSession(K1)).toBeUndefined();
+    await store.commit(events(K1, 1, 2), [record(K1, { lastSeq: 2 }), record(K2, { lastSeq: 0 })]);
+    expect(ownerChecked(store, (await store.loadSession(K1))!)).toEqual(record(K1, { lastSeq: 2 }));
+    expect(await store.loadSession("tenant/unknown")).toBeUndefined();
+    await store.deleteSession(K1);
+    expect(await store.loadSession(K1)).toBeUndefined();
+    expect((await store.loadSession(K2))?.key).toBe(K2);
   });
 
   it("answers ping on an open store", async () => {

@@ -132,6 +132,8 @@ export interface Store {
   readAudit(afterId: number, limit: number): Promise<AuditRecord[]>;
   /** Every session record. */
   loadSessions(): Promise<SessionRecord[]>;
+  /** One session's record; undefined when there is none. */
+  loadSession(key: string): Promise<SessionRecord | undefined>;
   /** Removes a session's record and events. */
   deleteSession(key: string): Promise<void>;
   /**
@@ -146,10 +148,18 @@ export interface Store {
   readonly node?: string;
   /**
    * Makes this node the one that runs the session, before an agent of it starts (a store
-   * many nodes share). Rejects with SessionHeldError when another node runs it, or when
-   * this node's copy of the session is behind the store's (another node wrote it since).
+   * many nodes share). Resolves with the session's last stored seq, so the caller can tell
+   * whether its copy is current; rejects with SessionHeldError when another node runs it.
    */
-  own?(key: string, lastSeq: number): Promise<void>;
+  own?(key: string): Promise<number>;
+  /** Whether this node holds the session now (a store many nodes share). */
+  holds?(key: string): boolean;
+  /**
+   * Set by the engine: whether this node still needs its hold on a session (its agent runs
+   * or a turn waits). A hold no longer needed is given up, so that any node may run the
+   * session next.
+   */
+  keep?: ((key: string) => boolean) | undefined;
   /**
    * Set by the engine: called when this node lost a session it ran (its hold was not
    * renewed in time, or a commit was fenced). The session's agent must stop at once, and

@@ -7,7 +7,7 @@ import path from "node:path";
 import { toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { type Event, EventSchema, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { type Event, EventSchema, StartKind, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import type { RedisStoreConfig } from "../../src/engine/config.js";
 import { sessionKeys } from "../../src/store/redis/keys.js";
@@ -106,9 +106,67 @@ describe("two daemons on one Redis", () => {
     for (const daemon of daemons.splice(0)) await daemon.close().catch(() => undefined);
   });
 
+  it("hand a session from node to node between turns: its agent ended, any node runs the next turn, the log and the conversation go on", async () => {
+    const prefix = `handover${++prefixes}:`;
+    // Both nodes on the same dirs (storage every node shares): the work dir and HOME follow.
+    const dir = scratchDir();
+    const dirs = { workRoot: path.join(dir, "work"), home: path.join(dir, "home") };
+    const one = await startTestDaemon({ dirs, engine: { store: storeOf(prefix, "node-1") } });
+    daemons.push(one);
+    const two = await startTestDaemon({ dirs, engine: { store: storeOf(prefix, "node-2") } });
+    daemons.push(two);
+    const admin = redis.client();
+    const keys = sessionKeys(prefix, "default/moving");
+    const released = () => vi.waitFor(async () => expect(await admin.exists(keys.lease)).toBe(0), { timeout: 5_000, interval: 50 });
+    const turn = async (daemon: TestDaemon, prompt: string) => {
+      const events = await executeEvents(daemon.client.execute({ sessionId: "moving", prompt }));
+      expect(events.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.COMPLETED } });
+      await daemon.client.stopSession({ sessionId: "moving" });
+      // Its agent ended and no turn waits: the node gives its hold up.
+      await released();
+      return events;
+    };
+    await turn(one, "first on node one");
+    const second = await turn(two, "second on node two");
+    // node-2 took the store's copy: the conversation resumed, not started over.
+    const started = second.find((e) => e.payload.case === "sessionStarted");
+    expect(started?.payload.value).toMatchObject({ kind: StartKind.RESUMED });
+    // node-1's copy is behind now: it takes the store's again.
+    await turn(one, "third on node one");
+    const entries = await admin.xrange(keys.log, "-", "+");
+    const seqs = entries.map(([id]) => Number(id.split("-")[0]));
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    const epochs = entries.map(([, fields]) => Number(fields[fields.indexOf("ep") + 1]));
+    expect(epochs).toEqual([...epochs].sort((a, b) => a - b));
+    expect(new Set(epochs).size).toBe(3);
+    // What each node serves of it now is what Redis holds.
+    const served = (await collect(one.client.subscribe({ sessionId: "moving", afterSeq: 0n }))).flatMap((m) => m.events);
+    expect(served.map((e) => Number(e.seq))).toEqual(seqs);
+  }, 60_000);
+
+  it("refuse to run a session whose work dir this node does not share, saying so, never starting it over", async () => {
+    const prefix = `apart${++prefixes}:`;
+    const one = await startTestDaemon({ engine: { store: storeOf(prefix, "node-1") } });
+    daemons.push(one);
+    const two = await startTestDaemon({ engine: { store: storeOf(prefix, "node-2") } });
+    daemons.push(two);
+    await executeEvents(one.client.execute({ sessionId: "apart", prompt: "on node one" }));
+    await one.client.stopSession({ sessionId: "apart" });
+    const admin = redis.client();
+    await vi.waitFor(async () => expect(await admin.exists(sessionKeys(prefix, "default/apart").lease)).toBe(0), { timeout: 5_000, interval: 50 });
+    const refused = await executeEvents(two.client.execute({ sessionId: "apart", prompt: "on node two" }));
+    expect(refused.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.FAILED } });
+    const end = refused.at(-1)?.payload.value as { errorMessage: string };
+    expect(end.errorMessage).toContain("is no longer inside the work root");
+    expect(refused.some((e) => e.payload.case === "sessionStarted")).toBe(false);
+  }, 60_000);
+
   it("never run one session at once: the other node refuses it, and the owner that loses its hold ends its agent at once", async () => {
     const prefix = `pair${++prefixes}:`;
-    const one = await startTestDaemon({ engine: { store: storeOf(prefix, "node-1") } });
+    // On the same dirs (storage every node shares), so that the last part can resume there.
+    const dir = scratchDir();
+    const dirs = { workRoot: path.join(dir, "work"), home: path.join(dir, "home") };
+    const one = await startTestDaemon({ dirs, engine: { store: storeOf(prefix, "node-1") } });
     daemons.push(one);
     const first = await executeEvents(one.client.execute({ sessionId: "shared", prompt: "hello" }));
     expect(first.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.COMPLETED } });
@@ -118,7 +176,7 @@ describe("two daemons on one Redis", () => {
 
     // A second node loads the session node-1 runs, and leaves it alone: no restart events,
     // node-1's agent untouched.
-    const two = await startTestDaemon({ engine: { store: storeOf(prefix, "node-2") } });
+    const two = await startTestDaemon({ dirs, engine: { store: storeOf(prefix, "node-2") } });
     daemons.push(two);
     const seenByTwo = (await collect(two.client.subscribe({ sessionId: "shared", afterSeq: 0n }))).flatMap((m) => m.events);
     expect(seenByTwo.map((e) => e.seq)).toEqual((await collect(one.client.subscribe({ sessionId: "shared", afterSeq: 0n }))).flatMap((m) => m.events).map((e) => e.seq));
@@ -130,6 +188,13 @@ describe("two daemons on one Redis", () => {
     expect((refused as ConnectError).code).toBe(Code.Unavailable);
     expect((refused as ConnectError).rawMessage).toContain('run by node "node-1"');
 
+    // While its agent lives, node-1 keeps its hold: renewed, not given up.
+    const heldKeys = sessionKeys(prefix, "default/shared");
+    const watcher = redis.client();
+    const before = await watcher.pttl(heldKeys.lease);
+    await vi.waitFor(async () => expect(await watcher.pttl(heldKeys.lease)).toBeGreaterThan(before), { timeout: 5_000, interval: 20 });
+    expect(String(await watcher.get(heldKeys.lease))).toContain(":node-1:");
+
     // node-1 goes on: its next turn continues the log.
     const second = await executeEvents(one.client.execute({ sessionId: "shared", prompt: "again" }));
     expect(second.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.COMPLETED } });
@@ -137,8 +202,11 @@ describe("two daemons on one Redis", () => {
     expect(stored.map((e) => Number(e.seq))).toEqual(stored.map((_, i) => i + 1));
     expect(stored.some((e) => e.payload.case === "turnStarted" && JSON.stringify(e.payload.value).includes("from node two"))).toBe(false);
 
-    // Another node takes the session over (node-1's hold gone, as after a long pause): at
-    // node-1's next renew its agent is ended at once, and its streams of the session end.
+    // A turn that runs until something ends it, and while it runs, another node takes the
+    // session over (node-1's hold gone, as after a long pause): at node-1's next renew its
+    // agent is ended at once, and its streams of the session end.
+    const hanging = executeEvents(one.client.execute({ sessionId: "shared", prompt: "[[hang]] a long one" })).catch((e: unknown) => e);
+    await vi.waitFor(async () => expect((await one.client.getSnapshot({ sessionId: "shared" })).session?.currentTurn).toBeDefined(), { timeout: 5_000, interval: 20 });
     const follow = collect(one.client.subscribe({ sessionId: "shared", afterSeq: BigInt(stored.length), follow: true })).catch((e: unknown) => e);
     const keys = sessionKeys(prefix, "default/shared");
     const raw = one.engine.store as unknown as { node: string };
@@ -152,8 +220,22 @@ describe("two daemons on one Redis", () => {
     expect(ended).toBeInstanceOf(ConnectError);
     expect((ended as ConnectError).code).toBe(Code.Unavailable);
     expect((ended as ConnectError).rawMessage).toContain("is run by another node now");
+    expect(((await hanging) as ConnectError).code).toBe(Code.Unavailable);
     // node-1 no longer serves the session it lost.
     const gone = await one.client.getSnapshot({ sessionId: "shared" }).catch((e: unknown) => e);
     expect((gone as ConnectError).code).toBe(Code.NotFound);
+
+    // Once the taker gives it up, node-2 runs it: the turn node-1 left open ends explicitly
+    // (owner_lost), once, and the next turn runs with the history intact.
+    await taker!.release();
+    const resumed = await executeEvents(two.client.execute({ sessionId: "shared", prompt: "on node two at last" }));
+    expect(resumed.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.COMPLETED } });
+    const after = (await collect(two.client.subscribe({ sessionId: "shared", afterSeq: 0n }))).flatMap((m) => m.events);
+    expect(after.map((e) => Number(e.seq))).toEqual(after.map((_, i) => i + 1));
+    const lost = after.filter((e) => e.payload.case === "turnEnded" && e.payload.value.errorMessage.includes("owner_lost"));
+    expect(lost).toHaveLength(1);
+    expect(lost[0]?.payload.value).toMatchObject({ outcome: TurnOutcome.INTERRUPTED });
+    expect(after.filter((e) => e.payload.case === "sessionEnded" && e.payload.value.reason === "owner_lost")).toHaveLength(1);
+    expect(resumed.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: StartKind.RESUMED });
   }, 60_000);
 });

@@ -708,7 +708,11 @@ export type SessionEnded = Message<"hotplex.v1.SessionEnded"> & {
    * the daemon ended it for breaking its protocol: a line of output over the
    * limit, output closed while running), "restart" (the daemon stopped
    * without a shutdown, e.g. it was killed, and found the session's process
-   * gone or ended it when it started again).
+   * gone or ended it when it started again), "owner_lost" (nodes sharing a
+   * Redis store: the node that ran the session lost it, died or stopped
+   * renewing its hold, and the node that took the session over logged this;
+   * a turn that node left running ends INTERRUPTED, its error_message naming
+   * owner_lost).
    *
    * @generated from field: string reason = 1;
    */

@@ -408,7 +408,8 @@ export enum Decider {
 
   /**
    * The daemon stopped without a shutdown while it waited; found at its next
-   * start.
+   * start. Also when the node that ran the session was lost while it waited
+   * (nodes sharing a Redis store), found by the node that took it over.
    *
    * @generated from enum value: DECIDER_DAEMON_RESTART = 6;
    */

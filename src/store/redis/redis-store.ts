@@ -53,6 +53,7 @@ export class RedisStore implements Store {
   readonly location: string;
   readonly node: string;
   onLost: ((key: string, why: string) => void) | undefined;
+  keep: ((key: string) => boolean) | undefined;
   readonly #redis: Redis;
   readonly #prefix: string;
   readonly #node: string;
@@ -135,19 +136,14 @@ export class RedisStore implements Store {
     return undefined;
   }
 
-  async own(key: string, lastSeq: number): Promise<void> {
+  async own(key: string): Promise<number> {
     const keys = sessionKeys(this.#prefix, key);
-    const held = this.#leases.get(key);
-    if (held?.valid) return;
-    const lease = await this.#leaseFor(key, keys);
-    // Newly taken: the log must not be ahead of this node's copy (another node ran the
-    // session since this node loaded it; running it from a stale copy would fork its history).
-    const stored = await lastGeneratedSeq(this.#redis, keys);
-    if (stored > lastSeq) {
-      this.#drop(key);
-      await lease.release().catch(() => false);
-      throw new SessionHeldError(`this node's copy of session ${key} ends at seq ${lastSeq} and the store's at ${stored}: another node ran it since`);
-    }
+    await this.#leaseFor(key, keys);
+    return lastGeneratedSeq(this.#redis, keys);
+  }
+
+  holds(key: string): boolean {
+    return this.#leases.get(key)?.valid ?? false;
   }
 
   async readEvents(key: string, afterSeq: number, limit: number): Promise<Event[]> {
@@ -204,6 +200,16 @@ export class RedisStore implements Store {
       });
     } while (cursor !== "0");
     return records;
+  }
+
+  async loadSession(key: string): Promise<SessionRecord | undefined> {
+    const meta = await this.#redis.getBuffer(sessionKeys(this.#prefix, key).meta);
+    if (!meta) return undefined;
+    try {
+      return decodeRecord(meta);
+    } catch (error) {
+      throw new Error(`the registry entry of ${JSON.stringify(key)} cannot be read: ${(error as Error).message}`, { cause: error });
+    }
   }
 
   async deleteSession(key: string): Promise<void> {
@@ -320,6 +326,13 @@ export class RedisStore implements Store {
   async #renewAll(): Promise<void> {
     await Promise.all(
       [...this.#leases].map(async ([key, lease]) => {
+        // No longer needed (its agent ended, no turn waits): given up, so any node may run
+        // the session next, at once rather than after the ttl.
+        if (this.keep && !this.#acquiring.has(key) && !this.keep(key)) {
+          this.#drop(key);
+          await lease.release().catch(() => false);
+          return;
+        }
         let renewed: boolean;
         try {
           renewed = await lease.renew();
