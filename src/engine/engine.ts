@@ -302,23 +302,13 @@ export class Engine {
     const orphans: Promise<void>[] = [];
     // One session at a time: only one session's events since its checkpoint are held at once.
     for (const checkpoint of stored) {
-      const record = catchUpRecord(checkpoint, await collect(this.#storedAfter(checkpoint.key, checkpoint.lastSeq)));
+      const opened = await this.#openStored(checkpoint);
+      if (!opened) continue;
+      const { record, session } = opened;
+      records.push(record);
       // Another node's session (a store many nodes share): its agent and its turn are that
       // node's; this one keeps a copy and runs it only once it holds it (Store.own).
-      const others = record.owner !== undefined && record.owner.node !== this.store.node;
-      records.push(record);
-      const retained = { firstSeq: (await this.store.firstSeq(record.key)) ?? record.lastSeq + 1, bytes: await this.store.sessionBytes(record.key) };
-      const key = { tenant: record.tenant, sessionId: record.sessionId };
-      const session = this.#createSession(key, record.config, record.workDir, record, retained);
-      // Only ever a pre-warmed agent's dir of the session's own tenant (the registry is ours, but be sure).
-      const taken = session.view.interaction.stateDir;
-      if (taken && (path.dirname(taken) !== path.join(this.#config.stateRoot, key.tenant) || !path.basename(taken).startsWith(PREWARMED_PREFIX))) {
-        this.#logger.warn({ session: key.sessionId, tenant: key.tenant, stateDir: taken }, "ignoring a stored state dir outside the tenant's");
-        session.view.interaction.stateDir = "";
-      }
-      this.pool.getOrCreate(key, () => session);
-      this.#claims.claim(keyString(key), key.tenant, key.sessionId, record.workDir);
-      if (others) continue;
+      if (record.owner !== undefined && record.owner.node !== this.store.node) continue;
       if (record.pgid > 0) {
         orphans.push(
           endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger, (launch) => this.sandbox.leftover(launch)),
@@ -952,16 +942,32 @@ export class Engine {
       local.fence("another node ran the session since; this node takes the store's copy");
       this.#forget(key, local, new HotplexError("unavailable", `session "${key.sessionId}" was run by another node since this node's copy: read it again`));
     }
-    if (!record) return;
-    const caughtUp = catchUpRecord(record, await collect(this.#storedAfter(storeKey, record.lastSeq)));
-    const retained = { firstSeq: (await this.store.firstSeq(storeKey)) ?? caughtUp.lastSeq + 1, bytes: await this.store.sessionBytes(storeKey) };
-    if (this.pool.get(key)) return;
-    const session = this.#createSession(key, caughtUp.config, caughtUp.workDir, caughtUp, retained);
-    this.pool.getOrCreate(key, () => session);
-    this.#claims.claim(storeKey, key.tenant, key.sessionId, caughtUp.workDir);
+    const opened = record ? await this.#openStored(record) : undefined;
+    if (!opened) return;
+    const { record: caughtUp, session } = opened;
     session.recoverFromRestart(caughtUp, "owner_lost");
     session.log.touch();
     this.#logger.info({ session: key.sessionId, tenant: key.tenant, from: caughtUp.owner?.node, lastSeq: caughtUp.lastSeq }, "took the session over from the store");
+  }
+
+  // A stored session brought into the pool: its entry caught up with the events stored
+  // after it, its log opened on what the store retains. Undefined when the pool has the
+  // session already (opened meanwhile).
+  async #openStored(checkpoint: SessionRecord): Promise<{ record: SessionRecord; session: Session } | undefined> {
+    const record = catchUpRecord(checkpoint, await collect(this.#storedAfter(checkpoint.key, checkpoint.lastSeq)));
+    const retained = { firstSeq: (await this.store.firstSeq(record.key)) ?? record.lastSeq + 1, bytes: await this.store.sessionBytes(record.key) };
+    const key = { tenant: record.tenant, sessionId: record.sessionId };
+    if (this.pool.get(key)) return undefined;
+    const session = this.#createSession(key, record.config, record.workDir, record, retained);
+    // Only ever a pre-warmed agent's dir of the session's own tenant (the registry is ours, but be sure).
+    const taken = session.view.interaction.stateDir;
+    if (taken && (path.dirname(taken) !== path.join(this.#config.stateRoot, key.tenant) || !path.basename(taken).startsWith(PREWARMED_PREFIX))) {
+      this.#logger.warn({ session: key.sessionId, tenant: key.tenant, stateDir: taken }, "ignoring a stored state dir outside the tenant's");
+      session.view.interaction.stateDir = "";
+    }
+    this.pool.getOrCreate(key, () => session);
+    this.#claims.claim(keyString(key), key.tenant, key.sessionId, record.workDir);
+    return { record, session };
   }
 
   // Right before an agent of the session starts: this node must hold it, and its copy must

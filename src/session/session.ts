@@ -242,7 +242,9 @@ export class Session {
    * process, config and conversation as they are now.
    */
   record(pending: readonly Event[] = []): SessionRecord {
-    return catchUpRecord(this.#publishedRecord(), pending, "current");
+    const published = this.#publishedRecord();
+    // A checkpoint with no events of its own (a touch) needs no fold: no view to rebuild.
+    return pending.length === 0 ? published : catchUpRecord(published, pending, "current");
   }
 
   #publishedRecord(): SessionRecord {

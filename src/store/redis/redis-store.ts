@@ -184,21 +184,13 @@ export class RedisStore implements Store {
 
   async loadSessions(): Promise<SessionRecord[]> {
     const records: SessionRecord[] = [];
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.#redis.sscan(this.#index, cursor, "COUNT", 500);
-      cursor = next;
-      const metas = await Promise.all(keys.map((key) => this.#redis.getBuffer(sessionKeys(this.#prefix, key).meta)));
-      metas.forEach((meta, i) => {
-        // Indexed, then never committed (a commit that failed after the index was written).
-        if (!meta) return;
-        try {
-          records.push(decodeRecord(meta));
-        } catch (error) {
-          throw new Error(`the registry entry of ${JSON.stringify(keys[i])} cannot be read: ${(error as Error).message}`, { cause: error });
-        }
-      });
-    } while (cursor !== "0");
+    const keys = await this.#indexed();
+    // A page of entries at a time, its reads in flight together.
+    for (let at = 0; at < keys.length; at += 500) {
+      const page = await Promise.all(keys.slice(at, at + 500).map((key) => this.loadSession(key)));
+      // Undefined: indexed, then never committed (a commit that failed after the index was written).
+      for (const record of page) if (record) records.push(record);
+    }
     return records;
   }
 
