@@ -242,7 +242,7 @@ async function inProcess(dataDir: string, sessionId: string): Promise<Replay> {
   try {
     const cpu0 = process.cpuUsage();
     const start = performance.now();
-    const subscription = engine.subscribe({ tenant: TENANT, name: "bench" }, sessionId, 0, false);
+    const subscription = await engine.subscribe({ tenant: TENANT, name: "bench" }, sessionId, 0, false);
     const firstMs = performance.now() - start;
     let events = 0;
     let messages = 0;

@@ -80,7 +80,7 @@ const options: EngineOptions = { store: "memory", tenant: "acme", limits: { queu
 export async function run(): Promise<CollectedTurn> {
   const engine: HotplexEngine = await createEngine(options);
   const events: AsyncIterable<Event> = engine.execute("s", "hi", { config: { model: "m" }, queue: true });
-  const ready: boolean = engine.snapshot("s").session.status === SessionStatus.READY;
+  const ready: boolean = (await engine.snapshot("s")).session.status === SessionStatus.READY;
   void ready;
   return collectTurn(events);
 }

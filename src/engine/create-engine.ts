@@ -129,12 +129,12 @@ export class HotplexEngine {
   }
 
   /** Events after `afterSeq` (replayed from the log), then live ones while `follow`. */
-  subscribe(sessionId: string, options: SubscribeOptions = {}): EventSubscription {
+  async subscribe(sessionId: string, options: SubscribeOptions = {}): Promise<EventSubscription> {
     const afterSeq = options.afterSeq ?? 0;
     if (typeof afterSeq === "number" ? !Number.isSafeInteger(afterSeq) || afterSeq < 0 : afterSeq < 0n) {
       throw new HotplexError("invalid_argument", `afterSeq ${String(afterSeq)} is not a sequence number (a whole number from 0)`);
     }
-    const subscription = this.engine.subscribe(this.#caller, sessionId, afterSeq, options.follow ?? true, options.incarnation ?? "", options.signal);
+    const subscription = await this.engine.subscribe(this.#caller, sessionId, afterSeq, options.follow ?? true, options.incarnation ?? "", options.signal);
     return {
       status: subscription.status,
       incarnation: subscription.incarnation,
@@ -144,17 +144,17 @@ export class HotplexEngine {
     };
   }
 
-  snapshot(sessionId: string): Snapshot {
-    const { session, lastSeq } = this.engine.snapshot(this.#caller, sessionId);
+  async snapshot(sessionId: string): Promise<Snapshot> {
+    const { session, lastSeq } = await this.engine.snapshot(this.#caller, sessionId);
     return { session, lastSeq: BigInt(lastSeq) };
   }
 
-  stats(sessionId: string): SessionStats {
+  stats(sessionId: string): Promise<SessionStats> {
     return this.engine.stats(this.#caller, sessionId);
   }
 
   /** This tenant's sessions, most recently active first. */
-  list(): SessionSummary[] {
+  list(): Promise<SessionSummary[]> {
     return this.engine.list(this.#caller);
   }
 

@@ -30,6 +30,7 @@ import { SessionForkedSchema, TitleChangedSchema } from "../../gen/hotplex/v1/ev
 import type { Event, TurnOutcome } from "../events/event.js";
 import { EventLog } from "../events/event-log.js";
 import { readEventBatches } from "../events/follow.js";
+import { followStoredLog, type StoredLog } from "../events/store-follow.js";
 import { GroupCommitter } from "../events/group-committer.js";
 import type { AgentDecision, AgentModel, LaunchConfig, LiveSettings, Provider, ProviderCapabilities } from "../providers/provider.js";
 import { ProviderRegistry, unavailableProvider } from "../providers/registry.js";
@@ -135,6 +136,15 @@ export class Engine {
   #compaction: Promise<void> | undefined;
   /** Sessions being taken from the store (a store many nodes share), by store key. */
   readonly #taking = new Map<string, Promise<void>>();
+  /** Copies being brought up to date with the store (a store many nodes share), by store key. */
+  readonly #refreshing = new Map<string, Promise<void>>();
+  /**
+   * Sessions copied from a store many nodes share that this node has not run since: what
+   * another node left open in them (a turn, a request) is closed only when this node takes them.
+   */
+  readonly #copies = new WeakSet<Session>();
+  /** Per store key with readers following it in the store: aborted when this node deletes it. */
+  readonly #rechecks = new Map<string, { deleted: AbortController; readers: number }>();
   readonly providers: ProviderRegistry;
   readonly #launcher: AgentLauncher;
   /** Every session's agent log together: bounded per session and over the sessions whose agent is gone. */
@@ -308,7 +318,10 @@ export class Engine {
       records.push(record);
       // Another node's session (a store many nodes share): its agent and its turn are that
       // node's; this one keeps a copy and runs it only once it holds it (Store.own).
-      if (record.owner !== undefined && record.owner.node !== this.store.node) continue;
+      if (record.owner !== undefined && record.owner.node !== this.store.node) {
+        this.#copies.add(session);
+        continue;
+      }
       if (record.pgid > 0) {
         orphans.push(
           endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger, (launch) => this.sandbox.leftover(launch)),
@@ -502,15 +515,15 @@ export class Engine {
    * Events after `afterSeq`, then live ones if `follow`. `afterSeq` is any uint64 a client
    * sent: one beyond the log (up to 2^64 - 1) is an exact OUT_OF_RANGE, never rounded.
    */
-  subscribe(
+  async subscribe(
     caller: Caller,
     sessionId: string,
     afterSeq: bigint | number,
     follow: boolean,
     incarnation = "",
     signal?: AbortSignal,
-  ): Subscription {
-    const session = this.#session(caller.tenant, sessionId);
+  ): Promise<Subscription> {
+    const session = await this.#current(caller.tenant, sessionId);
     if (incarnation && incarnation !== session.incarnation) {
       throw new HotplexError(
         "failed_precondition",
@@ -526,20 +539,24 @@ export class Engine {
       throw new OutOfRangeError(sessionId, requested, log.firstSeq, log.lastSeq);
     }
     const from = Number(requested);
+    // A store many nodes share: a follower reads the store, which has what any node runs
+    // of the session, now or after it moves to another node.
+    const events =
+      follow && this.store.watch
+        ? this.#followStored(session, from, signal)
+        : readEventBatches(log, from, { follow, signal, closing: this.#closing.signal, cut: this.#cut.signal });
     return {
       status: session.view.status,
       incarnation: session.incarnation,
       firstSeq,
       lastSeq: log.lastSeq,
-      events: this.#tracked(
-        this.#positioned(readEventBatches(log, from, { follow, signal, closing: this.#closing.signal, cut: this.#cut.signal }), "subscribe", log, from),
-      ),
+      events: this.#tracked(this.#positioned(events, "subscribe", log, from)),
     };
   }
 
-  /** The session's state and the seq it reflects, read in one synchronous step. */
-  snapshot(caller: Caller, sessionId: string): { session: SessionInfo; lastSeq: number } {
-    const session = this.#session(caller.tenant, sessionId);
+  /** The session's state and the seq it reflects, read in one synchronous step (once the copy is current). */
+  async snapshot(caller: Caller, sessionId: string): Promise<{ session: SessionInfo; lastSeq: number }> {
+    const session = await this.#current(caller.tenant, sessionId);
     const info = session.view.toInfo(session.config, session.incarnation);
     info.sandbox = sandboxInfo(this.sandbox.state);
     info.capabilities = capabilitiesInfo(session.provider.capabilities);
@@ -774,12 +791,17 @@ export class Engine {
   /** Stops and removes a session, its events and (optionally) the agent's transcript. */
   async delete(caller: Caller, sessionId: string, deleteTranscript: boolean): Promise<{ lastSeq: number }> {
     const { tenant } = caller;
+    await this.#current(tenant, sessionId);
+    const key = { tenant, sessionId };
+    // A store many nodes share: only the node that holds the session deletes it (UNAVAILABLE
+    // while another node runs it), so no node's agent goes on writing a deleted log.
+    if (this.store.holds && !this.store.holds(keyString(key))) await this.#take(key);
     const session = this.#session(tenant, sessionId);
     await session.stop("deleted");
     await this.#committer.flush();
-    const key = { tenant, sessionId };
     this.#forget(key, session);
     await this.store.deleteSession(keyString(key));
+    this.#rechecks.get(keyString(key))?.deleted.abort();
     this.#rules.forget(keyString(key));
     // The session's HOME holds the agent's transcript: kept unless asked, so that the id,
     // used again, continues that conversation.
@@ -802,11 +824,12 @@ export class Engine {
     return { lastSeq: session.log.lastSeq };
   }
 
-  stats(caller: Caller, sessionId: string): SessionStats {
-    return clone(SessionStatsSchema, this.#session(caller.tenant, sessionId).view.stats.stats);
+  async stats(caller: Caller, sessionId: string): Promise<SessionStats> {
+    return clone(SessionStatsSchema, (await this.#current(caller.tenant, sessionId)).view.stats.stats);
   }
 
-  list(caller: Caller): SessionSummary[] {
+  async list(caller: Caller): Promise<SessionSummary[]> {
+    await this.#refreshAll(caller.tenant);
     return this.pool
       .list(caller.tenant)
       .sort((a, b) => b.view.lastActiveMs - a.view.lastActiveMs)
@@ -814,7 +837,8 @@ export class Engine {
   }
 
   /** Every tenant's sessions (or one tenant's), most recently active first: for admins. */
-  listAll(tenant = ""): TenantSession[] {
+  async listAll(tenant = ""): Promise<TenantSession[]> {
+    await this.#refreshAll(tenant);
     return this.pool
       .all()
       .filter((session) => tenant === "" || session.tenant === tenant)
@@ -905,6 +929,130 @@ export class Engine {
     return session;
   }
 
+  // The session as the store has it now. A store many nodes share may hold what another
+  // node wrote since this node's copy was made, or a session this node never saw: a node
+  // that does not hold the session brings its copy up to date first.
+  async #current(tenant: string, sessionId: string): Promise<Session> {
+    validateSessionId(sessionId);
+    const key = { tenant, sessionId };
+    const storeKey = keyString(key);
+    if (this.store.holds) {
+      // An Execute taking it here: the copy it leaves is the current one.
+      await this.#taking.get(storeKey)?.catch(() => {});
+      if (!this.store.holds(storeKey)) await this.#refresh(key);
+    }
+    return this.#session(tenant, sessionId);
+  }
+
+  // One refresh at a time per session; concurrent reads share it.
+  #refresh(key: SessionKey, known?: SessionRecord): Promise<void> {
+    const storeKey = keyString(key);
+    let refreshing = this.#refreshing.get(storeKey);
+    if (!refreshing) {
+      refreshing = this.#refreshNow(key, known).finally(() => this.#refreshing.delete(storeKey));
+      this.#refreshing.set(storeKey, refreshing);
+    }
+    return refreshing;
+  }
+
+  async #refreshNow(key: SessionKey, known: SessionRecord | undefined): Promise<void> {
+    const storeKey = keyString(key);
+    const local = this.pool.get(key);
+    let record: SessionRecord | undefined;
+    let newer: Event[];
+    try {
+      [record, newer] = await Promise.all([known ?? this.store.loadSession(storeKey), local ? this.store.readEvents(storeKey, local.log.assignedSeq, 1) : []]);
+    } catch (error) {
+      throw new HotplexError("unavailable", `session "${key.sessionId}" cannot be read from the store: ${(error as Error).message}`, { cause: error });
+    }
+    // Taken meanwhile, or in use here: this node's copy is the one that counts.
+    if (this.store.holds?.(storeKey) || this.pool.get(key) !== local || local?.live || local?.busy) return;
+    if (!record) {
+      // Deleted by another node: its readers here are told so.
+      if (local) this.#forget(key, local);
+      return;
+    }
+    if (local && local.incarnation === record.incarnation && newer.length === 0 && local.log.assignedSeq >= record.lastSeq) return;
+    if (local) this.#forget(key, local, new HotplexError("unavailable", `session "${key.sessionId}" was written by another node since this node's copy: read it again`));
+    const opened = await this.#openStored(record);
+    if (opened) this.#copies.add(opened.session);
+  }
+
+  // Every stored session of a tenant (or of all, for "") brought up to date, so that a list
+  // shows what any node ran; copies of sessions the store no longer has are forgotten.
+  async #refreshAll(tenant: string): Promise<void> {
+    if (!this.store.holds) return;
+    let records: SessionRecord[];
+    try {
+      records = (await this.store.loadSessions()).filter((record) => tenant === "" || record.tenant === tenant);
+    } catch (error) {
+      throw new HotplexError("unavailable", `the sessions cannot be read from the store: ${(error as Error).message}`, { cause: error });
+    }
+    const stored = new Set(records.map((record) => record.key));
+    for (const session of this.pool.all()) {
+      const key = { tenant: session.tenant, sessionId: session.sessionId };
+      const storeKey = keyString(key);
+      if ((tenant !== "" && session.tenant !== tenant) || stored.has(storeKey) || this.store.holds(storeKey) || this.#taking.has(storeKey)) continue;
+      if (!session.live && !session.busy) this.#forget(key, session);
+    }
+    // A page of sessions at a time, their reads in flight together.
+    for (let at = 0; at < records.length; at += 100) {
+      await Promise.all(
+        records.slice(at, at + 100).map(async (record) => {
+          const key = { tenant: record.tenant, sessionId: record.sessionId };
+          await this.#taking.get(record.key)?.catch(() => {});
+          if (!this.store.holds!(record.key)) await this.#refresh(key, record);
+        }),
+      );
+    }
+  }
+
+  // A following reader of a store many nodes share: the session's events as any node
+  // stores them, for as long as the session (this incarnation of it) exists.
+  async *#followStored(session: Session, afterSeq: number, signal?: AbortSignal): AsyncGenerator<Event[]> {
+    const storeKey = keyString({ tenant: session.tenant, sessionId: session.sessionId });
+    const { sessionId, incarnation } = session;
+    let recheck = this.#rechecks.get(storeKey);
+    if (!recheck) {
+      recheck = { deleted: new AbortController(), readers: 0 };
+      this.#rechecks.set(storeKey, recheck);
+    }
+    recheck.readers += 1;
+    try {
+      yield* followStoredLog(this.store as StoredLog, storeKey, afterSeq, {
+        follow: true,
+        signal,
+        closing: this.#closing.signal,
+        cut: this.#cut.signal,
+        sessionId,
+        epoch: 0,
+        recheck: recheck.deleted.signal,
+        check: () => this.#stillStored(storeKey, sessionId, incarnation),
+      });
+    } finally {
+      recheck.readers -= 1;
+      if (recheck.readers === 0 && this.#rechecks.get(storeKey) === recheck) this.#rechecks.delete(storeKey);
+    }
+  }
+
+  // Throws when the session a reader follows is no longer in the store (deleted, or
+  // deleted and created again).
+  async #stillStored(storeKey: string, sessionId: string, incarnation: string): Promise<void> {
+    let record: SessionRecord | undefined;
+    try {
+      record = await this.store.loadSession(storeKey);
+    } catch (error) {
+      throw new HotplexError("unavailable", `session "${sessionId}" cannot be read from the store (${(error as Error).message}): resume after the last seq received`, { cause: error });
+    }
+    if (!record) throw new HotplexError("not_found", `session "${sessionId}" was deleted`);
+    if (record.incarnation !== incarnation) {
+      throw new HotplexError(
+        "failed_precondition",
+        `session "${sessionId}" was deleted and created again: incarnation ${incarnation} is gone (now ${record.incarnation}); read it from after_seq 0 with the new incarnation`,
+      );
+    }
+  }
+
   async *#executeOwned(caller: Caller, input: ExecuteInput, signal?: AbortSignal): AsyncGenerator<Event[]> {
     await this.#take({ tenant: caller.tenant, sessionId: input.sessionId });
     yield* this.execute(caller, input, signal, true);
@@ -926,6 +1074,8 @@ export class Engine {
 
   async #takeNow(key: SessionKey): Promise<void> {
     const storeKey = keyString(key);
+    // A read bringing the copy up to date finishes first: the copy it leaves is the one taken.
+    await this.#refreshing.get(storeKey);
     let stored: number;
     try {
       stored = await this.store.own!(storeKey);
@@ -936,7 +1086,10 @@ export class Engine {
       throw error;
     }
     const local = this.pool.get(key);
-    if ((local?.log.assignedSeq ?? 0) >= stored) return;
+    // A copy this node wrote last is current; a copy of what another node wrote is replaced
+    // (even when current), so that what that node left open is closed.
+    if (local && !this.#copies.has(local) && local.log.assignedSeq >= stored) return;
+    if (!local && stored === 0) return;
     const record = await this.store.loadSession(storeKey);
     if (local) {
       local.fence("another node ran the session since; this node takes the store's copy");

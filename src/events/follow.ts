@@ -56,7 +56,7 @@ export async function* readEventBatches(log: EventLog, afterSeq: number, options
 // Batches read back to back before the reader gives way to the event loop.
 const BATCHES_BEFORE_YIELD = 16;
 
-function shuttingDown(cursor: number): HotplexError {
+export function shuttingDown(cursor: number): HotplexError {
   return new HotplexError("unavailable", `the daemon is shutting down; every event up to seq ${cursor} was sent: resume after it`);
 }
 

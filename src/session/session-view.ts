@@ -61,8 +61,10 @@ export class SessionView {
     this.lastActiveMs = record.lastActiveMs;
     this.stats.restore(record.stats);
     // A process and a turn recorded before the restart are ended by recovery, through
-    // events; until then the view shows what was recorded.
+    // events; until then (and in a copy of another node's session) the view shows what
+    // was recorded: of the turn, its id.
     this.pid = record.pgid;
+    this.currentTurn = record.currentTurnId ? create(TurnInfoSchema, { turnId: record.currentTurnId }) : undefined;
   }
 
   /** Takes one event; `nowMs` is when it happened (the event's own time when replayed). */

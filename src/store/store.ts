@@ -60,6 +60,22 @@ export class SessionsFencedError extends Error {
   }
 }
 
+/** An event delivered by `Store.watch`, with the ownership period (epoch) that stored it. */
+export interface WatchedEvent {
+  event: Event;
+  epoch: number;
+}
+
+/** What `Store.watch` calls as a session's log grows. */
+export interface LogWatch {
+  /** Each batch of new events, in seq order, never with a gap or a repeat. */
+  deliver(events: WatchedEvent[]): void;
+  /** Events the watch had not delivered were dropped by retention; the log starts at `firstSeq` now. The watch has ended. */
+  trimmed(firstSeq: number): void;
+  /** An event in the store cannot be read (damaged). The watch has ended. */
+  unreadable(error: Error): void;
+}
+
 /** An event on its way to the store. */
 export interface StoredEvent {
   /** The session's store key. */
@@ -166,6 +182,13 @@ export interface Store {
    * nothing more of it may be stored from this node.
    */
   onLost?: ((key: string, why: string) => void) | undefined;
+  /**
+   * Delivers a session's events after `afterSeq` as any node stores them (a store many
+   * nodes share), until the returned function is called. `afterSeq` should be a seq the log
+   * has reached (read up to it first): the watch cannot tell a position past the end from
+   * one not reached yet.
+   */
+  watch?(key: string, afterSeq: number, watch: LogWatch): () => void;
   /** Answers whether the store can be used now (the readiness probe); throws when it cannot. */
   ping(): Promise<void>;
   close(): Promise<void>;

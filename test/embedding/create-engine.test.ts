@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   ApprovalMode,
   collectTurn,
@@ -13,7 +13,7 @@ import {
   TurnOutcome,
 } from "../../src/index.js";
 import { providerSettings } from "../../src/providers/registry.js";
-import { fakeClaudePath, isAlive, waitUntil } from "../harness.js";
+import { fakeClaudePath, isAlive } from "../harness.js";
 
 const scratch: string[] = [];
 const engines: HotplexEngine[] = [];
@@ -60,16 +60,16 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
     expect(turn.text).toContain("hello there");
     expect(turn.ended?.outcome).toBe(TurnOutcome.COMPLETED);
 
-    const { session, lastSeq } = engine.snapshot("demo");
+    const { session, lastSeq } = await engine.snapshot("demo");
     expect(session.status).toBe(SessionStatus.READY);
     expect(lastSeq).toBe(turn.events.at(-1)!.seq + 1n); // the StatusChanged (READY) after the turn
-    const replay = engine.subscribe("demo", { afterSeq: 0, follow: false });
+    const replay = await engine.subscribe("demo", { afterSeq: 0, follow: false });
     expect(replay.lastSeq).toBe(lastSeq);
     const replayed = await all(replay.events);
     expect(replayed.map((e) => e.seq)).toEqual(replayed.map((_, i) => BigInt(i + 1)));
     expect(replayed.find((e) => e.seq === events[0]!.seq)).toEqual(events[0]);
-    expect(engine.stats("demo").turns).toBe(2);
-    expect(engine.list().map((s) => s.sessionId)).toEqual(["demo"]);
+    expect((await engine.stats("demo")).turns).toBe(2);
+    expect((await engine.list()).map((s) => s.sessionId)).toEqual(["demo"]);
     expect((await engine.listProviders()).map((p) => p.name)).toEqual(["claude-code"]);
   });
 
@@ -84,15 +84,23 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
         }
         return "no error";
       };
+      const rejectionOf = async (call: () => Promise<unknown>) => {
+        try {
+          await call();
+        } catch (error) {
+          return error instanceof HotplexError ? error.code : `not a HotplexError: ${String(error)}`;
+        }
+        return "no error";
+      };
       expect(codeOf(() => engine.execute("ok", "   "))).toBe("invalid_argument");
       expect(codeOf(() => engine.execute("x".repeat(200), "hi"))).toBe("invalid_argument");
-      expect(codeOf(() => engine.snapshot("missing"))).toBe("not_found");
-      expect(() => engine.snapshot("missing")).toThrow(/does not exist/);
+      expect(await rejectionOf(() => engine.snapshot("missing"))).toBe("not_found");
+      await expect(engine.snapshot("missing")).rejects.toThrow(/does not exist/);
       expect(() => engine.execute("ok", "hi", { config: { workDir: "/etc" } })).toThrow(/outside the work root/);
       // A tenant names directories: never a path.
       expect(() => engine.forTenant("../outside")).toThrow(/tenant "\.\.\/outside" is invalid/);
       expect(() => engine.forTenant("")).toThrow(HotplexError);
-      for (const afterSeq of [-1, 1.5, Number.NaN, -1n]) expect(codeOf(() => engine.subscribe("ok", { afterSeq }))).toBe("invalid_argument");
+      for (const afterSeq of [-1, 1.5, Number.NaN, -1n]) expect(await rejectionOf(() => engine.subscribe("ok", { afterSeq }))).toBe("invalid_argument");
       const turn = await collectTurn(engine.execute("ok", "still here"));
       expect(turn.ended?.outcome).toBe(TurnOutcome.COMPLETED);
     });
@@ -111,7 +119,7 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
 
     const hanging = engine.execute("hang", "[[hang]]");
     const iterator = hanging[Symbol.asyncIterator]();
-    await waitUntil(() => engine.snapshot("hang").session.status === SessionStatus.BUSY, 5_000, "the turn to run");
+    await vi.waitFor(async () => expect((await engine.snapshot("hang")).session.status).toBe(SessionStatus.BUSY), { timeout: 5_000, interval: 20 });
     const interrupted = await engine.interrupt("hang");
     expect(interrupted.outcome).toBe(TurnOutcome.INTERRUPTED);
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) if (next.value.payload.case === "turnEnded") break;
@@ -131,9 +139,9 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
     const engine = await open();
     const other = engine.forTenant("acme");
     await all(other.execute("shared-id", "acme's"));
-    expect(() => engine.snapshot("shared-id")).toThrow(/does not exist/);
-    expect(other.list().map((s) => s.sessionId)).toEqual(["shared-id"]);
-    expect(engine.list()).toEqual([]);
+    await expect(engine.snapshot("shared-id")).rejects.toThrow(/does not exist/);
+    expect((await other.list()).map((s) => s.sessionId)).toEqual(["shared-id"]);
+    expect(await engine.list()).toEqual([]);
   });
 
   it("closes: agents end, and a SQLite engine opened again has the sessions back, resumable", async () => {
@@ -145,7 +153,7 @@ describe("createEngine: hotplex in the caller's process, no RPC server", () => {
     engines.splice(engines.indexOf(engine), 1);
     expect(isAlive(pid)).toBe(false);
     const again = await open(d, "sqlite");
-    expect(again.snapshot("durable").session.status).toBe(SessionStatus.DEAD);
+    expect((await again.snapshot("durable")).session.status).toBe(SessionStatus.DEAD);
     const turn = await collectTurn(again.execute("durable", "[[history]]"));
     expect(turn.text).toContain("remember OLIVE");
   });

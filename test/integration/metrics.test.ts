@@ -176,7 +176,7 @@ describe("Prometheus metrics at /metrics", () => {
     await executeEvents(d.client.execute({ sessionId: id, prompt: "first", config: FAKE }));
     // A reader that takes one batch and then reads nothing while a turn runs.
     const abort = new AbortController();
-    const subscription = d.daemon.engine.subscribe({ tenant: "default", name: "test" }, id, 0, true, "", abort.signal);
+    const subscription = await d.daemon.engine.subscribe({ tenant: "default", name: "test" }, id, 0, true, "", abort.signal);
     const reader = subscription.events[Symbol.asyncIterator]();
     await reader.next();
     const caughtUp = await scrape();

@@ -204,10 +204,15 @@ describe("two daemons on one Redis", () => {
 
     // A turn that runs until something ends it, and while it runs, another node takes the
     // session over (node-1's hold gone, as after a long pause): at node-1's next renew its
-    // agent is ended at once, and its streams of the session end.
+    // agent is ended at once, and its turn's stream ends. A follower on node-1 reads the
+    // store, so it goes on, and sees what the next node runs.
     const hanging = executeEvents(one.client.execute({ sessionId: "shared", prompt: "[[hang]] a long one" })).catch((e: unknown) => e);
     await vi.waitFor(async () => expect((await one.client.getSnapshot({ sessionId: "shared" })).session?.currentTurn).toBeDefined(), { timeout: 5_000, interval: 20 });
-    const follow = collect(one.client.subscribe({ sessionId: "shared", afterSeq: BigInt(stored.length), follow: true })).catch((e: unknown) => e);
+    const following = new AbortController();
+    const followed: Event[] = [];
+    const follow = (async () => {
+      for await (const message of one.client.subscribe({ sessionId: "shared", afterSeq: BigInt(stored.length), follow: true }, { signal: following.signal })) followed.push(...message.events);
+    })().catch((e: unknown) => e);
     const keys = sessionKeys(prefix, "default/shared");
     const raw = one.engine.store as unknown as { node: string };
     expect(raw.node).toBe("node-1");
@@ -216,14 +221,14 @@ describe("two daemons on one Redis", () => {
     const taker = await SessionLease.acquire(admin, keys, "node-3", { ttlMs: 10_000, marginMs: 1_000 });
     expect(taker).toBeDefined();
     await waitUntil(() => !isAlive(agentPid), 5_000, "node-1's agent to end");
-    const ended = await follow;
-    expect(ended).toBeInstanceOf(ConnectError);
-    expect((ended as ConnectError).code).toBe(Code.Unavailable);
-    expect((ended as ConnectError).rawMessage).toContain("is run by another node now");
-    expect(((await hanging) as ConnectError).code).toBe(Code.Unavailable);
-    // node-1 no longer serves the session it lost.
-    const gone = await one.client.getSnapshot({ sessionId: "shared" }).catch((e: unknown) => e);
-    expect((gone as ConnectError).code).toBe(Code.NotFound);
+    const ended = (await hanging) as ConnectError;
+    expect(ended.code).toBe(Code.Unavailable);
+    expect(ended.rawMessage).toContain("is run by another node now");
+    // node-1 no longer runs the session, but serves it as the store has it (the turn it left
+    // open, as stored), and its follower has every stored event.
+    const lostView = await one.client.getSnapshot({ sessionId: "shared" });
+    expect(lostView.session?.currentTurn).toBeDefined();
+    await vi.waitFor(() => expect(followed.at(-1)?.seq).toBe(lostView.lastSeq), { timeout: 5_000, interval: 20 });
 
     // Once the taker gives it up, node-2 runs it: the turn node-1 left open ends explicitly
     // (owner_lost), once, and the next turn runs with the history intact.
@@ -237,5 +242,11 @@ describe("two daemons on one Redis", () => {
     expect(lost[0]?.payload.value).toMatchObject({ outcome: TurnOutcome.INTERRUPTED });
     expect(after.filter((e) => e.payload.case === "sessionEnded" && e.payload.value.reason === "owner_lost")).toHaveLength(1);
     expect(resumed.find((e) => e.payload.case === "sessionStarted")?.payload.value).toMatchObject({ kind: StartKind.RESUMED });
+    // The follower on node-1 saw all of it: what node-1 stored and what node-2 ran, each seq once.
+    await vi.waitFor(() => expect(followed.at(-1)?.seq).toBe(after.at(-1)?.seq), { timeout: 5_000, interval: 20 });
+    expect(followed.map((e) => toJsonString(EventSchema, e))).toEqual(after.slice(stored.length).map((e) => toJsonString(EventSchema, e)));
+    following.abort();
+    // Open until the client left.
+    expect(((await follow) as ConnectError).code).toBe(Code.Canceled);
   }, 60_000);
 });

@@ -1384,6 +1384,12 @@ export const SessionService: GenService<{
    * daemon shuts down, a following stream gets every event logged until then
    * and ends with UNAVAILABLE: resume after the last seq received.
    *
+   * On several nodes sharing one Redis, any node serves any session: a
+   * following stream reads the shared log, so it sees each turn as whichever
+   * node runs it stores it. It ends NOT_FOUND once the session is deleted
+   * (on another node: within seconds), and FAILED_PRECONDITION when the
+   * session id was deleted and created again: read it from after_seq 0.
+   *
    * @generated from rpc hotplex.v1.SessionService.Subscribe
    */
   subscribe: {
@@ -1394,7 +1400,9 @@ export const SessionService: GenService<{
   /**
    * GetSnapshot returns the session's state together with the sequence number
    * of the last event it reflects. Calling Subscribe(after_seq = last_seq)
-   * afterwards neither loses nor repeats an event.
+   * afterwards neither loses nor repeats an event. On several nodes sharing
+   * one Redis, any node answers with the session as stored by whichever node
+   * ran it last.
    *
    * @generated from rpc hotplex.v1.SessionService.GetSnapshot
    */
@@ -1449,7 +1457,8 @@ export const SessionService: GenService<{
     output: typeof GetSessionStatsResponseSchema;
   },
   /**
-   * ListSessions returns the caller's sessions, most recently active first.
+   * ListSessions returns the caller's sessions, most recently active first
+   * (on several nodes sharing one Redis, every node's).
    *
    * @generated from rpc hotplex.v1.SessionService.ListSessions
    */
@@ -1464,6 +1473,10 @@ export const SessionService: GenService<{
    * same session id creates a new session with a new incarnation and sequence
    * numbers from 1. Unless delete_transcript is set, the agent's own
    * transcript stays, and the new session continues that conversation.
+   *
+   * On several nodes sharing one Redis, the call fails UNAVAILABLE (naming
+   * the node) while another node runs the session's agent; try again once it
+   * has ended there.
    *
    * @generated from rpc hotplex.v1.SessionService.DeleteSession
    */

@@ -36,11 +36,11 @@ export function adminServiceRoutes(engine: Engine, facts: ServerFacts): (router:
   const admin = (ctx: HandlerContext, tenant: string) => ({ tenant, name: ctx.values.get(principalKey)?.name ?? "" });
   return (router) =>
     router.service(AdminService, {
-      listAllSessions(req, ctx) {
+      async listAllSessions(req, ctx) {
         if (req.tenant) tenantArgument(req.tenant);
         audit(ctx, req.tenant ? `listed the sessions of tenant ${req.tenant}` : "listed the sessions of every tenant", req.tenant);
         return {
-          sessions: engine.listAll(req.tenant).map(({ tenant, summary }) => ({ tenant, session: summary })),
+          sessions: (await engine.listAll(req.tenant)).map(({ tenant, summary }) => ({ tenant, session: summary })),
         };
       },
 

@@ -29,7 +29,7 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
       },
 
       async *subscribe(req, ctx) {
-        const subscription = engine.subscribe(callerOf(ctx), req.sessionId, req.afterSeq, req.follow, req.incarnation, ctx.signal);
+        const subscription = await engine.subscribe(callerOf(ctx), req.sessionId, req.afterSeq, req.follow, req.incarnation, ctx.signal);
         yield {
           header: {
             status: subscription.status,
@@ -45,8 +45,8 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         }
       },
 
-      getSnapshot(req, ctx) {
-        const { session, lastSeq } = engine.snapshot(callerOf(ctx), req.sessionId);
+      async getSnapshot(req, ctx) {
+        const { session, lastSeq } = await engine.snapshot(callerOf(ctx), req.sessionId);
         return { session, lastSeq: BigInt(lastSeq) };
       },
 
@@ -60,12 +60,12 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
         return { turnId, outcome, lastSeq: BigInt(lastSeq) };
       },
 
-      getSessionStats(req, ctx) {
-        return { sessionId: req.sessionId, stats: engine.stats(callerOf(ctx), req.sessionId) };
+      async getSessionStats(req, ctx) {
+        return { sessionId: req.sessionId, stats: await engine.stats(callerOf(ctx), req.sessionId) };
       },
 
-      listSessions(_req, ctx) {
-        return { sessions: engine.list(callerOf(ctx)) };
+      async listSessions(_req, ctx) {
+        return { sessions: await engine.list(callerOf(ctx)) };
       },
 
       async listProviders() {

@@ -5,6 +5,8 @@ import { encodeEvent, rememberEncoding } from "../../events/encoded-event.js";
 import {
   type AuditRecord,
   eventTimeMs,
+  type LogWatch,
+  type WatchedEvent,
   type Retained,
   type RetentionPolicy,
   SessionHeldError,
@@ -17,7 +19,8 @@ import { type SessionKeys, sessionKeys } from "./keys.js";
 import { type LeaseTimings, SessionLease } from "./lease.js";
 import { decodeRecord, encodeRecord, type RecordJson, recordJson } from "./record-codec.js";
 import { APPEND_AUDIT } from "./scripts.js";
-import { commitFenced, entryOf, FencedError, lastGeneratedSeq, logBytes, SeqError, trimLog } from "./stream-log.js";
+import { commitFenced, entryOf, FencedError, lastGeneratedSeq, logBytes, SeqError, type StoredBytes, trimLog } from "./stream-log.js";
+import { StreamTailer } from "./stream-tailer.js";
 
 export interface RedisStoreOptions {
   /** Put before every key ("hp:" by default): several deployments may share one Redis. */
@@ -33,6 +36,12 @@ export interface RedisStoreOptions {
 
 // Entries read per XRANGE when retention walks a log.
 const SCAN_PAGE = 256;
+
+// The tailer that serves watch(): the longest one blocking read waits (it is woken when the
+// watched set changes), the most entries per stream per reply, the pause after a failed read.
+const TAIL_BLOCK_MS = 5_000;
+const TAIL_COUNT = 512;
+const TAIL_RETRY_MS = 200;
 
 /**
  * The store for many nodes: each session's log a Redis stream with ids `<seq>-0`, its
@@ -68,6 +77,9 @@ export class RedisStore implements Store {
   readonly #audit: string;
   readonly #auditId: string;
   readonly #ownsConnection: boolean;
+  /** Tails the watched logs on a connection of its own; made by the first watch. */
+  #tailer: StreamTailer | undefined;
+  #tailing: Redis | undefined;
 
   constructor(redis: Redis, options: RedisStoreOptions) {
     this.#redis = redis;
@@ -151,13 +163,32 @@ export class RedisStore implements Store {
     if (!(limit >= 1)) return [];
     const count = Math.max(1, Math.min(Math.floor(limit), 10_000));
     const entries = await this.#redis.xrangeBuffer(keys.log, `(${afterSeq}-0`, "+", "COUNT", count);
-    return entries.map((entry) => {
-      const { bytes } = entryOf(entry);
-      const event = decodeEvent(bytes);
-      // A replay sends these bytes as they are instead of encoding the event again.
-      rememberEncoding(event, bytes);
-      return event;
+    return entries.map((entry) => decodeStored(entryOf(entry)));
+  }
+
+  watch(key: string, afterSeq: number, watch: LogWatch): () => void {
+    // One blocking XREAD serves every watch of this node, on a connection that does nothing else.
+    if (!this.#tailer) {
+      this.#tailing = this.#redis.duplicate();
+      this.#tailing.on("error", () => {});
+      this.#tailer = new StreamTailer(this.#tailing, this.#redis, { prefix: this.#prefix, blockMs: TAIL_BLOCK_MS, count: TAIL_COUNT, retryMs: TAIL_RETRY_MS });
+    }
+    const stop = this.#tailer.watch(sessionKeys(this.#prefix, key).log, afterSeq, {
+      deliver: (entries) => {
+        let events: WatchedEvent[];
+        try {
+          events = entries.map((entry) => ({ event: decodeStored(entry), epoch: entry.epoch }));
+        } catch (error) {
+          // A damaged entry ends this watch (with what it says), not the tailer's other watches.
+          stop();
+          watch.unreadable(new Error(`an event of session ${key} in the store cannot be read: ${(error as Error).message}`, { cause: error }));
+          return;
+        }
+        watch.deliver(events);
+      },
+      failed: (error) => watch.trimmed(error.firstSeq),
     });
+    return stop;
   }
 
   async firstSeq(key: string): Promise<number | undefined> {
@@ -249,6 +280,11 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     clearInterval(this.#renewer);
+    const tailer = this.#tailer;
+    this.#tailer = undefined;
+    await tailer?.close();
+    this.#tailing?.disconnect();
+    this.#tailing = undefined;
     const leases = [...this.#leases.values()];
     for (const key of [...this.#leases.keys()]) this.#drop(key);
     // Given up, so another node can take the sessions at once instead of after the ttl.
@@ -410,6 +446,13 @@ export class RedisStore implements Store {
     }
     return cuts;
   }
+}
+
+// A stored event, decoded; a replay sends its bytes as they are instead of encoding it again.
+function decodeStored({ bytes }: StoredBytes): Event {
+  const event = decodeEvent(bytes);
+  rememberEncoding(event, bytes);
+  return event;
 }
 
 interface LogHead {
