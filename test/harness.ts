@@ -68,6 +68,8 @@ export interface TestDaemonOptions {
   requestLimits?: RequestLimits;
   connectionLimits?: ConnectionLimits;
   tls?: TlsFiles;
+  /** The secret the nodes share (a Redis store): commands on another node's session are forwarded there, and this node advertises its URL. */
+  nodeSecret?: Buffer;
   /** Plain HTTP routes on the API's port (ServerOptions.extraRoutes), given the daemon's credentials. */
   extraRoutes?: (credentials: () => CredentialTable) => HttpRoutes;
 }
@@ -128,8 +130,10 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     tls: options.tls,
     version: "test",
     ...(options.extraRoutes ? { extraRoutes: options.extraRoutes(() => credentials) } : {}),
+    ...(options.nodeSecret ? { nodeSecret: options.nodeSecret } : {}),
   });
   const address = await server.listen("127.0.0.1", 0);
+  if (options.nodeSecret) engine.advertise(address.url);
   const clientFor = (protocol: Protocol, token = options.token) =>
     createClient(SessionService, transportFor(address.url, protocol, token));
   return {

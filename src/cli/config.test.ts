@@ -206,6 +206,31 @@ describe("loadConfig", () => {
     });
   });
 
+  it("takes the node secret and the advertised URL of a node that forwards to the others, and refuses what cannot work", () => {
+    const secret = path.join(tmp, "node-secret");
+    writeFileSync(secret, `${"s".repeat(40)}\n`);
+    const config = load(["--store", "redis", "--node-secret-file", secret, "--advertise-url", "http://10.0.0.7:7070/"]);
+    expect(config.cluster).toEqual({ nodeSecret: Buffer.from("s".repeat(40)), advertiseUrl: "http://10.0.0.7:7070" });
+    expect(load(["--store", "redis", "--node-secret-file", secret]).cluster?.advertiseUrl).toBeUndefined();
+    expect(load(["--store", "redis"]).cluster).toBeUndefined();
+    const short = path.join(tmp, "short-secret");
+    writeFileSync(short, "tooshort");
+    const refusals: [string[], string][] = [
+      [["--node-secret-file", secret], "--node-secret-file needs --store redis"],
+      [["--store", "redis", "--advertise-url", "http://10.0.0.7:7070"], "--advertise-url needs --node-secret-file"],
+      [["--store", "redis", "--node-secret-file", short], "the node secret is 8 bytes, too short: use at least 32"],
+      [["--store", "redis", "--node-secret-file", path.join(tmp, "missing")], "cannot read"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "10.0.0.7:7070"], "http://host:port or https://host:port"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "ftp://10.0.0.7:21"], "must be http://host:port or https://host:port"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "http://10.0.0.7"], "must be http://host:port or https://host:port"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "http://10.0.0.7:7070/api?x=1"], "with nothing after the port"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "http://user:pw@10.0.0.7:7070"], "with nothing after the port"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "not a url"], "is not a URL"],
+      [["--store", "redis", "--node-secret-file", secret, "--listen", "0.0.0.0:7070", "--token", "t".repeat(20)], "set --advertise-url"],
+    ];
+    for (const [args, message] of refusals) expect(configError(() => load(args)).message).toContain(message);
+  });
+
   it("rejects a bad value from the environment under the option's name", () => {
     const error = configError(() => load([], { HOTPLEX_MAX_SESSIONS: "lots" }));
     expect(error.message).toContain("--max-sessions");

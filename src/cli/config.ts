@@ -21,6 +21,7 @@ import {
 } from "../providers/registry.js";
 import { type CredentialSpec, hashToken, MIN_TOKEN_LENGTH } from "../security/credentials.js";
 import { agentEnvironment, DEFAULT_AGENT_ENV_ALLOW } from "../security/env.js";
+import { MIN_NODE_SECRET_BYTES } from "../security/forwarded.js";
 import { DEFAULT_TENANT } from "../security/principal.js";
 import { MAX_SESSION_LOG_BYTES } from "../session/agent-log.js";
 import { type CustomRuleSpec, customRuleSchema, RuleEngine } from "../security/rules/index.js";
@@ -62,8 +63,18 @@ export interface DaemonConfig {
   requestLimits: RequestLimits;
   connectionLimits: ConnectionLimits;
   engine: EngineConfig;
+  /** Forwarding between the nodes of a store many nodes share (--node-secret-file, --advertise-url). */
+  cluster: ClusterSettings | undefined;
   /** Things the operator should fix, for the log (never a secret). */
   warnings: string[];
+}
+
+/** How the nodes of one deployment reach each other. */
+export interface ClusterSettings {
+  /** The secret every node shares; it signs the calls one node forwards to another. */
+  nodeSecret: Buffer;
+  /** Where the other nodes reach this node's API; the listen address when undefined. */
+  advertiseUrl: string | undefined;
 }
 
 /** What a reload (SIGHUP) changes without a restart. */
@@ -158,8 +169,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, load: LoadOpt
     throw new ConfigError(`${get("max-prompt-bytes").where} ${maxPromptBytes} is more than the most hotplex accepts (${MAX_PROMPT_BYTES})`);
   }
   const tls = tlsFiles(file, str("tls-cert"), str("tls-key"), str("tls-client-ca"));
+  const cluster = clusterSettings(get);
+  if (cluster && !cluster.advertiseUrl && (host === "0.0.0.0" || host === "::")) {
+    throw new ConfigError(`${get("listen").where} ${str("listen")} listens on every address: set --advertise-url to where the other nodes reach this one`);
+  }
 
   return {
+    cluster,
     host,
     port,
     configFile: file?.path,
@@ -523,6 +539,34 @@ function storeConfig(get: (name: OptionName) => { value: string; where: string }
     throw new ConfigError(`${durability.where} "${durability.value}" must be normal or full`);
   }
   return { kind: "sqlite", dataDir: path.resolve(expandHome(dataDir)), durability: durability.value };
+}
+
+function clusterSettings(get: (name: OptionName) => { value: string; where: string }): ClusterSettings | undefined {
+  const secretFile = get("node-secret-file");
+  const advertise = get("advertise-url");
+  if (!secretFile.value) {
+    if (advertise.value) throw new ConfigError(`${advertise.where} needs --node-secret-file (the nodes forward to each other only with a shared secret)`);
+    return undefined;
+  }
+  if (get("store").value !== "redis") throw new ConfigError(`${secretFile.where} needs --store redis (the nodes share sessions through Redis)`);
+  const nodeSecret = Buffer.from(readSecretFile(secretFile.value, secretFile.where), "utf8");
+  if (nodeSecret.length < MIN_NODE_SECRET_BYTES) {
+    throw new ConfigError(`${secretFile.where}: the node secret is ${nodeSecret.length} bytes, too short: use at least ${MIN_NODE_SECRET_BYTES} (e.g. openssl rand -hex 32)`);
+  }
+  let advertiseUrl: string | undefined;
+  if (advertise.value) {
+    let parsed: URL;
+    try {
+      parsed = new URL(advertise.value);
+    } catch {
+      throw new ConfigError(`${advertise.where} "${advertise.value.slice(0, 200)}" is not a URL: use http://host:port or https://host:port`);
+    }
+    if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.pathname !== "/" || parsed.search || parsed.username || parsed.password || !parsed.port) {
+      throw new ConfigError(`${advertise.where} "${advertise.value.slice(0, 200)}" must be http://host:port or https://host:port, with nothing after the port`);
+    }
+    advertiseUrl = `${parsed.protocol}//${parsed.host}`;
+  }
+  return { nodeSecret, advertiseUrl };
 }
 
 // A node id as leases carry it (see store/redis/lease.ts).

@@ -97,8 +97,11 @@ async function main(): Promise<void> {
     version: hotplexVersion(),
     observe: observability.interceptors,
     extraRoutes: observability.routes(() => credentials, config.observability.metricsAccess),
+    ...(config.cluster ? { nodeSecret: config.cluster.nodeSecret } : {}),
   });
   const { url } = await server.listen(config.host, config.port);
+  // The other nodes forward the commands on this node's sessions here.
+  if (config.cluster) engine.advertise(config.cluster.advertiseUrl ?? url);
   logger.info(
     {
       url,

@@ -101,6 +101,16 @@ export const OPTIONS = {
   "node-id": { env: "HOTPLEX_NODE_ID", default: "", help: "with --store redis: this node's id, unique per node and stable across restarts (the host name when unset)" },
   "lease-ttl": { env: "HOTPLEX_LEASE_TTL", default: "10s", help: "with --store redis: how long a node's hold on a session lives unless renewed" },
   "lease-margin": { env: "HOTPLEX_LEASE_MARGIN", default: "2s", help: "with --store redis: how long before its hold could expire a node stops the session's agent" },
+  "node-secret-file": {
+    env: "HOTPLEX_NODE_SECRET_FILE",
+    default: "",
+    help: "with --store redis: file holding the secret every node shares (at least 32 bytes): commands on a session another node runs are forwarded to it",
+  },
+  "advertise-url": {
+    env: "HOTPLEX_ADVERTISE_URL",
+    default: "",
+    help: "with --node-secret-file: where the other nodes reach this node's API (http://host:port; the listen address when unset)",
+  },
   "data-dir": { env: "HOTPLEX_DATA_DIR", default: "~/.hotplex/data", help: "directory of the sqlite store" },
   durability: { env: "HOTPLEX_DURABILITY", default: "normal", help: "sqlite commits: normal (survive a daemon crash) or full (fsync, survive power loss)" },
   "retain-events": { env: "HOTPLEX_RETAIN_EVENTS", default: "100000", help: "events kept per session (0 = no limit)" },

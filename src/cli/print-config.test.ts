@@ -13,7 +13,7 @@ import { MASKED, maskedValue, printConfig } from "./print-config.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 let tmp: string;
-let files: { token: string; cert: string; key: string; ca: string };
+let files: { token: string; cert: string; key: string; ca: string; nodeSecret: string };
 
 beforeAll(() => {
   tmp = mkdtempSync(path.join(tmpdir(), "hotplex-print-config-"));
@@ -27,6 +27,7 @@ beforeAll(() => {
     cert: write("tls.crt", "-----BEGIN CERTIFICATE-----\nCERTIFICATE-BYTES\n-----END CERTIFICATE-----\n"),
     key: write("tls.key", "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"),
     ca: write("ca.crt", "-----BEGIN CERTIFICATE-----\nCA-BYTES\n-----END CERTIFICATE-----\n"),
+    nodeSecret: write("node-secret", "a-node-secret-of-forty-bytes-0123456789\n"),
   };
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -79,6 +80,8 @@ const SAMPLES: Partial<Record<OptionName, { value: () => string; with?: () => st
   "node-id": { value: () => "node-7", with: () => ["--store", "redis"] },
   "lease-ttl": { value: () => "20s", with: () => ["--store", "redis"] },
   "lease-margin": { value: () => "3s", with: () => ["--store", "redis"] },
+  "node-secret-file": { value: () => files.nodeSecret, with: () => ["--store", "redis"] },
+  "advertise-url": { value: () => "http://10.0.0.7:7070", with: () => ["--store", "redis", "--node-secret-file", files.nodeSecret] },
   "agent-env": { value: () => "FOO,BAR_*" },
   "log-level": { value: () => "warn" },
   "max-prompt-bytes": { value: () => "1000" },

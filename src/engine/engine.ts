@@ -103,6 +103,15 @@ interface OpenReader {
   seq: number;
 }
 
+/** Another node a command goes to (a store many nodes share). */
+export interface PeerNode {
+  node: string;
+  /** Where its API listens; undefined when it advertises none. */
+  url: string | undefined;
+  /** It runs the session (rather than having the most room for a session no node runs). */
+  runs: boolean;
+}
+
 /** What Drain did. */
 export interface DrainResult {
   turnsFinished: number;
@@ -111,6 +120,9 @@ export interface DrainResult {
 
 // The longest deny message or answer a client may send.
 const MAX_DECISION_TEXT = 4096;
+
+// How often a node looks for sessions whose node died holding them (a store many nodes share).
+const ORPHAN_SWEEP_MS = 500;
 
 // How long shutdown waits for open streams to send their last events before cutting them.
 const STREAM_DRAIN_MS = 2_000;
@@ -133,6 +145,10 @@ export class Engine {
   readonly #claims = new WorkDirClaims();
   readonly #rules: TenantRules;
   #compactor: NodeJS.Timeout | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #sweeping: Promise<number> | undefined;
+  /** The orphans the last sweep saw: one is taken when the next sweep sees it again. */
+  #suspects = new Set<string>();
   #compaction: Promise<void> | undefined;
   /** Sessions being taken from the store (a store many nodes share), by store key. */
   readonly #taking = new Map<string, Promise<void>>();
@@ -257,6 +273,12 @@ export class Engine {
     engine.prewarmed.configure(prewarm);
     engine.#compactor = setInterval(() => void engine.compact(), config.compactIntervalMs);
     engine.#compactor.unref();
+    if (store.orphans && config.store.kind === "redis") {
+      // A session whose node died mid-turn is taken (and its turn ended owner_lost) within
+      // about a second of its hold expiring, without waiting for anyone's next call.
+      engine.#sweeper = setInterval(() => void engine.sweepOrphans(), Math.min(ORPHAN_SWEEP_MS, Math.floor(config.store.leaseTtlMs / 3)));
+      engine.#sweeper.unref();
+    }
     return engine;
   }
 
@@ -860,6 +882,48 @@ export class Engine {
     return this.#tracked(readAgentLog(session.agentLog, after, limit, follow, stop));
   }
 
+  /**
+   * The other node a command on the session must run on (a store many nodes share), with
+   * where its API listens (undefined when it advertises none): the node that runs the
+   * session now; with `place` (a turn), when no node does, the live node with the most room
+   * if it has more than this one. Undefined when the command runs here.
+   */
+  async peerFor(tenant: string, sessionId: string, place = false): Promise<PeerNode | undefined> {
+    validateSessionId(sessionId);
+    const key = keyString({ tenant, sessionId });
+    if (!this.store.holder || this.store.holds?.(key)) return undefined;
+    try {
+      const node = await this.store.holder(key);
+      if (node === this.store.node) return undefined;
+      if (node) return { node, url: await this.store.addressOf?.(node), runs: true };
+      return place ? await this.#roomier() : undefined;
+    } catch (error) {
+      throw new HotplexError("unavailable", `cannot tell which node runs session "${sessionId}": ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  // The live node with the most room for another agent, when it has more than this node.
+  async #roomier(): Promise<PeerNode | undefined> {
+    const nodes = (await this.store.liveNodes?.()) ?? [];
+    let best: { node: string; url: string; free: number } | undefined;
+    for (const { node, url, load, capacity } of nodes) {
+      const free = capacity - load;
+      if (node !== this.store.node && free > (best?.free ?? 0)) best = { node, url, free };
+    }
+    const here = this.#config.maxLiveSessions - this.pool.liveCount();
+    return best && best.free > here ? { node: best.node, url: best.url, runs: false } : undefined;
+  }
+
+  /** This node's id in a store many nodes share; undefined for a store of one node. */
+  get node(): string | undefined {
+    return this.store.node;
+  }
+
+  /** Tells the other nodes (a store many nodes share) that this node's API is at `url`, and how loaded it is. */
+  advertise(url: string): void {
+    this.store.advertise?.(url, () => ({ load: this.pool.liveCount(), capacity: this.#config.maxLiveSessions }));
+  }
+
   /** Records an admin action or a refusal in the audit log. */
   recordAudit(entry: AuditEntry): void {
     this.audit.record(entry);
@@ -905,6 +969,8 @@ export class Engine {
   async shutdown(): Promise<void> {
     this.serving.enter(ServingPhase.STOPPING);
     clearInterval(this.#compactor);
+    clearInterval(this.#sweeper);
+    await this.#sweeping;
     this.#draining = true;
     await this.prewarmed.close();
     await this.pool.shutdown();
@@ -1056,6 +1122,49 @@ export class Engine {
   async *#executeOwned(caller: Caller, input: ExecuteInput, signal?: AbortSignal): AsyncGenerator<Event[]> {
     await this.#take({ tenant: caller.tenant, sessionId: input.sessionId });
     yield* this.execute(caller, input, signal, true);
+  }
+
+  /**
+   * Takes every session whose node died (or stalled) holding it, closing what that node left
+   * open (a turn, a request: owner_lost), then gives it up again: the next Execute on any
+   * node resumes it. Runs periodically on a store many nodes share; a session is taken when
+   * two sweeps in a row found it orphaned. Resolves with how many it took. One sweep at a
+   * time; never throws.
+   */
+  sweepOrphans(): Promise<number> {
+    this.#sweeping ??= this.#sweep().finally(() => {
+      this.#sweeping = undefined;
+    });
+    return this.#sweeping;
+  }
+
+  async #sweep(): Promise<number> {
+    if (this.#draining || !this.store.orphans) return 0;
+    let orphans: string[];
+    try {
+      orphans = await this.store.orphans();
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not look for sessions of nodes that died");
+      return 0;
+    }
+    // Seen twice, a sweep apart: a node that is taking a session right now (its lease on its
+    // way to Redis) is not mistaken for one that died.
+    const confirmed = orphans.filter((key) => this.#suspects.has(key));
+    this.#suspects = new Set(orphans);
+    let taken = 0;
+    for (const storeKey of confirmed) {
+      if (this.#draining) break;
+      const [tenant = "", sessionId = ""] = splitKey(storeKey);
+      try {
+        await this.#take({ tenant, sessionId });
+        taken += 1;
+      } catch (error) {
+        // Another node took it first (or it is this node's own from before a restart, which
+        // its hold brings back once it expired): nothing to do.
+        if (!(error instanceof HotplexError && error.code === "unavailable")) this.#logger.warn({ err: error, session: sessionId, tenant }, "could not take the session of a node that died");
+      }
+    }
+    return taken;
   }
 
   // Makes this node the one that runs the session (a store many nodes share); when another

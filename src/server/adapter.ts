@@ -1,6 +1,6 @@
 import type http from "node:http";
 import type http2 from "node:http2";
-import { type ConnectRouter, createConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
+import { type ConnectRouter, type ContextValues, createConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
@@ -9,9 +9,11 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import type { CredentialTable, PeerIdentity } from "../security/credentials.js";
-import { isPublicMethod, OPEN_METHOD_MAX_BYTES } from "./authorization.js";
-import { authKey, bodyProblemKey } from "./context.js";
+import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
+import type { AuthResult, CredentialTable, PeerIdentity } from "../security/credentials.js";
+import { FORWARDED_HEADER, FORWARDED_SIGNATURE_HEADER, verifyForwarded } from "../security/forwarded.js";
+import { isPublicMethod, methodKey, OPEN_METHOD_MAX_BYTES } from "./authorization.js";
+import { authKey, bodyProblemKey, forwardedKey, forwardRefusalKey } from "./context.js";
 import { bodyFramingOf, checkUnaryBody, replaceWithEmptyMessage } from "./request-body.js";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -32,6 +34,8 @@ export interface RequestHandlerOptions {
   logger: Logger;
   /** Requests for paths that are no RPC; 404 when unset. */
   fallback?: NodeHandler;
+  /** The secret the nodes of a deployment share: calls forwarded by another node are accepted with it. */
+  nodeSecret?: Buffer;
 }
 
 /**
@@ -78,8 +82,9 @@ export function createRequestHandler(options: RequestHandlerOptions): NodeHandle
 }
 
 async function handle(handler: UniversalHandler, req: NodeRequest, res: NodeResponse, options: RequestHandlerOptions): Promise<void> {
-  const auth = options.credentials().authenticate(headerValue(req.headers.authorization), options.peerIdentity?.(req));
-  const values = createContextValues().set(authKey, auth);
+  const values = createContextValues();
+  const auth = authenticate(req, handler, options, values);
+  values.set(authKey, auth);
   giveAuthority(req);
   let uReq;
   try {
@@ -158,4 +163,22 @@ function plainResponse(res: NodeResponse, status: number, text: string): void {
   }
   res.writeHead(status, { "content-type": "text/plain; charset=utf-8" });
   res.end(`${text}\n`);
+}
+
+// The call's credential: a bearer token or client certificate, or (a call another node
+// forwarded, SessionService only) the caller that node authenticated, signed with the node secret.
+function authenticate(req: NodeRequest, handler: UniversalHandler, options: RequestHandlerOptions, values: ContextValues): AuthResult {
+  const identity = headerValue(req.headers[FORWARDED_HEADER]);
+  if (identity === undefined) return options.credentials().authenticate(headerValue(req.headers.authorization), options.peerIdentity?.(req));
+  const method = methodKey(handler.method);
+  const verdict =
+    handler.method.parent.typeName === SessionService.typeName
+      ? verifyForwarded(options.nodeSecret, identity, headerValue(req.headers[FORWARDED_SIGNATURE_HEADER]), method)
+      : { refused: `${handler.method.name} is never forwarded` };
+  if ("refused" in verdict) {
+    values.set(forwardRefusalKey, verdict.refused);
+    return { failure: "wrong" };
+  }
+  values.set(forwardedKey, verdict);
+  return { principal: verdict.principal };
 }

@@ -6,7 +6,7 @@ import { Health } from "../../gen/health/v1/health_pb.js";
 import { AdminService } from "../../gen/hotplex/v1/admin_service_pb.js";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import type { Permission, Principal } from "../security/principal.js";
-import { authKey, type BodyProblem, bodyProblemKey, principalKey } from "./context.js";
+import { authKey, type BodyProblem, bodyProblemKey, forwardRefusalKey, principalKey } from "./context.js";
 
 // Every method of every service, and the one permission it needs. The Record types make
 // a method added to a proto fail the type check until it is listed here.
@@ -106,6 +106,8 @@ export function createAuthorizationInterceptor(onDenied?: (denial: PermissionDen
       refuseBodyProblem(req.contextValues.get(bodyProblemKey));
       return next(req);
     }
+    const forwardRefused = req.contextValues.get(forwardRefusalKey);
+    if (forwardRefused) throw new ConnectError(`the call claims to be forwarded by another node, and is refused: ${forwardRefused}`, Code.Unauthenticated);
     if (!auth.principal) {
       throw new ConnectError(
         auth.failure === "missing"

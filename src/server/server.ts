@@ -4,6 +4,7 @@ import type { Engine } from "../engine/engine.js";
 import type { CredentialTable } from "../security/credentials.js";
 import { createRequestHandler, type NodeHandler } from "./adapter.js";
 import { createAuthorizationInterceptor } from "./authorization.js";
+import { createForwardingInterceptor } from "./forwarding.js";
 import { createHttpRoutes, type HttpRoutes } from "./http-routes.js";
 import { createErrorInterceptor, createLoggingInterceptor, type RpcObserver } from "./interceptors.js";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS, DualProtocolListener, type TlsFiles } from "./listener.js";
@@ -45,6 +46,11 @@ export interface ServerOptions {
    * interceptor (one stream wrapper for both), `tracing` is placed in the chain.
    */
   observe?: { rpc?: RpcObserver; tracing?: Interceptor };
+  /**
+   * The secret the nodes of a deployment share (a store many nodes share): commands on a
+   * session another node runs are forwarded to it, and calls it forwards are accepted.
+   */
+  nodeSecret?: Buffer;
 }
 
 export interface HotplexServer {
@@ -94,10 +100,13 @@ export function createServer(options: ServerOptions): HotplexServer {
           detail: `roles ${denial.principal.roles.join(", ")} lack ${denial.permission ?? "a permission for this method"}`,
         }),
       ),
+      // Once the caller is known: a command on another node's session goes there.
+      ...(options.nodeSecret ? [createForwardingInterceptor({ engine, secret: options.nodeSecret })] : []),
     ],
     readMaxBytes: requestLimits.maxRequestBytes,
     maxTimeoutMs: requestLimits.maxTimeoutMs,
     credentials: options.credentials,
+    ...(options.nodeSecret ? { nodeSecret: options.nodeSecret } : {}),
     peerIdentity: (req) => listener?.peerIdentity(req),
     logger,
     fallback: createHttpRoutes({ ...probes, ...options.extraRoutes }, { logger, fallback: options.fallback, peerIdentity: (req) => listener?.peerIdentity(req) }),

@@ -76,6 +76,21 @@ export interface LogWatch {
   unreadable(error: Error): void;
 }
 
+/** How loaded a node is, as the others see it. */
+export interface NodeLoad {
+  /** Agents it runs now. */
+  load: number;
+  /** Agents it may run. */
+  capacity: number;
+}
+
+/** A live node as the others see it. */
+export interface LiveNode extends NodeLoad {
+  node: string;
+  /** Where its API listens. */
+  url: string;
+}
+
 /** An event on its way to the store. */
 export interface StoredEvent {
   /** The session's store key. */
@@ -189,6 +204,26 @@ export interface Store {
    * one not reached yet.
    */
   watch?(key: string, afterSeq: number, watch: LogWatch): () => void;
+  /**
+   * The node that holds the session now (this node's id when it does); undefined when no
+   * node does (a store many nodes share).
+   */
+  holder?(key: string): Promise<string | undefined>;
+  /**
+   * Makes this node known to the others as reachable at `url` (its API), with its load,
+   * until close (a store many nodes share).
+   */
+  advertise?(url: string, load: () => NodeLoad): void;
+  /** Where another live node's API listens; undefined when it is not alive or advertises none. */
+  addressOf?(node: string): Promise<string | undefined>;
+  /** The live nodes that advertise an address, with their load (looked up at most about once a second). */
+  liveNodes?(): Promise<LiveNode[]>;
+  /**
+   * Sessions whose holder went away without giving them up (its hold expired: the node died
+   * or stalled), so that a live node takes them and closes what was left open (a store many
+   * nodes share). Store keys.
+   */
+  orphans?(): Promise<string[]>;
   /** Answers whether the store can be used now (the readiness probe); throws when it cannot. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,52 +1,35 @@
 // Reads on any node (issue #16, routing): GetSnapshot, Subscribe, ListSessions and stats are
 // served from the shared store by every node, for sessions any node ran or runs, and a
 // following Subscribe on any node sees each turn as whichever node runs it stores it.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { AdminService } from "../../gen/hotplex/v1/admin_service_pb.js";
 import { type Event, EventSchema, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import type { RedisStoreConfig } from "../../src/engine/config.js";
 import { hashToken } from "../../src/security/credentials.js";
 import { sessionKeys } from "../../src/store/redis/keys.js";
-import { startRedis, type TestRedis } from "../fixtures/redis-server.js";
+import { useRedisNodes } from "../fixtures/redis-nodes.js";
 import { collect, executeEvents, startTestDaemon, type TestDaemon, transportFor } from "../harness.js";
 
-let redis: TestRedis;
-let prefixes = 0;
-const scratch: string[] = [];
-const daemons: TestDaemon[] = [];
-
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(async () => redis?.stop());
-afterEach(async () => {
-  for (const daemon of daemons.splice(0)) await daemon.close().catch(() => undefined);
-  for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const cluster = useRedisNodes();
 
 const TOKENS = { acme: "acme-token-0123456789", globex: "globex-token-0123456789", ops: "ops-token-0123456789" };
 
 /** Two nodes on one Redis and one set of dirs (storage every node shares), with two tenants and an admin. */
 async function twoNodes(): Promise<[TestDaemon, TestDaemon]> {
-  const prefix = `reads${++prefixes}:`;
-  const dir = mkdtempSync(path.join(tmpdir(), "hotplex-redis-reads-"));
-  scratch.push(dir);
+  const prefix = cluster.prefix("reads");
+  const dir = cluster.scratchDir("redis-reads");
   const dirs = { workRoot: path.join(dir, "work"), home: path.join(dir, "home") };
-  const store = (nodeId: string): RedisStoreConfig => ({ kind: "redis", url: redis.url, prefix, nodeId, leaseTtlMs: 1_000, leaseMarginMs: 300 });
+  const store = (nodeId: string): RedisStoreConfig => ({ kind: "redis", url: cluster.redis.url, prefix, nodeId, leaseTtlMs: 1_000, leaseMarginMs: 300 });
   const credentials = [
     { name: "acme", tenant: "acme", roles: ["client" as const], tokenSha256: hashToken(TOKENS.acme) },
     { name: "globex", tenant: "globex", roles: ["client" as const], tokenSha256: hashToken(TOKENS.globex) },
     { name: "ops", tenant: "", roles: ["admin" as const], tokenSha256: hashToken(TOKENS.ops) },
   ];
-  const one = await startTestDaemon({ dirs, credentials, engine: { store: store("node-1") } });
-  daemons.push(one);
-  const two = await startTestDaemon({ dirs, credentials, engine: { store: store("node-2") } });
-  daemons.push(two);
+  const one = cluster.track(await startTestDaemon({ dirs, credentials, engine: { store: store("node-1") } }));
+  const two = cluster.track(await startTestDaemon({ dirs, credentials, engine: { store: store("node-2") } }));
   return [one, two];
 }
 
@@ -128,7 +111,7 @@ describe("every node serves reads of every session, from the store", () => {
     // Once node one's agent ended and its hold is given up, node two deletes it, for both.
     await client(one).stopSession({ sessionId: "runs-on-one" });
     const lease = sessionKeys(prefixOf(one), "acme/runs-on-one").lease;
-    const admin = redis.client();
+    const admin = cluster.redis.client();
     await vi.waitFor(async () => expect(await admin.exists(lease)).toBe(0), { timeout: 5_000, interval: 50 });
     await client(two).deleteSession({ sessionId: "runs-on-one" });
     expect(await codeOf(client(one).getSnapshot({ sessionId: "runs-on-one" }))).toBe(Code.NotFound);
@@ -154,7 +137,7 @@ describe("a following Subscribe on any node", () => {
 
     // node one gives the session up; node two runs the next turn, and its own follower goes on.
     await client(one).stopSession({ sessionId: "followed" });
-    const admin = redis.client();
+    const admin = cluster.redis.client();
     await vi.waitFor(async () => expect(await admin.exists(sessionKeys(prefixOf(one), "acme/followed").lease)).toBe(0), { timeout: 5_000, interval: 50 });
     const third = await turn(two, "followed", "third on node two");
     expect(third.find((e) => e.payload.case === "turnStarted")?.seq).toBeGreaterThan(second.at(-1)!.seq);

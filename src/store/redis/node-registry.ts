@@ -13,7 +13,7 @@ import { HEARTBEAT, LIVE_NODES } from "./scripts.js";
 
 export interface NodeInfo {
   node: string;
-  /** Where its internal RPC listens (host:port). */
+  /** Where its API listens for the other nodes (http(s)://host:port, or host:port). */
   address: string;
   /** Agents it runs now. */
   load: number;
@@ -24,7 +24,7 @@ export interface NodeInfo {
 }
 
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const ADDRESS = /^[A-Za-z0-9.:[\]-]{1,260}$/;
+const ADDRESS = /^(https?:\/\/)?[A-Za-z0-9.:[\]-]{1,260}$/;
 
 export class NodeRegistry {
   readonly #nodes: string;
@@ -41,7 +41,7 @@ export class NodeRegistry {
   /** Says `info.node` is alive for `ttlMs` more; returns Redis's time in ms. */
   async heartbeat(info: Omit<NodeInfo, "expiresAtMs">, ttlMs: number): Promise<number> {
     if (!NODE_ID.test(info.node)) throw new RangeError(`node id ${JSON.stringify(info.node.slice(0, 100))} is invalid: use 1 to 64 characters of [A-Za-z0-9._-]`);
-    if (!ADDRESS.test(info.address)) throw new RangeError(`node address ${JSON.stringify(info.address.slice(0, 300))} is not host:port`);
+    if (!ADDRESS.test(info.address)) throw new RangeError(`node address ${JSON.stringify(info.address.slice(0, 300))} is not http(s)://host:port or host:port`);
     for (const [name, value] of [["load", info.load], ["capacity", info.capacity]] as const) {
       if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`node ${name} ${value} is not a non-negative integer`);
     }

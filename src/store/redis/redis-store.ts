@@ -5,7 +5,9 @@ import { encodeEvent, rememberEncoding } from "../../events/encoded-event.js";
 import {
   type AuditRecord,
   eventTimeMs,
+  type LiveNode,
   type LogWatch,
+  type NodeLoad,
   type WatchedEvent,
   type Retained,
   type RetentionPolicy,
@@ -20,6 +22,7 @@ import { type LeaseTimings, SessionLease } from "./lease.js";
 import { decodeRecord, encodeRecord, type RecordJson, recordJson } from "./record-codec.js";
 import { APPEND_AUDIT } from "./scripts.js";
 import { commitFenced, entryOf, FencedError, lastGeneratedSeq, logBytes, SeqError, type StoredBytes, trimLog } from "./stream-log.js";
+import { NodeRegistry } from "./node-registry.js";
 import { StreamTailer } from "./stream-tailer.js";
 
 export interface RedisStoreOptions {
@@ -42,6 +45,8 @@ const SCAN_PAGE = 256;
 const TAIL_BLOCK_MS = 5_000;
 const TAIL_COUNT = 512;
 const TAIL_RETRY_MS = 200;
+// How long the live nodes' addresses are remembered between lookups.
+const NODES_CACHE_MS = 1_000;
 
 /**
  * The store for many nodes: each session's log a Redis stream with ids `<seq>-0`, its
@@ -74,12 +79,18 @@ export class RedisStore implements Store {
   readonly #deadlines = new Map<string, NodeJS.Timeout>();
   readonly #renewer: NodeJS.Timeout;
   readonly #index: string;
+  /** Sessions some node holds or held without giving them up: where orphans are looked for. */
+  readonly #held: string;
   readonly #audit: string;
   readonly #auditId: string;
   readonly #ownsConnection: boolean;
   /** Tails the watched logs on a connection of its own; made by the first watch. */
   #tailer: StreamTailer | undefined;
   #tailing: Redis | undefined;
+  /** This node's heartbeat, once it advertises an address. */
+  #heartbeat: NodeJS.Timeout | undefined;
+  readonly #nodes: NodeRegistry;
+  #liveNodes: { atMs: number; nodes: Promise<LiveNode[]> } | undefined;
 
   constructor(redis: Redis, options: RedisStoreOptions) {
     this.#redis = redis;
@@ -90,12 +101,45 @@ export class RedisStore implements Store {
     this.location = options.location;
     this.#ownsConnection = options.ownsConnection ?? false;
     this.#index = `${this.#prefix}sessions`;
+    this.#held = `${this.#prefix}held`;
     // One hash tag for both: the audit script touches them together.
     this.#audit = `${this.#prefix}{audit}:log`;
     this.#auditId = `${this.#prefix}{audit}:id`;
     // Renewed three times per ttl: one late renew still leaves time before the deadline.
     this.#renewer = setInterval(() => void this.#renewAll(), Math.max(50, Math.floor(options.lease.ttlMs / 3)));
     this.#renewer.unref();
+    this.#nodes = new NodeRegistry(redis, this.#prefix);
+  }
+
+  async holder(key: string): Promise<string | undefined> {
+    if (this.holds(key)) return this.#node;
+    // The lease is `<epoch>:<node>:<nonce>`.
+    const token = await this.#redis.get(sessionKeys(this.#prefix, key).lease);
+    return token ? token.split(":")[1] : undefined;
+  }
+
+  advertise(url: string, load: () => NodeLoad): void {
+    clearInterval(this.#heartbeat);
+    // Alive for three lease ttls; beaten once per ttl, so one late beat does not make it dead.
+    const beat = () => void this.#nodes.heartbeat({ node: this.#node, address: url, ...load() }, Math.min(600_000, this.#timings.ttlMs * 3)).catch(() => {});
+    beat();
+    this.#heartbeat = setInterval(beat, this.#timings.ttlMs);
+    this.#heartbeat.unref();
+  }
+
+  async addressOf(node: string): Promise<string | undefined> {
+    return (await this.liveNodes()).find((info) => info.node === node)?.url;
+  }
+
+  liveNodes(): Promise<LiveNode[]> {
+    const now = performance.now();
+    if (!this.#liveNodes || now - this.#liveNodes.atMs > NODES_CACHE_MS) {
+      const nodes = this.#nodes.live().then((live) => live.map(({ node, address, load, capacity }) => ({ node, url: address, load, capacity })));
+      // A failed lookup is not remembered.
+      nodes.catch(() => (this.#liveNodes = undefined));
+      this.#liveNodes = { atMs: now, nodes };
+    }
+    return this.#liveNodes.nodes;
   }
 
   async commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Promise<undefined> {
@@ -240,7 +284,7 @@ export class RedisStore implements Store {
     const lease = this.#leases.get(key);
     this.#drop(key);
     // The epoch stays: an id used again goes on with higher epochs, never repeats one.
-    await Promise.all([this.#redis.del(keys.log, keys.meta, keys.bytes), this.#redis.srem(this.#index, key), lease?.release()]);
+    await Promise.all([this.#redis.del(keys.log, keys.meta, keys.bytes), this.#redis.srem(this.#index, key), lease ? this.#giveUp(key, lease) : this.#redis.srem(this.#held, key)]);
   }
 
   async compact(policy: RetentionPolicy, nowMs: number): Promise<Map<string, Retained>> {
@@ -280,15 +324,21 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     clearInterval(this.#renewer);
+    if (this.#heartbeat) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+      // Gone at once from the others' view, rather than when its heartbeat expires.
+      await this.#nodes.leave(this.#node).catch(() => {});
+    }
     const tailer = this.#tailer;
     this.#tailer = undefined;
     await tailer?.close();
     this.#tailing?.disconnect();
     this.#tailing = undefined;
-    const leases = [...this.#leases.values()];
-    for (const key of [...this.#leases.keys()]) this.#drop(key);
+    const leases = [...this.#leases];
+    for (const [key] of leases) this.#drop(key);
     // Given up, so another node can take the sessions at once instead of after the ttl.
-    await Promise.allSettled(leases.map((lease) => lease.release()));
+    await Promise.allSettled(leases.map(([key, lease]) => this.#giveUp(key, lease)));
     if (this.#ownsConnection) await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 
@@ -299,6 +349,9 @@ export class RedisStore implements Store {
     if (held) this.#lose(key, "its hold was not renewed in time");
     let acquiring = this.#acquiring.get(key);
     if (!acquiring) {
+      // Should this node die holding it, the others find it here (orphans()). Sent ahead of
+      // the acquisition on the one connection, so no lease is ever missing from the set.
+      this.#redis.sadd(this.#held, key).catch(() => {});
       acquiring = this.#acquire(key, keys).then((lease) => {
         this.#leases.set(key, lease);
         this.#armDeadline(key, lease);
@@ -336,6 +389,27 @@ export class RedisStore implements Store {
     this.#deadlines.set(key, timer);
   }
 
+  async orphans(): Promise<string[]> {
+    const held = await this.#members(this.#held);
+    const orphans: string[] = [];
+    // A page of lease checks in flight at once.
+    for (let at = 0; at < held.length; at += 500) {
+      const page = held.slice(at, at + 500).filter((key) => !this.#leases.has(key) && !this.#acquiring.has(key));
+      const exists = await Promise.all(page.map((key) => this.#redis.exists(sessionKeys(this.#prefix, key).lease)));
+      page.forEach((key, i) => {
+        if (exists[i] === 0) orphans.push(key);
+      });
+    }
+    return orphans;
+  }
+
+  // Gives a lease up: out of the held set first, so that nobody takes the session for an
+  // orphan in between (the lease still stands until the release).
+  async #giveUp(key: string, lease: SessionLease): Promise<void> {
+    await this.#redis.srem(this.#held, key).catch(() => 0);
+    await lease.release().catch(() => false);
+  }
+
   #drop(key: string): void {
     this.#leases.delete(key);
     clearTimeout(this.#deadlines.get(key));
@@ -358,7 +432,7 @@ export class RedisStore implements Store {
         // the session next, at once rather than after the ttl.
         if (this.keep && !this.#acquiring.has(key) && !this.keep(key)) {
           this.#drop(key);
-          await lease.release().catch(() => false);
+          await this.#giveUp(key, lease);
           return;
         }
         let renewed: boolean;
@@ -375,15 +449,20 @@ export class RedisStore implements Store {
     );
   }
 
-  async #indexed(): Promise<string[]> {
-    const keys: string[] = [];
+  #indexed(): Promise<string[]> {
+    return this.#members(this.#index);
+  }
+
+  // Every member of a set, read a page at a time (SSCAN: Redis is never blocked for long).
+  async #members(set: string): Promise<string[]> {
+    const members: string[] = [];
     let cursor = "0";
     do {
-      const [next, page] = await this.#redis.sscan(this.#index, cursor, "COUNT", 500);
+      const [next, page] = await this.#redis.sscan(set, cursor, "COUNT", 500);
       cursor = next;
-      keys.push(...page);
+      members.push(...page);
     } while (cursor !== "0");
-    return keys;
+    return members;
   }
 
   // Per session, the first seq kept after the per-session limits: the longest prefix of the
