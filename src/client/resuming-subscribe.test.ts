@@ -40,6 +40,32 @@ async function seqsOf(iterable: AsyncIterable<Event>, until?: number): Promise<n
 }
 
 describe("resumingSubscribe", () => {
+  it("resumes with the (seq, epoch) of the last event it delivered, and ends when the daemon says that event was lost", async () => {
+    const epochEvent = (seq: number, epoch: number) => ({ ...event(seq), epoch: BigInt(epoch) });
+    const { client, requests } = scripted(async function* (request, call) {
+      if (call === 0) {
+        yield header();
+        yield { events: [epochEvent(1, 3), epochEvent(2, 4)] };
+        throw new ConnectError("connection reset", Code.Aborted);
+      }
+      // The store lost seq 2 of epoch 4 in a failover: the daemon refuses the token.
+      throw new ConnectError(`the event at seq ${request.afterSeq} (epoch ${request.afterEpoch}) is not in its log any more`, Code.FailedPrecondition);
+    });
+    const subscription = resumingSubscribe(client, { sessionId: "s", afterEpoch: 0n, retry: fast });
+    const seen: number[] = [];
+    const error = await (async () => {
+      for await (const e of subscription) seen.push(Number(e.seq));
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual([1, 2]);
+    expect(requests.map((r) => [r.afterSeq, r.afterEpoch])).toEqual([
+      [0n, 0n],
+      [2n, 4n],
+    ]);
+    expect((error as ConnectError).code).toBe(Code.FailedPrecondition);
+    expect([subscription.lastSeq, subscription.lastEpoch]).toEqual([2n, 4n]);
+    expect(subscription.state).toBe(SubscriptionState.Failed);
+  });
+
   it("resumes after a disconnect mid-stream from the last seq it delivered, with the pinned incarnation", async () => {
     const { client, requests } = scripted(async function* (_request, call) {
       yield header();

@@ -56,6 +56,13 @@ export interface ResumingSubscribeOptions {
    * Without it, the first header's incarnation is pinned for every reconnect.
    */
   incarnation?: string;
+  /**
+   * The epoch of the event at `afterSeq` as received (its Event.epoch; 0 for none): with it,
+   * a daemon whose store lost that event in a failover fails the subscription
+   * (FAILED_PRECONDITION) instead of serving other events under the numbers seen. Every
+   * reconnect sends the epoch of the last event delivered.
+   */
+  afterEpoch?: bigint;
   /** Keep following live events (default true); without it the subscription ends at the log's end. */
   follow?: boolean;
   /** Ends the subscription: iteration then finishes without an error. */
@@ -130,6 +137,7 @@ export class ResumingSubscription implements AsyncIterable<Event> {
   readonly #options: ResumingSubscribeOptions;
   readonly #policy: RetryPolicy;
   #lastSeq: bigint;
+  #lastEpoch: bigint;
   #incarnation: string;
   #state = SubscriptionState.Idle;
   #started = false;
@@ -142,11 +150,17 @@ export class ResumingSubscription implements AsyncIterable<Event> {
     this.#lastSeq = options.afterSeq ?? 0n;
     if (this.#lastSeq < 0n) throw new RangeError(`afterSeq must not be negative, got ${this.#lastSeq}`);
     this.#incarnation = options.incarnation ?? "";
+    this.#lastEpoch = options.afterEpoch ?? 0n;
   }
 
   /** The seq of the last event delivered (or the starting afterSeq): resume after it. */
   get lastSeq(): bigint {
     return this.#lastSeq;
+  }
+
+  /** The epoch of the last event delivered (or the starting afterEpoch): with lastSeq, where to resume. */
+  get lastEpoch(): bigint {
+    return this.#lastEpoch;
   }
 
   /** The session's incarnation, once a header named it. */
@@ -180,7 +194,7 @@ export class ResumingSubscription implements AsyncIterable<Event> {
         let openedAt = 0;
         try {
           const stream = this.#client.subscribe(
-            { sessionId: this.#options.sessionId, afterSeq: this.#lastSeq, follow, incarnation: this.#incarnation },
+            { sessionId: this.#options.sessionId, afterSeq: this.#lastSeq, afterEpoch: this.#lastEpoch, follow, incarnation: this.#incarnation },
             { signal: call.signal, headers: this.#options.headers },
           );
           for await (const message of stream) {
@@ -194,6 +208,7 @@ export class ResumingSubscription implements AsyncIterable<Event> {
             for (const event of message.events) {
               this.#check(event.seq);
               this.#lastSeq = event.seq;
+              this.#lastEpoch = event.epoch;
               failures = 0;
               yield event;
             }

@@ -67,6 +67,8 @@ export interface SubscribeOptions {
   follow?: boolean;
   /** The incarnation `afterSeq` belongs to: a session deleted and created again then fails the call. */
   incarnation?: string;
+  /** The epoch of the event at `afterSeq` as received (Event.epoch): a log that lost that event fails the call. */
+  afterEpoch?: bigint;
   signal?: AbortSignal;
 }
 
@@ -134,7 +136,7 @@ export class HotplexEngine {
     if (typeof afterSeq === "number" ? !Number.isSafeInteger(afterSeq) || afterSeq < 0 : afterSeq < 0n) {
       throw new HotplexError("invalid_argument", `afterSeq ${String(afterSeq)} is not a sequence number (a whole number from 0)`);
     }
-    const subscription = await this.engine.subscribe(this.#caller, sessionId, afterSeq, options.follow ?? true, options.incarnation ?? "", options.signal);
+    const subscription = await this.engine.subscribe(this.#caller, sessionId, afterSeq, options.follow ?? true, options.incarnation ?? "", options.signal, options.afterEpoch ?? 0n);
     return {
       status: subscription.status,
       incarnation: subscription.incarnation,

@@ -536,6 +536,8 @@ export class Engine {
   /**
    * Events after `afterSeq`, then live ones if `follow`. `afterSeq` is any uint64 a client
    * sent: one beyond the log (up to 2^64 - 1) is an exact OUT_OF_RANGE, never rounded.
+   * With `afterEpoch` (the epoch of the event at afterSeq as the client got it), a log that
+   * no longer holds that event is FAILED_PRECONDITION (a store lost it in a failover).
    */
   async subscribe(
     caller: Caller,
@@ -544,6 +546,7 @@ export class Engine {
     follow: boolean,
     incarnation = "",
     signal?: AbortSignal,
+    afterEpoch: bigint | number = 0n,
   ): Promise<Subscription> {
     const session = await this.#current(caller.tenant, sessionId);
     if (incarnation && incarnation !== session.incarnation) {
@@ -555,6 +558,7 @@ export class Engine {
     }
     const { log } = session;
     const requested = BigInt(afterSeq);
+    if (BigInt(afterEpoch) > 0n && requested > 0n) await this.#checkResumePoint(session, requested, BigInt(afterEpoch));
     const retained = log.retained > 0;
     const firstSeq = retained ? log.firstSeq : 0;
     if (requested > BigInt(log.lastSeq) || requested < BigInt(log.firstSeq - 1)) {
@@ -565,7 +569,7 @@ export class Engine {
     // of the session, now or after it moves to another node.
     const events =
       follow && this.store.watch
-        ? this.#followStored(session, from, signal)
+        ? this.#followStored(session, from, Number(afterEpoch), signal)
         : readEventBatches(log, from, { follow, signal, closing: this.#closing.signal, cut: this.#cut.signal });
     return {
       status: session.view.status,
@@ -574,6 +578,26 @@ export class Engine {
       lastSeq: log.lastSeq,
       events: this.#tracked(this.#positioned(events, "subscribe", log, from)),
     };
+  }
+
+  // A resume token (seq, epoch): the log must still hold that event, under that epoch. A log
+  // that ends before it, or whose event there has another epoch, lost events the client saw
+  // (an asynchronous Redis replica promoted in a failover) and gave their numbers again.
+  async #checkResumePoint(session: Session, seq: bigint, epoch: bigint): Promise<void> {
+    const { log } = session;
+    let found: bigint | undefined;
+    if (seq <= BigInt(log.lastSeq)) {
+      // Dropped by retention: nothing to compare; the range check below says OUT_OF_RANGE.
+      if (seq < BigInt(log.firstSeq)) return;
+      found = (await log.read(Number(seq) - 1, 1))[0]?.epoch;
+      if (found === epoch) return;
+    }
+    throw new HotplexError(
+      "failed_precondition",
+      `the event at seq ${seq} of session "${session.sessionId}" that you received (epoch ${epoch}) is not in its log any more ` +
+        (found === undefined ? `(the log ends at seq ${log.lastSeq})` : `(seq ${seq} is of epoch ${found} now)`) +
+        ": the store lost events in a failover; read the session again (GetSnapshot, or Subscribe from after_seq 0)",
+    );
   }
 
   /** The session's state and the seq it reflects, read in one synchronous step (once the copy is current). */
@@ -1075,7 +1099,7 @@ export class Engine {
 
   // A following reader of a store many nodes share: the session's events as any node
   // stores them, for as long as the session (this incarnation of it) exists.
-  async *#followStored(session: Session, afterSeq: number, signal?: AbortSignal): AsyncGenerator<Event[]> {
+  async *#followStored(session: Session, afterSeq: number, epoch: number, signal?: AbortSignal): AsyncGenerator<Event[]> {
     const storeKey = keyString({ tenant: session.tenant, sessionId: session.sessionId });
     const { sessionId, incarnation } = session;
     let recheck = this.#rechecks.get(storeKey);
@@ -1091,7 +1115,7 @@ export class Engine {
         closing: this.#closing.signal,
         cut: this.#cut.signal,
         sessionId,
-        epoch: 0,
+        epoch,
         recheck: recheck.deleted.signal,
         check: () => this.#stillStored(storeKey, sessionId, incarnation),
       });

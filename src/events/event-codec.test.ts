@@ -14,9 +14,10 @@ import {
 } from "./event.js";
 import { decodeEvent, encodeEventBytes } from "./event-codec.js";
 
-function event(init: { seq?: bigint; sessionId?: string; turnId?: string; timeMs?: number; payload: EventPayload }): Event {
+function event(init: { seq?: bigint; sessionId?: string; turnId?: string; timeMs?: number; epoch?: bigint; payload: EventPayload }): Event {
   return create(EventSchema, {
     seq: init.seq ?? 0n,
+    epoch: init.epoch ?? 0n,
     sessionId: init.sessionId ?? "",
     turnId: init.turnId ?? "",
     time: init.timeMs === undefined ? undefined : timestampFromMs(init.timeMs),
@@ -28,6 +29,8 @@ function event(init: { seq?: bigint; sessionId?: string; turnId?: string; timeMs
 const texts = ["", "a", "hello, world", "é€😀 unicode ✓", "x".repeat(127), "y".repeat(128), "z".repeat(20_000), "\u0000nul", "lone \ud800 surrogate"];
 const seqs = [0n, 1n, 127n, 128n, 300n, 16_384n, 2n ** 35n, BigInt(Number.MAX_SAFE_INTEGER)];
 const times = [undefined, 0, 1, 999, 1_000, 1_763_800_000_123, 4_102_444_800_000];
+// The ownership period of the node that stored the event (0 on a store of one node).
+const epochs = [0n, 1n, 127n, 128n, 2n ** 40n];
 
 // Every combination of the fields that change the encoding's shape.
 function deltaEvents(): Event[] {
@@ -38,7 +41,7 @@ function deltaEvents(): Event[] {
         const value = create(kind === "textDelta" ? TextDeltaSchema : ThinkingDeltaSchema, { text, parentToolUseId: parent });
         const payload = { case: kind, value } as EventPayload;
         for (const [i, seq] of seqs.entries()) {
-          out.push(event({ seq, sessionId: i % 2 ? "" : "s-1", turnId: i % 3 ? "turn-ü" : "", timeMs: times[i % times.length], payload }));
+          out.push(event({ seq, sessionId: i % 2 ? "" : "s-1", turnId: i % 3 ? "turn-ü" : "", timeMs: times[i % times.length], epoch: epochs[i % epochs.length], payload }));
         }
       }
     }

@@ -14,6 +14,7 @@ const TAG_SEQ = 0x08; // 1, varint
 const TAG_SESSION_ID = 0x12; // 2, length-delimited
 const TAG_TURN_ID = 0x1a; // 3
 const TAG_TIME = 0x22; // 4
+const TAG_EPOCH = 0x28; // 5, varint
 const TAG_TEXT_DELTA = 0x62; // 12
 const TAG_THINKING_DELTA = 0x6a; // 13
 // Inside TextDelta / ThinkingDelta (text = 1, parent_tool_use_id = 2) and Timestamp
@@ -71,10 +72,11 @@ function fastEncode(event: Event): Buffer | undefined {
   const delta = payload.value;
   if (event.$unknown || delta.$unknown || time?.$unknown) return undefined;
   const seq = Number(event.seq);
+  const epoch = Number(event.epoch);
   const seconds = time ? Number(time.seconds) : 0;
   const nanos = time?.nanos ?? 0;
   // Negative numbers take ten-byte varints; leave them to protobuf-es.
-  if (seconds < 0 || nanos < 0 || seq > Number.MAX_SAFE_INTEGER) return undefined;
+  if (seconds < 0 || nanos < 0 || seq > Number.MAX_SAFE_INTEGER || epoch > Number.MAX_SAFE_INTEGER) return undefined;
 
   const ids = idFieldsOf(event.sessionId, event.turnId);
   const ascii = shortAsciiLength(delta.text);
@@ -83,7 +85,13 @@ function fastEncode(event: Event): Buffer | undefined {
   const timeLength = time ? (seconds !== 0 ? 1 + varintSize(seconds) : 0) + (nanos !== 0 ? 1 + varintSize(nanos) : 0) : 0;
   const deltaLength = stringFieldSize(textLength) + stringFieldSize(parentLength);
   const eventLength =
-    (seq !== 0 ? 1 + varintSize(seq) : 0) + ids.length + (time ? 1 + varintSize(timeLength) + timeLength : 0) + 1 + varintSize(deltaLength) + deltaLength;
+    (seq !== 0 ? 1 + varintSize(seq) : 0) +
+    ids.length +
+    (time ? 1 + varintSize(timeLength) + timeLength : 0) +
+    (epoch !== 0 ? 1 + varintSize(epoch) : 0) +
+    1 +
+    varintSize(deltaLength) +
+    deltaLength;
 
   const out = Buffer.allocUnsafe(eventLength);
   let at = 0;
@@ -105,6 +113,10 @@ function fastEncode(event: Event): Buffer | undefined {
       at = writeVarint(out, at, nanos);
     }
   }
+  if (epoch !== 0) {
+    out[at++] = TAG_EPOCH;
+    at = writeVarint(out, at, epoch);
+  }
   out[at++] = payload.case === "textDelta" ? TAG_TEXT_DELTA : TAG_THINKING_DELTA;
   at = writeVarint(out, at, deltaLength);
   if (ascii > 0) {
@@ -124,6 +136,7 @@ function fastDecode(buf: Buffer): Event | undefined {
   const end = buf.length;
   let at = 0;
   let seq = 0;
+  let epoch = 0;
   let sessionId = "";
   let turnId = "";
   let time: Event["time"];
@@ -137,6 +150,12 @@ function fastDecode(buf: Buffer): Event | undefined {
       const value = readVarint(buf, at);
       if (!value) return undefined;
       [seq, at] = value;
+      continue;
+    }
+    if (tag === TAG_EPOCH) {
+      const value = readVarint(buf, at);
+      if (!value) return undefined;
+      [epoch, at] = value;
       continue;
     }
     const length = readVarint(buf, at);
@@ -165,7 +184,7 @@ function fastDecode(buf: Buffer): Event | undefined {
         const kind = tag === TAG_TEXT_DELTA ? "textDelta" : "thinkingDelta";
         const value = decodeDelta(buf, start, stop, DELTA_TYPE[kind]);
         if (!value) return undefined;
-        const event = { $typeName: "hotplex.v1.Event", seq: BigInt(seq), sessionId, turnId } as Event;
+        const event = { $typeName: "hotplex.v1.Event", seq: BigInt(seq), sessionId, turnId, epoch: BigInt(epoch) } as Event;
         if (time) event.time = time;
         event.payload = { case: kind, value } as Event["payload"];
         return event;

@@ -153,6 +153,8 @@ export class EventLog {
       sessionId: this.sessionId,
       turnId,
       time: { $typeName: TimestampSchema.typeName, seconds: BigInt(Math.floor(timeMs / 1000)), nanos: (timeMs % 1000) * 1_000_000 },
+      // Set by a store many nodes share as it stores the event (the writer's ownership period).
+      epoch: 0n,
       payload,
     };
     if (this.#backing) {

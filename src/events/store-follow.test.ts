@@ -23,7 +23,7 @@ class SharedLog implements StoredLog {
   append(count: number): void {
     for (let i = 0; i < count; i++) {
       const seq = (this.events.at(-1) ? Number(this.events.at(-1)!.event.seq) : 0) + 1;
-      this.events.push({ event: create(EventSchema, { seq: BigInt(seq), sessionId: "s", turnId: "t", payload: text(`e${seq}`) }), epoch: this.epoch });
+      this.events.push({ event: create(EventSchema, { seq: BigInt(seq), sessionId: "s", turnId: "t", epoch: BigInt(this.epoch), payload: text(`e${seq}`) }), epoch: this.epoch });
     }
     this.#pushAll();
   }
@@ -37,6 +37,11 @@ class SharedLog implements StoredLog {
         watching.watch.trimmed(seq + 1);
       }
     }
+  }
+
+  /** A failover to a replica that had only the events up to `seq`: the rest is gone. */
+  loseAfter(seq: number): void {
+    this.events = this.events.filter(({ event }) => Number(event.seq) <= seq);
   }
 
   breakWatches(error: Error): void {
@@ -218,6 +223,40 @@ describe("following a shared store's log", () => {
     expect(checks).toBe(3);
     // What the failed check was about is not sent.
     expect(seen.at(-1)).toBe(7);
+  });
+
+  it("ends FAILED_PRECONDITION when a failover lost events it sent and the numbers were given again, live or from a resume token", async () => {
+    const log = new SharedLog();
+    log.append(5);
+    const seen: number[] = [];
+    const ended = failure(followStoredLog(log, KEY, 0, options()), (seqs) => seen.push(...seqs));
+    await vi.waitFor(() => expect(seen).toEqual([1, 2, 3, 4, 5]));
+    // Redis lost 4 and 5; the next owner (another epoch) writes 4, 5, 6 again.
+    log.loseAfter(3);
+    log.epoch = 2;
+    log.append(3);
+    const error = await ended;
+    expect(error.code).toBe("failed_precondition");
+    expect(error.message).toMatch(/seq 5 .* \(epoch 1\) is not in its log any more \(seq 5 is of epoch 2 now\)/);
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+
+    // A client that resumes with (5, epoch 1): refused at once, from the store's pages.
+    const resumed = await failure(followStoredLog(log, KEY, 5, options({ epoch: 1 })));
+    expect(resumed.code).toBe("failed_precondition");
+    // With the token of what the log holds now, it reads on.
+    const fresh = followStoredLog(log, KEY, 5, options({ epoch: 2 }));
+    expect((await fresh.next()).value?.map((e: Event) => Number(e.seq))).toEqual([6]);
+    await fresh.return(undefined);
+    // A hand-over (the event at the reader's position still there) is no failover.
+    const handOver = new SharedLog();
+    handOver.append(2);
+    const reader = followStoredLog(handOver, KEY, 2, options({ epoch: 1 }));
+    const next = reader.next();
+    await vi.waitFor(() => expect(handOver.watching).toBe(1));
+    handOver.epoch = 2;
+    handOver.append(1);
+    expect((await next).value?.map((e: Event) => Number(e.seq))).toEqual([3]);
+    await reader.return(undefined);
   });
 
   it("an idle reader checks its session every interval, and ends with what the check throws", async () => {

@@ -9,7 +9,7 @@ export type StoredLog = Pick<Store, "readEvents"> & Required<Pick<Store, "watch"
 export interface StoredFollowOptions extends FollowOptions {
   /** For error messages. */
   sessionId: string;
-  /** The ownership period (epoch) that stored the last event read so far (0: unknown). */
+  /** The ownership period (epoch) of the event at afterSeq, as the client got it (0: unknown). */
   epoch: number;
   /**
    * Throws (a HotplexError: not_found, failed_precondition) when the session the reader
@@ -49,6 +49,21 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
   const { signal, closing, cut, batch = 256 } = options;
   let cursor = afterSeq;
   let epoch = options.epoch;
+  // Events that continue the log in another ownership period than the last one sent: a
+  // hand-over, a delete and a new session under the same id, or a failover of Redis that
+  // lost events this reader sent and gave their numbers to others. The last one sent must
+  // still be there, and the session (this incarnation of it) must still exist.
+  const checkContinues = async (headEpoch: number) => {
+    if (headEpoch === 0 || headEpoch === epoch) return;
+    // A session deleted and created again is told as such, before any gap it leaves.
+    await options.check();
+    if (epoch > 0 && cursor > 0) {
+      const [sent] = await readPage(store, key, cursor - 1, 1, options.sessionId);
+      const now = Number(sent?.epoch ?? 0);
+      // 0: stored before events carried their epoch; nothing to compare.
+      if (!sent || Number(sent.seq) !== cursor || (now !== 0 && now !== epoch)) throw lostInFailover(options.sessionId, cursor, epoch, sent ? now : undefined);
+    }
+  };
   for (;;) {
     let backToBack = 0;
     let paged = false;
@@ -58,7 +73,9 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
       const page = await readPage(store, key, cursor, batch, options.sessionId);
       if (page.length === 0) break;
       if (Number(page[0]?.seq) !== cursor + 1) throw new OutOfRangeError(options.sessionId, BigInt(cursor), Number(page[0]?.seq), cursor);
+      await checkContinues(Number(page[0]?.epoch ?? 0));
       cursor = Number(page[page.length - 1]?.seq);
+      epoch = Number(page[page.length - 1]?.epoch ?? 0) || epoch;
       paged = true;
       yield page;
       backToBack += 1;
@@ -70,8 +87,8 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
     }
     if (!options.follow) return;
     if (closing?.aborted) throw shuttingDown(cursor);
-    // The pages carry no ownership periods: the session is checked once before going live
-    // (deleted and created again meanwhile, a reader would get another session's events).
+    // Once before going live: events stored before they carried their epoch cannot tell
+    // a session deleted and created again meanwhile.
     if (paged) await options.check();
     const live = new LiveEvents(options.maxBuffered ?? DEFAULT_MAX_BUFFERED);
     const unwatch = store.watch(key, cursor, live);
@@ -80,11 +97,8 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
       for (;;) {
         const next = await live.next(options.checkEveryMs ?? DEFAULT_CHECK_EVERY_MS, signal, closing, cut, options.recheck);
         if (next.kind === "events") {
-          // Another ownership period: the session may have been deleted and created again.
-          if (next.events.some((watched) => watched.epoch !== epoch)) {
-            await options.check();
-            epoch = next.events[next.events.length - 1]!.epoch;
-          }
+          await checkContinues(next.events[0]!.epoch);
+          epoch = next.events[next.events.length - 1]!.epoch || epoch;
           for (let at = 0; at < next.events.length; at += batch) {
             const events = next.events.slice(at, at + batch).map((watched) => watched.event);
             cursor = Number(events[events.length - 1]?.seq);
@@ -107,6 +121,15 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
       unwatch();
     }
   }
+}
+
+function lostInFailover(sessionId: string, seq: number, epoch: number, now: number | undefined): HotplexError {
+  return new HotplexError(
+    "failed_precondition",
+    `the event at seq ${seq} of session "${sessionId}" that was sent (epoch ${epoch}) is not in its log any more ` +
+      (now === undefined ? "(the log ends before it)" : `(seq ${seq} is of epoch ${now} now)`) +
+      ": the store lost events in a failover; read the session again (GetSnapshot, or Subscribe from after_seq 0)",
+  );
 }
 
 async function readPage(store: StoredLog, key: string, afterSeq: number, limit: number, sessionId: string): Promise<Event[]> {

@@ -2,18 +2,18 @@
 // Interrupt, Stop, SetTitle, DeleteSession, ...) reaches that node through any node, acting
 // for the caller; calls that claim to be forwarded without the node secret are refused.
 import path from "node:path";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { describe, expect, it, vi } from "vitest";
 import { AdminService } from "../../gen/hotplex/v1/admin_service_pb.js";
-import { type Event, TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
+import { TurnOutcome } from "../../gen/hotplex/v1/event_pb.js";
 import { SessionService } from "../../gen/hotplex/v1/session_service_pb.js";
 import type { RedisStoreConfig } from "../../src/engine/config.js";
 import { hashToken } from "../../src/security/credentials.js";
 import { forwardedHeaders } from "../../src/security/forwarded.js";
 import { createPrincipal } from "../../src/security/principal.js";
 import { sessionKeys } from "../../src/store/redis/keys.js";
-import { useRedisNodes } from "../fixtures/redis-nodes.js";
+import { completedTurn, failureOf, useRedisNodes } from "../fixtures/redis-nodes.js";
 import { collect, executeEvents, isAlive, startTestDaemon, type TestDaemon, waitUntil } from "../harness.js";
 
 const cluster = useRedisNodes();
@@ -46,20 +46,8 @@ async function nodes(secrets: (Buffer | undefined)[]): Promise<[TestDaemon, Test
 
 const prefixOf = (daemon: TestDaemon) => (daemon.engine.config.store as RedisStoreConfig).prefix;
 
-async function turn(daemon: TestDaemon, sessionId: string, prompt: string, requestId = ""): Promise<Event[]> {
-  const events = await executeEvents(daemon.client.execute({ sessionId, prompt, requestId }));
-  expect(events.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.COMPLETED } });
-  return events;
-}
-
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("the call succeeded");
-}
+const turn = completedTurn;
+const failure = failureOf;
 
 /** A client that sends `headers` with every call (a forged or replayed forward). */
 function clientWith<T extends typeof SessionService | typeof AdminService>(service: T, url: string, headers: [string, string][]) {

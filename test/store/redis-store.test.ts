@@ -84,7 +84,11 @@ describe("the Redis store", () => {
     // Each event says which ownership period wrote it.
     const entries = await redis.xrange(sessionKeys(prefix, key).log, "-", "+");
     const epochs = entries.map(([, fields]) => Number(fields[fields.indexOf("ep") + 1]));
-    expect(epochs).toEqual([1, 1, 1, 2, 2]);
+    expect(epochs.slice(0, 3).every((epoch) => epoch === epochs[0])).toBe(true);
+    expect(epochs.slice(3).every((epoch) => epoch === epochs[3])).toBe(true);
+    expect(epochs[3]).toBeGreaterThan(epochs[0]!);
+    // The events carry it too: a client resumes with (seq, epoch).
+    expect((await b.readEvents(key, 0, 10)).map((e) => Number(e.epoch))).toEqual(epochs);
     await b.close();
   });
 
@@ -105,7 +109,10 @@ describe("the Redis store", () => {
     // restart of this node) and continues the log in a new epoch.
     await store.commit(eventsOf(key, 3, 3), []);
     const entries = await redis.xrange(sessionKeys(prefix, key).log, "-", "+");
-    expect(entries.map(([id, fields]) => `${id}@${fields[fields.indexOf("ep") + 1]}`)).toEqual(["1-0@1", "2-0@1", "3-0@2"]);
+    const epochs = entries.map(([, fields]) => Number(fields[fields.indexOf("ep") + 1]));
+    expect(entries.map(([id]) => id)).toEqual(["1-0", "2-0", "3-0"]);
+    expect(epochs[1]).toBe(epochs[0]);
+    expect(epochs[2]).toBeGreaterThan(epochs[1]!);
     await store.close();
   });
 
@@ -137,12 +144,17 @@ describe("the Redis store", () => {
     const store = storeOn(prefix, "node-a");
     const key = "tenant/again";
     await store.commit(eventsOf(key, 1, 1), [record(key, 1)]);
+    const epochOf = async () => {
+      const [[, fields]] = (await redis.xrange(sessionKeys(prefix, key).log, "-", "+")) as [[string, string[]]];
+      return Number(fields[fields.indexOf("ep") + 1]);
+    };
+    const before = await epochOf();
     await store.deleteSession(key);
     expect(await store.loadSessions()).toEqual([]);
     expect(await store.sessionBytes(key)).toBe(0);
+    await redis.set(sessionKeys(prefix, key).epoch, String(before + 1_000_000));
     await store.commit(eventsOf(key, 1, 1), [record(key, 1)]);
-    const [[, fields]] = (await redis.xrange(sessionKeys(prefix, key).log, "-", "+")) as [[string, string[]]];
-    expect(Number(fields[fields.indexOf("ep") + 1])).toBe(2);
+    expect(await epochOf()).toBe(before + 1_000_001);
     await store.close();
   });
 

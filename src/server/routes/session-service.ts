@@ -29,7 +29,7 @@ export function sessionServiceRoutes(engine: Engine): (router: ConnectRouter) =>
       },
 
       async *subscribe(req, ctx) {
-        const subscription = await engine.subscribe(callerOf(ctx), req.sessionId, req.afterSeq, req.follow, req.incarnation, ctx.signal);
+        const subscription = await engine.subscribe(callerOf(ctx), req.sessionId, req.afterSeq, req.follow, req.incarnation, ctx.signal, req.afterEpoch);
         yield {
           header: {
             status: subscription.status,

@@ -143,16 +143,16 @@ export class RedisStore implements Store {
   }
 
   async commit(events: readonly StoredEvent[], sessions: readonly SessionRecord[]): Promise<undefined> {
-    // Everything is read from the arguments before the first await (the caller's objects change).
-    const batches = new Map<string, { events: Buffer[]; firstSeq: number; record?: RecordJson }>();
+    // Everything is read from the arguments before the first await (the caller's objects
+    // change); events are immutable, and encoded once their epoch is known (below).
+    const batches = new Map<string, { events: Event[]; firstSeq: number; record?: RecordJson }>();
     for (const { key, event } of events) {
       let batch = batches.get(key);
       if (!batch) {
         batch = { events: [], firstSeq: Number(event.seq) };
         batches.set(key, batch);
       }
-      const bytes = encodeEvent(event);
-      batch.events.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      batch.events.push(event);
     }
     for (const record of sessions) {
       let batch = batches.get(record.key);
@@ -174,7 +174,7 @@ export class RedisStore implements Store {
         try {
           const lease = await this.#leaseFor(key, sessionKeys);
           const meta = batch.record ? encodeRecord(batch.record, { node: this.#node, epoch: lease.epoch }) : undefined;
-          await commitFenced(this.#redis, sessionKeys, lease, batch.firstSeq, batch.events, meta);
+          await commitFenced(this.#redis, sessionKeys, lease, batch.firstSeq, batch.events.map((event) => stamped(event, lease.epoch)), meta);
         } catch (error) {
           // Another node runs it, or wrote it since this node's copy was loaded: nothing of
           // it may be stored from here, ever; its agent must stop.
@@ -525,6 +525,15 @@ export class RedisStore implements Store {
     }
     return cuts;
   }
+}
+
+// An event's encoding with the epoch of the lease it is stored under: a client resumes with
+// (seq, epoch), so a seq given again after a lossy failover is told from the one it saw. An
+// event is stamped once (a retried commit stores the bytes of the first try).
+function stamped(event: Event, epoch: number): Buffer {
+  if (event.epoch === 0n) event.epoch = BigInt(epoch);
+  const bytes = encodeEvent(event);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 // A stored event, decoded; a replay sends its bytes as they are instead of encoding it again.

@@ -6,13 +6,22 @@
 
 /**
  * Acquire: KEYS lease, epoch; ARGV node, nonce, ttl ms. Only when nobody holds the lease:
- * the next epoch (INCR, never reused) and the lease `<epoch>:<node>:<nonce>` with its TTL.
- * Returns the token, or false when the lease is held.
+ * the next epoch and the lease `<epoch>:<node>:<nonce>` with its TTL. Returns the token,
+ * or false when the lease is held.
+ *
+ * The next epoch is one more than the last, and at least Redis's clock in ms: a failover to
+ * a replica that had not received the last acquisitions rolls the counter back, and the
+ * clock (of the promoted replica, later in time) still puts the next epoch above every one
+ * given out before, so an epoch is never given out twice (with clocks apart by less than
+ * the time a failover takes). Resume tokens of (seq, epoch) rely on that.
  */
 export const ACQUIRE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local epoch = redis.call('INCR', KEYS[2])
-local token = epoch .. ':' .. ARGV[1] .. ':' .. ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, now)
+redis.call('SET', KEYS[2], string.format('%d', epoch))
+local token = string.format('%d', epoch) .. ':' .. ARGV[1] .. ':' .. ARGV[2]
 redis.call('SET', KEYS[1], token, 'PX', ARGV[3])
 return token
 `;
