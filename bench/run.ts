@@ -12,6 +12,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main: () => Promise<BenchResult
   scale: () => import("./scale.js"),
   replay: () => import("./replay.js"),
   "store-append": () => import("./store-append.js"),
+  "scale-out": () => import("./scale-out.js"),
   security: () => import("./security.js"),
   sandbox: () => import("./sandbox.js"),
   providers: () => import("./providers.js"),

@@ -81,7 +81,8 @@ function fileSize(file: string): number {
   }
 }
 
-function recordFor(key: string, sessionId: string, log: () => EventLog): () => SessionRecord {
+/** The registry entry of a streaming session, as Session.record() builds it at each commit. */
+export function recordFor(key: string, sessionId: string, log: () => EventLog): () => SessionRecord {
   // The shape Session.record() builds at each commit (a fresh object each time).
   const config = create(SessionConfigSchema);
   const stats = create(SessionStatsSchema);
