@@ -252,7 +252,9 @@ export class Sandbox {
 
 // The namespaces and the sandbox's own /dev, /proc and /tmp.
 function namespaceArgs(settings: SandboxSettings): string[] {
-  const args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "hotplex", "--cap-drop", "ALL"];
+  // --die-with-parent: a daemon that dies (SIGKILL, a crash) takes its agents with it, so an
+  // agent never runs on after its node lost the session (another node may resume it).
+  const args = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "hotplex", "--cap-drop", "ALL"];
   if (settings.network !== "on") args.push("--unshare-net");
   if (settings.uid !== undefined) args.push("--unshare-user", "--uid", String(settings.uid), "--gid", String(settings.gid ?? settings.uid));
   args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");

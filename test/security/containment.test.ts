@@ -295,18 +295,38 @@ describe("an agent's network, with only allowed destinations", () => {
   });
 });
 
+// A daemon whose idle agent left a background job in its process group: the job's host pid.
+async function daemonWithBackgroundJob(scratch: string, env: Record<string, string>, tag: string): Promise<{ daemon: DaemonProcess; job: number }> {
+  const daemon = await startDaemonProcess(scratch, [], env);
+  const client = createClient(SessionService, transportFor(daemon.url, "connect"));
+  const token = `600.${Date.now() % 1_000_000_000}${tag}`;
+  await run(client, "bg", `sleep ${token} >/dev/null 2>&1 </dev/null & echo started`);
+  const job = await awaitHostPid(`grandchild pid 0 (sleep ${token})`, "grandchild");
+  expect(job).toBeGreaterThan(0);
+  return { daemon, job };
+}
+
+describe("a daemon killed with SIGKILL, with the sandbox on", () => {
+  it("takes its agents with it at once (no restart needed): no agent runs on after its node lost the session", async () => {
+    const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-contain-die-"));
+    try {
+      const { daemon, job } = await daemonWithBackgroundJob(scratch, { HOTPLEX_SANDBOX: "required", HOTPLEX_STATE_DIR: path.join(scratch, "state") }, "3");
+      daemon.child.kill("SIGKILL");
+      await daemon.exit;
+      await waitUntil(() => !isAlive(job), 10_000, "the sandboxed agent's background job to end with its daemon");
+    } finally {
+      killDaemonProcesses();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a daemon killed with SIGKILL and started again", () => {
   it.each(["required", "off"])("leaves no agent process behind (sandbox %s)", async (mode) => {
     const scratch = mkdtempSync(path.join(tmpdir(), "hotplex-contain-kill-"));
     try {
       const env = { HOTPLEX_SANDBOX: mode, HOTPLEX_STATE_DIR: path.join(scratch, "state") };
-      const first = await startDaemonProcess(scratch, [], env);
-      const client = createClient(SessionService, transportFor(first.url, "connect"));
-      const token = `600.${Date.now() % 1_000_000_000}2`;
-      // A background job of an idle agent, in its process group.
-      await run(client, "bg", `sleep ${token} >/dev/null 2>&1 </dev/null & echo started`);
-      const job = await awaitHostPid(`grandchild pid 0 (sleep ${token})`, "grandchild");
-      expect(job).toBeGreaterThan(0);
+      const { daemon: first, job } = await daemonWithBackgroundJob(scratch, env, "2");
       first.child.kill("SIGKILL");
       await first.exit;
       const second = await startDaemonProcess(scratch, [], env);
