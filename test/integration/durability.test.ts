@@ -138,9 +138,11 @@ describe("a daemon killed with SIGKILL", () => {
     expect(Number(lastSeq)).toBe(lastSeen + 2);
   });
 
-  it("leaves agents behind, and the next start ends them and resumes their conversations", async () => {
+  it("leaves agents behind (sandbox off), and the next start ends them and resumes their conversations", async () => {
     const dir = scratchDir();
-    const daemon = await startDaemonProcess(dir);
+    // With the sandbox on, agents end with the daemon (test/security/containment.test.ts);
+    // without it they run on, and the next start must find and end them.
+    const daemon = await startDaemonProcess(dir, [], { HOTPLEX_SANDBOX: "off" });
     const client = clientOf(daemon);
     await executeEvents(client.execute({ sessionId: "orphan", prompt: "remember FIG" }));
     void executeEvents(client.execute({ sessionId: "orphan", prompt: "[[grandchild]] [[hang]]" })).catch(() => {});
@@ -156,7 +158,7 @@ describe("a daemon killed with SIGKILL", () => {
     expect(isAlive(agent)).toBe(true);
     expect(isAlive(grandchild)).toBe(true);
 
-    const next = await startDaemonProcess(dir);
+    const next = await startDaemonProcess(dir, [], { HOTPLEX_SANDBOX: "off" });
     await waitUntil(() => !isAlive(agent) && !isAlive(grandchild), 10_000, "the orphaned agent group to end");
     const nextClient = clientOf(next);
     const log = await collectEvents(nextClient, 0, "orphan");
