@@ -159,6 +159,8 @@ export class Engine {
    * another node left open in them (a turn, a request) is closed only when this node takes them.
    */
   readonly #copies = new WeakSet<Session>();
+  /** This node's sessions from before its restart, not taken back yet (a store many nodes share), by store key. */
+  readonly #unrecovered = new Map<string, SessionRecord>();
   /** Per store key with readers following it in the store: aborted when this node deletes it. */
   readonly #rechecks = new Map<string, { deleted: AbortController; readers: number }>();
   readonly providers: ProviderRegistry;
@@ -257,7 +259,9 @@ export class Engine {
     store.keep = (key) => {
       const [tenant = "", sessionId = ""] = splitKey(key);
       const session = engine.pool.get({ tenant, sessionId });
-      return session !== undefined && (session.live || session.busy || session.log.pendingCount > 0);
+      // A registry entry still to be stored counts too: its commit would take the hold again
+      // right after it was given up, and another node's Execute would find it held.
+      return session !== undefined && (session.live || session.busy || session.log.pendingCount > 0 || session.log.recordDue);
     };
     if (config.sandbox.network === "allow" && engine.sandbox.enabled) {
       const rules = (config.sandbox.allowedHosts ?? []).map(parseEgressRule);
@@ -349,11 +353,24 @@ export class Engine {
           endOrphanGroup(record.pgid, record.agentCommand, this.#config.limits.stopGraceMs, this.#logger, (launch) => this.sandbox.leftover(launch)),
         );
       }
+      if (this.store.own) {
+        // A store many nodes share: this node's hold from before the restart lasts until it
+        // expires, and another node may take the session meanwhile. It is recovered once this
+        // node holds it again, from whichever copy is current then (#takeNow).
+        this.#unrecovered.set(record.key, record);
+        continue;
+      }
       session.recoverFromRestart(record);
       // Store the caught-up entry with the recovery's own events.
       session.log.touch();
     }
     await Promise.all(orphans);
+    for (const record of this.#unrecovered.values()) {
+      void this.#take({ tenant: record.tenant, sessionId: record.sessionId }).catch((error: unknown) => {
+        // Another node took it meanwhile: that node closed what was left open.
+        if (!(error instanceof HotplexError && error.code === "unavailable")) this.#logger.warn({ err: error, session: record.sessionId, tenant: record.tenant }, "could not take back a session after the restart");
+      });
+    }
     // Pre-warmed agents the previous daemon left: their processes end and their dirs go,
     // but for those a session took (its dirs now).
     const taken = new Set(this.pool.all().flatMap((session) => [session.stateDir, session.view.workDir]));
@@ -1219,9 +1236,18 @@ export class Engine {
       throw error;
     }
     const local = this.pool.get(key);
+    const restarted = this.#unrecovered.get(storeKey);
+    this.#unrecovered.delete(storeKey);
     // A copy this node wrote last is current; a copy of what another node wrote is replaced
     // (even when current), so that what that node left open is closed.
-    if (local && !this.#copies.has(local) && local.log.assignedSeq >= stored) return;
+    if (local && !this.#copies.has(local) && local.log.assignedSeq >= stored) {
+      // Nobody ran it since this node's restart: what the restart cut is closed now.
+      if (restarted) {
+        local.recoverFromRestart(restarted);
+        local.log.touch();
+      }
+      return;
+    }
     if (!local && stored === 0) return;
     const record = await this.store.loadSession(storeKey);
     if (local) {

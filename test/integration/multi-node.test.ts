@@ -84,9 +84,16 @@ describe("three nodes on one Redis, under faults", () => {
         .filter(Boolean)
         .map((line) => JSON.parse(line) as RunRecord);
     // When each agent was last seen alive (a SIGKILLed agent logs no exit).
+    // Every check of an agent records when it was first seen gone, so the harness's own waits
+    // (before it starts the next turn) bound the end as tightly as the background watch.
     const ended = new Map<number, number>();
+    const gone = (pid: number) => {
+      if (isAlive(pid)) return false;
+      if (!ended.has(pid)) ended.set(pid, Date.now());
+      return true;
+    };
     watcher = setInterval(() => {
-      for (const run of runs()) if (run.event === "start" && !ended.has(run.pid) && !isAlive(run.pid)) ended.set(run.pid, Date.now());
+      for (const run of runs()) if (run.event === "start") gone(run.pid);
     }, 20);
     const admin = redis.client();
     const holderOf = async (sessionId: string) => String(await admin.get(sessionKeys(prefix, `default/${sessionId}`).lease)).split(":")[1];
@@ -97,6 +104,7 @@ describe("three nodes on one Redis, under faults", () => {
       daemon.child.kill("SIGKILL");
       for (const agent of agents) process.kill(-agent.pid, "SIGKILL");
       await daemon.exit;
+      await vi.waitFor(() => expect(agents.every((agent) => gone(agent.pid))).toBe(true), { timeout: 10_000, interval: 5 });
     };
 
     // A turn through any node, retried (with the same request id) while nodes come and go.
@@ -186,7 +194,7 @@ describe("three nodes on one Redis, under faults", () => {
     owner2.child.kill("SIGCONT");
     for (const agent of paused) process.kill(agent.pid, "SIGCONT");
     pausedNodes.delete(owner2);
-    await vi.waitFor(() => expect(paused.every((agent) => !isAlive(agent.pid))).toBe(true), { timeout: 10_000, interval: 20 });
+    await vi.waitFor(() => expect(paused.every((agent) => gone(agent.pid))).toBe(true), { timeout: 10_000, interval: 20 });
     await cut2;
     const resumed2 = await turnVia("s2", "[[history]]");
     completed(resumed2);
@@ -262,5 +270,9 @@ describe("three nodes on one Redis, under faults", () => {
     }
     expect(lostEnds("s1").length).toBeGreaterThanOrEqual(1);
     expect(lostEnds("s2")).toHaveLength(1);
+    // The nodes stop as an operator stops them: their agents end with them.
+    const up = live();
+    for (const daemon of up) daemon.child.kill("SIGTERM");
+    await Promise.all(up.map((daemon) => daemon.exit));
   }, 240_000);
 });
