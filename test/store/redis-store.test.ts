@@ -139,6 +139,30 @@ describe("the Redis store", () => {
     await store.close();
   });
 
+  it("lists a damaged audit entry as unreadable, saying so, and the others as they are", async () => {
+    const prefix = freshPrefix();
+    const store = storeOn(prefix, "node-a");
+    const entry = { timeMs: 1_000, kind: "admin_action", principal: "ops", tenant: "t", sessionId: "s", method: "m", detail: "d" };
+    await store.appendAudit(entry, 100);
+    // Written by something else, or damaged: no JSON, and JSON that is no entry.
+    await redis.incr(`${prefix}{audit}:id`);
+    await redis.xadd(`${prefix}{audit}:log`, "2-0", "j", "{not json");
+    await redis.incr(`${prefix}{audit}:id`);
+    await redis.xadd(`${prefix}{audit}:log`, "3-0", "j", "[1, 2]");
+    await store.appendAudit({ ...entry, detail: "after" }, 100);
+    const listed = await store.readAudit(0, 10);
+    expect(listed.map((r) => [r.id, r.kind])).toEqual([
+      [1, "admin_action"],
+      [2, "unreadable"],
+      [3, "unreadable"],
+      [4, "admin_action"],
+    ]);
+    expect(listed[1]?.detail).toMatch(/^audit entry 2 cannot be read: /);
+    expect(listed[0]).toEqual({ ...entry, id: 1 });
+    expect(listed[3]?.detail).toBe("after");
+    await store.close();
+  });
+
   it("keeps a session's epoch when it is deleted: the id used again goes on with higher epochs", async () => {
     const prefix = freshPrefix();
     const store = storeOn(prefix, "node-a");

@@ -695,8 +695,10 @@ export type AuditEvent = Message<"hotplex.v1.AuditEvent"> & {
 
   /**
    * "admin_action" (an AdminService call), "policy_denied" (a session config
-   * the tenant's policy does not allow) or "permission_denied" (a credential
-   * called a method its roles do not allow).
+   * the tenant's policy does not allow), "permission_denied" (a credential
+   * called a method its roles do not allow), "rule_blocked", "rule_asked" and
+   * "rule_bypassed" (the tenant's rules), or "unreadable": an entry the store
+   * holds damaged (detail says why; the others are listed as they are).
    *
    * @generated from field: string kind = 3;
    */

@@ -251,10 +251,7 @@ export class RedisStore implements Store {
   async readAudit(afterId: number, limit: number): Promise<AuditRecord[]> {
     const count = Math.max(1, Math.min(Math.floor(limit), 10_000));
     const entries = await this.#redis.xrange(this.#audit, `(${afterId}-0`, "+", "COUNT", count);
-    return entries.map(([id, fields]) => {
-      const json = fields[fields.indexOf("j") + 1] ?? "{}";
-      return { ...(JSON.parse(json) as Omit<AuditRecord, "id">), id: Number(id.split("-")[0]) };
-    });
+    return entries.map(([id, fields]) => auditRecordOf(Number(id.split("-")[0]), fields[fields.indexOf("j") + 1]));
   }
 
   async loadSessions(): Promise<SessionRecord[]> {
@@ -534,6 +531,28 @@ function stamped(event: Event, epoch: number): Buffer {
   if (event.epoch === 0n) event.epoch = BigInt(epoch);
   const bytes = encodeEvent(event);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+// One audit entry as stored (JSON); a damaged one is kept in the listing as "unreadable",
+// saying so, rather than failing every read of the audit log.
+function auditRecordOf(id: number, json: string | undefined): AuditRecord {
+  const text = (value: unknown) => (typeof value === "string" ? value : "");
+  try {
+    const entry = JSON.parse(json ?? "") as Record<string, unknown>;
+    if (typeof entry !== "object" || entry === null || typeof entry.kind !== "string") throw new Error("not an audit entry");
+    return {
+      id,
+      timeMs: typeof entry.timeMs === "number" ? entry.timeMs : 0,
+      kind: entry.kind,
+      principal: text(entry.principal),
+      tenant: text(entry.tenant),
+      sessionId: text(entry.sessionId),
+      method: text(entry.method),
+      detail: text(entry.detail),
+    };
+  } catch (error) {
+    return { id, timeMs: 0, kind: "unreadable", principal: "", tenant: "", sessionId: "", method: "", detail: `audit entry ${id} cannot be read: ${(error as Error).message}` };
+  }
 }
 
 // A stored event, decoded; a replay sends its bytes as they are instead of encoding it again.
