@@ -259,6 +259,22 @@ describe("following a shared store's log", () => {
     await reader.return(undefined);
   });
 
+  it("checks its session once per catch-up, not once per check that would say the same", async () => {
+    const log = new SharedLog();
+    log.append(600);
+    let checks = 0;
+    const stream = followStoredLog(log, KEY, 0, options({ epoch: 0, batch: 100, check: async () => void (checks += 1) }));
+    let last = 0;
+    while (last < 600) last = Number((await stream.next()).value?.at(-1)?.seq);
+    const live = stream.next();
+    await vi.waitFor(() => expect(log.watching).toBe(1));
+    // The first page's epoch (unknown before) was one check; going live needed no second.
+    expect(checks).toBe(1);
+    log.append(1);
+    expect((await live).value?.map((e: Event) => Number(e.seq))).toEqual([601]);
+    await stream.return(undefined);
+  });
+
   it("an idle reader checks its session every interval, and ends with what the check throws", async () => {
     const log = new SharedLog();
     log.append(1);

@@ -53,10 +53,13 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
   // hand-over, a delete and a new session under the same id, or a failover of Redis that
   // lost events this reader sent and gave their numbers to others. The last one sent must
   // still be there, and the session (this incarnation of it) must still exist.
+  // Whether the session was checked since this catch-up began.
+  let checked = false;
   const checkContinues = async (headEpoch: number) => {
     if (headEpoch === 0 || headEpoch === epoch) return;
     // A session deleted and created again is told as such, before any gap it leaves.
     await options.check();
+    checked = true;
     if (epoch > 0 && cursor > 0) {
       const [sent] = await readPage(store, key, cursor - 1, 1, options.sessionId);
       const now = Number(sent?.epoch ?? 0);
@@ -67,6 +70,7 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
   for (;;) {
     let backToBack = 0;
     let paged = false;
+    checked = false;
     for (;;) {
       if (cut?.aborted) throw shuttingDown(cursor);
       if (signal?.aborted) return;
@@ -87,9 +91,9 @@ export async function* followStoredLog(store: StoredLog, key: string, afterSeq: 
     }
     if (!options.follow) return;
     if (closing?.aborted) throw shuttingDown(cursor);
-    // Once before going live: events stored before they carried their epoch cannot tell
-    // a session deleted and created again meanwhile.
-    if (paged) await options.check();
+    // Once before going live, unless a new epoch in the pages checked already: events stored
+    // before they carried their epoch cannot tell a session deleted and created again meanwhile.
+    if (paged && !checked) await options.check();
     const live = new LiveEvents(options.maxBuffered ?? DEFAULT_MAX_BUFFERED);
     const unwatch = store.watch(key, cursor, live);
     live.unwatch = unwatch;
