@@ -213,6 +213,10 @@ describe("loadConfig", () => {
     expect(config.cluster).toEqual({ nodeSecret: Buffer.from("s".repeat(40)), advertiseUrl: "http://10.0.0.7:7070" });
     expect(load(["--store", "redis", "--node-secret-file", secret]).cluster?.advertiseUrl).toBeUndefined();
     expect(load(["--store", "redis"]).cluster).toBeUndefined();
+    const empty = path.join(tmp, "empty-secret");
+    writeFileSync(empty, "\n");
+    const huge = path.join(tmp, "huge-secret");
+    writeFileSync(huge, "x".repeat(1 << 20));
     const short = path.join(tmp, "short-secret");
     writeFileSync(short, "tooshort");
     const refusals: [string[], string][] = [
@@ -227,6 +231,12 @@ describe("loadConfig", () => {
       [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "http://user:pw@10.0.0.7:7070"], "with nothing after the port"],
       [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "not a url"], "is not a URL"],
       [["--store", "redis", "--node-secret-file", secret, "--listen", "0.0.0.0:7070", "--token", "t".repeat(20)], "set --advertise-url"],
+      [["--store", "redis", "--node-secret-file", huge], "bytes, not a node secret (at most 4096)"],
+      [["--store", "redis", "--node-secret-file", empty], "the node secret is 0 bytes, too short"],
+      [["--store", "redis", "--node-secret-file=--advertise-url=http://x:1"], "cannot read --advertise-url=http://x:1"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", "http://10.0.0.7:99999"], "is not a URL"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url", `http://${"h".repeat(100_000)}:1/x`], "with nothing after the port"],
+      [["--store", "redis", "--node-secret-file", secret, "--advertise-url=--help"], "is not a URL"],
     ];
     for (const [args, message] of refusals) expect(configError(() => load(args)).message).toContain(message);
   });

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -541,6 +541,9 @@ function storeConfig(get: (name: OptionName) => { value: string; where: string }
   return { kind: "sqlite", dataDir: path.resolve(expandHome(dataDir)), durability: durability.value };
 }
 
+// The largest node secret file read (a secret is 32 bytes or a few more; anything far larger is the wrong file).
+const MAX_NODE_SECRET_FILE_BYTES = 4096;
+
 function clusterSettings(get: (name: OptionName) => { value: string; where: string }): ClusterSettings | undefined {
   const secretFile = get("node-secret-file");
   const advertise = get("advertise-url");
@@ -549,6 +552,13 @@ function clusterSettings(get: (name: OptionName) => { value: string; where: stri
     return undefined;
   }
   if (get("store").value !== "redis") throw new ConfigError(`${secretFile.where} needs --store redis (the nodes share sessions through Redis)`);
+  let size = 0;
+  try {
+    size = statSync(path.resolve(expandHome(secretFile.value))).size;
+  } catch {
+    // readSecretFile names what is wrong with it.
+  }
+  if (size > MAX_NODE_SECRET_FILE_BYTES) throw new ConfigError(`${secretFile.where}: ${secretFile.value} is ${size} bytes, not a node secret (at most ${MAX_NODE_SECRET_FILE_BYTES})`);
   const nodeSecret = Buffer.from(readSecretFile(secretFile.value, secretFile.where), "utf8");
   if (nodeSecret.length < MIN_NODE_SECRET_BYTES) {
     throw new ConfigError(`${secretFile.where}: the node secret is ${nodeSecret.length} bytes, too short: use at least ${MIN_NODE_SECRET_BYTES} (e.g. openssl rand -hex 32)`);

@@ -54,6 +54,24 @@ describe("sequence numbers at their limits", () => {
     }
   });
 
+  it.each(["connect", "json", "grpc"] as const)("answers every after_epoch from 1 to 2^64 - 1 exactly over %s: a store of one node writes epoch 0", async (name) => {
+    const client = clients()[name];
+    // 0 skips the check; with after_seq 0 there is no event to check.
+    expect((await collect(client.subscribe({ sessionId: "seq", afterSeq: lastSeq, afterEpoch: 0n }))).flatMap((m) => m.events)).toEqual([]);
+    expect((await collect(client.subscribe({ sessionId: "seq", afterSeq: 0n, afterEpoch: U64_MAX }))).flatMap((m) => m.events)).toHaveLength(Number(lastSeq));
+    for (const afterEpoch of [1n, 2n ** 53n + 1n, U64_MAX]) {
+      const error = await errorOf(collect(client.subscribe({ sessionId: "seq", afterSeq: lastSeq, afterEpoch, follow: true })));
+      expect(error.code).toBe(Code.FailedPrecondition);
+      // Echoed exactly, never rounded to a double.
+      expect(error.rawMessage).toContain(`(epoch ${afterEpoch})`);
+      expect(error.rawMessage).toContain(`(seq ${lastSeq} is of epoch 0 now)`);
+    }
+    // Past the end with an epoch: the event the token names is not there.
+    const past = await errorOf(collect(client.subscribe({ sessionId: "seq", afterSeq: U64_MAX, afterEpoch: 7n })));
+    expect(past.code).toBe(Code.FailedPrecondition);
+    expect(past.rawMessage).toContain(`the log ends at seq ${lastSeq}`);
+  });
+
   it("refuses a JSON after_seq beyond uint64 or below 0 with INVALID_ARGUMENT", async () => {
     for (const afterSeq of ['"18446744073709551616"', '"-1"', "1e400", '"1.5"']) {
       const body = Buffer.from(`{"sessionId":"seq","afterSeq":${afterSeq}}`);
