@@ -76,9 +76,10 @@ export function createForwardingInterceptor(options: ForwardingOptions): Interce
     // from here: the call runs here, which refuses it naming the node when it cannot run it.
     if (!peer?.url) return next(request);
     const header = new Headers(forwardedHeaders(options.secret, principal, methodKey(req.method), options.engine.node ?? ""));
-    const transport = transportFor(peer.url);
     const where = `forwarded to node "${peer.node}" at ${peer.url}, which ${peer.runs ? "runs" : "has the most room for"} session "${sessionId}"`;
     try {
+      // An address the node registry holds that is no URL fails the call as the node being unreachable.
+      const transport = transportFor(peer.url);
       if (!req.stream) return await transport.unary(req.method as DescMethod & { methodKind: "unary" }, req.signal, undefined, header, message as never);
       const response = await transport.stream(req.method as DescMethod & { methodKind: "server_streaming" }, req.signal, undefined, header, once(message) as never);
       return { ...response, message: explained(response.message, where) };
@@ -108,6 +109,9 @@ async function* explained<T>(messages: AsyncIterable<T>, where: string): AsyncIt
 // A node that cannot be reached (or went away mid-call) says which one and why it was asked.
 function explain(error: unknown, where: string): unknown {
   const connectError = ConnectError.from(error);
+  if (connectError.code === Code.Unknown && !(error instanceof ConnectError)) {
+    return new ConnectError(`the call cannot be sent (${where}): ${connectError.rawMessage}`, Code.Unavailable);
+  }
   if (connectError.code !== Code.Unavailable) return error;
   return new ConnectError(`${connectError.rawMessage} (${where}; try again: a node that died is replaced once its hold expires)`, Code.Unavailable, connectError.metadata, undefined, connectError);
 }

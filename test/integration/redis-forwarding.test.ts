@@ -114,6 +114,12 @@ describe("a command on a session another node runs", () => {
     expect(refused.rawMessage).toContain('forwarded to node "node-1" at http://127.0.0.1:9, which runs session "stranded"');
     const stop = await failure(two.client.stopSession({ sessionId: "stranded" }));
     expect(stop.code).toBe(Code.Unavailable);
+    // An address that is no URL (a registry entry without its scheme): the same, saying so.
+    one.engine.advertise("127.0.0.1:9");
+    await vi.waitFor(async () => expect(await two.engine.store.addressOf!("node-1")).toBe("127.0.0.1:9"), { timeout: 5_000, interval: 50 });
+    const malformed = await failure(two.client.setTitle({ sessionId: "stranded", title: "x" }));
+    expect(malformed.code).toBe(Code.Unavailable);
+    expect(malformed.rawMessage).toContain('the call cannot be sent (forwarded to node "node-1" at 127.0.0.1:9');
     // The session is untouched: node one still runs it.
     expect((await one.client.getSnapshot({ sessionId: "stranded" })).session?.pid).toBeGreaterThan(0);
   }, 60_000);
