@@ -10,7 +10,7 @@ import { type Event, EventSchema, TurnOutcome } from "../../gen/hotplex/v1/event
 import type { RedisStoreConfig } from "../../src/engine/config.js";
 import { hashToken } from "../../src/security/credentials.js";
 import { sessionKeys } from "../../src/store/redis/keys.js";
-import { useRedisNodes } from "../fixtures/redis-nodes.js";
+import { useRedisNodes, whenFree } from "../fixtures/redis-nodes.js";
 import { collect, executeEvents, startTestDaemon, type TestDaemon, transportFor } from "../harness.js";
 
 const cluster = useRedisNodes();
@@ -113,7 +113,7 @@ describe("every node serves reads of every session, from the store", () => {
     const lease = sessionKeys(prefixOf(one), "acme/runs-on-one").lease;
     const admin = cluster.redis.client();
     await vi.waitFor(async () => expect(await admin.exists(lease)).toBe(0), { timeout: 5_000, interval: 50 });
-    await client(two).deleteSession({ sessionId: "runs-on-one" });
+    await whenFree(() => client(two).deleteSession({ sessionId: "runs-on-one" }));
     expect(await codeOf(client(one).getSnapshot({ sessionId: "runs-on-one" }))).toBe(Code.NotFound);
     expect((await client(one).listSessions({})).sessions).toEqual([]);
   }, 60_000);
@@ -139,7 +139,7 @@ describe("a following Subscribe on any node", () => {
     await client(one).stopSession({ sessionId: "followed" });
     const admin = cluster.redis.client();
     await vi.waitFor(async () => expect(await admin.exists(sessionKeys(prefixOf(one), "acme/followed").lease)).toBe(0), { timeout: 5_000, interval: 50 });
-    const third = await turn(two, "followed", "third on node two");
+    const third = await whenFree(() => turn(two, "followed", "third on node two"));
     expect(third.find((e) => e.payload.case === "turnStarted")?.seq).toBeGreaterThan(second.at(-1)!.seq);
     const { lastSeq } = await client(two).getSnapshot({ sessionId: "followed" });
     await vi.waitFor(() => expect(seen.at(-1)?.seq).toBe(lastSeq), { timeout: 5_000, interval: 20 });

@@ -13,6 +13,7 @@ import type { RedisStoreConfig } from "../../src/engine/config.js";
 import { sessionKeys } from "../../src/store/redis/keys.js";
 import { SessionLease } from "../../src/store/redis/lease.js";
 import { type DaemonProcess, killDaemonProcesses, startDaemonProcess } from "../daemon-process.js";
+import { whenFree } from "../fixtures/redis-nodes.js";
 import { startRedis, type TestRedis } from "../fixtures/redis-server.js";
 import { collect, executeEvents, isAlive, seqRecorder, startTestDaemon, type TestDaemon, transportFor, waitUntil } from "../harness.js";
 
@@ -119,7 +120,7 @@ describe("two daemons on one Redis", () => {
     const keys = sessionKeys(prefix, "default/moving");
     const released = () => vi.waitFor(async () => expect(await admin.exists(keys.lease)).toBe(0), { timeout: 5_000, interval: 50 });
     const turn = async (daemon: TestDaemon, prompt: string) => {
-      const events = await executeEvents(daemon.client.execute({ sessionId: "moving", prompt }));
+      const events = await whenFree(() => executeEvents(daemon.client.execute({ sessionId: "moving", prompt })));
       expect(events.at(-1)?.payload).toMatchObject({ case: "turnEnded", value: { outcome: TurnOutcome.COMPLETED } });
       await daemon.client.stopSession({ sessionId: "moving" });
       // Its agent ended and no turn waits: the node gives its hold up.
